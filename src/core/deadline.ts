@@ -1,0 +1,43 @@
+import { WardenError } from './errors.js';
+
+/** Polls `fn` until it returns a non-undefined value or `timeoutMs` passes; every wait is bounded. */
+export async function eventually<T>(
+  fn: () => Promise<T | undefined> | T | undefined,
+  opts: { timeoutMs: number; intervalMs?: number; what?: string },
+): Promise<T> {
+  const deadline = Date.now() + opts.timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) {
+      lastError = e;
+    }
+    if (Date.now() >= deadline) {
+      throw new WardenError('internal', `timed out after ${opts.timeoutMs} ms waiting for ${opts.what ?? 'condition'}`, {
+        cause: lastError,
+      });
+    }
+    await sleep(opts.intervalMs ?? 100);
+  }
+}
+
+/** Resolves after `ms`, or early (rejecting) when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

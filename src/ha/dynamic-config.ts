@@ -1,0 +1,60 @@
+/**
+ * The cluster-wide dynamic configuration kept in the DCS `config` key. Key names follow Patroni's
+ * (`ttl`, `loop_wait`, …) so that users' existing dynamicConfiguration blocks work; times are seconds
+ * (fractions allowed), sizes are bytes.
+ */
+export interface DynamicConfig {
+  /** Leader lease TTL in seconds. */
+  readonly ttl: number;
+  /** Seconds between HA loops. */
+  readonly loop_wait: number;
+  /** Bound on every DCS and PostgreSQL call, seconds. */
+  readonly retry_timeout: number;
+  /** A replica more than this many bytes behind the last known leader position may not be promoted. */
+  readonly maximum_lag_on_failover: number;
+  /** Seconds a crashed primary may take to start again before the leader key is released. */
+  readonly primary_start_timeout: number;
+  readonly synchronous_mode: 'off' | 'on' | 'quorum';
+  readonly synchronous_mode_strict: boolean;
+  readonly synchronous_node_count: number;
+  readonly check_timeline: boolean;
+  readonly failsafe_mode: boolean;
+  /** Maintenance mode: nothing is started, stopped or promoted automatically. */
+  readonly pause: boolean;
+  readonly postgresql: {
+    readonly use_pg_rewind: boolean;
+    readonly parameters: Readonly<Record<string, string | number | boolean>>;
+  };
+}
+
+/**
+ * Defaults chosen for fast failover that stays safe: with ttl 2 s, loop_wait 0.5 s and retry_timeout
+ * 0.75 s the timing rule (loop_wait + 2 × retry_timeout ≤ ttl) holds with equality, the leader renews
+ * four times per TTL, and etcd's default election timeout (1 s) grants a 2 s lease.
+ */
+export const DEFAULT_DYNAMIC_CONFIG: DynamicConfig = {
+  ttl: 2,
+  loop_wait: 0.5,
+  retry_timeout: 0.75,
+  maximum_lag_on_failover: 1024 * 1024,
+  primary_start_timeout: 30,
+  synchronous_mode: 'off',
+  synchronous_mode_strict: false,
+  synchronous_node_count: 1,
+  check_timeline: true,
+  failsafe_mode: false,
+  pause: false,
+  postgresql: { use_pg_rewind: true, parameters: {} },
+};
+
+/** A violated timing rule, or undefined when `c` satisfies invariant 2 of DESIGN.md. */
+export function timingRuleViolation(c: Pick<DynamicConfig, 'ttl' | 'loop_wait' | 'retry_timeout'>): string | undefined {
+  if (!(c.ttl > 0) || !(c.loop_wait > 0) || !(c.retry_timeout > 0)) {
+    return `ttl, loop_wait and retry_timeout must be positive (got ttl=${c.ttl}, loop_wait=${c.loop_wait}, retry_timeout=${c.retry_timeout})`;
+  }
+  // A tiny epsilon so that 0.5 + 2 × 0.75 = 2 passes despite binary fractions.
+  if (c.loop_wait + 2 * c.retry_timeout > c.ttl + 1e-9) {
+    return `loop_wait + 2 × retry_timeout must be ≤ ttl, got ${c.loop_wait} + 2 × ${c.retry_timeout} = ${c.loop_wait + 2 * c.retry_timeout} > ${c.ttl}`;
+  }
+  return undefined;
+}

@@ -1,0 +1,112 @@
+import type { Lsn } from '../core/lsn.js';
+
+/** Where a PostgreSQL server listens. */
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Credentials of a PostgreSQL role. */
+export interface Credentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+/** Everything the adapter needs to manage one instance. */
+export interface PostgresInstanceConfig {
+  /** Member name; also the application_name used for streaming replication. */
+  readonly name: string;
+  readonly dataDir: string;
+  /** Directory of initdb, pg_ctl, postgres, pg_basebackup, pg_rewind, pg_controldata. */
+  readonly binDir: string;
+  /** listen_addresses and the address other members reach this one on. */
+  readonly listen: Endpoint;
+  /** Directory for the unix socket (must be writable by the run user). */
+  readonly socketDir: string;
+  /** OS user that owns the data and runs the server; required when the agent runs as root. */
+  readonly runAsUser?: string;
+  readonly superuser: Credentials;
+  readonly replication: Credentials;
+  /** User-chosen parameters (spec's postgresql.parameters); Warden's own required ones win. */
+  readonly parameters: Readonly<Record<string, string | number | boolean>>;
+}
+
+/** What pg_controldata says about a data directory. */
+export interface DataDirState {
+  /** 'missing' (no dir), 'empty' (dir without files), 'initialized' (has PG_VERSION + global/pg_control), 'invalid' (files but no pg_control). */
+  readonly kind: 'missing' | 'empty' | 'initialized' | 'invalid';
+  readonly systemIdentifier?: string;
+  /** "Database cluster state" line, e.g. 'in production', 'shut down', 'shut down in recovery', 'in archive recovery'. */
+  readonly clusterState?: string;
+  /** "Latest checkpoint's TimeLineID". */
+  readonly timeline?: number;
+}
+
+/** How this server should run next time it is configured. */
+export type ReplicationRole =
+  | { readonly kind: 'primary' }
+  | { readonly kind: 'replica'; readonly upstream: Endpoint; readonly slotName?: string };
+
+/** A status read of a running server; every LSN that applies to its role. */
+export interface ServerStatus {
+  readonly inRecovery: boolean;
+  readonly timeline: number;
+  /** Primary: pg_current_wal_flush_lsn(); replica: the greater of receive and replay LSN. */
+  readonly walPosition: Lsn;
+  /** Replica only: pg_last_wal_receive_lsn() (undefined when never received). */
+  readonly receiveLsn?: Lsn;
+  /** Replica only: pg_last_wal_replay_lsn(). */
+  readonly replayLsn?: Lsn;
+  /** Replica only: true when a WAL receiver is streaming. */
+  readonly streaming?: boolean;
+  /** Primary only: application_name of each connected walsender and its flush LSN. */
+  readonly replicas?: readonly { readonly applicationName: string; readonly flushLsn?: Lsn; readonly state: string; readonly syncState: string }[];
+  readonly systemIdentifier: string;
+  /** pending_restart from pg_settings. */
+  readonly pendingRestart: boolean;
+}
+
+/** The running state of the managed postmaster process. */
+export type ProcessState =
+  | { readonly kind: 'stopped' }
+  | { readonly kind: 'running'; readonly pid: number }
+  | { readonly kind: 'crashed'; readonly exitCode: number | null; readonly signal: string | null };
+
+/**
+ * One PostgreSQL instance: files, the postmaster process and status queries. All commands run as
+ * `runAsUser` when set. Each call is bounded by its timeout; failures are WardenErrors with code
+ * 'postgres-command-failed' (with the command's stderr in the message) or 'postgres-unavailable'.
+ */
+export interface PostgresInstance {
+  readonly config: PostgresInstanceConfig;
+  /** Inspects the data directory with pg_controldata, without changing it. */
+  inspectDataDir(): Promise<DataDirState>;
+  /** initdb (scram-sha-256, data checksums off, wal_log_hints on) into an empty or missing dir. */
+  initdb(timeoutMs: number): Promise<void>;
+  /** Creates or updates the superuser password and the replication role on a running primary. */
+  createRoles(timeoutMs: number): Promise<void>;
+  /** pg_basebackup from `source` into an empty or missing data dir, streaming WAL. */
+  basebackup(source: Endpoint, timeoutMs: number): Promise<void>;
+  /** Writes warden.conf (ports, replication settings, parameters), pg_hba.conf and standby.signal as `role` says. */
+  configure(role: ReplicationRole): Promise<void>;
+  /** Starts the postmaster as a child that dies with the agent; resolves when it accepts connections. */
+  start(timeoutMs: number): Promise<void>;
+  /** Stops the postmaster: 'fast' streams remaining WAL to standbys (switchover), 'immediate' fences. */
+  stop(mode: 'fast' | 'immediate', timeoutMs: number): Promise<void>;
+  /** Current state of the postmaster process (also detects one left running by a previous agent). */
+  processState(): Promise<ProcessState>;
+  /** Promotes a running standby and waits until it accepts writes. */
+  promote(timeoutMs: number): Promise<void>;
+  /** Reads status over a fresh connection; throws 'postgres-unavailable' when it cannot connect. */
+  status(timeoutMs: number): Promise<ServerStatus>;
+  /** Creates missing physical replication slots in `names` and drops other non-active slots this agent manages. */
+  syncSlots(names: readonly string[], timeoutMs: number): Promise<void>;
+  /** Runs crash recovery in single-user mode so that pg_rewind accepts the directory. */
+  recoverCrashed(timeoutMs: number): Promise<void>;
+  /** pg_rewind from `source`; resolves with pg_rewind's output. */
+  rewind(source: Endpoint, timeoutMs: number): Promise<string>;
+  /** Renames the data dir to `<dataDir>.moved-<timestamp>` and returns the new path (never deletes). */
+  moveDataDirAside(): Promise<string>;
+  /** Runs one SQL statement as the superuser and returns the rows. */
+  query(sql: string, params: readonly unknown[], timeoutMs: number): Promise<readonly Record<string, unknown>[]>;
+}
