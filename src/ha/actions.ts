@@ -1,0 +1,40 @@
+/** A member to stream from or rewind against. */
+export interface Upstream {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Everything the HA loop can ask the shell to do, as data (STYLE.md shape 4). The shell executes a
+ * list in order and stops at the first failure; the next loop starts from a fresh observation.
+ */
+export type Action =
+  /** Create-only write of `initialize` (empty while bootstrapping): the bootstrap race. */
+  | { readonly kind: 'acquire-initialize' }
+  /** Create-only write of `leader` under this agent's lease: the leader race. */
+  | { readonly kind: 'acquire-leader' }
+  /** Compare-and-swap the leader key (which names this member) onto this agent's new lease. */
+  | { readonly kind: 'take-over-leader'; readonly modRevision: number }
+  /** Delete the leader key if it is still ours, so that others may race at once. */
+  | { readonly kind: 'release-leader'; readonly modRevision: number }
+  /** initdb, configure as primary, start, create roles, write config, publish the system identifier. */
+  | { readonly kind: 'bootstrap' }
+  /** pg_basebackup from the upstream into the empty data dir. */
+  | { readonly kind: 'clone'; readonly from: Upstream }
+  /** Write the server's configuration for the given role. */
+  | { readonly kind: 'configure'; readonly role: 'primary' }
+  | { readonly kind: 'configure'; readonly role: 'replica'; readonly upstream?: Upstream }
+  | { readonly kind: 'start' }
+  | { readonly kind: 'stop'; readonly mode: 'fast' | 'immediate' }
+  /** Promote the local standby and append the timeline switch to `history`. */
+  | { readonly kind: 'promote'; readonly reason: string }
+  /** Crash-recover if needed, then pg_rewind against the upstream. */
+  | { readonly kind: 'rewind'; readonly from: Upstream }
+  /** Rename the data directory aside (never delete) so that it can be cloned anew. */
+  | { readonly kind: 'move-data-aside' }
+  /** Create the physical slots of these members on the leader and drop stale inactive ones. */
+  | { readonly kind: 'sync-slots'; readonly slots: readonly string[] };
+
+/** The kinds of action, for logs and failure records. */
+export type ActionKind = Action['kind'];

@@ -1,0 +1,269 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseLsn } from '../core/lsn.js';
+import type { ClusterView, HistoryEntry, MemberRecord, MemberTags } from './cluster-view.js';
+import { decide } from './decide.js';
+import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from './dynamic-config.js';
+import type { AgentMemory, LocalPostgresFacts, Observation, PeerFacts } from './observation.js';
+
+const TAGS: MemberTags = { nofailover: false, failoverPriority: 1, nosync: false, noloadbalance: false };
+const NOW = 1_000_000;
+const SYSID = '7300000000000000001';
+
+function member(name: string, over: Partial<MemberRecord> = {}): MemberRecord & { lease: string } {
+  const port = 5000 + Number(name.slice(-1));
+  return { name, apiUrl: `http://127.0.0.1:${port + 100}`, host: '127.0.0.1', port, role: 'replica', state: 'streaming', timeline: 1, walPosition: '0/3000000', tags: TAGS, version: 'test', lease: `lease-${name}`, ...over };
+}
+
+interface World {
+  leader?: string;
+  leaderLease?: string;
+  initialize?: string;
+  members?: (MemberRecord & { lease: string })[];
+  config?: Partial<DynamicConfig>;
+  statusLsn?: string;
+  history?: HistoryEntry[];
+}
+
+function view(w: World): ClusterView {
+  const members = w.members ?? [member('demo-1', { role: 'primary', state: 'running' }), member('demo-2'), member('demo-3')];
+  return {
+    revision: 10,
+    config: { ...DEFAULT_DYNAMIC_CONFIG, ...w.config },
+    members: new Map(members.map((m) => [m.name, m])),
+    history: w.history ?? [],
+    ...(w.initialize === undefined ? {} : { initialize: { value: w.initialize, modRevision: 2 } }),
+    ...(w.leader === undefined ? {} : { leader: { name: w.leader, modRevision: 7, lease: w.leaderLease ?? `lease-${w.leader}` } }),
+    ...(w.statusLsn === undefined ? {} : { status: { lsn: parseLsn(w.statusLsn), timeline: 1, leader: 'demo-1' } }),
+  };
+}
+
+const replicaPg = (pos = '0/3000000', over: Partial<LocalPostgresFacts> = {}): LocalPostgresFacts => ({
+  dataDir: { kind: 'initialized', systemIdentifier: SYSID, clusterState: 'in archive recovery' },
+  process: 'running',
+  server: { inRecovery: true, timeline: 1, walPosition: parseLsn(pos), streaming: true, systemIdentifier: SYSID },
+  configuredAs: { kind: 'replica', upstream: 'demo-1' },
+  ...over,
+});
+const primaryPg = (over: Partial<LocalPostgresFacts> = {}): LocalPostgresFacts => ({
+  dataDir: { kind: 'initialized', systemIdentifier: SYSID, clusterState: 'in production' },
+  process: 'running',
+  server: { inRecovery: false, timeline: 1, walPosition: parseLsn('0/3000000'), streaming: false, systemIdentifier: SYSID },
+  configuredAs: { kind: 'primary' },
+  ...over,
+});
+
+function obs(name: string, w: World, pg: LocalPostgresFacts, over: Partial<Observation> = {}): Observation {
+  return {
+    nowMs: NOW,
+    self: { name, tags: TAGS, host: '127.0.0.1', port: 5000 },
+    dcs: { ok: true, view: view({ initialize: SYSID, ...w }) },
+    lease: { id: `lease-${name}`, deadlineMs: NOW + 2000 },
+    pg,
+    ...over,
+  };
+}
+
+const kinds = (d: { actions: readonly { kind: string }[] }): string[] => d.actions.map((a) => a.kind);
+const peer = (name: string, pos: string, over: Partial<PeerFacts> = {}): PeerFacts => ({ name, reachable: true, role: 'replica', running: true, walPosition: parseLsn(pos), timeline: 1, tags: TAGS, ...over });
+
+describe('decide: bootstrap', () => {
+  it('races for initialize and the leader key, then bootstraps, when the cluster is not initialized', () => {
+    const o = obs('demo-1', { members: [] }, { dataDir: { kind: 'missing' }, process: 'stopped' });
+    const d = decide({ ...o, dcs: { ok: true, view: view({ members: [] }) } }, {});
+    assert.equal(d.reason.code, 'bootstrap-racing');
+    assert.deepEqual(kinds(d), ['acquire-initialize', 'acquire-leader', 'bootstrap']);
+  });
+
+  it('waits while another member bootstraps', () => {
+    const d = decide(obs('demo-2', { initialize: '', leader: 'demo-1' }, { dataDir: { kind: 'missing' }, process: 'stopped' }), {});
+    assert.equal(d.reason.code, 'bootstrap-waiting');
+    assert.deepEqual(d.actions, []);
+  });
+
+  it('refuses a data directory that belongs to another cluster and touches nothing', () => {
+    const pg = replicaPg('0/1', { dataDir: { kind: 'initialized', systemIdentifier: '999', clusterState: 'shut down' }, process: 'stopped' });
+    const d = decide(obs('demo-2', { leader: 'demo-1' }, pg), {});
+    assert.equal(d.reason.code, 'data-dir-foreign');
+    assert.deepEqual(d.actions, []);
+  });
+
+  it('refuses to guess when data exists but the DCS has no cluster', () => {
+    const o = obs('demo-1', {}, primaryPg({ process: 'stopped' }));
+    const d = decide({ ...o, dcs: { ok: true, view: view({ members: [] }) } }, {});
+    assert.equal(d.reason.code, 'data-dir-without-cluster');
+    assert.deepEqual(d.actions, []);
+  });
+
+  it('clones an empty member from the running leader', () => {
+    const d = decide(obs('demo-2', { leader: 'demo-1' }, { dataDir: { kind: 'empty' }, process: 'stopped' }), {});
+    assert.equal(d.reason.code, 'creating-replica');
+    assert.deepEqual(kinds(d), ['clone', 'configure', 'start']);
+  });
+
+  it('moves an incomplete data directory aside instead of deleting it', () => {
+    const d = decide(obs('demo-2', { leader: 'demo-1' }, { dataDir: { kind: 'invalid' }, process: 'stopped' }), {});
+    assert.deepEqual(kinds(d), ['move-data-aside']);
+  });
+});
+
+describe('decide: the leader', () => {
+  it('creates the slots of the other members once and then does nothing', () => {
+    const d1 = decide(obs('demo-1', { leader: 'demo-1' }, primaryPg()), {});
+    assert.equal(d1.reason.code, 'leader-healthy');
+    assert.deepEqual(d1.actions, [{ kind: 'sync-slots', slots: ['demo_2', 'demo_3'] }]);
+    const d2 = decide(obs('demo-1', { leader: 'demo-1' }, primaryPg()), d1.memory);
+    assert.deepEqual(d2.actions, []);
+  });
+
+  it('demotes when the lease cannot be renewed before its deadline', () => {
+    const o = obs('demo-1', { leader: 'demo-1' }, primaryPg(), { lease: { id: 'lease-demo-1', deadlineMs: NOW + 100 } });
+    const d = decide(o, {});
+    assert.equal(d.reason.code, 'lease-expired-demoting');
+    assert.deepEqual(d.actions, [{ kind: 'stop', mode: 'immediate' }]);
+  });
+
+  it('keeps serving while the DCS is unreachable and the lease is still valid, and fences at the deadline', () => {
+    const base = obs('demo-1', { leader: 'demo-1' }, primaryPg());
+    const d1 = decide({ ...base, dcs: { ok: false, error: 'timeout' } }, {});
+    assert.equal(d1.reason.code, 'dcs-unreachable');
+    assert.deepEqual(d1.actions, []);
+    const d2 = decide({ ...base, nowMs: NOW + 1900, dcs: { ok: false, error: 'timeout' } }, {});
+    assert.equal(d2.reason.code, 'dcs-unreachable-demoting');
+    assert.deepEqual(d2.actions, [{ kind: 'stop', mode: 'immediate' }]);
+  });
+
+  it('promotes its standby right after winning the leader key', () => {
+    const d = decide(obs('demo-2', { leader: 'demo-2' }, replicaPg()), {});
+    assert.equal(d.reason.code, 'promoting');
+    assert.deepEqual(kinds(d), ['promote']);
+  });
+
+  it('restarts a crashed primary in place, then releases the key after primary_start_timeout', () => {
+    const crashed = primaryPg({ process: 'crashed' });
+    delete (crashed as { server?: unknown }).server;
+    const d1 = decide(obs('demo-1', { leader: 'demo-1' }, crashed), {});
+    assert.equal(d1.reason.code, 'leader-restarting-postgres');
+    assert.deepEqual(d1.actions, [{ kind: 'configure', role: 'primary' }, { kind: 'start' }]);
+    const later = { ...obs('demo-1', { leader: 'demo-1' }, crashed), nowMs: NOW + 31_000 };
+    const d2 = decide(later, d1.memory);
+    assert.equal(d2.reason.code, 'primary-start-timeout');
+    assert.deepEqual(d2.actions, [{ kind: 'release-leader', modRevision: 7 }]);
+  });
+
+  it('takes the leader key over after an agent restart while its old lease lives', () => {
+    const d = decide(obs('demo-1', { leader: 'demo-1', leaderLease: 'old-lease' }, primaryPg({ process: 'stopped' })), {});
+    assert.equal(d.reason.code, 'leader-taking-over');
+    assert.deepEqual(d.actions, [{ kind: 'take-over-leader', modRevision: 7 }]);
+  });
+});
+
+describe('decide: rejoin (invariant 5)', () => {
+  it('stops at once a primary when another member holds the leader key', () => {
+    const d = decide(obs('demo-1', { leader: 'demo-2' }, primaryPg()), {});
+    assert.equal(d.reason.code, 'demoting-other-leader');
+    assert.deepEqual(d.actions, [{ kind: 'stop', mode: 'immediate' }]);
+  });
+
+  it('rewinds a former primary before it streams from the new leader', () => {
+    const stopped = primaryPg({ process: 'stopped' });
+    const d = decide(obs('demo-1', { leader: 'demo-2' }, stopped), {});
+    assert.equal(d.reason.code, 'rewinding');
+    assert.deepEqual(kinds(d), ['rewind', 'configure', 'start']);
+  });
+
+  it('moves the data aside to clone anew when pg_rewind failed', () => {
+    const o = obs('demo-1', { leader: 'demo-2' }, primaryPg({ process: 'stopped' }), { lastFailure: { action: 'rewind', message: 'boom' } });
+    const d = decide(o, {});
+    assert.equal(d.reason.code, 'reclone');
+    assert.deepEqual(kinds(d), ['move-data-aside']);
+  });
+
+  it('repoints a replica to the new leader', () => {
+    const d = decide(obs('demo-3', { leader: 'demo-2' }, replicaPg()), {});
+    assert.equal(d.reason.code, 'replica-repointing');
+    assert.deepEqual(kinds(d), ['stop', 'configure', 'start']);
+  });
+
+  it('marks a replica for rewind when it cannot follow the leader timeline for long', () => {
+    const members = [member('demo-2', { role: 'primary', state: 'running', timeline: 2 }), member('demo-3')];
+    const pg = replicaPg('0/3000000', { configuredAs: { kind: 'replica', upstream: 'demo-2' } });
+    const notStreaming = { ...pg, server: { ...pg.server!, streaming: false } };
+    const d1 = decide(obs('demo-3', { leader: 'demo-2', members }, notStreaming), {});
+    assert.equal(d1.reason.code, 'replica-not-streaming');
+    const d2 = decide({ ...obs('demo-3', { leader: 'demo-2', members }, notStreaming), nowMs: NOW + 16_000 }, d1.memory);
+    assert.equal(d2.reason.code, 'replica-diverged');
+    assert.equal(d2.memory.mustRewind, true);
+  });
+});
+
+describe('decide: the leader race (invariant 3)', () => {
+  const race = (name: string, pos: string, peers: PeerFacts[], w: World = {}, tags: Partial<MemberTags> = {}) => {
+    const o = obs(name, { statusLsn: '0/3000000', ...w }, replicaPg(pos), { peers });
+    return decide({ ...o, self: { ...o.self, tags: { ...TAGS, ...tags } } }, {});
+  };
+
+  it('acquires the key and promotes when it is the most advanced eligible member', () => {
+    const d = race('demo-2', '0/3000000', [peer('demo-3', '0/2000000'), { name: 'demo-1', reachable: false }]);
+    assert.equal(d.reason.code, 'promoting');
+    assert.deepEqual(kinds(d), ['acquire-leader', 'promote']);
+  });
+
+  it('stays out when tagged nofailover', () => {
+    assert.equal(race('demo-2', '0/3000000', [], {}, { nofailover: true }).reason.code, 'race-nofailover');
+  });
+
+  it('stays out when lagging more than maximum_lag_on_failover', () => {
+    const d = race('demo-2', '0/1000000', [], { config: { maximum_lag_on_failover: 1024 } });
+    assert.equal(d.reason.code, 'race-lag-too-high');
+    assert.match(d.reason.message, /33554432 bytes behind/);
+  });
+
+  it('stays out when a reachable member still reports running as primary', () => {
+    const d = race('demo-2', '0/3000000', [peer('demo-1', '0/3000000', { role: 'primary' })]);
+    assert.equal(d.reason.code, 'race-primary-still-running');
+  });
+
+  it('stays out when a reachable eligible member is further ahead', () => {
+    const d = race('demo-2', '0/2000000', [peer('demo-3', '0/2000100')], { statusLsn: '0/2000100' });
+    assert.equal(d.reason.code, 'race-peer-ahead');
+  });
+
+  it('ignores a more advanced peer that is tagged nofailover', () => {
+    const d = race('demo-2', '0/2000000', [peer('demo-3', '0/2000100', { tags: { ...TAGS, nofailover: true } })], { statusLsn: '0/2000100' });
+    assert.equal(d.reason.code, 'promoting');
+  });
+
+  it('breaks ties by failover priority, then by name', () => {
+    assert.equal(race('demo-3', '0/3000000', [peer('demo-2', '0/3000000')]).reason.code, 'race-peer-ahead');
+    assert.equal(race('demo-2', '0/3000000', [peer('demo-3', '0/3000000')]).reason.code, 'promoting');
+    assert.equal(race('demo-3', '0/3000000', [peer('demo-2', '0/3000000')], {}, { failoverPriority: 5 }).reason.code, 'promoting');
+  });
+
+  it('stays out when its timeline is behind the history (stale-timeline guard)', () => {
+    const history = [{ timeline: 2, lsn: '0/2000000', reason: 'x', timeMs: 1, leader: 'demo-3' }];
+    assert.equal(race('demo-2', '0/3000000', [], { history }).reason.code, 'race-stale-timeline');
+  });
+
+  it('exactly one of three replicas promotes when they see each other', () => {
+    const positions: Record<string, string> = { 'demo-1': '0/3000100', 'demo-2': '0/3000200', 'demo-3': '0/3000200' };
+    const winners = Object.keys(positions).filter((name) => {
+      const peers = Object.entries(positions).filter(([n]) => n !== name).map(([n, p]) => peer(n, p));
+      return race(name, positions[name]!, peers).reason.code === 'promoting';
+    });
+    assert.deepEqual(winners, ['demo-2']);
+  });
+
+  it('starts a stopped member as a standby before it races', () => {
+    const pg = replicaPg('0/1', { process: 'stopped' });
+    const d = decide(obs('demo-2', {}, pg), {});
+    assert.equal(d.reason.code, 'starting-as-replica');
+    assert.deepEqual(d.actions, [{ kind: 'configure', role: 'replica' }, { kind: 'start' }]);
+  });
+
+  it('does not race without a valid lease', () => {
+    const o = obs('demo-2', {}, replicaPg(), { peers: [] });
+    const { lease: _ignored, ...noLease } = o;
+    assert.equal(decide(noLease, {}).reason.code, 'waiting-for-lease');
+  });
+});

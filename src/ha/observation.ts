@@ -1,0 +1,74 @@
+import type { Lsn } from '../core/lsn.js';
+import type { ClusterView, MemberTags } from './cluster-view.js';
+
+/** What the data directory holds, as far as the decision needs to know. */
+export interface DataDirFacts {
+  readonly kind: 'missing' | 'empty' | 'initialized' | 'invalid';
+  readonly systemIdentifier?: string;
+  /** pg_controldata's "Database cluster state". */
+  readonly clusterState?: string;
+  readonly timeline?: number;
+}
+
+/** A status read of the local server while it runs. */
+export interface ServerFacts {
+  readonly inRecovery: boolean;
+  readonly timeline: number;
+  readonly walPosition: Lsn;
+  readonly streaming: boolean;
+  readonly systemIdentifier: string;
+}
+
+/** The local PostgreSQL as observed once per loop. */
+export interface LocalPostgresFacts {
+  readonly dataDir: DataDirFacts;
+  readonly process: 'running' | 'stopped' | 'crashed';
+  /** Present when the server runs and answered a status query. */
+  readonly server?: ServerFacts;
+  /** What the agent last configured this instance as (undefined: not configured by this agent run). */
+  readonly configuredAs?: { readonly kind: 'primary' } | { readonly kind: 'replica'; readonly upstream?: string };
+}
+
+/** Another member's answer to GET /patroni, read only when the leader key is missing. */
+export interface PeerFacts {
+  readonly name: string;
+  readonly reachable: boolean;
+  readonly role?: 'primary' | 'replica';
+  readonly running?: boolean;
+  readonly walPosition?: Lsn;
+  readonly timeline?: number;
+  readonly tags?: MemberTags;
+}
+
+/** Who this agent is. */
+export interface SelfFacts {
+  readonly name: string;
+  readonly tags: MemberTags;
+  readonly host: string;
+  readonly port: number;
+}
+
+/** One immutable observation per loop (STYLE.md shape 2): read once, passed down, never re-read. */
+export interface Observation {
+  readonly nowMs: number;
+  readonly self: SelfFacts;
+  readonly dcs: { readonly ok: true; readonly view: ClusterView } | { readonly ok: false; readonly error: string };
+  /** This agent's lease and the local deadline computed from the send time of its last renewal. */
+  readonly lease?: { readonly id: string; readonly deadlineMs: number };
+  readonly pg: LocalPostgresFacts;
+  readonly peers?: readonly PeerFacts[];
+  /** The action that failed in the previous loop, if any. */
+  readonly lastFailure?: { readonly action: string; readonly message: string };
+}
+
+/** What the decision remembers between loops; returned anew by every decide(). */
+export interface AgentMemory {
+  /** When the leader's PostgreSQL was first seen down (for primary_start_timeout). */
+  readonly primaryDownSinceMs?: number | undefined;
+  /** When a running replica was first seen not streaming. */
+  readonly notStreamingSinceMs?: number | undefined;
+  /** Set when a replica could not follow the leader's timeline: rewind before streaming again. */
+  readonly mustRewind?: boolean | undefined;
+  /** Slot names last created on the leader (comma-joined), to avoid a query every loop. */
+  readonly slotNames?: string | undefined;
+}
