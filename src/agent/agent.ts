@@ -1,0 +1,419 @@
+import type { Clock } from '../core/clock.js';
+import { describeError, WardenError } from '../core/errors.js';
+import { formatLsn } from '../core/lsn.js';
+import type { Dcs } from '../dcs/dcs.js';
+import {
+  clusterPrefix,
+  decide,
+  fenceMarginMs,
+  KEYS,
+  parseClusterView,
+  type AgentMemory,
+  type ClusterView,
+  type Decision,
+  type DynamicConfig,
+  type LocalPostgresFacts,
+  type MemberRecord,
+  type MemberTags,
+  type Observation,
+  type PeerFacts,
+  type Reason,
+  type ServerFacts,
+} from '../ha/index.js';
+import type { DataDirState, PostgresInstance, ServerStatus } from '../postgres/postgres.js';
+import { Executor, PG_TIMEOUTS } from './executor.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import type { Logger } from './logger.js';
+import { fetchPeer } from './peers.js';
+
+export const WARDEN_VERSION = '0.1.0';
+
+/** Who this agent is and where it is reached. */
+export interface AgentIdentity {
+  readonly name: string;
+  readonly cluster: string;
+  readonly apiUrl: string;
+  /** Where other members and clients reach this member's PostgreSQL. */
+  readonly pgHost: string;
+  readonly pgPort: number;
+  readonly tags: MemberTags;
+  /** Written to the `config` key by the member that bootstraps the cluster. */
+  readonly bootstrapConfig: DynamicConfig;
+}
+
+/** Everything the REST API and metrics show about this agent, refreshed once per loop. */
+export interface AgentSnapshot {
+  readonly identity: AgentIdentity;
+  readonly view: ClusterView | undefined;
+  readonly dcsError: string | undefined;
+  readonly pg: LocalPostgresFacts | undefined;
+  readonly status: ServerStatus | undefined;
+  readonly isLeader: boolean;
+  readonly reason: Reason;
+  readonly state: string;
+  readonly role: 'primary' | 'replica' | 'uninitialized';
+  readonly lastLoopAtMs: number;
+  readonly loopDurationMs: number;
+  readonly leaseDeadlineMs: number | undefined;
+  readonly startedAtMs: number;
+  readonly decisions: ReadonlyMap<string, number>;
+}
+
+/**
+ * The HA shell of one member: observe → decide → act → publish, once per loop_wait or as soon as
+ * the leader key changes (DESIGN.md §1). All judgement lives in `decide`; this class only gathers
+ * the observation and runs the actions.
+ */
+export class Agent {
+  private readonly prefix: string;
+  private readonly lease: LeaseKeeper;
+  private readonly executor: Executor;
+  private memory: AgentMemory = {};
+  private lastFailure: { action: string; message: string } | undefined;
+  private snap: AgentSnapshot;
+  private config: DynamicConfig;
+  private wake: (() => void) | undefined;
+  private stopping = false;
+  private loopDone: Promise<void> | undefined;
+  private readonly watchAbort = new AbortController();
+  private lastPublished = '';
+  private lastStatusPublish = 0;
+  private dataDirCache: DataDirState | undefined;
+  private readonly decisions = new Map<string, number>();
+
+  constructor(
+    private readonly id: AgentIdentity,
+    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger },
+  ) {
+    this.prefix = clusterPrefix(id.cluster);
+    this.config = id.bootstrapConfig;
+    this.lease = new LeaseKeeper(deps.dcs, deps.clock, {
+      ttlMs: () => this.config.ttl * 1000,
+      intervalMs: () => this.config.loop_wait * 1000,
+      callTimeoutMs: () => this.config.retry_timeout * 1000,
+      marginMs: () => fenceMarginMs(this.config),
+      onDeadline: () => this.fence('lease deadline passed without a renewal'),
+      log: deps.log,
+    });
+    this.executor = new Executor(deps.dcs, deps.pg, {
+      name: id.name,
+      prefix: this.prefix,
+      dcsTimeoutMs: () => this.config.retry_timeout * 1000,
+      log: deps.log,
+    });
+    const now = deps.clock.nowMs();
+    this.snap = {
+      identity: id,
+      view: undefined,
+      dcsError: undefined,
+      pg: undefined,
+      status: undefined,
+      isLeader: false,
+      reason: { code: 'starting', message: 'agent starting' },
+      state: 'starting',
+      role: 'uninitialized',
+      lastLoopAtMs: 0,
+      loopDurationMs: 0,
+      leaseDeadlineMs: undefined,
+      startedAtMs: now,
+      decisions: this.decisions,
+    };
+  }
+
+  /** The latest snapshot for the REST API and metrics. */
+  snapshot(): AgentSnapshot {
+    return { ...this.snap, leaseDeadlineMs: this.lease.current()?.deadlineMs };
+  }
+
+  /**
+   * Refuses to start when another live agent already publishes this member name (a duplicate would
+   * fight over the same slot and leader key), then starts the lease, the watch and the loop.
+   */
+  async start(): Promise<void> {
+    await this.checkDuplicateName();
+    this.lease.start();
+    void this.watchLoop();
+    this.loopDone = this.loop();
+  }
+
+  /** Stops the loop; PostgreSQL is stopped fast (WAL reaches the standbys) and the lease revoked. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.watchAbort.abort();
+    this.wake?.();
+    await this.loopDone;
+    this.lease.stop();
+    await this.deps.pg.stop('fast', PG_TIMEOUTS.stop).catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, 'stopping PostgreSQL failed'));
+    // Revoking deletes the leader and member keys at once, so a successor need not wait for the TTL.
+    await this.lease.revoke().catch((e: unknown) => this.deps.log.warn({ err: describeError(e) }, 'lease revoke failed'));
+  }
+
+  private async checkDuplicateName(): Promise<void> {
+    const deadline = this.deps.clock.nowMs() + 60_000;
+    for (;;) {
+      try {
+        const kv = await this.deps.dcs.get(this.prefix + KEYS.membersDir + this.id.name, { timeoutMs: this.config.retry_timeout * 1000 });
+        if (kv !== undefined) {
+          const rec = JSON.parse(kv.value) as Partial<MemberRecord>;
+          if (rec.apiUrl !== undefined && rec.apiUrl !== this.id.apiUrl) {
+            throw new WardenError('conflict', `member name ${this.id.name} is already in use by a live agent at ${rec.apiUrl} (pid ${rec.agentPid ?? '?'}): refusing to start a duplicate`);
+          }
+        }
+        return;
+      } catch (e) {
+        if (e instanceof WardenError && e.code === 'conflict') throw e;
+        // etcd unreachable at start: keep retrying with a clear log line (bounded).
+        this.deps.log.warn({ err: describeError(e) }, 'cannot reach etcd yet; retrying');
+        if (this.deps.clock.nowMs() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  /** Immediate stop of a primary whose lease is about to lapse (invariant 1); replicas are left alone. */
+  private fence(why: string): void {
+    const pgFacts = this.snap.pg;
+    const maybePrimary = this.snap.isLeader || pgFacts?.server?.inRecovery === false || this.executor.configuredAs?.kind === 'primary';
+    if (!maybePrimary) return;
+    this.deps.log.error({ why }, 'fencing: immediate stop of PostgreSQL');
+    this.snap = { ...this.snap, isLeader: false };
+    void this.deps.pg.stop('immediate', PG_TIMEOUTS.stop).catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, 'fencing stop failed'));
+    this.wake?.();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      const started = this.deps.clock.nowMs();
+      try {
+        await this.runOnce();
+      } catch (e) {
+        this.deps.log.error({ err: describeError(e) }, 'HA loop failed');
+      }
+      const took = this.deps.clock.nowMs() - started;
+      this.snap = { ...this.snap, loopDurationMs: took, lastLoopAtMs: this.deps.clock.nowMs() };
+      if (this.stopping) break;
+      const waitMs = this.lastFailure !== undefined ? Math.min(this.config.loop_wait * 1000, 250) : Math.max(0, this.config.loop_wait * 1000 - took);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, waitMs);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+  }
+
+  /** One loop: observe, decide, publish intent, act, publish result. */
+  async runOnce(): Promise<Decision> {
+    const obs = await this.observe();
+    const decision = decide(obs, this.memory);
+    this.memory = decision.memory;
+    const view = obs.dcs.ok ? obs.dcs.view : undefined;
+    if (view !== undefined) this.config = view.config;
+    this.decisions.set(decision.reason.code, (this.decisions.get(decision.reason.code) ?? 0) + 1);
+    if (decision.reason.code !== this.snap.reason.code || decision.actions.length > 0) {
+      this.deps.log.info({ code: decision.reason.code, actions: decision.actions.map((a) => a.kind) }, decision.reason.message);
+    }
+    const isLeader = view?.leader?.name === this.id.name && view.leader.lease === obs.lease?.id;
+    this.updateSnapshot(obs, decision.reason, isLeader);
+    if (decision.actions.length > 0) {
+      if (view !== undefined) await this.publishMember(obs, decision.reason, decision.actions[0]?.kind);
+      const failed = await this.executor.run(decision.actions, {
+        view,
+        leaseId: obs.lease?.id,
+        nowMs: obs.nowMs,
+        bootstrapConfig: this.id.bootstrapConfig,
+      });
+      this.dataDirCache = undefined;
+      this.lastFailure = failed === undefined ? undefined : { action: failed.action.kind, message: describeError(failed.error) };
+      if (failed !== undefined) {
+        this.deps.log.warn({ action: failed.action.kind, err: this.lastFailure?.message }, 'action failed');
+      }
+      // Re-read PostgreSQL so that what we publish reflects what the actions did.
+      const after = await this.observePostgres();
+      const obs2: Observation = { ...obs, pg: after.facts };
+      this.updateSnapshot(obs2, decision.reason, isLeader || decision.actions.some((a) => a.kind === 'acquire-leader') && failed === undefined, after.status);
+      if (view !== undefined) await this.publishMember(obs2, decision.reason, undefined);
+    } else {
+      this.lastFailure = undefined;
+      if (view !== undefined) await this.publishMember(obs, decision.reason, undefined);
+    }
+    if (isLeader && this.snap.status !== undefined && !this.snap.status.inRecovery) await this.publishLeaderStatus(this.snap.status);
+    return decision;
+  }
+
+  private async observe(): Promise<Observation> {
+    let dcs: Observation['dcs'];
+    try {
+      const snap = await this.deps.dcs.range(this.prefix, { timeoutMs: this.config.retry_timeout * 1000 });
+      dcs = { ok: true, view: parseClusterView(this.prefix, snap.revision, snap.kvs) };
+      this.watchFrom = snap.revision + 1;
+    } catch (e) {
+      dcs = { ok: false, error: describeError(e) };
+    }
+    const { facts, status } = await this.observePostgres();
+    this.snap = { ...this.snap, status };
+    let peers: PeerFacts[] | undefined;
+    if (dcs.ok && dcs.view.leader === undefined && dcs.view.initialize !== undefined) {
+      const others = [...dcs.view.members.values()].filter((m) => m.name !== this.id.name);
+      peers = await Promise.all(others.map((m) => fetchPeer(m.name, m.apiUrl, this.config.retry_timeout * 1000)));
+    }
+    const lease = this.lease.current();
+    return {
+      nowMs: this.deps.clock.nowMs(),
+      self: { name: this.id.name, tags: this.id.tags, host: this.id.pgHost, port: this.id.pgPort },
+      dcs,
+      ...(lease === undefined ? {} : { lease: { id: lease.id, deadlineMs: lease.deadlineMs } }),
+      pg: facts,
+      ...(peers === undefined ? {} : { peers }),
+      ...(this.lastFailure === undefined ? {} : { lastFailure: this.lastFailure }),
+    };
+  }
+
+  private async observePostgres(): Promise<{ facts: LocalPostgresFacts; status: ServerStatus | undefined }> {
+    const proc = await this.deps.pg.processState();
+    let status: ServerStatus | undefined;
+    let server: ServerFacts | undefined;
+    if (proc.kind === 'running') {
+      try {
+        status = await this.deps.pg.status(Math.min(PG_TIMEOUTS.query, this.config.retry_timeout * 1000 * 2));
+        server = {
+          inRecovery: status.inRecovery,
+          timeline: status.timeline,
+          walPosition: status.walPosition,
+          streaming: status.streaming ?? false,
+          systemIdentifier: status.systemIdentifier,
+        };
+      } catch (e) {
+        this.deps.log.debug({ err: describeError(e) }, 'status query failed');
+      }
+    }
+    let dataDir: DataDirState;
+    if (server !== undefined) {
+      dataDir = { kind: 'initialized', systemIdentifier: server.systemIdentifier };
+    } else {
+      dataDir = this.dataDirCache ?? (await this.deps.pg.inspectDataDir());
+      // pg_controldata only changes when the server runs or an action ran; cache it between loops.
+      if (proc.kind !== 'running') this.dataDirCache = dataDir;
+    }
+    const configuredAs = this.executor.configuredAs;
+    const facts: LocalPostgresFacts = {
+      dataDir,
+      process: proc.kind,
+      ...(server === undefined ? {} : { server }),
+      ...(configuredAs === undefined ? {} : { configuredAs }),
+    };
+    return { facts, status };
+  }
+
+  private updateSnapshot(obs: Observation, reason: Reason, isLeader: boolean, status?: ServerStatus): void {
+    const pg = obs.pg;
+    const server = pg.server;
+    const role: AgentSnapshot['role'] = pg.dataDir.kind !== 'initialized' ? 'uninitialized' : server !== undefined && !server.inRecovery ? 'primary' : 'replica';
+    this.snap = {
+      ...this.snap,
+      view: obs.dcs.ok ? obs.dcs.view : this.snap.view,
+      dcsError: obs.dcs.ok ? undefined : obs.dcs.error,
+      pg,
+      ...(status === undefined ? {} : { status }),
+      isLeader,
+      reason,
+      role,
+      state: this.stateLabel(pg),
+    };
+  }
+
+  private stateLabel(pg: LocalPostgresFacts, during?: string): string {
+    switch (during ?? this.executor.current) {
+      case 'clone':
+        return 'creating replica';
+      case 'bootstrap':
+        return 'initializing new cluster';
+      case 'rewind':
+        return 'rewinding';
+      case 'start':
+        return 'starting';
+      case 'stop':
+        return 'stopping';
+      case 'promote':
+        return 'promoting';
+      default:
+        break;
+    }
+    if (pg.process === 'crashed') return 'crashed';
+    if (pg.process === 'stopped') return 'stopped';
+    if (pg.server === undefined) return 'starting';
+    if (!pg.server.inRecovery) return 'running';
+    return pg.server.streaming ? 'streaming' : 'running';
+  }
+
+  private async publishMember(obs: Observation, reason: Reason, during: string | undefined): Promise<void> {
+    const lease = this.lease.current();
+    if (lease === undefined) return;
+    const server = obs.pg.server;
+    const record: MemberRecord = {
+      name: this.id.name,
+      apiUrl: this.id.apiUrl,
+      host: this.id.pgHost,
+      port: this.id.pgPort,
+      role: this.snap.role,
+      state: this.stateLabel(obs.pg, during),
+      ...(server === undefined ? {} : { timeline: server.timeline, walPosition: formatLsn(server.walPosition) }),
+      tags: this.id.tags,
+      reason,
+      pendingRestart: this.snap.status?.pendingRestart ?? false,
+      agentPid: process.pid,
+      version: WARDEN_VERSION,
+    };
+    const text = JSON.stringify(record);
+    const key = this.prefix + KEYS.membersDir + this.id.name;
+    const existing = obs.dcs.ok ? obs.dcs.view.members.get(this.id.name) : undefined;
+    // Skip identical writes, but rewrite when the key vanished or hangs on another lease.
+    if (text === this.lastPublished && existing !== undefined && existing.lease === lease.id) return;
+    try {
+      await this.deps.dcs.put(key, text, { leaseId: lease.id, timeoutMs: this.config.retry_timeout * 1000 });
+      this.lastPublished = text;
+    } catch (e) {
+      this.deps.log.warn({ err: describeError(e) }, 'publishing the member key failed');
+    }
+  }
+
+  private async publishLeaderStatus(status: ServerStatus): Promise<void> {
+    const now = this.deps.clock.nowMs();
+    if (now - this.lastStatusPublish < this.config.loop_wait * 1000 * 0.9) return;
+    this.lastStatusPublish = now;
+    const text = JSON.stringify({ lsn: formatLsn(status.walPosition), timeline: status.timeline, leader: this.id.name, timeMs: now });
+    try {
+      await this.deps.dcs.put(this.prefix + KEYS.status, text, { timeoutMs: this.config.retry_timeout * 1000 });
+    } catch (e) {
+      this.deps.log.warn({ err: describeError(e) }, 'publishing the status key failed');
+    }
+  }
+
+  private watchFrom = 0;
+
+  /** Watches the prefix between loops so that a vanished leader key wakes the loop at once. */
+  private async watchLoop(): Promise<void> {
+    const signal = this.watchAbort.signal;
+    while (!signal.aborted) {
+      if (this.watchFrom === 0) {
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      try {
+        await this.deps.dcs.watch(this.prefix, this.watchFrom, (events, revision) => {
+          this.watchFrom = revision + 1;
+          if (events.some((ev) => ev.kv.key === this.prefix + KEYS.leader || ev.kv.key === this.prefix + KEYS.config || ev.kv.key === this.prefix + KEYS.initialize)) {
+            this.wake?.();
+          }
+        }, signal);
+      } catch (e) {
+        if (signal.aborted) return;
+        this.deps.log.debug({ err: describeError(e) }, 'watch ended; resuming');
+        // Resume from the next loop's snapshot revision, after a short pause.
+        await new Promise((r) => setTimeout(r, Math.min(1000, this.config.loop_wait * 1000)));
+      }
+    }
+  }
+}

@@ -1,0 +1,213 @@
+import { assertNever, WardenError } from '../core/errors.js';
+import { formatLsn } from '../core/lsn.js';
+import type { Dcs } from '../dcs/dcs.js';
+import { KEYS, slotNameFor, type Action, type ClusterView, type DynamicConfig, type HistoryEntry } from '../ha/index.js';
+import type { PostgresInstance, ReplicationRole } from '../postgres/postgres.js';
+import type { Logger } from './logger.js';
+
+/** Timeouts of the long PostgreSQL operations, in ms. */
+export const PG_TIMEOUTS = {
+  initdb: 120_000,
+  start: 120_000,
+  stop: 60_000,
+  basebackup: 600_000,
+  promote: 60_000,
+  rewind: 600_000,
+  recover: 300_000,
+  query: 5_000,
+} as const;
+
+/** What the executor needs from the agent for one loop. */
+export interface ExecutionContext {
+  readonly view: ClusterView | undefined;
+  readonly leaseId: string | undefined;
+  readonly nowMs: number;
+  readonly bootstrapConfig: DynamicConfig;
+}
+
+/**
+ * Carries out the actions of one decision in order, stopping at the first failure (STYLE.md shape 1).
+ * It is the only place where the HA loop touches the DCS keys and PostgreSQL.
+ */
+export class Executor {
+  /** What this agent run last configured the server as; an observation input for the next loop. */
+  configuredAs: { kind: 'primary' } | { kind: 'replica'; upstream?: string } | undefined;
+  /** The action running now, for the published state ("creating replica", "rewinding", …). */
+  current: Action['kind'] | undefined;
+
+  constructor(
+    private readonly dcs: Dcs,
+    private readonly pg: PostgresInstance,
+    private readonly opts: { name: string; prefix: string; dcsTimeoutMs: () => number; log: Logger },
+  ) {}
+
+  /** Runs `actions`; resolves with the failed action and error, or undefined when all succeeded. */
+  async run(actions: readonly Action[], ctx: ExecutionContext): Promise<{ action: Action; error: unknown } | undefined> {
+    for (const action of actions) {
+      this.current = action.kind;
+      try {
+        await this.execute(action, ctx);
+      } catch (error) {
+        return { action, error };
+      } finally {
+        this.current = undefined;
+      }
+    }
+    return undefined;
+  }
+
+  private key(k: string): string {
+    return this.opts.prefix + k;
+  }
+
+  private dcsOpts(leaseId?: string): { timeoutMs: number; leaseId?: string } {
+    return leaseId === undefined ? { timeoutMs: this.opts.dcsTimeoutMs() } : { timeoutMs: this.opts.dcsTimeoutMs(), leaseId };
+  }
+
+  private requireLease(ctx: ExecutionContext): string {
+    if (ctx.leaseId === undefined) throw new WardenError('lease-not-found', 'no lease held');
+    return ctx.leaseId;
+  }
+
+  private async execute(action: Action, ctx: ExecutionContext): Promise<void> {
+    const log = this.opts.log;
+    switch (action.kind) {
+      case 'acquire-initialize': {
+        if (!(await this.dcs.create(this.key(KEYS.initialize), '', this.dcsOpts()))) {
+          throw new WardenError('conflict', 'another member won the bootstrap race');
+        }
+        log.info({}, 'won the bootstrap race');
+        return;
+      }
+      case 'acquire-leader': {
+        const lease = this.requireLease(ctx);
+        if (!(await this.dcs.create(this.key(KEYS.leader), this.opts.name, this.dcsOpts(lease)))) {
+          throw new WardenError('conflict', 'another member holds the leader key');
+        }
+        log.info({ leaseId: lease }, 'acquired the leader key');
+        return;
+      }
+      case 'take-over-leader': {
+        const lease = this.requireLease(ctx);
+        if (!(await this.dcs.compareAndSwap(this.key(KEYS.leader), this.opts.name, action.modRevision, this.dcsOpts(lease)))) {
+          throw new WardenError('conflict', 'the leader key changed while taking it over');
+        }
+        return;
+      }
+      case 'release-leader': {
+        await this.dcs.delete(this.key(KEYS.leader), { timeoutMs: this.opts.dcsTimeoutMs(), expectModRevision: action.modRevision });
+        log.warn({}, 'released the leader key');
+        return;
+      }
+      case 'bootstrap':
+        return this.bootstrap(ctx);
+      case 'clone': {
+        log.info({ from: action.from.name }, 'cloning with pg_basebackup');
+        await this.pg.basebackup({ host: action.from.host, port: action.from.port }, PG_TIMEOUTS.basebackup);
+        return;
+      }
+      case 'configure': {
+        let role: ReplicationRole;
+        if (action.role === 'primary') role = { kind: 'primary' };
+        else if (action.upstream === undefined) role = { kind: 'replica', upstream: { host: '', port: 0 } };
+        else role = { kind: 'replica', upstream: { host: action.upstream.host, port: action.upstream.port }, slotName: slotNameFor(this.opts.name) };
+        await this.pg.configure(role);
+        this.configuredAs = action.role === 'primary' ? { kind: 'primary' } : action.upstream ? { kind: 'replica', upstream: action.upstream.name } : { kind: 'replica' };
+        return;
+      }
+      case 'start':
+        log.info({}, 'starting PostgreSQL');
+        await this.pg.start(PG_TIMEOUTS.start);
+        return;
+      case 'stop':
+        log.warn({ mode: action.mode }, 'stopping PostgreSQL');
+        await this.pg.stop(action.mode, PG_TIMEOUTS.stop);
+        return;
+      case 'promote':
+        return this.promote(action.reason, ctx);
+      case 'rewind': {
+        const state = await this.pg.inspectDataDir();
+        if (state.clusterState !== 'shut down' && state.clusterState !== 'shut down in recovery') {
+          log.warn({ clusterState: state.clusterState }, 'crash recovery in single-user mode before pg_rewind');
+          await this.pg.recoverCrashed(PG_TIMEOUTS.recover);
+        }
+        const out = await this.pg.rewind({ host: action.from.host, port: action.from.port }, PG_TIMEOUTS.rewind);
+        log.info({ from: action.from.name, output: out.slice(-500) }, 'pg_rewind finished');
+        return;
+      }
+      case 'move-data-aside': {
+        const moved = await this.pg.moveDataDirAside();
+        log.warn({ movedTo: moved }, 'moved the data directory aside');
+        return;
+      }
+      case 'sync-slots':
+        await this.pg.syncSlots(action.slots, PG_TIMEOUTS.query);
+        return;
+      default:
+        assertNever(action);
+    }
+  }
+
+  /** initdb → primary → roles → config key → system identifier; undone (data moved aside, keys freed) on failure. */
+  private async bootstrap(ctx: ExecutionContext): Promise<void> {
+    const log = this.opts.log;
+    try {
+      const before = await this.pg.inspectDataDir();
+      if (before.kind === 'initialized' || before.kind === 'invalid') {
+        throw new WardenError('data-dir-foreign', `refusing to bootstrap over an existing data directory (${this.pg.config.dataDir})`);
+      }
+      log.info({}, 'bootstrapping a new cluster with initdb');
+      await this.pg.initdb(PG_TIMEOUTS.initdb);
+      await this.pg.configure({ kind: 'primary' });
+      this.configuredAs = { kind: 'primary' };
+      await this.pg.start(PG_TIMEOUTS.start);
+      await this.pg.createRoles(PG_TIMEOUTS.query);
+      await this.dcs.create(this.key(KEYS.config), JSON.stringify(ctx.bootstrapConfig), this.dcsOpts());
+      const after = await this.pg.inspectDataDir();
+      if (after.systemIdentifier === undefined) throw new WardenError('internal', 'initdb produced no system identifier');
+      const init = await this.dcs.get(this.key(KEYS.initialize), this.dcsOpts());
+      if (init === undefined || init.value !== '' ||
+        !(await this.dcs.compareAndSwap(this.key(KEYS.initialize), after.systemIdentifier, init.modRevision, this.dcsOpts()))) {
+        throw new WardenError('conflict', 'the initialize key changed during bootstrap');
+      }
+      log.info({ systemIdentifier: after.systemIdentifier }, 'cluster bootstrapped');
+    } catch (e) {
+      log.error({ err: String(e) }, 'bootstrap failed: stopping, moving the data aside and freeing the bootstrap lock');
+      await this.pg.stop('immediate', PG_TIMEOUTS.stop).catch(() => undefined);
+      const st = await this.pg.inspectDataDir().catch(() => undefined);
+      if (st !== undefined && st.kind !== 'missing' && st.kind !== 'empty') await this.pg.moveDataDirAside().catch(() => undefined);
+      const init = await this.dcs.get(this.key(KEYS.initialize), this.dcsOpts()).catch(() => undefined);
+      if (init !== undefined && init.value === '') {
+        await this.dcs.delete(this.key(KEYS.initialize), { timeoutMs: this.opts.dcsTimeoutMs(), expectModRevision: init.modRevision }).catch(() => undefined);
+      }
+      const leader = await this.dcs.get(this.key(KEYS.leader), this.dcsOpts()).catch(() => undefined);
+      if (leader !== undefined && leader.value === this.opts.name) {
+        await this.dcs.delete(this.key(KEYS.leader), { timeoutMs: this.opts.dcsTimeoutMs(), expectModRevision: leader.modRevision }).catch(() => undefined);
+      }
+      throw e;
+    }
+  }
+
+  /** Promotes, then records the timeline switch in `history` (compare-and-swap append). */
+  private async promote(reason: string, ctx: ExecutionContext): Promise<void> {
+    const log = this.opts.log;
+    log.warn({ reason }, 'promoting PostgreSQL');
+    await this.pg.promote(PG_TIMEOUTS.promote);
+    this.configuredAs = { kind: 'primary' };
+    await this.pg.configure({ kind: 'primary' });
+    const st = await this.pg.status(PG_TIMEOUTS.query);
+    const entry: HistoryEntry = { timeline: st.timeline, lsn: formatLsn(st.walPosition), reason, timeMs: ctx.nowMs, leader: this.opts.name };
+    log.warn({ timeline: st.timeline, lsn: entry.lsn }, 'promoted');
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = await this.dcs.get(this.key(KEYS.history), this.dcsOpts());
+      const list: HistoryEntry[] = cur === undefined ? [] : (JSON.parse(cur.value) as HistoryEntry[]);
+      if (list.some((h) => h.timeline === entry.timeline)) return;
+      const next = JSON.stringify([...list, entry]);
+      const ok = cur === undefined
+        ? await this.dcs.create(this.key(KEYS.history), next, this.dcsOpts())
+        : await this.dcs.compareAndSwap(this.key(KEYS.history), next, cur.modRevision, this.dcsOpts());
+      if (ok) return;
+    }
+    throw new WardenError('conflict', 'could not append to the history key after 5 attempts');
+  }
+}

@@ -1,0 +1,51 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { AgentSnapshot } from './agent.js';
+
+/** A Prometheus registry whose gauges are read from the agent's snapshot at scrape time. */
+export function createAgentMetrics(snapshot: () => AgentSnapshot): Registry {
+  const registry = new Registry();
+  const labels = (): { cluster: string; member: string } => {
+    const s = snapshot();
+    return { cluster: s.identity.cluster, member: s.identity.name };
+  };
+  const gauge = (name: string, help: string, read: (s: AgentSnapshot) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['cluster', 'member'],
+      registers: [registry],
+      collect() {
+        this.set(labels(), read(snapshot()));
+      },
+    });
+  };
+  gauge('warden_is_leader', '1 when this member holds the leader key', (s) => (s.isLeader ? 1 : 0));
+  gauge('warden_postgres_running', '1 when the local PostgreSQL runs', (s) => (s.pg?.process === 'running' ? 1 : 0));
+  gauge('warden_is_primary', '1 when the local PostgreSQL runs read-write', (s) => (s.status !== undefined && !s.status.inRecovery ? 1 : 0));
+  gauge('warden_is_streaming', '1 when the local replica streams from the leader', (s) => (s.status?.streaming === true ? 1 : 0));
+  gauge('warden_timeline', 'PostgreSQL timeline', (s) => s.status?.timeline ?? 0);
+  gauge('warden_wal_position_bytes', 'flushed (primary) or received/replayed (replica) WAL position', (s) => Number(s.status?.walPosition ?? 0n));
+  gauge('warden_replication_lag_bytes', 'bytes behind the leader position last published in the DCS', (s) => {
+    const leaderLsn = s.view?.status?.lsn;
+    const mine = s.status?.walPosition;
+    return leaderLsn !== undefined && mine !== undefined && leaderLsn > mine ? Number(leaderLsn - mine) : 0;
+  });
+  gauge('warden_dcs_reachable', '1 when the last DCS read succeeded', (s) => (s.dcsError === undefined ? 1 : 0));
+  gauge('warden_lease_remaining_seconds', 'time left before the local lease deadline', (s) =>
+    s.leaseDeadlineMs === undefined ? 0 : Math.max(0, (s.leaseDeadlineMs - Date.now()) / 1000),
+  );
+  gauge('warden_loop_duration_seconds', 'duration of the last HA loop', (s) => s.loopDurationMs / 1000);
+  gauge('warden_pending_restart', '1 when a changed parameter needs a restart', (s) => (s.status?.pendingRestart === true ? 1 : 0));
+  new Counter({
+    name: 'warden_decisions_total',
+    help: 'HA loop decisions by reason code',
+    labelNames: ['cluster', 'member', 'code'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const s = snapshot();
+      for (const [code, n] of s.decisions) this.inc({ ...labels(), code }, n);
+    },
+  });
+  return registry;
+}

@@ -1,0 +1,139 @@
+import { Hono, type Context } from 'hono';
+import { formatLsn, lagBytes } from '../core/lsn.js';
+import type { AgentSnapshot } from './agent.js';
+import { WARDEN_VERSION } from './agent.js';
+import type { Registry } from 'prom-client';
+
+/** Patroni's /patroni shape (role, state, xlog, timeline, …) plus a `warden` block with the decision reason. */
+export function patroniStatus(s: AgentSnapshot): Record<string, unknown> {
+  const st = s.status;
+  const view = s.view;
+  const running = s.pg?.process === 'running' && st !== undefined;
+  const body: Record<string, unknown> = {
+    state: running ? 'running' : s.state,
+    postmaster_start_time: null,
+    role: running ? (st.inRecovery ? 'replica' : 'primary') : s.role === 'uninitialized' ? 'uninitialized' : 'replica',
+    server_version: 150000,
+    patroni: { version: WARDEN_VERSION, scope: s.identity.cluster, name: s.identity.name },
+    database_system_identifier: view?.initialize?.value ?? st?.systemIdentifier ?? null,
+    cluster_unlocked: view !== undefined && view.leader === undefined,
+    dcs_last_seen: Math.floor(s.lastLoopAtMs / 1000),
+    tags: s.identity.tags,
+    warden: {
+      name: s.identity.name,
+      isLeader: s.isLeader,
+      reason: s.reason,
+      state: s.state,
+      walPosition: st === undefined ? undefined : formatLsn(st.walPosition),
+      tags: s.identity.tags,
+      dcsError: s.dcsError,
+      leaseRemainingMs: s.leaseDeadlineMs === undefined ? null : Math.max(0, s.leaseDeadlineMs - Date.now()),
+    },
+  };
+  if (st !== undefined) {
+    body.timeline = st.timeline;
+    body.xlog = st.inRecovery
+      ? { received_location: Number(st.receiveLsn ?? st.walPosition), replayed_location: Number(st.replayLsn ?? st.walPosition), paused: false }
+      : { location: Number(st.walPosition) };
+    if (!st.inRecovery && st.replicas !== undefined) {
+      body.replication = st.replicas.map((r) => ({ application_name: r.applicationName, state: r.state, sync_state: r.syncState }));
+    }
+  }
+  if (view?.config.pause === true) body.pause = true;
+  if (st?.pendingRestart === true) body.pending_restart = true;
+  return body;
+}
+
+/** GET /cluster in Patroni's shape. */
+export function clusterStatus(s: AgentSnapshot): Record<string, unknown> {
+  const view = s.view;
+  const leaderLsn = view?.status?.lsn;
+  const members = [...(view?.members.values() ?? [])]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((m) => {
+      const isLeader = view?.leader?.name === m.name;
+      const pos = m.walPosition;
+      const lag = !isLeader && pos !== undefined && leaderLsn !== undefined ? lagBytes(leaderLsn, parseLsnSafe(pos)) : undefined;
+      return {
+        name: m.name,
+        role: isLeader ? 'leader' : 'replica',
+        state: m.state,
+        api_url: m.apiUrl,
+        host: m.host,
+        port: m.port,
+        timeline: m.timeline,
+        ...(lag === undefined ? {} : { lag }),
+        tags: m.tags,
+        reason: m.reason,
+      };
+    });
+  return { scope: s.identity.cluster, members, ...(view?.config.pause ? { pause: true } : {}) };
+}
+
+function parseLsnSafe(text: string): bigint {
+  const m = /^([0-9A-Fa-f]+)\/([0-9A-Fa-f]+)$/.exec(text);
+  return m ? (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`) : 0n;
+}
+
+/**
+ * The agent's REST API with Patroni's paths and status codes, so that HAProxy checks and probes
+ * written for Patroni work unchanged (DESIGN.md §5). Health endpoints answer GET, HEAD and OPTIONS.
+ */
+export function createRestApi(snapshot: () => AgentSnapshot, metrics: Registry): Hono {
+  const app = new Hono();
+
+  const health = (path: string, check: (s: AgentSnapshot, c: Context) => boolean): void => {
+    const handler = (c: Context): Response => {
+      const s = snapshot();
+      const ok = check(s, c);
+      if (c.req.method === 'HEAD' || c.req.method === 'OPTIONS') return c.body(null, ok ? 200 : 503);
+      return c.json(patroniStatus(s), ok ? 200 : 503);
+    };
+    app.on(['GET', 'HEAD', 'OPTIONS'], path, handler);
+  };
+
+  const isPrimary = (s: AgentSnapshot): boolean => s.isLeader && s.pg?.process === 'running' && s.status !== undefined && !s.status.inRecovery;
+  const isReplica = (s: AgentSnapshot, c: Context): boolean => {
+    if (s.pg?.process !== 'running' || s.status === undefined || !s.status.inRecovery) return false;
+    if (s.identity.tags.noloadbalance) return false;
+    const lagParam = c.req.query('lag');
+    if (lagParam !== undefined) {
+      const max = parseLagParam(lagParam);
+      const leaderLsn = s.view?.status?.lsn;
+      if (max === undefined) return false;
+      if (leaderLsn !== undefined && lagBytes(leaderLsn, s.status.walPosition) > max) return false;
+    }
+    return true;
+  };
+
+  for (const p of ['/', '/primary', '/leader', '/master', '/read-write']) health(p, isPrimary);
+  health('/replica', isReplica);
+  health('/read-only', (s, c) => isPrimary(s) || isReplica(s, c));
+  health('/health', (s) => s.pg?.process === 'running' && s.status !== undefined);
+  health('/liveness', (s) => Date.now() - s.lastLoopAtMs < Math.max(5000, (s.view?.config.ttl ?? 2) * 3000));
+  health('/readiness', (s) => (isPrimary(s) || (s.status?.inRecovery === true && s.pg?.process === 'running')));
+
+  app.get('/patroni', (c) => c.json(patroniStatus(snapshot())));
+  app.get('/cluster', (c) => c.json(clusterStatus(snapshot())));
+  app.get('/history', (c) => {
+    const h = snapshot().view?.history ?? [];
+    return c.json(h.map((e) => [e.timeline - 1, Number(parseLsnSafe(e.lsn)), e.reason, new Date(e.timeMs).toISOString(), e.leader]));
+  });
+  app.get('/config', (c) => {
+    const v = snapshot().view;
+    if (v === undefined) return c.json({ error: 'the DCS has not been read yet' }, 503);
+    return c.json(v.config);
+  });
+  app.get('/metrics', async (c) => c.text(await metrics.metrics(), 200, { 'content-type': metrics.contentType }));
+  app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
+  app.onError((err, c) => c.json({ error: err.message }, 500));
+  return app;
+}
+
+/** Parses Patroni's lag parameter: bytes, or with a unit (16kB, 1MB, 1GB). */
+export function parseLagParam(text: string): number | undefined {
+  const m = /^(\d+)\s*(B|kB|KB|MB|GB|TB)?$/.exec(text.trim());
+  if (!m || m[1] === undefined) return undefined;
+  const mult: Record<string, number> = { B: 1, kB: 1024, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+  return Number(m[1]) * (mult[m[2] ?? 'B'] ?? 1);
+}

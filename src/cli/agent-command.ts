@@ -1,0 +1,94 @@
+import { serve } from '@hono/node-server';
+import { Agent } from '../agent/agent.js';
+import { createLogger } from '../agent/logger.js';
+import { createAgentMetrics } from '../agent/metrics.js';
+import { createRestApi } from '../agent/rest-api.js';
+import { systemClock } from '../core/clock.js';
+import { describeError } from '../core/errors.js';
+import { isPortInUse } from '../core/free-port.js';
+import { EtcdClient } from '../dcs/etcd-client.js';
+import { LocalPostgres } from '../postgres/postgres-instance.js';
+import { formatSpecError, loadAgentConfig } from '../spec/index.js';
+import { withRunAsUserDefault } from '../spec/agent-config.js';
+
+/** `warden agent --config FILE`: runs one member's HA loop and REST API until SIGTERM/SIGINT. Returns the exit code. */
+export async function runAgentCommand(configFile: string): Promise<number> {
+  const loaded = await loadAgentConfig(configFile, process.env);
+  if (!loaded.ok) {
+    for (const e of loaded.errors) process.stderr.write(`${formatSpecError(e)}\n`);
+    return 2;
+  }
+  const cfg = withRunAsUserDefault(loaded.config, process.getuid?.() === 0);
+  const log = createLogger({ level: cfg.log.level, file: cfg.log.file, name: cfg.name });
+  for (const n of loaded.notices) log.warn({}, formatSpecError(n));
+
+  const { host: apiHost, port: apiPort } = cfg.restApi.listen;
+  if (await isPortInUse(apiPort, apiHost)) {
+    process.stderr.write(`REST API port ${apiHost}:${apiPort} is already in use (restapi.listen in ${configFile})\n`);
+    return 1;
+  }
+  const dcs = new EtcdClient({ endpoints: [...cfg.etcdEndpoints], defaultTimeoutMs: cfg.bootstrapDynamicConfig.retry_timeout * 1000 });
+  const pg = new LocalPostgres(
+    {
+      name: cfg.name,
+      dataDir: cfg.postgres.dataDir,
+      binDir: cfg.postgres.binDir,
+      listen: cfg.postgres.listen,
+      socketDir: cfg.postgres.socketDir,
+      ...(cfg.postgres.runAsUser === undefined ? {} : { runAsUser: cfg.postgres.runAsUser }),
+      superuser: cfg.postgres.superuser,
+      replication: cfg.postgres.replication,
+      parameters: cfg.bootstrapDynamicConfig.postgresql.parameters,
+    },
+    log,
+  );
+  const agent = new Agent(
+    {
+      name: cfg.name,
+      cluster: cfg.cluster,
+      apiUrl: `http://${cfg.restApi.connectAddress.host}:${cfg.restApi.connectAddress.port}`,
+      pgHost: cfg.postgres.connectAddress.host,
+      pgPort: cfg.postgres.connectAddress.port,
+      tags: cfg.tags,
+      bootstrapConfig: cfg.bootstrapDynamicConfig,
+    },
+    { dcs, pg, clock: systemClock, log },
+  );
+  const metrics = createAgentMetrics(() => agent.snapshot());
+  const app = createRestApi(() => agent.snapshot(), metrics);
+  const server = serve({ fetch: app.fetch, hostname: apiHost, port: apiPort });
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', () => resolve());
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'EADDRINUSE' ? new Error(`REST API port ${apiHost}:${apiPort} is already in use`) : e),
+    );
+  });
+  log.info({ api: `http://${apiHost}:${apiPort}`, etcd: cfg.etcdEndpoints, dataDir: cfg.postgres.dataDir }, 'agent starting');
+  try {
+    await agent.start();
+  } catch (e) {
+    log.error({ err: describeError(e) }, 'agent could not start');
+    process.stderr.write(`${describeError(e)}\n`);
+    server.close();
+    dcs.close();
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig }, 'stopping: PostgreSQL fast shutdown, then lease revoke');
+      void agent
+        .stop()
+        .catch((e: unknown) => log.error({ err: describeError(e) }, 'stop failed'))
+        .finally(() => {
+          server.close();
+          dcs.close();
+          resolve(0);
+        });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}

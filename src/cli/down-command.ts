@@ -1,0 +1,48 @@
+import { rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { isProcessAlive, signalPid, waitForExit } from '../core/process-info.js';
+import { layoutPath, readLayout } from '../controller/runtime-layout.js';
+import { runningSupervisor } from '../controller/local-up.js';
+import { readStateFile } from '../controller/state-file.js';
+
+/** `warden down [--purge]`: stops what `up` started in DIR, by PID, and with --purge removes the data. */
+export async function runDown(opts: { dir?: string; purge: boolean }): Promise<number> {
+  const out = (s: string): void => void process.stdout.write(`${s}\n`);
+  const dir = resolve(opts.dir ?? '.warden');
+  const layout = await readLayout(dir);
+  if (layout === undefined) {
+    out(`nothing to stop: ${dir} holds no Warden runtime (no runtime.json)`);
+    return 0;
+  }
+  const sup = await runningSupervisor(dir);
+  let stoppedSomething = false;
+  if (sup !== undefined) {
+    out(`stopping cluster ${layout.cluster} (supervisor pid ${sup}): agents stop PostgreSQL, then etcd stops…`);
+    signalPid(sup, 'SIGTERM');
+    if (!(await waitForExit(sup, 120_000))) {
+      out(`supervisor ${sup} did not exit within 120 s; killing it`);
+      signalPid(sup, 'SIGKILL');
+    }
+    stoppedSomething = true;
+  }
+  // Whatever the state file still records as ours and alive (a supervisor killed by hand): stop it by PID.
+  const state = await readStateFile(dir);
+  const leftovers = [...(state?.members.map((m) => m.agentPid) ?? []), ...(state?.etcdPids ?? [])].filter((p): p is number => typeof p === 'number');
+  for (const pid of leftovers) {
+    if (await isProcessAlive(pid)) {
+      signalPid(pid, 'SIGTERM');
+      if (!(await waitForExit(pid, 30_000))) signalPid(pid, 'SIGKILL');
+      stoppedSomething = true;
+    }
+  }
+  out(stoppedSomething ? 'stopped' : `nothing running in ${dir}`);
+  if (opts.purge) {
+    // Only a directory that `warden up` created is removed.
+    if (existsSync(layoutPath(dir))) {
+      await rm(join(dir), { recursive: true, force: true });
+      out(`removed ${dir}`);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,68 @@
+import Table from 'cli-table3';
+import pc from 'picocolors';
+import { lagBytes, parseLsn } from '../core/lsn.js';
+import type { ClusterView } from '../ha/index.js';
+
+/** One row of `warden list --format json` (names are part of the public contract). */
+export interface ListMember {
+  readonly name: string;
+  readonly role: 'leader' | 'sync_standby' | 'replica';
+  readonly state: string;
+  readonly host: string;
+  readonly port: number;
+  readonly timeline: number | null;
+  readonly lagBytes: number | null;
+  readonly apiUrl: string;
+  readonly reason: { readonly code: string; readonly message: string } | null;
+}
+
+/** `warden list --format json`. */
+export interface ListOutput {
+  readonly cluster: string;
+  readonly systemIdentifier: string | null;
+  readonly members: readonly ListMember[];
+}
+
+/** Builds the list rows from a cluster view: lag against the leader's last published position. */
+export function listFromView(cluster: string, view: ClusterView): ListOutput {
+  const leaderName = view.leader?.name;
+  const leaderRecord = leaderName !== undefined ? view.members.get(leaderName) : undefined;
+  const leaderPos = leaderRecord?.walPosition !== undefined ? parseLsn(leaderRecord.walPosition) : view.status?.lsn;
+  const members = [...view.members.values()]
+    .sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }))
+    .map((m): ListMember => {
+      const isLeader = m.name === leaderName;
+      const lag = isLeader ? 0 : m.walPosition !== undefined && leaderPos !== undefined ? lagBytes(leaderPos, parseLsn(m.walPosition)) : null;
+      return {
+        name: m.name,
+        role: isLeader ? 'leader' : 'replica',
+        state: m.state,
+        host: m.host,
+        port: m.port,
+        timeline: m.timeline ?? null,
+        lagBytes: lag,
+        apiUrl: m.apiUrl,
+        reason: m.reason ?? null,
+      };
+    });
+  const sysid = view.initialize?.value;
+  return { cluster, systemIdentifier: sysid === undefined || sysid === '' ? null : sysid, members };
+}
+
+/** The human table: header with cluster and system identifier, one row per member. */
+export function renderList(out: ListOutput, opts: { extended: boolean; color: boolean }): string {
+  const c = opts.color ? pc : pc.createColors(false);
+  const head = ['Member', 'Host', 'Role', 'State', 'TL', 'Lag (bytes)'];
+  if (opts.extended) head.push('Reason');
+  const table = new Table({ head, style: { head: [], border: [] } });
+  for (const m of out.members) {
+    const role = m.role === 'leader' ? c.bold(c.green('Leader')) : m.role === 'sync_standby' ? 'Sync Standby' : 'Replica';
+    const state = m.state === 'running' || m.state === 'streaming' ? m.state : c.yellow(m.state);
+    const lag = m.lagBytes === null ? 'unknown' : m.role === 'leader' ? '' : String(m.lagBytes);
+    const row = [m.name, `${m.host}:${m.port}`, role, state, m.timeline === null ? '' : String(m.timeline), lag];
+    if (opts.extended) row.push(m.reason === null ? '' : `${m.reason.code}: ${m.reason.message}`);
+    table.push(row);
+  }
+  const header = `+ Cluster: ${out.cluster} (${out.systemIdentifier ?? 'not initialized'})`;
+  return `${header}\n${table.toString()}`;
+}

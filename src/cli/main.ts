@@ -1,0 +1,95 @@
+import { Command, Option } from 'commander';
+import { describeError, WardenError } from '../core/errors.js';
+import { runSupervisor } from '../controller/supervisor.js';
+import { runAgentCommand } from './agent-command.js';
+import { runDown } from './down-command.js';
+import { listFromView, renderList } from './list.js';
+import { readClusterView, resolveTarget, type TargetOptions } from './target.js';
+import { explainUpError, runUp } from './up-command.js';
+
+const useColor = process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
+
+function targetOptions(cmd: Command): Command {
+  return cmd
+    .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
+    .option('--etcd <urls>', 'etcd endpoints, comma-separated (with --cluster)')
+    .option('--cluster <name>', 'cluster name (with --etcd)');
+}
+
+function formatOption(): Option {
+  return new Option('--format <format>', 'output format').choices(['pretty', 'json']).default('pretty');
+}
+
+/** Exit codes: 0 ok, 1 operational failure, 2 invalid input. */
+function exitCodeFor(e: unknown): number {
+  if (e instanceof WardenError && (e.code === 'config-invalid')) return 2;
+  return 1;
+}
+
+/** Builds the `warden` command line. */
+export function buildCli(): Command {
+  const program = new Command('warden')
+    .description('High availability for PostgreSQL: agents, etcd, automatic failover')
+    .showHelpAfterError()
+    .exitOverride((err) => {
+      process.exit(err.exitCode === 0 ? 0 : 2);
+    });
+
+  program
+    .command('up')
+    .description('start a local cluster (3-member etcd + PostgreSQL primary and replicas), detached, and wait until it is healthy')
+    .option('-f, --file <cluster.yaml>', 'cluster spec (default: cluster "demo" with 3 members)')
+    .option('--dir <dir>', 'runtime directory', '.warden')
+    .action(async (o: { file?: string; dir: string }) => {
+      process.exitCode = await runUp({ ...(o.file === undefined ? {} : { file: o.file }), dir: o.dir, color: useColor }).catch(explainUpError);
+    });
+
+  program
+    .command('down')
+    .description('stop everything `warden up` started in DIR (by PID)')
+    .option('--dir <dir>', 'runtime directory', '.warden')
+    .option('--purge', 'also delete the data directory', false)
+    .action(async (o: { dir: string; purge: boolean }) => {
+      process.exitCode = await runDown({ dir: o.dir, purge: o.purge });
+    });
+
+  targetOptions(program.command('list'))
+    .description('members with role, state, timeline and lag')
+    .addOption(formatOption())
+    .option('-e, --extended', 'add each agent\'s last decision reason', false)
+    .action(async (o: TargetOptions & { format: string; extended: boolean }) => {
+      const target = await resolveTarget(o);
+      const view = await readClusterView(target);
+      const list = listFromView(target.cluster, view);
+      if (o.format === 'json') process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      else process.stdout.write(`${renderList(list, { extended: o.extended, color: useColor })}\n`);
+    });
+
+  program
+    .command('agent')
+    .description('run the HA agent of one PostgreSQL instance')
+    .requiredOption('-c, --config <file>', 'agent config (YAML); every setting may also come from WARDEN_* variables')
+    .action(async (o: { config: string }) => {
+      process.exitCode = await runAgentCommand(o.config);
+    });
+
+  program
+    .command('supervise', { hidden: true })
+    .description('the local runtime supervisor (started by `warden up`)')
+    .requiredOption('--dir <dir>')
+    .action(async (o: { dir: string }) => {
+      await runSupervisor(o.dir);
+    });
+
+  return program;
+}
+
+/** Entry point: runs the CLI and turns errors into a message and an exit code. */
+export async function main(argv: readonly string[]): Promise<void> {
+  try {
+    await buildCli().parseAsync([...argv]);
+  } catch (e) {
+    process.stderr.write(`warden: ${describeError(e)}\n`);
+    process.exitCode = exitCodeFor(e);
+  }
+}

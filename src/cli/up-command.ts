@@ -1,0 +1,111 @@
+import { resolve } from 'node:path';
+import pc from 'picocolors';
+import { describeError, WardenError } from '../core/errors.js';
+import { readLayout } from '../controller/runtime-layout.js';
+import { prepareRuntimeDir, runningSupervisor, startSupervisor } from '../controller/local-up.js';
+import { readStateFile } from '../controller/state-file.js';
+import { defaultClusterSpec, formatSpecError, loadClusterSpec, type ClusterSpec } from '../spec/index.js';
+import { listFromView, renderList } from './list.js';
+import { readClusterView } from './target.js';
+
+const UP_TIMEOUT_MS = 240_000;
+type Palette = ReturnType<typeof pc.createColors>;
+
+/** `warden up`: starts (or reports) the local runtime and returns once the cluster is healthy. Exit code. */
+export async function runUp(opts: { file?: string; dir?: string; color: boolean }): Promise<number> {
+  const out = (s: string): void => void process.stdout.write(`${s}\n`);
+  const c: Palette = pc.createColors(opts.color);
+  const dir = resolve(opts.dir ?? '.warden');
+  let spec: ClusterSpec = defaultClusterSpec();
+  if (opts.file !== undefined) {
+    const loaded = await loadClusterSpec(opts.file);
+    if (!loaded.ok) {
+      for (const e of loaded.errors) process.stderr.write(`${formatSpecError(e)}\n`);
+      return 2;
+    }
+    spec = loaded.spec;
+    for (const n of loaded.notices) out(c.dim(`note: ${formatSpecError(n)}`));
+  }
+  const running = await runningSupervisor(dir);
+  if (running !== undefined) {
+    out(`A cluster is already running in ${dir} (supervisor pid ${running}).`);
+    await report(dir, c, out);
+    return 0;
+  }
+  const layout = await prepareRuntimeDir(dir, spec, opts.file !== undefined);
+  out(`${c.bold('warden up')}: cluster ${c.bold(layout.cluster)}, ${layout.members.length} PostgreSQL members, ${layout.etcd.members.length} etcd members, in ${dir}`);
+  const pid = startSupervisor(dir);
+  out(`supervisor started (pid ${pid}); logs in ${dir}/supervisor.log and ${dir}/members/*/agent.log`);
+
+  const startedAt = Date.now();
+  const deadline = startedAt + UP_TIMEOUT_MS;
+  const seen = new Map<string, string>();
+  for (;;) {
+    if (Date.now() > deadline) {
+      process.stderr.write(`the cluster did not become healthy within ${UP_TIMEOUT_MS / 1000} s; see ${dir}/members/*/agent.log\n`);
+      return 1;
+    }
+    if ((await runningSupervisor(dir)) === undefined && Date.now() > startedAt + 3000) {
+      process.stderr.write(`the supervisor exited; see ${dir}/supervisor.out and ${dir}/supervisor.log\n`);
+      return 1;
+    }
+    const states = await Promise.all(
+      layout.members.map(async (m) => {
+        try {
+          const res = await fetch(`http://${m.host}:${m.apiPort}/patroni`, { signal: AbortSignal.timeout(1000) });
+          const body = (await res.json()) as { role?: string; state?: string; warden?: { isLeader?: boolean; reason?: { message?: string }; state?: string } };
+          return { name: m.name, leader: body.warden?.isLeader === true, role: body.role ?? '?', state: body.warden?.state ?? body.state ?? '?', reason: body.warden?.reason?.message ?? '' };
+        } catch {
+          return { name: m.name, leader: false, role: '?', state: 'agent starting', reason: '' };
+        }
+      }),
+    );
+    for (const s of states) {
+      const line = `${s.leader ? 'leader, ' : ''}${s.state}`;
+      if (seen.get(s.name) !== line) {
+        seen.set(s.name, line);
+        out(`  ${s.name.padEnd(12)} ${line}${s.reason !== '' ? c.dim(` — ${s.reason}`) : ''}`);
+      }
+    }
+    const leaders = states.filter((s) => s.leader && s.role === 'primary' && s.state === 'running');
+    const replicasOk = states.filter((s) => !s.leader && s.state === 'streaming');
+    if (leaders.length === 1 && replicasOk.length === states.length - 1) break;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  out(c.green('cluster is healthy'));
+  await report(dir, c, out);
+  return 0;
+}
+
+async function report(dir: string, c: Palette, out: (s: string) => void): Promise<void> {
+  const state = await readStateFile(dir);
+  const layout = await readLayout(dir);
+  if (state === undefined || layout === undefined) return;
+  try {
+    const view = await readClusterView({ cluster: state.cluster, etcd: state.etcd, state, dir });
+    out(renderList(listFromView(state.cluster, view), { extended: false, color: c.isColorSupported }));
+    const leader = state.members.find((m) => m.name === view.leader?.name);
+    if (leader !== undefined) {
+      out('');
+      out(c.bold('Connect to the primary:'));
+      out(`  PGPASSFILE=${state.pgpassFile} psql "host=${leader.host} port=${leader.port} user=${state.superuser} dbname=postgres"`);
+    }
+  } catch (e) {
+    out(c.yellow(`could not read the cluster from etcd: ${describeError(e)}`));
+  }
+  const flag = dir === resolve('.warden') ? '' : ` --dir ${dir}`;
+  out('');
+  out(c.bold('Try next:'));
+  out(`  npx warden list${flag} -e                     # members, roles, lag, and why each agent did what it did`);
+  out(`  kill -9 <agentPid of the leader>  (see ${dir}/state.json)   # then watch: npx warden list${flag}`);
+  out(`  npx warden down${flag} [--purge]             # stop everything (and delete the data)`);
+}
+
+/** Wraps WardenErrors thrown by `up` into a message and exit code. */
+export function explainUpError(e: unknown): number {
+  if (e instanceof WardenError) {
+    process.stderr.write(`warden up: ${describeError(e)}\n`);
+    return e.code === 'config-invalid' ? 2 : 1;
+  }
+  throw e;
+}

@@ -1,0 +1,176 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { WardenError } from '../core/errors.js';
+import { freePorts, isPortInUse } from '../core/free-port.js';
+import { isProcessAlive, processCommandLine } from '../core/process-info.js';
+import type { EtcdClusterSpec } from '../dcs/etcd-server.js';
+import type { ClusterSpec } from '../spec/index.js';
+import { stringifyAgentConfig } from '../spec/agent-config.js';
+import { layoutPath, readLayout, supervisorPidPath, writeLayout, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
+import { wardenArgv } from './supervisor.js';
+
+export const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
+const HOST = '127.0.0.1';
+
+/** The PID of the runtime dir's supervisor when it is alive, else undefined. */
+export async function runningSupervisor(dir: string): Promise<number | undefined> {
+  let pid: number;
+  try {
+    pid = Number((await readFile(supervisorPidPath(dir), 'utf8')).trim());
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !(await isProcessAlive(pid))) return undefined;
+  // A recycled PID must not be mistaken for ours: check that it is a warden supervisor.
+  const argv = await processCommandLine(pid);
+  return argv?.includes('supervise') ? pid : undefined;
+}
+
+/** Checks what the local runtime needs before anything is written: binaries and the run user. */
+export function preflight(): { runAsUser: string | undefined; uid: number | undefined; gid: number | undefined } {
+  const missing: string[] = [];
+  if (!existsSync(join(PG_BIN_DIR, 'postgres'))) missing.push('postgresql-15');
+  if (spawnSync('etcd', ['--version'], { stdio: 'ignore' }).status !== 0) missing.push('etcd-server');
+  if (missing.length > 0) {
+    throw new WardenError('not-found', `missing: ${missing.join(', ')} — install with: sudo apt-get install -y ${missing.join(' ')}`);
+  }
+  if (process.getuid?.() !== 0) return { runAsUser: undefined, uid: undefined, gid: undefined };
+  const id = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+  const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+  if (id.status !== 0) throw new WardenError('not-found', 'running as root needs the `postgres` OS user (PostgreSQL refuses to run as root); install postgresql-15, which creates it');
+  return { runAsUser: 'postgres', uid: Number(id.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+/**
+ * Writes the runtime dir for `spec` the first time (ports, secrets, agent configs, runtime.json), or
+ * returns the existing layout when the dir was set up before (its ports and data are reused).
+ */
+export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specGiven: boolean): Promise<RuntimeLayout> {
+  const dir = resolve(dirArg);
+  const run = preflight();
+  const existing = await readLayout(dir);
+  if (existing !== undefined) {
+    if (specGiven && existing.cluster !== spec.name) {
+      throw new WardenError('conflict', `${dir} holds cluster "${existing.cluster}", but the spec names "${spec.name}": use another --dir, or \`warden down --purge\` first`);
+    }
+    for (const m of existing.members) {
+      for (const [what, port] of [['PostgreSQL', m.pgPort], ['REST API', m.apiPort]] as const) {
+        if (await isPortInUse(port, m.host)) throw new WardenError('port-in-use', `port ${m.host}:${port} (${what} of ${m.name}) is in use by another process`);
+      }
+    }
+    for (const m of existing.etcd.members) {
+      for (const url of [m.clientUrl, m.peerUrl]) {
+        const u = new URL(url);
+        if (await isPortInUse(Number(u.port), u.hostname)) throw new WardenError('port-in-use', `port ${u.host} (etcd ${m.name}) is in use by another process`);
+      }
+    }
+    return existing;
+  }
+  await mkdir(dir, { recursive: true });
+  await mkdir(join(dir, 'secrets'), { recursive: true, mode: 0o700 });
+  const secret = (): string => randomBytes(18).toString('base64url');
+  const superPw = secret();
+  const replPw = secret();
+  const superFile = join(dir, 'secrets', 'superuser.password');
+  const replFile = join(dir, 'secrets', 'replication.password');
+  await writeFile(superFile, `${superPw}\n`, { mode: 0o600 });
+  await writeFile(replFile, `${replPw}\n`, { mode: 0o600 });
+  const pgpassFile = join(dir, 'pgpass');
+  await writeFile(pgpassFile, `${HOST}:*:*:postgres:${superPw}\nlocalhost:*:*:postgres:${superPw}\n`, { mode: 0o600 });
+
+  const ports = await freePorts(spec.etcdMembers * 2 + spec.members.length * 2);
+  const take = (): number => {
+    const p = ports.shift();
+    if (p === undefined) throw new WardenError('internal', 'ran out of free ports');
+    return p;
+  };
+  const etcd: EtcdClusterSpec = {
+    token: `warden-${spec.name}-${randomBytes(4).toString('hex')}`,
+    members: Array.from({ length: spec.etcdMembers }, (_, i) => {
+      const name = `etcd${i + 1}`;
+      const edir = join(dir, 'etcd', name);
+      return { name, clientUrl: `http://${HOST}:${take()}`, peerUrl: `http://${HOST}:${take()}`, dataDir: join(edir, 'data'), logFile: join(edir, 'etcd.log') };
+    }),
+  };
+  for (const m of etcd.members) await mkdir(join(m.dataDir, '..'), { recursive: true });
+
+  const members: RuntimeMember[] = [];
+  for (const sm of spec.members) {
+    const memberDir = join(dir, 'members', sm.name);
+    const m: RuntimeMember = {
+      name: sm.name,
+      host: HOST,
+      pgPort: take(),
+      apiPort: take(),
+      memberDir,
+      dataDir: join(memberDir, 'data'),
+      configFile: join(memberDir, 'agent.yaml'),
+      logFile: join(memberDir, 'agent.log'),
+    };
+    // Parents stay 0755 so that the run user can traverse them; its own dirs are 0700.
+    await mkdir(memberDir, { recursive: true, mode: 0o755 });
+    await mkdir(join(memberDir, 'run'), { mode: 0o700 });
+    if (run.uid !== undefined && run.gid !== undefined) {
+      await chown(memberDir, run.uid, run.gid);
+      await chown(join(memberDir, 'run'), run.uid, run.gid);
+    }
+    const yaml = stringifyAgentConfig({
+      name: m.name,
+      cluster: spec.name,
+      etcdEndpoints: etcd.members.map((e) => e.clientUrl),
+      restApi: { listen: { host: HOST, port: m.apiPort } },
+      postgres: {
+        listen: { host: HOST, port: m.pgPort },
+        dataDir: m.dataDir,
+        binDir: PG_BIN_DIR,
+        socketDir: join(memberDir, 'run'),
+        ...(run.runAsUser === undefined ? {} : { runAsUser: run.runAsUser }),
+        superuser: { username: 'postgres', passwordFile: superFile },
+        replication: { username: 'replicator', passwordFile: replFile },
+      },
+      bootstrapDynamicConfig: spec.dynamicConfig,
+      log: { level: 'info', file: m.logFile },
+    });
+    await writeFile(m.configFile, yaml, { mode: 0o600 });
+    members.push(m);
+  }
+  if (run.runAsUser !== undefined) checkReachableByRunUser(run.runAsUser, members[0]?.memberDir ?? dir);
+  const layout: RuntimeLayout = {
+    cluster: spec.name,
+    etcd,
+    members,
+    restartDelaySeconds: spec.restartDelaySeconds,
+    superuser: 'postgres',
+    pgpassFile,
+    createdAt: new Date().toISOString(),
+  };
+  await writeLayout(dir, layout);
+  return layout;
+}
+
+/** PostgreSQL runs as another user: every parent of its directories must be traversable by it. */
+function checkReachableByRunUser(user: string, path: string): void {
+  const r = spawnSync('setpriv', [`--reuid=${user}`, `--regid=${user}`, '--init-groups', 'test', '-w', path], { stdio: 'ignore' });
+  if (r.status !== 0) {
+    throw new WardenError('config-invalid', `the ${user} OS user cannot write to ${path}: a parent directory is not traversable by it; choose a --dir under a world-traversable path (e.g. /var/tmp/warden)`);
+  }
+}
+
+/** Starts the detached supervisor for a prepared dir; returns its PID. */
+export function startSupervisor(dir: string): number {
+  const { command, args } = wardenArgv(['supervise', '--dir', dir]);
+  const out = openSync(join(dir, 'supervisor.out'), 'a');
+  try {
+    const child = spawn(command, args, { detached: true, stdio: ['ignore', out, out], env: process.env });
+    child.unref();
+    if (child.pid === undefined) throw new WardenError('internal', 'could not start the supervisor');
+    return child.pid;
+  } finally {
+    closeSync(out);
+  }
+}
+
+export { layoutPath };

@@ -1,0 +1,153 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { describeError } from '../core/errors.js';
+import { signalPid } from '../core/process-info.js';
+import { spawnEtcdMember, waitForEtcdHealth, type EtcdProcess } from '../dcs/etcd-server.js';
+import { createLogger, type Logger } from '../agent/logger.js';
+import { readLayout, supervisorPidPath, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
+import { readStateFile, writeStateFile, type StateFile } from './state-file.js';
+import { join } from 'node:path';
+
+/** argv that runs this same Warden build (bundled or under tsx) with `args`. */
+export function wardenArgv(args: readonly string[]): { command: string; args: string[] } {
+  const script = process.argv[1];
+  if (script === undefined) throw new Error('cannot tell how Warden was started (no argv[1])');
+  return { command: process.execPath, args: [...process.execArgv, script, ...args] };
+}
+
+const AGENT_STOP_GRACE_MS = 60_000;
+
+/**
+ * The local runtime's supervisor (`warden supervise`, started detached by `warden up`): the parent
+ * of every etcd member and agent of one runtime dir. It waits on its children (no zombies), starts a
+ * dead agent again after restartDelaySeconds (longer than the TTL, so that a lost primary fails over
+ * first and then rejoins), restarts a dead etcd member, and on SIGTERM stops agents then etcd.
+ */
+export async function runSupervisor(dir: string): Promise<void> {
+  const layout = await readLayout(dir);
+  if (layout === undefined) throw new Error(`no runtime.json in ${dir}: run warden up first`);
+  const log = createLogger({ level: 'info', file: join(dir, 'supervisor.log'), name: 'supervisor' });
+  await writeFile(supervisorPidPath(dir), `${process.pid}\n`);
+  const sup = new Supervisor(dir, layout, log);
+  process.on('SIGTERM', () => void sup.shutdown('SIGTERM'));
+  process.on('SIGINT', () => void sup.shutdown('SIGINT'));
+  process.on('SIGHUP', () => undefined);
+  await sup.start();
+}
+
+class Supervisor {
+  private readonly etcd = new Map<string, EtcdProcess>();
+  private readonly agents = new Map<string, ChildProcess>();
+  private stopping = false;
+
+  constructor(
+    private readonly dir: string,
+    private readonly layout: RuntimeLayout,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    for (const m of this.layout.etcd.members) this.startEtcd(m.name);
+    await waitForEtcdHealth(this.layout.etcd.members.map((m) => m.clientUrl), 30_000, [...this.etcd.values()]);
+    this.log.info({ endpoints: this.layout.etcd.members.map((m) => m.clientUrl) }, 'etcd is healthy');
+    for (const m of this.layout.members) this.startAgent(m);
+    await this.writeState();
+  }
+
+  private startEtcd(name: string): void {
+    const spec = this.layout.etcd.members.find((m) => m.name === name);
+    if (spec === undefined || this.stopping) return;
+    const state = existsSync(join(spec.dataDir, 'member')) ? 'existing' : 'new';
+    const proc = spawnEtcdMember(spec, this.layout.etcd, { state });
+    this.etcd.set(name, proc);
+    this.log.info({ member: name, pid: proc.pid, state }, 'etcd member started');
+    void proc.exited.then(() => {
+      if (this.stopping || this.etcd.get(name) !== proc) return;
+      this.log.warn({ member: name, code: proc.child.exitCode, signal: proc.child.signalCode }, 'etcd member exited; restarting it in 1 s');
+      setTimeout(() => {
+        this.startEtcd(name);
+        void this.writeState();
+      }, 1000);
+    });
+  }
+
+  private startAgent(m: RuntimeMember): void {
+    if (this.stopping) return;
+    const { command, args } = wardenArgv(['agent', '--config', m.configFile]);
+    const out = openSync(join(m.memberDir, 'agent.out'), 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(command, args, { stdio: ['ignore', out, out], env: process.env });
+    } finally {
+      closeSync(out);
+    }
+    this.agents.set(m.name, child);
+    this.log.info({ member: m.name, pid: child.pid }, 'agent started');
+    child.once('error', (e) => this.log.error({ member: m.name, err: describeError(e) }, 'agent failed to spawn'));
+    child.once('exit', (code, signal) => {
+      if (this.stopping || this.agents.get(m.name) !== child) return;
+      const delayMs = this.layout.restartDelaySeconds * 1000;
+      this.log.warn({ member: m.name, code, signal, restartInMs: delayMs }, 'agent exited; restarting it after the delay');
+      void this.writeState();
+      setTimeout(() => {
+        this.startAgent(m);
+        void this.writeState();
+      }, delayMs);
+    });
+  }
+
+  private async writeState(): Promise<void> {
+    const prev = await readStateFile(this.dir).catch(() => undefined);
+    const state: StateFile = {
+      cluster: this.layout.cluster,
+      etcd: this.layout.etcd.members.map((m) => m.clientUrl),
+      superuser: this.layout.superuser,
+      pgpassFile: this.layout.pgpassFile,
+      members: this.layout.members.map((m) => {
+        const child = this.agents.get(m.name);
+        const alive = child !== undefined && child.exitCode === null && child.signalCode === null;
+        return {
+          name: m.name,
+          apiUrl: `http://${m.host}:${m.apiPort}`,
+          host: m.host,
+          port: m.pgPort,
+          dataDir: m.dataDir,
+          agentPid: alive ? (child.pid ?? null) : null,
+        };
+      }),
+      router: prev?.router ?? null,
+      supervisorPid: this.stopping ? null : process.pid,
+      etcdPids: this.layout.etcd.members.map((m) => this.etcd.get(m.name)?.pid ?? null),
+    };
+    await writeStateFile(this.dir, state).catch((e: unknown) => this.log.error({ err: describeError(e) }, 'writing state.json failed'));
+  }
+
+  async shutdown(signal: string): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log.info({ signal }, 'shutting down: agents first, then etcd');
+    const exits = [...this.agents.values()].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return resolve();
+          const t = setTimeout(() => {
+            if (child.pid !== undefined) signalPid(child.pid, 'SIGKILL');
+          }, AGENT_STOP_GRACE_MS);
+          child.once('exit', () => {
+            clearTimeout(t);
+            resolve();
+          });
+          signalPid(child.pid, 'SIGCONT');
+          signalPid(child.pid, 'SIGTERM');
+        }),
+    );
+    await Promise.all(exits);
+    await Promise.all([...this.etcd.values()].map((p) => p.stop(10_000).catch(() => undefined)));
+    await this.writeState();
+    await rm(supervisorPidPath(this.dir), { force: true });
+    this.log.info({}, 'stopped');
+    // Give pino's async destination a moment to flush, then leave.
+    setTimeout(() => process.exit(0), 100);
+  }
+}
