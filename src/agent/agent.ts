@@ -325,7 +325,8 @@ export class Agent {
   }
 
   private stateLabel(pg: LocalPostgresFacts, during?: string): string {
-    switch (during ?? this.executor.current) {
+    const kind: string = during ?? this.executor.current ?? '';
+    switch (kind) {
       case 'clone':
         return 'creating replica';
       case 'bootstrap':

@@ -27,7 +27,7 @@ export async function eventually<T>(
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
-      reject(signal.reason);
+      reject(asError(signal.reason));
       return;
     }
     const t = setTimeout(() => {
@@ -36,8 +36,13 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }, ms);
     const onAbort = (): void => {
       clearTimeout(t);
-      reject(signal?.reason);
+      reject(asError(signal?.reason));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** An abort reason as an Error (AbortSignal reasons are usually DOMExceptions already). */
+function asError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new Error(String(reason));
 }

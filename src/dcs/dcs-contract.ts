@@ -274,7 +274,7 @@ function record(dcs: Dcs, prefix: string, fromRevision: number) {
   );
   const ended = watching.then(
     () => new Error('watch ended before the events came'),
-    (e: unknown) => e,
+    (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
   );
   return {
     events,

@@ -89,13 +89,13 @@ function errorFromAnswer(status: number, text: string, endpoint: string): Warden
   } catch {
     // Not JSON (a proxy, or a dying server): the raw text becomes the message.
   }
-  return errorFromBody(status, body['code'], String(body['message'] ?? body['error'] ?? text.slice(0, 300)), endpoint);
+  return errorFromBody(status, body['code'], textOf(body['message'] ?? body['error'], text.slice(0, 300)), endpoint);
 }
 
 /** A stream message's `{ error: { grpc_code, http_code, message } }` as a WardenError. */
 function errorFromStream(error: unknown, endpoint: string): WardenError {
   const e = typeof error === 'object' && error !== null ? (error as Json) : {};
-  return errorFromBody(Number(e['http_code'] ?? 0), e['grpc_code'], String(e['message'] ?? JSON.stringify(error)), endpoint);
+  return errorFromBody(Number(e['http_code'] ?? 0), e['grpc_code'], textOf(e['message'], JSON.stringify(error)), endpoint);
 }
 
 function errorFromBody(status: number, grpcCode: unknown, message: string, endpoint: string): WardenError {
@@ -211,7 +211,7 @@ export class EtcdClient implements Dcs {
       const result = obj(msg['result'], 'watch result');
       const compactRevision = int(result['compact_revision'], 'compact_revision');
       if (result['canceled'] === true || compactRevision > 0) {
-        const message = compactRevision > 0 ? `compacted at revision ${compactRevision}` : String(result['cancel_reason'] ?? 'canceled');
+        const message = compactRevision > 0 ? `compacted at revision ${compactRevision}` : textOf(result['cancel_reason'], 'canceled');
         throw new WardenError('dcs-unavailable', `etcd watch on ${prefix} from ${fromRevision} ended: ${message}`, {
           retryable: true,
           details: { prefix, fromRevision, compactRevision, cancelReason: result['cancel_reason'] },
@@ -398,4 +398,10 @@ export class EtcdClient implements Dcs {
 
 function putRequest(key: string, value: string, opts: WriteOptions | undefined): Json {
   return { key: b64(key), value: b64(value), ...(opts?.leaseId === undefined ? {} : { lease: opts.leaseId }) };
+}
+
+/** A JSON field as message text: strings as they are, anything else as JSON, `fallback` when absent. */
+function textOf(v: unknown, fallback: string): string {
+  if (v === undefined || v === null) return fallback;
+  return typeof v === 'string' ? v : JSON.stringify(v);
 }

@@ -176,7 +176,7 @@ export class MemoryDcs implements Dcs {
           }),
         fail: (e) => {
           stop();
-          reject(e);
+          reject(e instanceof Error ? e : new Error(String(e)));
         },
       };
       signal.addEventListener('abort', onAbort, { once: true });

@@ -4,7 +4,7 @@ import { parseLsn } from '../core/lsn.js';
 import type { ClusterView, HistoryEntry, MemberRecord, MemberTags } from './cluster-view.js';
 import { decide } from './decide.js';
 import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from './dynamic-config.js';
-import type { AgentMemory, LocalPostgresFacts, Observation, PeerFacts } from './observation.js';
+import type { LocalPostgresFacts, Observation, PeerFacts } from './observation.js';
 
 const TAGS: MemberTags = { nofailover: false, failoverPriority: 1, nosync: false, noloadbalance: false };
 const NOW = 1_000_000;

@@ -1,0 +1,1140 @@
+import { spawn, execFile } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { isIP } from 'node:net';
+import { tmpdir } from 'node:os';
+import { basename, dirname, isAbsolute, join } from 'node:path';
+import {
+  chmod,
+  chown,
+  mkdir,
+  mkdtemp,
+  open,
+  readFile,
+  readdir,
+  readlink,
+  realpath,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
+import pg from 'pg';
+import { WardenError, describeError } from '../core/errors.js';
+import type { WardenErrorCode } from '../core/errors.js';
+import { sleep } from '../core/deadline.js';
+import { parseLsn } from '../core/lsn.js';
+import type { Lsn } from '../core/lsn.js';
+import type {
+  DataDirState,
+  Endpoint,
+  PostgresInstance,
+  PostgresInstanceConfig,
+  ProcessState,
+  ReplicationRole,
+  ServerStatus,
+} from './postgres.js';
+
+/** The pino-shaped subset of a logger that LocalPostgres writes to. */
+export interface PostgresLogger {
+  info(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+  error(obj: Record<string, unknown>, msg: string): void;
+}
+
+/** Name of the file Warden owns inside the data dir; postgresql.conf includes it. */
+export const WARDEN_CONF = 'warden.conf';
+
+const INCLUDE_LINE = `include_if_exists = '${WARDEN_CONF}'`;
+const INSPECT_TIMEOUT_MS = 10_000;
+/** Grace between SIGTERM and SIGKILL for a command that passed its timeout. */
+const KILL_GRACE_MS = 2_000;
+/** libpq connect timeout (seconds) for pg_basebackup, pg_rewind and primary_conninfo. */
+const LIBPQ_CONNECT_TIMEOUT_S = 2;
+const POLL_MS = 50;
+const OUTPUT_TAIL_BYTES = 64 * 1024;
+const MESSAGE_TAIL_CHARS = 2_000;
+const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
+const ROLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
+
+/** Settings Warden needs for replication, rewind and its own connections; user parameters never override them. */
+const REQUIRED_NAMES = new Set([
+  'listen_addresses',
+  'port',
+  'unix_socket_directories',
+  'wal_level',
+  'hot_standby',
+  'wal_log_hints',
+  'password_encryption',
+  'primary_conninfo',
+  'primary_slot_name',
+  'recovery_target_timeline',
+  'data_directory',
+  'config_file',
+  'hba_file',
+  'ident_file',
+]);
+
+/** Floors that a user may raise but not lower. */
+const MINIMUMS: Readonly<Record<string, number>> = { max_wal_senders: 10, max_replication_slots: 10 };
+
+/** Defaults that a user may override. */
+// wal_retrieve_retry_interval 1s: a replica whose slot is created a moment later (rejoin) retries in 1 s, not 5 s.
+const DEFAULTS: Readonly<Record<string, string>> = { wal_keep_size: '128MB', hot_standby_feedback: 'on', wal_retrieve_retry_interval: '1s' };
+
+interface RunIdentity {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+interface OwnChild {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  exit: { readonly code: number | null; readonly signal: string | null } | undefined;
+  stopRequested: boolean;
+}
+
+interface CommandOptions {
+  readonly timeoutMs: number;
+  /** Short name of the operation, used in error messages. */
+  readonly what: string;
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+interface CommandOutput {
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * A PostgreSQL instance on this host, run as a child of the agent.
+ *
+ * Files next to the data dir (in its parent, the "state dir"; outside the data dir so that
+ * pg_basebackup and pg_rewind never copy them and moveDataDirAside() leaves them in place):
+ * - `<name>-postgres.log`: the postmaster's stderr (appended on every start);
+ * - `<name>.pgpass`: the run user's password file (0600) for pg_basebackup, pg_rewind and primary_conninfo.
+ */
+export class LocalPostgres implements PostgresInstance {
+  readonly config: PostgresInstanceConfig;
+  /** The postmaster's log file. */
+  readonly logPath: string;
+  /** The run user's libpq password file. */
+  readonly pgpassPath: string;
+  private readonly logger: PostgresLogger | undefined;
+  private identity: Promise<RunIdentity | undefined> | undefined;
+  private child: OwnChild | undefined;
+
+  constructor(config: PostgresInstanceConfig, logger?: PostgresLogger) {
+    validateConfig(config);
+    this.config = config;
+    this.logger = logger;
+    const stateDir = dirname(config.dataDir);
+    this.logPath = join(stateDir, `${config.name}-postgres.log`);
+    this.pgpassPath = join(stateDir, `${config.name}.pgpass`);
+  }
+
+  async inspectDataDir(): Promise<DataDirState> {
+    const dir = this.config.dataDir;
+    let entries: string[];
+    try {
+      entries = await readdir(dir);
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return { kind: 'missing' };
+      if (errnoOf(e) === 'ENOTDIR') return { kind: 'invalid' };
+      throw new WardenError('postgres-command-failed', `cannot read data dir ${dir}: ${describeError(e)}`, { cause: e });
+    }
+    if (entries.length === 0) return { kind: 'empty' };
+    if (!entries.includes('PG_VERSION') || !(await exists(join(dir, 'global', 'pg_control')))) return { kind: 'invalid' };
+    const out = await this.runCommand('pg_controldata', ['-D', dir], { timeoutMs: INSPECT_TIMEOUT_MS, what: 'pg_controldata' });
+    const fields = parseControlData(out.stdout);
+    const sysid = fields.get('Database system identifier');
+    const clusterState = fields.get('Database cluster state');
+    const tli = fields.get("Latest checkpoint's TimeLineID");
+    return {
+      kind: 'initialized',
+      ...(sysid === undefined ? {} : { systemIdentifier: sysid }),
+      ...(clusterState === undefined ? {} : { clusterState }),
+      ...(tli === undefined ? {} : { timeline: Number.parseInt(tli, 10) }),
+    };
+  }
+
+  async initdb(timeoutMs: number): Promise<void> {
+    const { dataDir, superuser } = this.config;
+    const before = await this.inspectDataDir();
+    if (before.kind !== 'missing' && before.kind !== 'empty') {
+      throw new WardenError('data-dir-foreign', `refusing to initdb into ${dataDir}: it is not empty (${before.kind})`, {
+        details: { dataDir, kind: before.kind },
+      });
+    }
+    const created = await this.makeDirs(dataDir, 0o700);
+    // The password file must be readable by the run user only and must not outlive initdb.
+    const tmp = await mkdtemp(join(tmpdir(), 'warden-initdb-'));
+    try {
+      await this.giveToRunUser(tmp);
+      const pwfile = join(tmp, 'pwfile');
+      await writeFile(pwfile, `${superuser.password}\n`, { mode: 0o600 });
+      await this.giveToRunUser(pwfile);
+      await this.runCommand(
+        'initdb',
+        [
+          '-D',
+          dataDir,
+          '-U',
+          superuser.username,
+          `--pwfile=${pwfile}`,
+          '--auth-local=peer',
+          '--auth-host=scram-sha-256',
+          '--encoding=UTF8',
+          '--locale=C',
+        ],
+        { timeoutMs, what: 'initdb' },
+      );
+    } catch (e) {
+      await removeWhatWeWrote(dataDir, created);
+      throw e;
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+    this.log('info', { dataDir }, 'initdb done');
+  }
+
+  async createRoles(timeoutMs: number): Promise<void> {
+    const { superuser, replication } = this.config;
+    await this.withClient(timeoutMs, 'createRoles', async (c) => {
+      const rec = await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+      if (rec.rows[0]?.r !== false) {
+        throw new WardenError('postgres-command-failed', `createRoles: ${this.config.name} is in recovery, not a primary`);
+      }
+      // Utility statements take no bind parameters, so the passwords are escaped literals.
+      await c.query(`ALTER ROLE ${pg.escapeIdentifier(superuser.username)} WITH PASSWORD ${pg.escapeLiteral(superuser.password)}`);
+      const existing = await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [replication.username]);
+      const verb = existing.rowCount === 0 ? 'CREATE' : 'ALTER';
+      await c.query(
+        `${verb} ROLE ${pg.escapeIdentifier(replication.username)} WITH LOGIN REPLICATION PASSWORD ${pg.escapeLiteral(replication.password)}`,
+      );
+    });
+    this.log('info', { replicationUser: replication.username }, 'roles created');
+  }
+
+  async basebackup(source: Endpoint, timeoutMs: number): Promise<void> {
+    const { dataDir, replication } = this.config;
+    const before = await this.inspectDataDir();
+    if (before.kind !== 'missing' && before.kind !== 'empty') {
+      throw new WardenError('data-dir-foreign', `refusing to pg_basebackup into ${dataDir}: it is not empty (${before.kind})`, {
+        details: { dataDir, kind: before.kind },
+      });
+    }
+    const created = await this.makeDirs(dataDir, 0o700);
+    await this.writePgpass();
+    try {
+      await this.runCommand(
+        'pg_basebackup',
+        ['-D', dataDir, '-h', source.host, '-p', String(source.port), '-U', replication.username, '-X', 'stream', '-c', 'fast', '--no-password'],
+        { timeoutMs, what: 'pg_basebackup', env: this.libpqEnv() },
+      );
+    } catch (e) {
+      await removeWhatWeWrote(dataDir, created);
+      throw e;
+    }
+    this.log('info', { source, dataDir }, 'basebackup done');
+  }
+
+  async configure(role: ReplicationRole): Promise<void> {
+    const { dataDir } = this.config;
+    if (!(await exists(join(dataDir, 'PG_VERSION')))) {
+      throw new WardenError('postgres-command-failed', `cannot configure ${dataDir}: not an initialized data dir`);
+    }
+    await this.writePgpass();
+    await this.writeOwned(join(dataDir, WARDEN_CONF), renderWardenConf(this.wardenSettings(role)), 0o600);
+    const confPath = join(dataDir, 'postgresql.conf');
+    const conf = await readFile(confPath, 'utf8');
+    if (!conf.split('\n').some((line) => line.trim() === INCLUDE_LINE)) {
+      const sep = conf.length === 0 || conf.endsWith('\n') ? '' : '\n';
+      await this.writeOwned(confPath, `${conf}${sep}\n# Added by Warden: its settings win over the lines above.\n${INCLUDE_LINE}\n`, 0o600);
+    }
+    await this.writeOwned(join(dataDir, 'pg_hba.conf'), this.renderHba(), 0o600);
+    const signal = join(dataDir, 'standby.signal');
+    if (role.kind === 'replica') await this.writeOwned(signal, '', 0o600);
+    else await rm(signal, { force: true });
+    // A running server picks up pg_hba.conf and reloadable settings (primary_conninfo) now;
+    // a changed role (standby.signal) takes effect at the next start.
+    const state = await this.processState();
+    if (state.kind === 'running') signalPid(state.pid, 'SIGHUP');
+    this.log('info', { role: role.kind }, 'configured');
+  }
+
+  async start(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const state = await this.processState();
+    if (state.kind === 'running') {
+      const own = this.child;
+      if (own !== undefined && own.exit === undefined && own.pid === state.pid) {
+        await this.waitAcceptingConnections(own, deadline, 0);
+        return;
+      }
+      throw new WardenError(
+        'postgres-command-failed',
+        `cannot start ${this.config.name}: a postmaster (pid ${state.pid}) not started by this agent runs on ${this.config.dataDir}; stop it first`,
+        { details: { pid: state.pid } },
+      );
+    }
+    if (!(await exists(join(this.config.dataDir, 'PG_VERSION')))) {
+      throw new WardenError('postgres-command-failed', `cannot start ${this.config.name}: ${this.config.dataDir} is not an initialized data dir`);
+    }
+    await this.makeDirs(this.config.socketDir, 0o755);
+    await this.makeDirs(dirname(this.logPath), 0o750);
+    await this.waitForOrphanedBackends(deadline);
+
+    const log = await open(this.logPath, 'a', 0o640);
+    let proc: ChildProcess;
+    let logOffset: number;
+    try {
+      await this.giveToRunUser(this.logPath);
+      logOffset = (await log.stat()).size;
+      const identity = await this.runIdentity();
+      // setpriv sets the parent-death signal after switching user, then execs postgres: the
+      // postmaster is killed when the agent dies (invariant 1: no primary without its agent).
+      const args = [
+        ...(identity === undefined ? [] : [`--reuid=${identity.uid}`, `--regid=${identity.gid}`, '--init-groups']),
+        '--pdeathsig',
+        'KILL',
+        '--',
+        join(this.config.binDir, 'postgres'),
+        '-D',
+        this.config.dataDir,
+      ];
+      proc = spawn('setpriv', args, { cwd: '/', env: this.childEnv(), stdio: ['ignore', log.fd, log.fd], detached: true });
+    } finally {
+      await log.close();
+    }
+    const pid = proc.pid;
+    if (pid === undefined) {
+      const err = await new Promise<Error>((resolve) => proc.once('error', resolve));
+      throw new WardenError('postgres-command-failed', `cannot start postgres: ${err.message}`, { cause: err });
+    }
+    proc.unref();
+    const own: OwnChild = { proc, pid, exit: undefined, stopRequested: false };
+    this.child = own;
+    proc.on('error', (e) => this.log('error', { pid, err: e.message }, 'postmaster process error'));
+    proc.on('exit', (code, signal) => {
+      own.exit = { code, signal };
+      const level = own.stopRequested ? 'info' : 'error';
+      this.log(level, { pid, code, signal }, own.stopRequested ? 'postmaster exited' : 'postmaster exited unexpectedly');
+    });
+    this.log('info', { pid, logPath: this.logPath }, 'postmaster started');
+    await this.waitAcceptingConnections(own, deadline, logOffset);
+  }
+
+  async stop(mode: 'fast' | 'immediate', timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const own = this.child;
+    const pid = own !== undefined && own.exit === undefined ? own.pid : await this.livePostmasterPid();
+    if (own !== undefined && (own.exit !== undefined || own.pid === pid)) own.stopRequested = true;
+    if (pid === undefined) return;
+    // SIGINT is PostgreSQL's fast shutdown (walsenders send what is flushed); SIGQUIT is immediate.
+    signalPid(pid, mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
+    this.log('info', { pid, mode }, 'stopping postmaster');
+    // An immediate stop is a fence: if the postmaster ignores SIGQUIT, SIGKILL it before the deadline.
+    const killAt = mode === 'immediate' ? Date.now() + Math.floor(timeoutMs * 0.75) : Number.POSITIVE_INFINITY;
+    let killed = false;
+    for (;;) {
+      const gone = own !== undefined && own.pid === pid ? own.exit !== undefined : !(await isProcessAlive(pid));
+      if (gone) return;
+      if (!killed && Date.now() >= killAt) {
+        killed = true;
+        this.log('warn', { pid }, 'postmaster ignored an immediate shutdown; sending SIGKILL');
+        signalPid(pid, 'SIGKILL');
+      }
+      if (Date.now() >= deadline) {
+        throw new WardenError('postgres-command-failed', `postmaster ${pid} did not stop (${mode}) within ${timeoutMs} ms`, {
+          retryable: true,
+          details: { pid, mode },
+        });
+      }
+      await sleep(POLL_MS);
+    }
+  }
+
+  async processState(): Promise<ProcessState> {
+    const own = this.child;
+    if (own !== undefined && own.exit === undefined) return { kind: 'running', pid: own.pid };
+    const pid = await this.livePostmasterPid();
+    if (pid !== undefined) return { kind: 'running', pid };
+    if (own?.exit !== undefined && !own.stopRequested) return { kind: 'crashed', exitCode: own.exit.code, signal: own.exit.signal };
+    return { kind: 'stopped' };
+  }
+
+  async promote(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    await this.withClient(timeoutMs, 'promote', async (c) => {
+      if (!(await isInRecovery(c))) return;
+      const waitS = Math.max(1, Math.floor(timeoutMs / 1000) - 1);
+      await c.query('SELECT pg_promote(true, $1)', [waitS]);
+      while (await isInRecovery(c)) {
+        if (Date.now() >= deadline) {
+          throw new WardenError('postgres-command-failed', `promote: ${this.config.name} still in recovery after ${timeoutMs} ms`, {
+            retryable: true,
+          });
+        }
+        await sleep(POLL_MS);
+      }
+    });
+    this.log('info', {}, 'promoted');
+  }
+
+  async status(timeoutMs: number): Promise<ServerStatus> {
+    return this.withClient(timeoutMs, 'status', async (c) => {
+      const base = await c.query<{ in_recovery: boolean; system_identifier: string; pending_restart: boolean }>(
+        `SELECT pg_is_in_recovery() AS in_recovery,
+                (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
+                EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) AS pending_restart`,
+      );
+      const b = base.rows[0];
+      if (b === undefined) throw new WardenError('postgres-command-failed', 'status: no row');
+      const common = { systemIdentifier: b.system_identifier, pendingRestart: b.pending_restart };
+      if (!b.in_recovery) {
+        // pg_control_checkpoint() lags after a promotion until the next checkpoint; the WAL file
+        // name being written carries the current timeline.
+        const wal = await c.query<{ flush: string; walfile: string }>(
+          `SELECT pg_current_wal_flush_lsn()::text AS flush, pg_walfile_name(pg_current_wal_lsn()) AS walfile`,
+        );
+        const w = wal.rows[0];
+        if (w === undefined) throw new WardenError('postgres-command-failed', 'status: no WAL row');
+        const reps = await c.query<{ application_name: string; flush_lsn: string | null; state: string; sync_state: string }>(
+          `SELECT application_name, flush_lsn::text AS flush_lsn, state, sync_state FROM pg_stat_replication ORDER BY application_name`,
+        );
+        return {
+          ...common,
+          inRecovery: false,
+          timeline: Number.parseInt(w.walfile.slice(0, 8), 16),
+          walPosition: parseLsn(w.flush),
+          replicas: reps.rows.map((r) => ({
+            applicationName: r.application_name,
+            ...(r.flush_lsn === null ? {} : { flushLsn: parseLsn(r.flush_lsn) }),
+            state: r.state,
+            syncState: r.sync_state,
+          })),
+        };
+      }
+      const rep = await c.query<{
+        receive: string | null;
+        replay: string | null;
+        wr_status: string | null;
+        received_tli: number | null;
+        checkpoint_tli: number;
+      }>(
+        `SELECT pg_last_wal_receive_lsn()::text AS receive,
+                pg_last_wal_replay_lsn()::text AS replay,
+                (SELECT status FROM pg_stat_wal_receiver) AS wr_status,
+                (SELECT received_tli FROM pg_stat_wal_receiver) AS received_tli,
+                (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli`,
+      );
+      const r = rep.rows[0];
+      if (r === undefined) throw new WardenError('postgres-command-failed', 'status: no recovery row');
+      const receiveLsn = r.receive === null ? undefined : parseLsn(r.receive);
+      const replayLsn = r.replay === null ? undefined : parseLsn(r.replay);
+      const walPosition: Lsn = maxLsn(receiveLsn ?? 0n, replayLsn ?? 0n);
+      return {
+        ...common,
+        inRecovery: true,
+        timeline: r.received_tli !== null && r.received_tli > 0 ? r.received_tli : r.checkpoint_tli,
+        walPosition,
+        ...(receiveLsn === undefined ? {} : { receiveLsn }),
+        ...(replayLsn === undefined ? {} : { replayLsn }),
+        streaming: r.wr_status === 'streaming',
+      };
+    });
+  }
+
+  async syncSlots(names: readonly string[], timeoutMs: number): Promise<void> {
+    for (const n of names) {
+      if (!SLOT_NAME.test(n)) {
+        throw new WardenError('config-invalid', `invalid replication slot name ${JSON.stringify(n)}: use 1-63 of [a-z0-9_]`);
+      }
+    }
+    const wanted = new Set(names);
+    await this.withClient(timeoutMs, 'syncSlots', async (c) => {
+      const rows = await c.query<{ slot_name: string; active: boolean }>(
+        `SELECT slot_name::text AS slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'`,
+      );
+      const have = new Map(rows.rows.map((r) => [r.slot_name, r.active]));
+      for (const n of wanted) {
+        if (have.has(n)) continue;
+        // immediately_reserve: the slot holds WAL from now, before its replica first connects.
+        await ignoreSqlState(c.query('SELECT pg_create_physical_replication_slot($1, true)', [n]), ['42710']);
+        this.log('info', { slot: n }, 'created replication slot');
+      }
+      // Slots are only dropped on a primary; a standby keeps what it has until it is promoted.
+      if (await isInRecovery(c)) return;
+      for (const [n, active] of have) {
+        if (wanted.has(n) || active) continue;
+        // 55006: became active meanwhile; 42704: dropped by someone else. Both leave the goal met or retried next loop.
+        await ignoreSqlState(c.query('SELECT pg_drop_replication_slot($1)', [n]), ['55006', '42704']);
+        this.log('info', { slot: n }, 'dropped replication slot');
+      }
+    });
+  }
+
+  async recoverCrashed(timeoutMs: number): Promise<void> {
+    const { dataDir } = this.config;
+    const state = await this.processState();
+    if (state.kind === 'running') {
+      throw new WardenError('postgres-command-failed', `cannot run crash recovery on ${dataDir}: postmaster ${state.pid} is running`);
+    }
+    const before = await this.inspectDataDir();
+    if (before.kind !== 'initialized') {
+      throw new WardenError('postgres-command-failed', `cannot run crash recovery on ${dataDir}: data dir is ${before.kind}`);
+    }
+    if (isCleanShutdown(before.clusterState)) return;
+    // Single-user mode refuses standby mode; configure() writes standby.signal again before the next start.
+    await rm(join(dataDir, 'standby.signal'), { force: true });
+    await rm(join(dataDir, 'recovery.signal'), { force: true });
+    // stdin is /dev/null: the backend replays WAL, reads EOF and shuts down with a checkpoint.
+    await this.runCommand('postgres', ['--single', '-D', dataDir, 'template1'], { timeoutMs, what: 'postgres --single' });
+    const after = await this.inspectDataDir();
+    if (!isCleanShutdown(after.clusterState)) {
+      throw new WardenError('postgres-command-failed', `crash recovery left ${dataDir} in state ${after.clusterState ?? 'unknown'}`);
+    }
+    this.log('info', { from: before.clusterState, to: after.clusterState }, 'crash recovery done');
+  }
+
+  async rewind(source: Endpoint, timeoutMs: number): Promise<string> {
+    const state = await this.processState();
+    if (state.kind === 'running') {
+      throw new WardenError('postgres-command-failed', `cannot pg_rewind ${this.config.dataDir}: postmaster ${state.pid} is running`);
+    }
+    const deadline = Date.now() + timeoutMs;
+    // pg_rewind compares the timelines in the control files, and a just-promoted source's control
+    // file keeps the old timeline until its next checkpoint: without this, a diverged target
+    // would be reported as "no rewind required" (invariant 5).
+    await this.withClient(timeoutMs, 'CHECKPOINT before pg_rewind', (c) => c.query('CHECKPOINT'), source);
+    await this.writePgpass();
+    const conninfo = [
+      `host=${conninfoValue(source.host)}`,
+      `port=${source.port}`,
+      `user=${conninfoValue(this.config.superuser.username)}`,
+      'dbname=postgres',
+      `connect_timeout=${LIBPQ_CONNECT_TIMEOUT_S}`,
+    ].join(' ');
+    const out = await this.runCommand('pg_rewind', ['-D', this.config.dataDir, `--source-server=${conninfo}`, '--progress'], {
+      timeoutMs: Math.max(1, deadline - Date.now()),
+      what: 'pg_rewind',
+      env: this.libpqEnv(),
+    });
+    this.log('info', { source }, 'pg_rewind done');
+    return `${out.stdout}${out.stderr}`;
+  }
+
+  async moveDataDirAside(): Promise<string> {
+    const { dataDir } = this.config;
+    const state = await this.processState();
+    if (state.kind === 'running') {
+      throw new WardenError('postgres-command-failed', `cannot move ${dataDir} aside: postmaster ${state.pid} is running`);
+    }
+    if (!(await exists(dataDir))) throw new WardenError('not-found', `cannot move ${dataDir} aside: it does not exist`);
+    const base = `${dataDir}.moved-${new Date().toISOString().replace(/:/g, '')}`;
+    let target = base;
+    for (let i = 2; await exists(target); i++) target = `${base}-${i}`;
+    await rename(dataDir, target);
+    this.log('warn', { dataDir, movedTo: target }, 'data dir moved aside');
+    return target;
+  }
+
+  async query(sql: string, params: readonly unknown[], timeoutMs: number): Promise<readonly Record<string, unknown>[]> {
+    return this.withClient(timeoutMs, 'query', async (c) => (await c.query<Record<string, unknown>>(sql, [...params])).rows);
+  }
+
+  // ---- files -------------------------------------------------------------------------------
+
+  private wardenSettings(role: ReplicationRole): Map<string, string | number | boolean> {
+    const { listen, socketDir, parameters, name, replication } = this.config;
+    const settings = new Map<string, string | number | boolean>();
+    for (const [k, v] of Object.entries(DEFAULTS)) settings.set(k, v);
+    for (const [k, v] of Object.entries(parameters)) {
+      if (REQUIRED_NAMES.has(k)) {
+        this.log('warn', { parameter: k }, 'ignoring a parameter that Warden sets itself');
+        continue;
+      }
+      settings.set(k, v);
+    }
+    for (const [k, floor] of Object.entries(MINIMUMS)) {
+      const v = Number(settings.get(k));
+      settings.set(k, Number.isFinite(v) && v > floor ? v : floor);
+    }
+    settings.set('listen_addresses', listen.host);
+    settings.set('port', listen.port);
+    settings.set('unix_socket_directories', socketDir);
+    settings.set('wal_level', 'replica');
+    settings.set('hot_standby', true);
+    settings.set('wal_log_hints', true); // pg_rewind needs it (checksums are off)
+    settings.set('password_encryption', 'scram-sha-256');
+    settings.set('recovery_target_timeline', 'latest');
+    if (role.kind === 'replica') {
+      settings.set(
+        'primary_conninfo',
+        [
+          `host=${conninfoValue(role.upstream.host)}`,
+          `port=${role.upstream.port}`,
+          `user=${conninfoValue(replication.username)}`,
+          `passfile=${conninfoValue(this.pgpassPath)}`,
+          `application_name=${conninfoValue(name)}`,
+          `connect_timeout=${LIBPQ_CONNECT_TIMEOUT_S}`,
+        ].join(' '),
+      );
+      if (role.slotName !== undefined) {
+        if (!SLOT_NAME.test(role.slotName)) {
+          throw new WardenError('config-invalid', `invalid replication slot name ${JSON.stringify(role.slotName)}: use 1-63 of [a-z0-9_]`);
+        }
+        settings.set('primary_slot_name', role.slotName);
+      }
+    }
+    return settings;
+  }
+
+  private renderHba(): string {
+    const su = this.config.superuser.username;
+    const repl = this.config.replication.username;
+    const lines = [
+      '# Written by Warden (configure()); edits are overwritten.',
+      '# TYPE  DATABASE     USER  ADDRESS  METHOD',
+      `local   all          ${su}  peer`,
+      `local   replication  ${su}  peer`,
+    ];
+    const host = this.config.listen.host;
+    for (const net of hbaNetworks(host)) {
+      lines.push(`host    all          all  ${net}  scram-sha-256`);
+      lines.push(`host    replication  ${repl}  ${net}  scram-sha-256`);
+    }
+    if ((isIP(host) === 0 && host !== 'localhost') || host === '0.0.0.0' || host === '::') {
+      this.log('warn', { host }, 'listen host is a name or a wildcard; pg_hba.conf allows loopback only');
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  private async writePgpass(): Promise<void> {
+    const line = (c: { username: string; password: string }): string => `*:*:*:${pgpassField(c.username)}:${pgpassField(c.password)}`;
+    await this.makeDirs(dirname(this.pgpassPath), 0o750);
+    await this.writeOwned(this.pgpassPath, `${line(this.config.replication)}\n${line(this.config.superuser)}\n`, 0o600);
+  }
+
+  /** Writes a file atomically (temp + rename), owned by the run user with `mode`. */
+  private async writeOwned(path: string, content: string, mode: number): Promise<void> {
+    const tmp = `${path}.warden-tmp`;
+    await writeFile(tmp, content, { mode });
+    await chmod(tmp, mode);
+    await this.giveToRunUser(tmp);
+    await rename(tmp, path);
+  }
+
+  /** mkdir -p; every directory it creates belongs to the run user, `dir` itself gets `mode`. Returns whether `dir` was created. */
+  private async makeDirs(dir: string, mode: number): Promise<boolean> {
+    const missing: string[] = [];
+    for (let cur = dir; !(await exists(cur)); cur = dirname(cur)) {
+      missing.unshift(cur);
+      if (dirname(cur) === cur) break;
+    }
+    for (const d of missing) {
+      try {
+        await mkdir(d);
+      } catch (e) {
+        if (errnoOf(e) !== 'EEXIST') throw e;
+        if (d === dir) return false;
+        continue;
+      }
+      await chmod(d, d === dir ? mode : 0o750);
+      await this.giveToRunUser(d);
+    }
+    if (missing.length === 0 && mode === 0o700) {
+      // An existing (empty) data dir: PostgreSQL insists on owner-only permissions.
+      await chmod(dir, mode);
+      await this.giveToRunUser(dir);
+    }
+    return missing.length > 0;
+  }
+
+  private async giveToRunUser(path: string): Promise<void> {
+    const id = await this.runIdentity();
+    if (id !== undefined) await chown(path, id.uid, id.gid);
+  }
+
+  // ---- processes ---------------------------------------------------------------------------
+
+  /** uid/gid to switch to, or undefined when commands run as the current user. */
+  private runIdentity(): Promise<RunIdentity | undefined> {
+    this.identity ??= (async (): Promise<RunIdentity | undefined> => {
+      const user = this.config.runAsUser;
+      if (user === undefined || process.getuid?.() !== 0) return undefined;
+      const [uid, gid] = await Promise.all([idOf(user, '-u'), idOf(user, '-g')]);
+      return { uid, gid };
+    })();
+    return this.identity;
+  }
+
+  private childEnv(extra: Readonly<Record<string, string>> = {}): Record<string, string> {
+    // A clean environment: PG* variables of the agent (PGDATA, PGHOST, ...) must not leak in.
+    return { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LC_ALL: 'C', LANG: 'C', ...extra };
+  }
+
+  private libpqEnv(): Record<string, string> {
+    return { PGPASSFILE: this.pgpassPath, PGCONNECT_TIMEOUT: String(LIBPQ_CONNECT_TIMEOUT_S) };
+  }
+
+  /** Runs a binary from binDir as the run user, in its own process group, killed when it passes its timeout. */
+  private async runCommand(binary: string, args: readonly string[], opts: CommandOptions): Promise<CommandOutput> {
+    const identity = await this.runIdentity();
+    const bin = join(this.config.binDir, binary);
+    const [cmd, argv] =
+      identity === undefined
+        ? [bin, [...args]]
+        : ['setpriv', [`--reuid=${identity.uid}`, `--regid=${identity.gid}`, '--init-groups', '--', bin, ...args]];
+    return new Promise<CommandOutput>((resolve, reject) => {
+      const started = Date.now();
+      const proc = spawn(cmd, argv, { cwd: '/', env: this.childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const stdout = new TailBuffer();
+      const stderr = new TailBuffer();
+      proc.stdout.on('data', (b: Buffer) => stdout.push(b));
+      proc.stderr.on('data', (b: Buffer) => stderr.push(b));
+      let timedOut = false;
+      let settled = false;
+      const timers: NodeJS.Timeout[] = [];
+      const settle = (err: WardenError | undefined): void => {
+        if (settled) return;
+        settled = true;
+        for (const t of timers) clearTimeout(t);
+        if (err === undefined) resolve({ stdout: stdout.text(), stderr: stderr.text() });
+        else reject(err);
+      };
+      const fail = (reason: string, cause?: unknown): WardenError => {
+        const output = tail(stderr.text() || stdout.text());
+        return new WardenError('postgres-command-failed', `${opts.what} ${reason}${output === '' ? '' : `: ${output}`}`, {
+          retryable: timedOut,
+          ...(cause === undefined ? {} : { cause }),
+          details: { command: binary, args, elapsedMs: Date.now() - started },
+        });
+      };
+      timers.push(
+        setTimeout(() => {
+          timedOut = true;
+          if (proc.pid !== undefined) killGroup(proc.pid, 'SIGTERM');
+          timers.push(
+            setTimeout(() => {
+              if (proc.pid !== undefined) killGroup(proc.pid, 'SIGKILL');
+              // Give up waiting for pipes that a stray grandchild may hold open.
+              timers.push(setTimeout(() => settle(fail(`timed out after ${opts.timeoutMs} ms`)), KILL_GRACE_MS));
+            }, KILL_GRACE_MS),
+          );
+        }, opts.timeoutMs),
+      );
+      proc.on('error', (e) => settle(fail(`could not run ${cmd}`, e)));
+      proc.on('close', (code, signal) => {
+        if (timedOut) settle(fail(`timed out after ${opts.timeoutMs} ms`));
+        else if (code === 0) settle(undefined);
+        else settle(fail(code === null ? `was killed by ${signal ?? 'a signal'}` : `exited with code ${code}`));
+      });
+    });
+  }
+
+  /** PID of a live postmaster recorded in postmaster.pid for this data dir (started by anyone). */
+  private async livePostmasterPid(): Promise<number | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(this.config.dataDir, 'postmaster.pid'), 'utf8');
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ENOTDIR') return undefined;
+      throw e;
+    }
+    const pid = Number.parseInt(text.split('\n')[0] ?? '', 10);
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    if (!(await isProcessAlive(pid))) return undefined;
+    let cmdline: string;
+    try {
+      cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ESRCH') return undefined;
+      throw e;
+    }
+    const argv0 = basename(cmdline.split('\0')[0] ?? '');
+    if (!argv0.startsWith('postgres') && !argv0.startsWith('postmaster')) return undefined;
+    // A reused PID may belong to another member's postmaster: the postmaster's cwd is its data dir.
+    const cwd = await processCwd(pid);
+    if (cwd !== undefined && cwd !== (await realpathOrSelf(this.config.dataDir))) return undefined;
+    return pid;
+  }
+
+  /**
+   * After a postmaster was killed, its backends notice and exit within moments; until they do,
+   * a new postmaster refuses the still-attached shared memory. Waits (bounded) for them.
+   */
+  private async waitForOrphanedBackends(deadline: number): Promise<void> {
+    if (!(await exists(join(this.config.dataDir, 'postmaster.pid')))) return;
+    const dataDir = await realpathOrSelf(this.config.dataDir);
+    const waitUntil = Math.min(deadline, Date.now() + 5_000);
+    for (;;) {
+      const left = await processesWithCwd(dataDir);
+      if (left.length === 0) return;
+      if (Date.now() >= waitUntil) {
+        this.log('warn', { pids: left }, 'processes of an earlier postmaster still run in the data dir');
+        return;
+      }
+      await sleep(POLL_MS);
+    }
+  }
+
+  private async waitAcceptingConnections(own: OwnChild, deadline: number, logOffset: number): Promise<void> {
+    for (;;) {
+      if (own.exit !== undefined) {
+        const logTail = await readTail(this.logPath, logOffset);
+        throw new WardenError(
+          'postgres-command-failed',
+          `postgres exited during start (code ${own.exit.code ?? 'none'}, signal ${own.exit.signal ?? 'none'}); log ${this.logPath}: ${tail(logTail)}`,
+          { details: { logPath: this.logPath } },
+        );
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        throw new WardenError(
+          'postgres-unavailable',
+          `postgres (pid ${own.pid}) did not accept connections before the start deadline; it is still running, see ${this.logPath}`,
+          { retryable: true, details: { pid: own.pid, logPath: this.logPath } },
+        );
+      }
+      if (await this.acceptsConnections(Math.min(1_000, remaining))) return;
+      await sleep(Math.min(POLL_MS * 2, Math.max(0, deadline - Date.now())));
+    }
+  }
+
+  private async acceptsConnections(timeoutMs: number): Promise<boolean> {
+    try {
+      await this.withClient(timeoutMs, 'probe', (c) => c.query('SELECT 1'));
+      return true;
+    } catch (e) {
+      // A server that rejects our password still accepts connections; 57P03 (starting up,
+      // not yet consistent) and refused connections do not.
+      return e instanceof WardenError && typeof e.details['sqlstate'] === 'string' && e.details['sqlstate'].startsWith('28');
+    }
+  }
+
+  // ---- SQL ---------------------------------------------------------------------------------
+
+  /** One short-lived TCP connection as the superuser; the whole call is bounded by timeoutMs. */
+  private async withClient<T>(
+    timeoutMs: number,
+    what: string,
+    fn: (c: pg.Client) => Promise<T>,
+    endpoint: Endpoint = this.config.listen,
+  ): Promise<T> {
+    const { superuser } = this.config;
+    const client = new pg.Client({
+      host: connectHost(endpoint.host),
+      port: endpoint.port,
+      user: superuser.username,
+      password: superuser.password,
+      database: 'postgres',
+      application_name: 'warden',
+      connectionTimeoutMillis: Math.max(1, timeoutMs),
+      query_timeout: Math.max(1, timeoutMs),
+      statement_timeout: Math.max(1, timeoutMs),
+    });
+    // Errors on an idle client (server shut down) must not crash the agent.
+    client.on('error', () => undefined);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      client.connection.stream.destroy();
+    }, timeoutMs);
+    let connected = false;
+    try {
+      await client.connect();
+      connected = true;
+      return await fn(client);
+    } catch (e) {
+      throw translatePgError(e, `${what} on ${endpoint.host}:${endpoint.port}`, { connected, timedOut, timeoutMs });
+    } finally {
+      clearTimeout(timer);
+      await endClient(client);
+    }
+  }
+
+  private log(level: keyof PostgresLogger, obj: Record<string, unknown>, msg: string): void {
+    this.logger?.[level]({ member: this.config.name, ...obj }, msg);
+  }
+}
+
+// ---- pure helpers --------------------------------------------------------------------------
+
+function validateConfig(c: PostgresInstanceConfig): void {
+  const bad = (msg: string): never => {
+    throw new WardenError('config-invalid', `postgres config for ${JSON.stringify(c.name)}: ${msg}`);
+  };
+  if (!/^[A-Za-z0-9_.-]{1,63}$/.test(c.name)) bad('name must be 1-63 of [A-Za-z0-9_.-]');
+  for (const [k, p] of [
+    ['dataDir', c.dataDir],
+    ['binDir', c.binDir],
+    ['socketDir', c.socketDir],
+  ] as const) {
+    if (!isAbsolute(p)) bad(`${k} must be an absolute path, got ${JSON.stringify(p)}`);
+    if (/[\s'"\\]/.test(p)) bad(`${k} must not contain spaces, quotes or backslashes`);
+  }
+  for (const [k, r] of [
+    ['superuser', c.superuser],
+    ['replication', c.replication],
+  ] as const) {
+    if (!ROLE_NAME.test(r.username)) bad(`${k}.username must match ${ROLE_NAME.source}`);
+    if (r.password.length === 0 || /[\r\n\0]/.test(r.password)) bad(`${k}.password must be non-empty and on one line`);
+  }
+  if (c.superuser.username === c.replication.username) bad('superuser and replication users must differ');
+  if (!Number.isInteger(c.listen.port) || c.listen.port <= 0 || c.listen.port > 65535) bad(`invalid port ${c.listen.port}`);
+  if (c.listen.host.length === 0 || /[\s,'"\\]/.test(c.listen.host)) bad(`invalid listen host ${JSON.stringify(c.listen.host)}`);
+  for (const [k, v] of Object.entries(c.parameters)) {
+    if (!PARAM_NAME.test(k)) bad(`invalid parameter name ${JSON.stringify(k)}`);
+    if (typeof v === 'string' && /[\r\n\0]/.test(v)) bad(`parameter ${k} must be on one line`);
+  }
+}
+
+/** warden.conf: one `name = 'value'` per line; every value quoted, which PostgreSQL accepts for any type. */
+function renderWardenConf(settings: ReadonlyMap<string, string | number | boolean>): string {
+  const lines = ['# Written by Warden (configure()); edits are overwritten. Set parameters in the cluster config.'];
+  for (const [k, v] of [...settings].sort(([a], [b]) => a.localeCompare(b))) lines.push(`${k} = ${confValue(v)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function confValue(v: string | number | boolean): string {
+  const s = typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
+  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+/** A libpq connection-string value, single-quoted with \ and ' escaped. */
+function conninfoValue(v: string): string {
+  return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+function pgpassField(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
+}
+
+/** Loopback plus the listen address's /24 (IPv4) or /64 (IPv6); never "everywhere". */
+function hbaNetworks(host: string): string[] {
+  const nets = ['127.0.0.0/8', '::1/128'];
+  const family = isIP(host);
+  if (family === 4 && !host.startsWith('127.') && host !== '0.0.0.0') {
+    const [a, b, c] = host.split('.');
+    nets.push(`${a}.${b}.${c}.0/24`);
+  } else if (family === 6 && host !== '::' && host !== '::1') {
+    nets.push(`${host}/64`);
+  }
+  return nets;
+}
+
+/** Where the agent connects to reach a server listening on `host`. */
+function connectHost(host: string): string {
+  if (host === '*' || host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::') return '::1';
+  return host;
+}
+
+function isCleanShutdown(clusterState: string | undefined): boolean {
+  return clusterState === 'shut down' || clusterState === 'shut down in recovery';
+}
+
+function parseControlData(text: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const i = line.indexOf(':');
+    if (i > 0) fields.set(line.slice(0, i).trim(), line.slice(i + 1).trim());
+  }
+  return fields;
+}
+
+function maxLsn(a: Lsn, b: Lsn): Lsn {
+  return a > b ? a : b;
+}
+
+function tail(text: string): string {
+  const t = text.trim();
+  return t.length <= MESSAGE_TAIL_CHARS ? t : `…${t.slice(-MESSAGE_TAIL_CHARS)}`;
+}
+
+class TailBuffer {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  push(b: Buffer): void {
+    this.chunks.push(b);
+    this.size += b.length;
+    while (this.size > OUTPUT_TAIL_BYTES && this.chunks.length > 1) this.size -= this.chunks.shift()?.length ?? 0;
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+// ---- I/O helpers ---------------------------------------------------------------------------
+
+function errnoOf(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ENOTDIR') return false;
+    throw e;
+  }
+}
+
+async function realpathOrSelf(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') return path;
+    throw e;
+  }
+}
+
+/** True when `pid` exists and is not a zombie. */
+async function isProcessAlive(pid: number): Promise<boolean> {
+  let stat: string;
+  try {
+    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ESRCH') return false;
+    throw e;
+  }
+  // Format: "pid (comm) S ...": the comm may contain spaces and parentheses.
+  const state = stat.slice(stat.lastIndexOf(')') + 1).trim().split(' ')[0];
+  return state !== undefined && state !== 'Z' && state !== 'X';
+}
+
+/** The cwd of `pid`, or undefined when it is gone or not ours to read. */
+async function processCwd(pid: number): Promise<string | undefined> {
+  try {
+    return await readlink(`/proc/${pid}/cwd`);
+  } catch (e) {
+    const code = errnoOf(e);
+    if (code === 'ENOENT' || code === 'ESRCH' || code === 'EACCES' || code === 'EPERM') return undefined;
+    throw e;
+  }
+}
+
+async function processesWithCwd(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if ((await processCwd(pid)) === dir && (await isProcessAlive(pid))) pids.push(pid);
+  }
+  return pids;
+}
+
+/** Sends `sig` to `pid`; false when it no longer exists. */
+function signalPid(pid: number, sig: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch (e) {
+    if (errnoOf(e) === 'ESRCH') return false;
+    throw e;
+  }
+}
+
+/** Signals the process group led by `pid` (commands run detached, so it is their own), else the PID. */
+function killGroup(pid: number, sig: NodeJS.Signals): void {
+  if (!signalPid(-pid, sig)) signalPid(pid, sig);
+}
+
+function idOf(user: string, flag: '-u' | '-g'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile('id', [flag, user], { timeout: 5_000 }, (err, stdout, stderr) => {
+      const n = Number.parseInt(stdout.trim(), 10);
+      if (err !== null || !Number.isInteger(n)) {
+        reject(new WardenError('config-invalid', `runAsUser ${JSON.stringify(user)}: ${stderr.trim() || describeError(err)}`, { cause: err }));
+      } else {
+        resolve(n);
+      }
+    });
+  });
+}
+
+/** After a failed initdb/basebackup into a dir that was missing or empty: everything in it is ours to remove. */
+async function removeWhatWeWrote(dataDir: string, created: boolean): Promise<void> {
+  if (created) {
+    await rm(dataDir, { recursive: true, force: true });
+    return;
+  }
+  for (const entry of await readdir(dataDir)) await rm(join(dataDir, entry), { recursive: true, force: true });
+}
+
+async function readTail(path: string, fromOffset: number): Promise<string> {
+  const fh = await open(path, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const start = Math.max(fromOffset, size - 8 * 1024);
+    const buf = Buffer.alloc(Math.max(0, size - start));
+    await fh.read(buf, 0, buf.length, start);
+    return buf.toString('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+async function isInRecovery(c: pg.Client): Promise<boolean> {
+  const r = await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+  return r.rows[0]?.r === true;
+}
+
+async function ignoreSqlState(p: Promise<unknown>, states: readonly string[]): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof pg.DatabaseError && e.code !== undefined && states.includes(e.code)) return;
+    throw e;
+  }
+}
+
+async function endClient(client: pg.Client): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.end(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          client.connection.stream.destroy();
+          resolve();
+        }, 1_000);
+      }),
+    ]);
+  } catch {
+    // Closing a connection that already failed has nothing left to report; the caller saw the real error.
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** SQLSTATE classes that mean "cannot talk to the server right now" rather than "the statement failed". */
+function isConnectivitySqlState(code: string): boolean {
+  return code.startsWith('08') || code.startsWith('57P') || code.startsWith('53') || code.startsWith('28');
+}
+
+function translatePgError(
+  e: unknown,
+  what: string,
+  ctx: { connected: boolean; timedOut: boolean; timeoutMs: number },
+): WardenError {
+  if (e instanceof WardenError) return e;
+  if (ctx.timedOut) {
+    return new WardenError('postgres-unavailable', `${what}: no answer within ${ctx.timeoutMs} ms`, { retryable: true, cause: e });
+  }
+  if (e instanceof pg.DatabaseError && e.code !== undefined) {
+    const sqlstate = e.code;
+    const connectivity = !ctx.connected || isConnectivitySqlState(sqlstate);
+    const code: WardenErrorCode = connectivity ? 'postgres-unavailable' : 'postgres-command-failed';
+    return new WardenError(code, `${what}: ${e.message} (SQLSTATE ${sqlstate})`, {
+      // Wrong credentials (class 28) do not fix themselves; a server that is starting does.
+      retryable: connectivity && !sqlstate.startsWith('28'),
+      cause: e,
+      details: { sqlstate },
+    });
+  }
+  return new WardenError('postgres-unavailable', `${what}: ${describeError(e)}`, { retryable: true, cause: e });
+}
