@@ -1,0 +1,40 @@
+// Public surface of src/spec: the cluster spec and the agent config, validated with file:line:col errors.
+export { formatSpecError, sortSpecErrors } from './spec-error.js';
+export type { SpecError, SpecNotice, SpecSite } from './spec-error.js';
+export {
+  CLUSTER_KINDS,
+  defaultClusterSpec,
+  ETCD_MEMBER_COUNTS,
+  LOCAL_POSTGRES_VERSION,
+  MAX_LOCAL_MEMBERS,
+  parseClusterSpec,
+  RECOMMENDED_API_VERSION,
+} from './cluster-spec.js';
+export type { ClusterKind, ClusterMember, ClusterSpec, ParseClusterSpecResult } from './cluster-spec.js';
+export {
+  AGENT_CONFIG_ENV,
+  DEFAULT_PG_BIN_DIR,
+  DEFAULT_PG_LISTEN,
+  DEFAULT_RESTAPI_LISTEN,
+  defaultRunAsUser,
+  ENVIRONMENT,
+  formatHostPort,
+  LOG_LEVELS,
+  parseAgentConfig,
+  parseHostPort,
+  stringifyAgentConfig,
+  withRunAsUserDefault,
+} from './agent-config.js';
+export type {
+  AgentConfig,
+  AgentConfigFileInput,
+  AgentTags,
+  Credentials,
+  HostPort,
+  LogLevel,
+  ParseAgentConfigOptions,
+  ParseAgentConfigResult,
+  PasswordFileReader,
+} from './agent-config.js';
+export { dnsLabelProblem, MAX_NAME_LENGTH } from './dns-label.js';
+export { loadAgentConfig, loadClusterSpec } from './load-spec-files.js';

@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { parseAgentConfig, withRunAsUserDefault } from './agent-config.js';
+import type { ParseAgentConfigResult } from './agent-config.js';
+import { parseClusterSpec } from './cluster-spec.js';
+import type { ParseClusterSpecResult } from './cluster-spec.js';
+import type { SpecError } from './spec-error.js';
+
+// The only module of src/spec that touches the file system (DESIGN.md §2): everything else is pure.
+
+/** Reads and validates a cluster spec file; a missing or unreadable file is one error naming it. */
+export async function loadClusterSpec(path: string): Promise<ParseClusterSpecResult> {
+  const text = await readSpecFile(path, 'cluster spec');
+  return typeof text === 'string' ? parseClusterSpec(text, path) : { ok: false, errors: [text] };
+}
+
+/**
+ * Reads and validates an agent config file with `env` overriding it, reads the password files it
+ * names, and defaults run_as_user to `postgres` when the agent runs as root.
+ */
+export async function loadAgentConfig(path: string, env: Readonly<Record<string, string | undefined>>): Promise<ParseAgentConfigResult> {
+  const text = await readSpecFile(path, 'agent config');
+  if (typeof text !== 'string') return { ok: false, errors: [text] };
+  const result = parseAgentConfig(text, path, env, { readPasswordFile: (p) => readFileSync(p, 'utf8') });
+  if (!result.ok) return result;
+  return { ...result, config: withRunAsUserDefault(result.config, process.getuid?.() === 0) };
+}
+
+async function readSpecFile(path: string, what: string): Promise<string | SpecError> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    const message =
+      code === 'ENOENT'
+        ? `${what} file not found`
+        : code === 'EISDIR'
+          ? `is a directory, not a ${what} file`
+          : `cannot read ${what} file: ${e instanceof Error ? e.message : String(e)}`;
+    return { file: path, line: 0, col: 0, field: '', message };
+  }
+}
