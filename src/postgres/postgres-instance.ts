@@ -422,12 +422,15 @@ export class LocalPostgres implements PostgresInstance {
         wr_status: string | null;
         received_tli: number | null;
         checkpoint_tli: number;
+        history_tli: number | null;
       }>(
         `SELECT pg_last_wal_receive_lsn()::text AS receive,
                 pg_last_wal_replay_lsn()::text AS replay,
                 (SELECT status FROM pg_stat_wal_receiver) AS wr_status,
                 (SELECT received_tli FROM pg_stat_wal_receiver) AS received_tli,
-                (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli`,
+                (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
+                (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
+                  WHERE name ~ '^[0-9A-F]{8}\\.history$') AS history_tli`,
       );
       const r = rep.rows[0];
       if (r === undefined) throw new WardenError('postgres-command-failed', 'status: no recovery row');
@@ -437,7 +440,12 @@ export class LocalPostgres implements PostgresInstance {
       return {
         ...common,
         inRecovery: true,
-        timeline: r.received_tli !== null && r.received_tli > 0 ? r.received_tli : r.checkpoint_tli,
+        // The checkpoint's timeline lags a timeline switch until the next restartpoint, and
+        // received_tli vanishes with the WAL receiver (exactly when the leader is lost). A standby
+        // with recovery_target_timeline=latest follows the newest history file in pg_wal, so the
+        // highest of the three is the timeline its WAL is on; a stale value would wrongly trip the
+        // stale-timeline guard of the leader race.
+        timeline: Math.max(r.received_tli ?? 0, r.checkpoint_tli, r.history_tli ?? 0),
         walPosition,
         ...(receiveLsn === undefined ? {} : { receiveLsn }),
         ...(replayLsn === undefined ? {} : { replayLsn }),

@@ -123,7 +123,7 @@ describe('cluster spec: accepted files', () => {
       ],
       dynamicConfig: DEFAULT_DYNAMIC_CONFIG,
       etcdMembers: 3,
-      restartDelaySeconds: 3,
+      restartDelaySeconds: 5,
     });
   });
 

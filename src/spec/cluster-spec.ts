@@ -41,7 +41,7 @@ export type ParseClusterSpecResult =
   | { readonly ok: false; readonly errors: readonly SpecError[] };
 
 const DEFAULT_ETCD_MEMBERS = 3;
-const DEFAULT_RESTART_DELAY_SECONDS = 3;
+const DEFAULT_RESTART_DELAY_SECONDS = 5;
 
 /** The spec `warden up` uses without a file: cluster "demo" with members demo-1..3 and default timings. */
 export function defaultClusterSpec(): ClusterSpec {

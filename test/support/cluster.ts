@@ -1,0 +1,63 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { StateFile } from '../../src/controller/state-file.js';
+
+/** Reads DIR/state.json. */
+export async function readState(dir: string): Promise<StateFile> {
+  return JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as StateFile;
+}
+
+/** GET <apiUrl><path> with a short timeout; undefined when unreachable. */
+export async function api(apiUrl: string, path: string, method = 'GET'): Promise<{ status: number; body: string } | undefined> {
+  try {
+    const res = await fetch(new URL(path, apiUrl), { method, signal: AbortSignal.timeout(1500) });
+    return { status: res.status, body: method === 'HEAD' ? '' : await res.text() };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The /patroni JSON of a member, or undefined. */
+export async function patroni(apiUrl: string): Promise<Record<string, unknown> & { role?: string; state?: string; timeline?: number; warden?: { isLeader?: boolean; state?: string } } | undefined> {
+  const r = await api(apiUrl, '/patroni');
+  return r === undefined ? undefined : (JSON.parse(r.body) as Record<string, unknown>);
+}
+
+/** Runs one SQL statement as the superuser on host:port with a fresh connection (short timeouts). */
+export async function sql(dir: string, host: string, port: number, text: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  const password = (await readFile(join(dir, 'secrets', 'superuser.password'), 'utf8')).trim();
+  const client = new pg.Client({ host, port, user: 'postgres', password, database: 'postgres', connectionTimeoutMillis: 1500, query_timeout: 3000 });
+  await client.connect();
+  try {
+    return await client.query(text, params);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** PIDs of a process and all its descendants, read from /proc. */
+export async function processTree(rootPid: number): Promise<number[]> {
+  const out = [rootPid];
+  for (let i = 0; i < out.length; i++) {
+    const pid = out[i]!;
+    try {
+      const kids = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim();
+      if (kids !== '') out.push(...kids.split(/\s+/).map(Number));
+    } catch {
+      // The process is gone; nothing below it.
+    }
+  }
+  return out;
+}
+
+/** The postmaster PID from the data dir's postmaster.pid, when present. */
+export async function postmasterPid(dataDir: string): Promise<number | undefined> {
+  try {
+    const first = (await readFile(join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0];
+    const pid = Number(first);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
