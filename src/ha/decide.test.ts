@@ -182,7 +182,7 @@ describe('decide: rejoin (invariant 5)', () => {
   it('repoints a replica to the new leader', () => {
     const d = decide(obs('demo-3', { leader: 'demo-2' }, replicaPg()), {});
     assert.equal(d.reason.code, 'replica-repointing');
-    assert.deepEqual(kinds(d), ['stop', 'configure', 'start']);
+    assert.deepEqual(kinds(d), ['configure']);
   });
 
   it('marks a replica for rewind when it cannot follow the leader timeline for long', () => {

@@ -161,10 +161,10 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
     }
     const configured = pg.configuredAs;
     if (configured === undefined || configured.kind !== 'replica' || configured.upstream !== up.name) {
+      // primary_conninfo is reloadable (PostgreSQL 13+): rewriting it and reloading repoints the
+      // WAL receiver without a restart, so read-only sessions on this replica survive a failover.
       return done('replica-repointing', `following the new leader ${up.name}`, [
-        { kind: 'stop', mode: 'fast' },
         { kind: 'configure', role: 'replica', upstream: up },
-        { kind: 'start' },
       ], { ...mem, notStreamingSinceMs: undefined });
     }
     if (server.streaming) {
