@@ -149,8 +149,8 @@ export class Agent {
   }
 
   private async checkDuplicateName(): Promise<void> {
-    const deadline = this.deps.clock.nowMs() + 60_000;
-    for (;;) {
+    // etcd unreachable at start is not fatal: keep retrying (with a clear log line) until it answers.
+    for (let attempt = 1; !this.stopping; attempt++) {
       try {
         const kv = await this.deps.dcs.get(this.prefix + KEYS.membersDir + this.id.name, { timeoutMs: this.config.retry_timeout * 1000 });
         if (kv !== undefined) {
@@ -162,10 +162,8 @@ export class Agent {
         return;
       } catch (e) {
         if (e instanceof WardenError && e.code === 'conflict') throw e;
-        // etcd unreachable at start: keep retrying with a clear log line (bounded).
-        this.deps.log.warn({ err: describeError(e) }, 'cannot reach etcd yet; retrying');
-        if (this.deps.clock.nowMs() > deadline) throw e;
-        await new Promise((r) => setTimeout(r, 1000));
+        this.deps.log.warn({ attempt, err: describeError(e) }, `cannot reach etcd yet; retrying every ${Math.min(5, attempt)} s`);
+        await new Promise((r) => setTimeout(r, Math.min(5, attempt) * 1000));
       }
     }
   }

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { parseLsn } from '../core/lsn.js';
+import { DEFAULT_DYNAMIC_CONFIG, type ClusterView } from '../ha/index.js';
+import type { AgentSnapshot } from './agent.js';
+import { createAgentMetrics } from './metrics.js';
+import { createRestApi, parseLagParam } from './rest-api.js';
+
+const TAGS = { nofailover: false, failoverPriority: 1, nosync: false, noloadbalance: false };
+const view: ClusterView = {
+  revision: 5,
+  config: DEFAULT_DYNAMIC_CONFIG,
+  members: new Map(),
+  history: [{ timeline: 2, lsn: '0/3000000', reason: 'demo-1 lost', timeMs: 0, leader: 'demo-2' }],
+  initialize: { value: '7300', modRevision: 1 },
+  leader: { name: 'demo-2', modRevision: 3, lease: '9' },
+  status: { lsn: parseLsn('0/5000000'), timeline: 2, leader: 'demo-2' },
+};
+
+function snap(role: 'primary' | 'replica', over: Partial<AgentSnapshot> = {}): AgentSnapshot {
+  const inRecovery = role === 'replica';
+  return {
+    identity: { name: 'demo-1', cluster: 'demo', apiUrl: 'http://x', pgHost: '127.0.0.1', pgPort: 1, tags: TAGS, bootstrapConfig: DEFAULT_DYNAMIC_CONFIG },
+    view,
+    dcsError: undefined,
+    pg: { dataDir: { kind: 'initialized' }, process: 'running' },
+    status: { inRecovery, timeline: 2, walPosition: parseLsn(inRecovery ? '0/4F00000' : '0/5000000'), systemIdentifier: '7300', pendingRestart: false, streaming: inRecovery },
+    isLeader: !inRecovery,
+    reason: { code: inRecovery ? 'replica-streaming' : 'leader-healthy', message: 'm' },
+    state: inRecovery ? 'streaming' : 'running',
+    role,
+    lastLoopAtMs: Date.now(),
+    loopDurationMs: 3,
+    leaseDeadlineMs: Date.now() + 1500,
+    startedAtMs: 0,
+    decisions: new Map([['leader-healthy', 3]]),
+    ...over,
+  };
+}
+
+const call = async (s: AgentSnapshot, path: string, method = 'GET'): Promise<Response> =>
+  createRestApi(() => s, new Registry()).request(path, { method });
+
+describe('REST API (Patroni-compatible status codes)', () => {
+  const table: [string, 'primary' | 'replica', string, string, number][] = [
+    ['/primary on the leader', 'primary', 'GET', '/primary', 200],
+    ['/primary on a replica', 'replica', 'GET', '/primary', 503],
+    ['/ on the leader', 'primary', 'GET', '/', 200],
+    ['/replica on a replica', 'replica', 'GET', '/replica', 200],
+    ['/replica on the leader', 'primary', 'GET', '/replica', 503],
+    ['/replica within ?lag=2MB', 'replica', 'GET', '/replica?lag=2MB', 200],
+    ['/replica beyond ?lag=16kB', 'replica', 'GET', '/replica?lag=16kB', 503],
+    ['/read-only on a replica', 'replica', 'GET', '/read-only', 200],
+    ['HEAD /health', 'replica', 'HEAD', '/health', 200],
+    ['OPTIONS /leader', 'primary', 'OPTIONS', '/leader', 200],
+    ['/readiness on a replica', 'replica', 'GET', '/readiness', 200],
+  ];
+  for (const [name, role, method, path, status] of table) {
+    it(`answers ${status} for ${name}`, async () => {
+      assert.equal((await call(snap(role), path, method)).status, status);
+    });
+  }
+
+  it('answers 503 on /health and /readiness when PostgreSQL is not running', async () => {
+    const s = snap('replica', { pg: { dataDir: { kind: 'initialized' }, process: 'crashed' }, status: undefined });
+    assert.equal((await call(s, '/health')).status, 503);
+    assert.equal((await call(s, '/readiness')).status, 503);
+  });
+
+  it('answers 503 on /liveness when the loop has not run for long', async () => {
+    assert.equal((await call(snap('replica', { lastLoopAtMs: Date.now() - 60_000 }), '/liveness')).status, 503);
+  });
+
+  it('keeps a noloadbalance replica out of /replica', async () => {
+    const s = snap('replica');
+    const tagged = { ...s, identity: { ...s.identity, tags: { ...TAGS, noloadbalance: true } } };
+    assert.equal((await call(tagged, '/replica')).status, 503);
+  });
+
+  it('shows the decision reason and the WAL position in /patroni', async () => {
+    const body = (await (await call(snap('replica'), '/patroni')).json()) as { role: string; xlog: { received_location: number }; warden: { reason: { code: string }; walPosition: string } };
+    assert.equal(body.role, 'replica');
+    assert.equal(body.warden.reason.code, 'replica-streaming');
+    assert.equal(body.warden.walPosition, '0/4F00000');
+    assert.equal(body.xlog.received_location, 0x4f00000);
+  });
+
+  it('lists the history in Patroni\'s shape and 404s unknown paths', async () => {
+    const h = (await (await call(snap('primary'), '/history')).json()) as unknown[][];
+    assert.deepEqual(h[0]?.slice(0, 3), [1, 0x3000000, 'demo-1 lost']);
+    const nf = await call(snap('primary'), '/nope');
+    assert.equal(nf.status, 404);
+    assert.match(await nf.text(), /no such endpoint: GET \/nope/);
+  });
+
+  it('exports metrics read from the snapshot at scrape time', async () => {
+    const s = snap('primary');
+    const registry = createAgentMetrics(() => s);
+    const text = await (await createRestApi(() => s, registry).request('/metrics')).text();
+    assert.match(text, /warden_is_leader\{cluster="demo",member="demo-1"\} 1/);
+    assert.match(text, /warden_decisions_total\{cluster="demo",member="demo-1",code="leader-healthy"\} 3/);
+  });
+
+  it('parses Patroni lag values with units', () => {
+    assert.equal(parseLagParam('1MB'), 1024 * 1024);
+    assert.equal(parseLagParam('100'), 100);
+    assert.equal(parseLagParam('lots'), undefined);
+  });
+});
