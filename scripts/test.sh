@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 echo "== typecheck"; npx tsc --noEmit -p .
-echo "== lint"; npx eslint src test bench
+echo "== lint"; npx eslint .
 echo "== tests"
 # One file at a time: the cluster tests start real processes and would slow each other on 2 cores.
 # Node 20's runner takes no globs: list the files (unit tests first).
