@@ -12,6 +12,7 @@ import {
   type ClusterView,
   type Decision,
   type DynamicConfig,
+  type LocalOperation,
   type LocalPostgresFacts,
   type MemberRecord,
   type MemberTags,
@@ -21,7 +22,7 @@ import {
   type ServerFacts,
 } from '../ha/index.js';
 import type { DataDirState, PostgresInstance, ServerStatus } from '../postgres/postgres.js';
-import { Executor, PG_TIMEOUTS } from './executor.js';
+import { Executor, PG_TIMEOUTS, type Hooks } from './executor.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { Logger } from './logger.js';
 import { fetchPeer } from './peers.js';
@@ -59,6 +60,13 @@ export interface AgentSnapshot {
   readonly decisions: ReadonlyMap<string, number>;
 }
 
+/** The answer to an operator's request, once the loop has carried it out (or refused it). */
+export interface OperationResult {
+  readonly ok: boolean;
+  readonly reason: Reason;
+  readonly error?: string;
+}
+
 /**
  * The HA shell of one member: observe → decide → act → publish, once per loop_wait or as soon as
  * the leader key changes (DESIGN.md §1). All judgement lives in `decide`; this class only gathers
@@ -80,10 +88,11 @@ export class Agent {
   private lastStatusPublish = 0;
   private dataDirCache: DataDirState | undefined;
   private readonly decisions = new Map<string, number>();
+  private pendingOp: { op: LocalOperation; resolve: (r: OperationResult) => void; queuedAtMs: number } | undefined;
 
   constructor(
     private readonly id: AgentIdentity,
-    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger },
+    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger; hooks?: Hooks },
   ) {
     this.prefix = clusterPrefix(id.cluster);
     this.config = id.bootstrapConfig;
@@ -100,6 +109,8 @@ export class Agent {
       prefix: this.prefix,
       dcsTimeoutMs: () => this.config.retry_timeout * 1000,
       log: deps.log,
+      initialParameters: id.bootstrapConfig.postgresql.parameters,
+      ...(deps.hooks === undefined ? {} : { hooks: deps.hooks }),
     });
     const now = deps.clock.nowMs();
     this.snap = {
@@ -168,6 +179,36 @@ export class Agent {
     }
   }
 
+  /**
+   * Queues an operator's request for the next loop and resolves when it has been carried out; one
+   * request at a time (a second one is refused), bounded by `timeoutMs`.
+   */
+  requestOperation(op: LocalOperation, timeoutMs: number): Promise<OperationResult> {
+    if (this.pendingOp !== undefined) {
+      return Promise.resolve({ ok: false, reason: { code: this.snap.reason.code, message: `another operation (${this.pendingOp.op.kind}) is in progress` } });
+    }
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        if (this.pendingOp?.op === op) this.pendingOp = undefined;
+        resolve({ ok: false, reason: this.snap.reason, error: `timed out after ${timeoutMs} ms` });
+      }, timeoutMs);
+      this.pendingOp = {
+        op,
+        queuedAtMs: this.deps.clock.nowMs(),
+        resolve: (r) => {
+          clearTimeout(t);
+          resolve(r);
+        },
+      };
+      this.wake?.();
+    });
+  }
+
+  /** Wakes the loop now (after an operator wrote a key the loop should see). */
+  poke(): void {
+    this.wake?.();
+  }
+
   /** Immediate stop of a primary whose lease is about to lapse (invariant 1); replicas are left alone. */
   private fence(why: string): void {
     const pgFacts = this.snap.pg;
@@ -225,6 +266,7 @@ export class Agent {
       });
       this.dataDirCache = undefined;
       this.lastFailure = failed === undefined ? undefined : { action: failed.action.kind, message: describeError(failed.error) };
+      this.answerOperation(decision, failed === undefined ? undefined : describeError(failed.error));
       if (failed !== undefined) {
         this.deps.log.warn({ action: failed.action.kind, err: this.lastFailure?.message }, 'action failed');
       }
@@ -235,10 +277,19 @@ export class Agent {
       if (view !== undefined) await this.publishMember(obs2, decision.reason, undefined);
     } else {
       this.lastFailure = undefined;
+      this.answerOperation(decision, undefined);
       if (view !== undefined) await this.publishMember(obs, decision.reason, undefined);
     }
     if (isLeader && this.snap.status !== undefined && !this.snap.status.inRecovery) await this.publishLeaderStatus(this.snap.status);
     return decision;
+  }
+
+  private answerOperation(decision: Decision, error: string | undefined): void {
+    const p = this.pendingOp;
+    if (p === undefined || decision.operation !== p.op.kind) return;
+    this.pendingOp = undefined;
+    const refused = decision.actions.length === 0 && decision.reason.code.endsWith('-refused');
+    p.resolve(error === undefined && !refused ? { ok: true, reason: decision.reason } : { ok: false, reason: decision.reason, ...(error === undefined ? {} : { error }) });
   }
 
   private async observe(): Promise<Observation> {
@@ -253,7 +304,8 @@ export class Agent {
     const { facts, status } = await this.observePostgres();
     this.snap = { ...this.snap, status };
     let peers: PeerFacts[] | undefined;
-    if (dcs.ok && dcs.view.leader === undefined && dcs.view.initialize !== undefined) {
+    const needPeers = dcs.ok && dcs.view.initialize !== undefined && (dcs.view.leader === undefined || (dcs.view.failover !== undefined && dcs.view.leader.name === this.id.name));
+    if (needPeers && dcs.ok) {
       const others = [...dcs.view.members.values()].filter((m) => m.name !== this.id.name);
       peers = await Promise.all(others.map((m) => fetchPeer(m.name, m.apiUrl, this.config.retry_timeout * 1000)));
     }
@@ -266,6 +318,7 @@ export class Agent {
       pg: facts,
       ...(peers === undefined ? {} : { peers }),
       ...(this.lastFailure === undefined ? {} : { lastFailure: this.lastFailure }),
+      ...(this.pendingOp === undefined ? {} : { operation: this.pendingOp.op }),
     };
   }
 
@@ -282,6 +335,16 @@ export class Agent {
           walPosition: status.walPosition,
           streaming: status.streaming ?? false,
           systemIdentifier: status.systemIdentifier,
+          ...(status.replicas === undefined
+            ? {}
+            : {
+                replicas: status.replicas.map((r) => ({
+                  name: r.applicationName,
+                  state: r.state,
+                  syncState: r.syncState,
+                  ...(r.flushLsn === undefined ? {} : { flushLsn: r.flushLsn }),
+                })),
+              }),
         };
       } catch (e) {
         this.deps.log.debug({ err: describeError(e) }, 'status query failed');
@@ -296,9 +359,12 @@ export class Agent {
       if (proc.kind !== 'running') this.dataDirCache = dataDir;
     }
     const configuredAs = this.executor.configuredAs;
+    const standbyNames = this.executor.standbyNames;
     const facts: LocalPostgresFacts = {
       dataDir,
       process: proc.kind,
+      appliedParameters: this.executor.appliedParameters,
+      ...(standbyNames === undefined ? {} : { standbyNames }),
       ...(server === undefined ? {} : { server }),
       ...(configuredAs === undefined ? {} : { configuredAs }),
     };

@@ -1,7 +1,8 @@
 import { assertNever, WardenError } from '../core/errors.js';
 import { formatLsn } from '../core/lsn.js';
 import type { Dcs } from '../dcs/dcs.js';
-import { KEYS, slotNameFor, type Action, type ClusterView, type DynamicConfig, type HistoryEntry } from '../ha/index.js';
+import { KEYS, slotNameFor, type Action, type ClusterView, type DynamicConfig, type HistoryEntry, type SyncSet } from '../ha/index.js';
+import { parseLsn } from '../core/lsn.js';
 import type { PostgresInstance, ReplicationRole } from '../postgres/postgres.js';
 import type { Logger } from './logger.js';
 
@@ -16,6 +17,15 @@ export const PG_TIMEOUTS = {
   recover: 300_000,
   query: 5_000,
 } as const;
+
+/** How long a switchover waits for the candidate to receive the last WAL. */
+const AWAIT_CAUGHT_UP_MS = 5_000;
+
+/** Operator hooks run around role changes (Patroni's pre_promote and callbacks). */
+export interface Hooks {
+  /** Runs before a promotion; a failure blocks the promotion. */
+  readonly prePromote?: () => Promise<void>;
+}
 
 /** What the executor needs from the agent for one loop. */
 export interface ExecutionContext {
@@ -34,12 +44,25 @@ export class Executor {
   configuredAs: { kind: 'primary' } | { kind: 'replica'; upstream?: string } | undefined;
   /** The action running now, for the published state ("creating replica", "rewinding", …). */
   current: Action['kind'] | undefined;
+  /** The synchronous standby set last given to PostgreSQL. */
+  standbyNames: SyncSet | undefined;
+  /** JSON of the parameters last applied. */
+  appliedParameters: string;
 
   constructor(
     private readonly dcs: Dcs,
     private readonly pg: PostgresInstance,
-    private readonly opts: { name: string; prefix: string; dcsTimeoutMs: () => number; log: Logger },
-  ) {}
+    private readonly opts: {
+      name: string;
+      prefix: string;
+      dcsTimeoutMs: () => number;
+      log: Logger;
+      initialParameters: Readonly<Record<string, string | number | boolean>>;
+      hooks?: Hooks;
+    },
+  ) {
+    this.appliedParameters = JSON.stringify(opts.initialParameters);
+  }
 
   /** Runs `actions`; resolves with the failed action and error, or undefined when all succeeded. */
   async run(actions: readonly Action[], ctx: ExecutionContext): Promise<{ action: Action; error: unknown } | undefined> {
@@ -109,7 +132,7 @@ export class Executor {
       case 'configure': {
         let role: ReplicationRole;
         if (action.role === 'primary') role = { kind: 'primary' };
-        else if (action.upstream === undefined) role = { kind: 'replica', upstream: { host: '', port: 0 } };
+        else if (action.upstream === undefined) role = { kind: 'replica' };
         else role = { kind: 'replica', upstream: { host: action.upstream.host, port: action.upstream.port }, slotName: slotNameFor(this.opts.name) };
         await this.pg.configure(role);
         this.configuredAs = action.role === 'primary' ? { kind: 'primary' } : action.upstream ? { kind: 'replica', upstream: action.upstream.name } : { kind: 'replica' };
@@ -124,7 +147,10 @@ export class Executor {
         await this.pg.stop(action.mode, PG_TIMEOUTS.stop);
         return;
       case 'promote':
-        return this.promote(action.reason, ctx);
+        await this.promote(action.reason, action.standbyNames, ctx);
+        // The switchover (if any) is over: routers need not hold connections any longer.
+        await this.dcs.delete(this.key(KEYS.routerPause), { timeoutMs: this.opts.dcsTimeoutMs() }).catch(() => undefined);
+        return;
       case 'rewind': {
         const state = await this.pg.inspectDataDir();
         if (state.clusterState !== 'shut down' && state.clusterState !== 'shut down in recovery') {
@@ -142,6 +168,33 @@ export class Executor {
       }
       case 'sync-slots':
         await this.pg.syncSlots(action.slots, PG_TIMEOUTS.query);
+        return;
+      case 'announce-switchover':
+        await this.dcs.put(this.key(KEYS.routerPause), JSON.stringify({ from: this.opts.name, to: action.to, untilMs: action.untilMs }), this.dcsOpts());
+        return;
+      case 'await-caught-up':
+        return this.awaitCaughtUp(action.candidate);
+      case 'delete-failover':
+        await this.dcs.delete(this.key(KEYS.failover), { timeoutMs: this.opts.dcsTimeoutMs(), expectModRevision: action.modRevision });
+        return;
+      case 'set-standby-names':
+        await this.pg.updateSettings({ synchronousStandbyNames: action.value });
+        this.standbyNames = action.set;
+        log.info({ synchronousStandbyNames: action.value }, 'synchronous_standby_names set');
+        return;
+      case 'write-sync-key': {
+        const text = JSON.stringify({ leader: this.opts.name, members: action.set.members, quorum: action.set.quorum });
+        const ok = action.modRevision === undefined
+          ? await this.dcs.create(this.key(KEYS.sync), text, this.dcsOpts())
+          : await this.dcs.compareAndSwap(this.key(KEYS.sync), text, action.modRevision, this.dcsOpts());
+        if (!ok) throw new WardenError('conflict', 'the sync key changed under us');
+        log.info({ members: action.set.members, quorum: action.set.quorum }, 'sync key written');
+        return;
+      }
+      case 'update-parameters':
+        await this.pg.updateSettings({ parameters: action.parameters });
+        this.appliedParameters = JSON.stringify(action.parameters);
+        log.info({}, 'parameters applied (reload)');
         return;
       default:
         assertNever(action);
@@ -188,9 +241,44 @@ export class Executor {
     }
   }
 
+  /**
+   * Lossless switchover check: after the fast shutdown, the candidate must have received WAL past
+   * this server's shutdown checkpoint (the walsenders stream everything before the shutdown ends).
+   */
+  private async awaitCaughtUp(candidate: { name: string; apiUrl: string }): Promise<void> {
+    const st = await this.pg.inspectDataDir();
+    if (st.clusterState !== 'shut down' || st.checkpointLsn === undefined) {
+      throw new WardenError('conflict', `PostgreSQL did not shut down cleanly (${st.clusterState ?? 'unknown state'}): cannot prove the candidate is caught up`);
+    }
+    const target = st.checkpointLsn;
+    const deadline = Date.now() + AWAIT_CAUGHT_UP_MS;
+    let last = 'no answer';
+    while (Date.now() < deadline) {
+      try {
+        const res = await fetch(new URL('/patroni', candidate.apiUrl), { signal: AbortSignal.timeout(1000) });
+        const body = (await res.json()) as { warden?: { walPosition?: string } };
+        const pos = body.warden?.walPosition;
+        if (pos !== undefined) {
+          last = pos;
+          if (parseLsn(pos) > target) return;
+        }
+      } catch (e) {
+        last = String(e);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new WardenError('conflict', `${candidate.name} did not receive WAL past the shutdown checkpoint ${formatLsn(target)} within ${AWAIT_CAUGHT_UP_MS} ms (last seen ${last})`);
+  }
+
   /** Promotes, then records the timeline switch in `history` (compare-and-swap append). */
-  private async promote(reason: string, ctx: ExecutionContext): Promise<void> {
+  private async promote(reason: string, standbyNames: string | undefined, ctx: ExecutionContext): Promise<void> {
     const log = this.opts.log;
+    if (standbyNames !== undefined) {
+      // Strict synchronous mode: no commit may be acknowledged by the new primary alone.
+      await this.pg.updateSettings({ synchronousStandbyNames: standbyNames });
+      this.standbyNames = { members: [], quorum: 0 };
+    }
+    if (this.opts.hooks?.prePromote !== undefined) await this.opts.hooks.prePromote();
     log.warn({ reason }, 'promoting PostgreSQL');
     await this.pg.promote(PG_TIMEOUTS.promote);
     this.configuredAs = { kind: 'primary' };

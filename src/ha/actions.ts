@@ -5,6 +5,8 @@ export interface Upstream {
   readonly port: number;
 }
 
+import type { SyncSet } from './sync.js';
+
 /**
  * Everything the HA loop can ask the shell to do, as data (STYLE.md shape 4). The shell executes a
  * list in order and stops at the first failure; the next loop starts from a fresh observation.
@@ -27,8 +29,24 @@ export type Action =
   | { readonly kind: 'configure'; readonly role: 'replica'; readonly upstream?: Upstream }
   | { readonly kind: 'start' }
   | { readonly kind: 'stop'; readonly mode: 'fast' | 'immediate' }
-  /** Promote the local standby and append the timeline switch to `history`. */
-  | { readonly kind: 'promote'; readonly reason: string }
+  /**
+   * Promote the local standby (after the pre_promote hook) and append the timeline switch to
+   * `history`; `standbyNames` is set first so that strict synchronous mode never acknowledges a commit
+   * on the new primary alone.
+   */
+  | { readonly kind: 'promote'; readonly reason: string; readonly standbyNames?: string }
+  /** Tell routers (router/pause key) that a planned switchover is under way, so they hold new connections. */
+  | { readonly kind: 'announce-switchover'; readonly to: string; readonly untilMs: number }
+  /** After a fast shutdown: wait until the candidate has received the shutdown checkpoint (lossless switchover). */
+  | { readonly kind: 'await-caught-up'; readonly candidate: Upstream & { readonly apiUrl: string } }
+  /** Delete the `failover` key (request done, failed or stale). */
+  | { readonly kind: 'delete-failover'; readonly modRevision: number }
+  /** Set synchronous_standby_names on the primary (reload). */
+  | { readonly kind: 'set-standby-names'; readonly set: SyncSet; readonly value: string }
+  /** Write the `sync` key (compare-and-swap on its revision; create when absent). */
+  | { readonly kind: 'write-sync-key'; readonly set: SyncSet; readonly modRevision?: number }
+  /** Apply the cluster's PostgreSQL parameters (rewrite warden.conf, reload). */
+  | { readonly kind: 'update-parameters'; readonly parameters: Readonly<Record<string, string | number | boolean>> }
   /** Crash-recover if needed, then pg_rewind against the upstream. */
   | { readonly kind: 'rewind'; readonly from: Upstream }
   /** Rename the data directory aside (never delete) so that it can be cloned anew. */

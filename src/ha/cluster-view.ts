@@ -12,6 +12,8 @@ export const KEYS = {
   sync: 'sync',
   failover: 'failover',
   history: 'history',
+  /** Planned-switchover announcement for routers: {"from","to","untilMs"}. */
+  routerPause: 'router/pause',
 } as const;
 
 /** The key prefix of one cluster. */
@@ -58,6 +60,24 @@ export interface HistoryEntry {
   readonly leader: string;
 }
 
+/** A requested switchover or failover (the `failover` key, written by the CLI / REST API). */
+export interface FailoverRequest {
+  readonly kind: 'switchover' | 'failover';
+  /** The leader the request was made against; a request naming another leader is stale. */
+  readonly leader?: string;
+  readonly candidate?: string;
+  readonly scheduledAtMs?: number;
+  readonly requestedAtMs: number;
+}
+
+/** The `sync` key: who may be promoted in synchronous mode (invariant 4). */
+export interface SyncState {
+  readonly leader: string;
+  readonly members: readonly string[];
+  /** Quorum mode: commits wait for this many of `members`. */
+  readonly quorum: number;
+}
+
 /** The leader's last published position. */
 export interface LeaderStatus {
   readonly lsn: Lsn;
@@ -78,6 +98,8 @@ export interface ClusterView {
   readonly status?: LeaderStatus;
   readonly history: readonly HistoryEntry[];
   readonly historyModRevision?: number;
+  readonly failover?: FailoverRequest & { readonly modRevision: number };
+  readonly sync?: SyncState & { readonly modRevision: number };
 }
 
 /** Raw key/value pairs, as any DCS returns them. */
@@ -110,6 +132,16 @@ export function parseClusterView(prefix: string, revision: number, kvs: readonly
     } else if (k === KEYS.history) {
       view.history = parseHistory(kv.value);
       view.historyModRevision = kv.modRevision;
+    } else if (k === KEYS.failover) {
+      const f = parseJson<FailoverRequest>(kv.value);
+      if (f !== undefined && (f.kind === 'switchover' || f.kind === 'failover') && typeof f.requestedAtMs === 'number') {
+        view.failover = { ...f, modRevision: kv.modRevision };
+      }
+    } else if (k === KEYS.sync) {
+      const y = parseJson<SyncState>(kv.value);
+      if (y !== undefined && typeof y.leader === 'string' && Array.isArray(y.members)) {
+        view.sync = { leader: y.leader, members: y.members.filter((m) => typeof m === 'string'), quorum: typeof y.quorum === 'number' ? y.quorum : 1, modRevision: kv.modRevision };
+      }
     } else if (k.startsWith(KEYS.membersDir)) {
       const m = parseMember(kv.value);
       if (m && m.name === k.slice(KEYS.membersDir.length)) members.set(m.name, { ...m, lease: kv.lease });
@@ -164,6 +196,16 @@ function parseMember(text: string): MemberRecord | undefined {
     if (typeof raw?.name !== 'string' || typeof raw.host !== 'string' || typeof raw.port !== 'number') return undefined;
     return raw;
   } catch {
+    return undefined;
+  }
+}
+
+function parseJson<T>(text: string): T | undefined {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return typeof v === 'object' && v !== null ? (v as T) : undefined;
+  } catch {
+    // Malformed keys are ignored (and reported by the CLI), never fatal to the loop.
     return undefined;
   }
 }

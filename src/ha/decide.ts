@@ -1,8 +1,10 @@
+import { assertNever } from '../core/errors.js';
 import { lagBytes } from '../core/lsn.js';
 import type { Action, Upstream } from './actions.js';
 import { latestHistoryTimeline, slotNameFor, type ClusterView, type MemberRecord } from './cluster-view.js';
 import { DEFAULT_DYNAMIC_CONFIG as DEFAULT_FALLBACK, type DynamicConfig } from './dynamic-config.js';
-import type { AgentMemory, Observation, PeerFacts, ServerFacts } from './observation.js';
+import type { AgentMemory, LocalOperation, Observation, PeerFacts, ServerFacts } from './observation.js';
+import { desiredSyncSet, keyFor, nextSyncStep, standbyNamesFor, type SyncCandidate } from './sync.js';
 import type { Reason, ReasonCode } from './reason.js';
 
 /** The output of one HA loop: what to do, in order, why, and what to remember. */
@@ -10,7 +12,14 @@ export interface Decision {
   readonly actions: readonly Action[];
   readonly reason: Reason;
   readonly memory: AgentMemory;
+  /** The operator's request these actions carry out; the shell answers it when they finish. */
+  readonly operation?: LocalOperation['kind'];
 }
+
+/** How long other members wait for a named switchover / failover candidate before racing normally. */
+export const CANDIDATE_WAIT_MS = 30_000;
+/** How long routers hold new connections for a planned switchover at most. */
+export const SWITCHOVER_PAUSE_MS = 10_000;
 
 /** A replica that has not streamed for this long while behind the leader's timeline is rewound. */
 export const REPLICA_STALL_MS = 15_000;
@@ -54,6 +63,7 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
   const view = obs.dcs.view;
   const config = view.config;
   const me = obs.self.name;
+  const self = obs.self;
   const leaseOk = hasValidLease(obs, config);
   const iHoldLeaderKey = view.leader !== undefined && view.leader.name === me && obs.lease !== undefined && view.leader.lease === obs.lease.id;
 
@@ -130,6 +140,22 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
   }
   const mem: AgentMemory = { ...memory, primaryDownSinceMs: undefined, slotNames: undefined };
 
+  // ---- an operator's request on a non-leader -------------------------------------------------
+  const op = obs.operation;
+  if (op !== undefined && op.kind === 'reinitialize') {
+    if (view.leader === undefined || leaderRecord === undefined) {
+      return { ...done('reinitialize-refused', 'cannot reinitialize without a running leader to clone from', [], mem), operation: 'reinitialize' };
+    }
+    // The old data is moved aside (never deleted); the next loop clones from the leader.
+    return { ...done('reinitializing', `reinitializing from leader ${view.leader.name}: stopping PostgreSQL and moving the data aside`, [
+      ...(pg.process === 'running' ? [{ kind: 'stop', mode: 'immediate' } as const] : []),
+      { kind: 'move-data-aside' },
+    ], { ...mem, mustRewind: undefined }), operation: 'reinitialize' };
+  }
+  if (op !== undefined && op.kind === 'reload') {
+    return { ...done('reloading', 'reloading the PostgreSQL configuration', [{ kind: 'update-parameters', parameters: config.postgresql.parameters }], mem), operation: 'reload' };
+  }
+
   // ---- another member leads ------------------------------------------------------------------
   if (view.leader !== undefined) {
     if (leaderRecord === undefined) {
@@ -167,6 +193,17 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
         { kind: 'configure', role: 'replica', upstream: up },
       ], { ...mem, notStreamingSinceMs: undefined });
     }
+    if (op !== undefined && op.kind === 'restart') {
+      return { ...done('restarting', 'restarting PostgreSQL as the operator asked', [
+        { kind: 'stop', mode: 'fast' },
+        { kind: 'configure', role: 'replica', upstream: up },
+        { kind: 'start' },
+      ], mem), operation: 'restart' };
+    }
+    const params = JSON.stringify(config.postgresql.parameters);
+    if (pg.appliedParameters !== undefined && pg.appliedParameters !== params) {
+      return done('parameters-changed', 'the cluster parameters changed: applying them (reload)', [{ kind: 'update-parameters', parameters: config.postgresql.parameters }], mem);
+    }
     if (server.streaming) {
       return done('replica-streaming', `streaming from leader ${up.name}`, [], { ...mem, notStreamingSinceMs: undefined });
     }
@@ -192,11 +229,31 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
   if (!server.inRecovery) {
     return done('leader-reacquiring', 'no leader key while this member runs as primary: taking the key back', [{ kind: 'acquire-leader' }], mem);
   }
+  const promoteAction = (reason: string): Action => {
+    const standbyNames = config.synchronous_mode !== 'off' && config.synchronous_mode_strict ? '*' : undefined;
+    return standbyNames === undefined ? { kind: 'promote', reason } : { kind: 'promote', reason, standbyNames };
+  };
+  const request = view.failover;
+  if (request !== undefined && request.candidate !== undefined) {
+    if (request.candidate === me) {
+      // The operator named this member: it promotes without the race (a switchover's leader has
+      // already verified it holds every WAL byte; a failover was confirmed by the operator).
+      if (self.tags.nofailover) return done('race-nofailover', 'named as candidate, but this member is tagged nofailover', [], mem);
+      return done('promoting', `the ${request.kind} names this member as candidate: acquiring the leader key and promoting`, [
+        { kind: 'acquire-leader' },
+        promoteAction(`${request.kind} to ${me}${request.leader !== undefined ? ` from ${request.leader}` : ''}`),
+        { kind: 'delete-failover', modRevision: request.modRevision },
+      ], mem);
+    }
+    if (obs.nowMs - request.requestedAtMs < CANDIDATE_WAIT_MS) {
+      return done('race-waiting-for-candidate', `no leader: waiting for ${request.candidate}, the candidate of the requested ${request.kind}`, [], mem);
+    }
+  }
   const verdict = raceVerdict(obs, view, server);
   if (verdict !== undefined) return done(verdict.code, verdict.message, [], mem);
   return done('promoting', 'the leader key is gone and this member is the most advanced eligible one: acquiring it and promoting', [
     { kind: 'acquire-leader' },
-    { kind: 'promote', reason: `leader ${view.status?.leader ?? 'unknown'} lost; ${me} promoted` },
+    promoteAction(`leader ${view.status?.leader ?? 'unknown'} lost; ${me} promoted`),
   ], mem);
 }
 
@@ -234,19 +291,161 @@ function decideAsLeader(
     };
   }
   if (server.inRecovery) {
+    const strict = config.synchronous_mode !== 'off' && config.synchronous_mode_strict;
     return {
-      actions: [{ kind: 'promote', reason: `${obs.self.name} holds the leader key` }],
+      actions: [strict ? { kind: 'promote', reason: `${obs.self.name} holds the leader key`, standbyNames: '*' } : { kind: 'promote', reason: `${obs.self.name} holds the leader key` }],
       reason: { code: 'promoting', message: 'this member holds the leader key: promoting PostgreSQL' },
       memory: { ...memory, primaryDownSinceMs: undefined },
     };
   }
-  const slots = [...view.members.keys()].filter((n) => n !== obs.self.name).map(slotNameFor).sort();
+  const me = obs.self.name;
+  const mem: AgentMemory = { ...memory, primaryDownSinceMs: undefined };
+  const op = obs.operation;
+  if (op !== undefined && op.kind === 'restart') {
+    return {
+      actions: [{ kind: 'stop', mode: 'fast' }, { kind: 'configure', role: 'primary' }, { kind: 'start' }],
+      reason: { code: 'restarting', message: 'restarting PostgreSQL on the leader as the operator asked (the leader key is kept)' },
+      memory: mem,
+      operation: 'restart',
+    };
+  }
+  if (op !== undefined && op.kind === 'reinitialize') {
+    return { actions: [], reason: { code: 'reinitialize-refused', message: 'the leader cannot be reinitialized: switch over first' }, memory: mem, operation: 'reinitialize' };
+  }
+
+  // ---- a requested switchover / failover away from this leader -------------------------------
+  const request = view.failover;
+  if (request !== undefined) {
+    const drop = (code: ReasonCode, message: string): Decision => ({
+      actions: [{ kind: 'delete-failover', modRevision: request.modRevision }],
+      reason: { code, message },
+      memory: mem,
+    });
+    if (obs.lastFailure !== undefined && ['announce-switchover', 'await-caught-up', 'release-leader'].includes(obs.lastFailure.action)) {
+      return drop('switchover-failed', `the ${request.kind} failed (${obs.lastFailure.message}): staying leader`);
+    }
+    if (request.leader !== undefined && request.leader !== me) {
+      return drop('switchover-stale', `a ${request.kind} was requested from ${request.leader}, but ${me} leads: ignoring it`);
+    }
+    if (request.scheduledAtMs !== undefined && obs.nowMs < request.scheduledAtMs) {
+      // Not yet: lead normally below; the reason tells when.
+    } else {
+      const verdict = candidateVerdict(obs, view, request.candidate, request.kind);
+      if ('problem' in verdict) return drop('switchover-candidate-ineligible', verdict.problem);
+      const c = verdict.candidate;
+      return {
+        actions: [
+          { kind: 'announce-switchover', to: c.name, untilMs: obs.nowMs + SWITCHOVER_PAUSE_MS },
+          // Fast shutdown streams the remaining WAL to connected standbys before it ends.
+          { kind: 'stop', mode: 'fast' },
+          { kind: 'await-caught-up', candidate: { name: c.name, host: c.host, port: c.port, apiUrl: c.apiUrl } },
+          { kind: 'release-leader', modRevision: leaderModRevision },
+        ],
+        reason: { code: 'switching-over', message: `${request.kind} to ${c.name}: stopping PostgreSQL (fast), checking ${c.name} has every WAL byte, then handing over the leader key` },
+        memory: { ...mem, slotNames: undefined },
+      };
+    }
+  }
+
+  // ---- housekeeping of a healthy leader ------------------------------------------------------
+  const actions: Action[] = [];
+  const params = JSON.stringify(config.postgresql.parameters);
+  if ((pg.appliedParameters !== undefined && pg.appliedParameters !== params) || op?.kind === 'reload') {
+    actions.push({ kind: 'update-parameters', parameters: config.postgresql.parameters });
+  }
+  const slots = [...view.members.keys()].filter((n) => n !== me).map(slotNameFor).sort();
   const slotKey = slots.join(',');
+  if (slotKey !== memory.slotNames) actions.push({ kind: 'sync-slots', slots });
+  const syncAction = syncStepFor(obs, view, server);
+  if (syncAction !== undefined) actions.push(syncAction);
+  const scheduled = request?.scheduledAtMs !== undefined && obs.nowMs < request.scheduledAtMs;
   return {
-    actions: slotKey !== memory.slotNames ? [{ kind: 'sync-slots', slots }] : [],
-    reason: { code: 'leader-healthy', message: 'no action: this member is the leader with a valid lease' },
-    memory: { ...memory, primaryDownSinceMs: undefined, slotNames: slotKey },
+    actions,
+    reason: scheduled
+      ? { code: 'switchover-scheduled', message: `leader; a ${request.kind} to ${request.candidate ?? 'the best replica'} is scheduled at ${new Date(request.scheduledAtMs).toISOString()}` }
+      : { code: 'leader-healthy', message: 'no action: this member is the leader with a valid lease' },
+    memory: { ...mem, slotNames: slotKey },
+    ...(op?.kind === 'reload' ? { operation: 'reload' as const } : {}),
   };
+}
+
+/** The synchronous-replication step of this loop, if any (invariant 4; see sync.ts for the order). */
+function syncStepFor(obs: Observation, view: ClusterView, server: ServerFacts): Action | undefined {
+  const config = view.config;
+  const me = obs.self.name;
+  const applied = obs.pg.standbyNames ?? { members: [], quorum: 0 };
+  if (config.synchronous_mode === 'off') {
+    return applied.members.length > 0 ? { kind: 'set-standby-names', set: { members: [], quorum: 0 }, value: '' } : undefined;
+  }
+  const leaderPos = server.walPosition;
+  const candidates: SyncCandidate[] = (server.replicas ?? [])
+    .filter((r) => view.members.has(r.name) && r.name !== me)
+    .map((r) => ({
+      name: r.name,
+      streaming: r.state === 'streaming',
+      syncState: r.syncState,
+      nosync: view.members.get(r.name)?.tags.nosync ?? false,
+      lagBytes: r.flushLsn === undefined ? Number.MAX_SAFE_INTEGER : lagBytes(leaderPos, r.flushLsn),
+    }));
+  const key = keyFor(me, view.sync);
+  if (view.sync === undefined || view.sync.leader !== me) {
+    // A new leader first claims the key with an empty set: shrinking the promotable set is always safe.
+    return { kind: 'write-sync-key', set: { members: [], quorum: 0 }, ...(view.sync === undefined ? {} : { modRevision: view.sync.modRevision }) };
+  }
+  const desired = desiredSyncSet(config, candidates, key.members);
+  const strict = config.synchronous_mode_strict;
+  const target = strict && desired.members.length === 0 && key.members.length > 0 ? key : desired;
+  const isSync = (n: string): boolean => candidates.some((c) => c.name === n && (c.syncState === 'sync' || c.syncState === 'quorum'));
+  const step = nextSyncStep(config.synchronous_mode, strict, key, applied, target, isSync);
+  switch (step.kind) {
+    case 'none':
+      // Strict mode with nobody to wait for: make sure PostgreSQL blocks commits rather than run alone.
+      if (strict && target.members.length === 0 && obs.pg.standbyNames === undefined) {
+        return { kind: 'set-standby-names', set: target, value: standbyNamesFor(config.synchronous_mode, target, true) };
+      }
+      return undefined;
+    case 'write-sync-key':
+      return { kind: 'write-sync-key', set: step.set, modRevision: view.sync.modRevision };
+    case 'set-standby-names':
+      return { kind: 'set-standby-names', set: step.set, value: step.value };
+    default:
+      return assertNever(step);
+  }
+}
+
+/** The switchover candidate: the named one if eligible, else the best eligible replica; or why none. */
+function candidateVerdict(
+  obs: Observation,
+  view: ClusterView,
+  named: string | undefined,
+  kind: 'switchover' | 'failover',
+): { candidate: MemberRecord } | { problem: string } {
+  const config = view.config;
+  const me = obs.self.name;
+  const peers = new Map((obs.peers ?? []).map((p) => [p.name, p]));
+  const problems: string[] = [];
+  const eligible: { m: MemberRecord; pos: bigint }[] = [];
+  for (const m of [...view.members.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (m.name === me) continue;
+    if (named !== undefined && m.name !== named) continue;
+    const p = peers.get(m.name);
+    if (p === undefined || !p.reachable) problems.push(`${m.name}: unreachable`);
+    else if (m.tags.nofailover || m.tags.failoverPriority <= 0) problems.push(`${m.name}: tagged nofailover`);
+    else if (p.running !== true || p.role !== 'replica') problems.push(`${m.name}: not a running replica`);
+    else if (kind === 'switchover' && config.synchronous_mode !== 'off' && view.sync !== undefined && !view.sync.members.includes(m.name)) {
+      problems.push(`${m.name}: not a synchronous standby (synchronous_mode ${config.synchronous_mode})`);
+    } else {
+      const lag = p.walPosition === undefined || obs.pg.server === undefined ? Number.MAX_SAFE_INTEGER : lagBytes(obs.pg.server.walPosition, p.walPosition);
+      if (kind === 'switchover' && lag > config.maximum_lag_on_failover) {
+        problems.push(`${m.name}: lag ${lag} bytes > maximum_lag_on_failover ${config.maximum_lag_on_failover}`);
+      } else eligible.push({ m, pos: p.walPosition ?? 0n });
+    }
+  }
+  if (named !== undefined && !view.members.has(named)) return { problem: `${named}: no such member` };
+  if (named !== undefined && named === me) return { problem: `${named} is already the leader` };
+  eligible.sort((a, b) => (a.pos === b.pos ? b.m.tags.failoverPriority - a.m.tags.failoverPriority || a.m.name.localeCompare(b.m.name) : a.pos > b.pos ? -1 : 1));
+  const best = eligible[0];
+  return best !== undefined ? { candidate: best.m } : { problem: `no member qualifies: ${problems.join('; ') || 'no other members'}` };
 }
 
 /** Why this member may not promote, or undefined when it may (invariant 3 in DESIGN.md). */
@@ -260,7 +459,23 @@ function raceVerdict(obs: Observation, view: ClusterView, server: ServerFacts): 
   if (config.check_timeline && server.timeline < latestTimeline) {
     return { code: 'race-stale-timeline', message: `no leader, but this member is on timeline ${server.timeline}, behind the cluster's timeline ${latestTimeline}` };
   }
-  if (view.status !== undefined) {
+  const syncMode = config.synchronous_mode;
+  const syncMembers = view.sync?.members;
+  const inSync = syncMembers !== undefined && syncMembers.includes(self.name);
+  if (syncMode !== 'off' && view.sync !== undefined && !inSync) {
+    // Invariant 4: only members in the sync key may be promoted.
+    return { code: 'race-not-synchronous', message: `no leader, but synchronous_mode is ${syncMode} and this member is not in the sync key (${view.sync.members.join(', ') || 'empty'})` };
+  }
+  if (syncMode === 'quorum' && view.sync !== undefined) {
+    // A commit is on `quorum` members of the set; seeing |set| − quorum + 1 of them (this one
+    // included) is the only way to be sure of having seen the most advanced.
+    const needed = view.sync.members.length - view.sync.quorum + 1;
+    const seen = 1 + (obs.peers ?? []).filter((p) => p.reachable && p.name !== self.name && view.sync?.members.includes(p.name)).length;
+    if (seen < needed) {
+      return { code: 'race-quorum-not-reached', message: `no leader, but only ${seen} of the ${needed} sync members a quorum promotion needs are reachable` };
+    }
+  }
+  if (view.status !== undefined && !(syncMode !== 'off' && inSync)) {
     const lag = lagBytes(view.status.lsn, server.walPosition);
     if (lag > config.maximum_lag_on_failover) {
       return { code: 'race-lag-too-high', message: `no leader, but this member is ${lag} bytes behind the last known leader position (maximum_lag_on_failover ${config.maximum_lag_on_failover})` };
@@ -271,7 +486,9 @@ function raceVerdict(obs: Observation, view: ClusterView, server: ServerFacts): 
   if (claimant !== undefined) {
     return { code: 'race-primary-still-running', message: `no leader key, but ${claimant.name} still reports running as primary` };
   }
-  const better = peers.find((p) => isBetterCandidate(p, self.name, self.tags.failoverPriority, server.walPosition, latestTimeline, config));
+  const better = peers.find(
+    (p) => (syncMode === 'off' || view.sync === undefined || view.sync.members.includes(p.name)) && isBetterCandidate(p, self.name, self.tags.failoverPriority, server.walPosition, latestTimeline, config),
+  );
   if (better !== undefined) {
     return { code: 'race-peer-ahead', message: `no leader, but ${better.name} is a better candidate (WAL ${String(better.walPosition)} vs ${String(server.walPosition)})` };
   }

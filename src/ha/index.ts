@@ -4,3 +4,4 @@ export * from './decide.js';
 export * from './dynamic-config.js';
 export * from './observation.js';
 export * from './reason.js';
+export * from './sync.js';

@@ -17,6 +17,8 @@ export interface ServerFacts {
   readonly walPosition: Lsn;
   readonly streaming: boolean;
   readonly systemIdentifier: string;
+  /** Primary only: connected standbys from pg_stat_replication, by application_name (= member name). */
+  readonly replicas?: readonly { readonly name: string; readonly state: string; readonly syncState: string; readonly flushLsn?: Lsn }[];
 }
 
 /** The local PostgreSQL as observed once per loop. */
@@ -27,7 +29,14 @@ export interface LocalPostgresFacts {
   readonly server?: ServerFacts;
   /** What the agent last configured this instance as (undefined: not configured by this agent run). */
   readonly configuredAs?: { readonly kind: 'primary' } | { readonly kind: 'replica'; readonly upstream?: string };
+  /** The synchronous standby set this agent last gave PostgreSQL (undefined: none since start). */
+  readonly standbyNames?: { readonly members: readonly string[]; readonly quorum: number };
+  /** JSON of the parameters this agent last applied (undefined: the bootstrap ones). */
+  readonly appliedParameters?: string;
 }
+
+/** An operation an operator asked this agent for through the REST API, handled by the next loop. */
+export type LocalOperation = { readonly kind: 'restart' } | { readonly kind: 'reinitialize' } | { readonly kind: 'reload' };
 
 /** Another member's answer to GET /patroni, read only when the leader key is missing. */
 export interface PeerFacts {
@@ -57,6 +66,8 @@ export interface Observation {
   readonly lease?: { readonly id: string; readonly deadlineMs: number };
   readonly pg: LocalPostgresFacts;
   readonly peers?: readonly PeerFacts[];
+  /** An operator's pending request (restart, reinitialize, reload), if any. */
+  readonly operation?: LocalOperation;
   /** The action that failed in the previous loop, if any. */
   readonly lastFailure?: { readonly action: string; readonly message: string };
 }

@@ -34,7 +34,20 @@ export type ReasonCode =
   | 'race-lag-too-high'
   | 'race-primary-still-running'
   | 'race-peer-ahead'
-  | 'starting';
+  | 'starting'
+  | 'reinitialize-refused'
+  | 'reinitializing'
+  | 'reloading'
+  | 'restarting'
+  | 'parameters-changed'
+  | 'race-waiting-for-candidate'
+  | 'race-not-synchronous'
+  | 'race-quorum-not-reached'
+  | 'switchover-failed'
+  | 'switchover-stale'
+  | 'switchover-candidate-ineligible'
+  | 'switching-over'
+  | 'switchover-scheduled';
 
 /** One sentence that explains a loop, with a code that stays the same across releases. */
 export interface Reason {

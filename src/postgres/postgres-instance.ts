@@ -31,6 +31,7 @@ import type {
   PostgresInstanceConfig,
   ProcessState,
   ReplicationRole,
+  RuntimeSettings,
   ServerStatus,
 } from './postgres.js';
 
@@ -67,6 +68,7 @@ const REQUIRED_NAMES = new Set([
   'wal_log_hints',
   'password_encryption',
   'primary_conninfo',
+  'synchronous_standby_names',
   'primary_slot_name',
   'recovery_target_timeline',
   'data_directory',
@@ -123,6 +125,8 @@ export class LocalPostgres implements PostgresInstance {
   private readonly logger: PostgresLogger | undefined;
   private identity: Promise<RunIdentity | undefined> | undefined;
   private child: OwnChild | undefined;
+  private runtime: RuntimeSettings = {};
+  private lastRole: ReplicationRole | undefined;
 
   constructor(config: PostgresInstanceConfig, logger?: PostgresLogger) {
     validateConfig(config);
@@ -150,8 +154,10 @@ export class LocalPostgres implements PostgresInstance {
     const sysid = fields.get('Database system identifier');
     const clusterState = fields.get('Database cluster state');
     const tli = fields.get("Latest checkpoint's TimeLineID");
+    const checkpoint = fields.get('Latest checkpoint location');
     return {
       kind: 'initialized',
+      ...(checkpoint === undefined ? {} : { checkpointLsn: parseLsn(checkpoint) }),
       ...(sysid === undefined ? {} : { systemIdentifier: sysid }),
       ...(clusterState === undefined ? {} : { clusterState }),
       ...(tli === undefined ? {} : { timeline: Number.parseInt(tli, 10) }),
@@ -245,6 +251,7 @@ export class LocalPostgres implements PostgresInstance {
       throw new WardenError('postgres-command-failed', `cannot configure ${dataDir}: not an initialized data dir`);
     }
     await this.writePgpass();
+    this.lastRole = role;
     await this.writeOwned(join(dataDir, WARDEN_CONF), renderWardenConf(this.wardenSettings(role)), 0o600);
     const confPath = join(dataDir, 'postgresql.conf');
     const conf = await readFile(confPath, 'utf8');
@@ -552,10 +559,21 @@ export class LocalPostgres implements PostgresInstance {
     return this.withClient(timeoutMs, 'query', async (c) => (await c.query<Record<string, unknown>>(sql, [...params])).rows);
   }
 
+  async updateSettings(settings: RuntimeSettings): Promise<void> {
+    this.runtime = { ...this.runtime, ...settings };
+    if (this.lastRole === undefined) return; // applied by the next configure()
+    const { dataDir } = this.config;
+    await this.writeOwned(join(dataDir, WARDEN_CONF), renderWardenConf(this.wardenSettings(this.lastRole)), 0o600);
+    const state = await this.processState();
+    if (state.kind === 'running') signalPid(state.pid, 'SIGHUP');
+    this.log('info', { synchronousStandbyNames: this.runtime.synchronousStandbyNames ?? '' }, 'settings updated');
+  }
+
   // ---- files -------------------------------------------------------------------------------
 
   private wardenSettings(role: ReplicationRole): Map<string, string | number | boolean> {
-    const { listen, socketDir, parameters, name, replication } = this.config;
+    const { listen, socketDir, name, replication } = this.config;
+    const parameters = this.runtime.parameters ?? this.config.parameters;
     const settings = new Map<string, string | number | boolean>();
     for (const [k, v] of Object.entries(DEFAULTS)) settings.set(k, v);
     for (const [k, v] of Object.entries(parameters)) {
@@ -577,7 +595,8 @@ export class LocalPostgres implements PostgresInstance {
     settings.set('wal_log_hints', true); // pg_rewind needs it (checksums are off)
     settings.set('password_encryption', 'scram-sha-256');
     settings.set('recovery_target_timeline', 'latest');
-    if (role.kind === 'replica') {
+    settings.set('synchronous_standby_names', role.kind === 'primary' ? (this.runtime.synchronousStandbyNames ?? '') : '');
+    if (role.kind === 'replica' && role.upstream !== undefined) {
       settings.set(
         'primary_conninfo',
         [

@@ -40,12 +40,22 @@ export interface DataDirState {
   readonly clusterState?: string;
   /** "Latest checkpoint's TimeLineID". */
   readonly timeline?: number;
+  /** "Latest checkpoint location": after a clean shutdown, the shutdown checkpoint record. */
+  readonly checkpointLsn?: Lsn;
 }
 
 /** How this server should run next time it is configured. */
 export type ReplicationRole =
   | { readonly kind: 'primary' }
-  | { readonly kind: 'replica'; readonly upstream: Endpoint; readonly slotName?: string };
+  /** A replica without an upstream (no leader known yet) replays local WAL and waits. */
+  | { readonly kind: 'replica'; readonly upstream?: Endpoint; readonly slotName?: string };
+
+/** Settings that change while the server runs: the cluster's parameters and the synchronous standbys. */
+export interface RuntimeSettings {
+  readonly parameters?: Readonly<Record<string, string | number | boolean>>;
+  /** The exact synchronous_standby_names value ('' for asynchronous). */
+  readonly synchronousStandbyNames?: string;
+}
 
 /** A status read of a running server; every LSN that applies to its role. */
 export interface ServerStatus {
@@ -89,6 +99,12 @@ export interface PostgresInstance {
   basebackup(source: Endpoint, timeoutMs: number): Promise<void>;
   /** Writes warden.conf (ports, replication settings, parameters), pg_hba.conf and standby.signal as `role` says. */
   configure(role: ReplicationRole): Promise<void>;
+  /**
+   * Replaces the runtime settings (kept for every later configure()), rewrites warden.conf for the
+   * role last configured and reloads a running server. Parameters that need a restart show up as
+   * pendingRestart in status().
+   */
+  updateSettings(settings: RuntimeSettings): Promise<void>;
   /** Starts the postmaster as a child that dies with the agent; resolves when it accepts connections. */
   start(timeoutMs: number): Promise<void>;
   /** Stops the postmaster: 'fast' streams remaining WAL to standbys (switchover), 'immediate' fences. */

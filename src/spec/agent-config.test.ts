@@ -86,6 +86,7 @@ describe('agent config: accepted files', () => {
         connectAddress: { host: '127.0.0.1', port: 5432 },
         dataDir: '/var/lib/warden/demo-1/data',
         binDir: '/usr/lib/postgresql/15/bin',
+        callbacks: {},
         socketDir: '/var/lib/warden/demo-1/run',
         runAsUser: 'postgres',
         superuser: { username: 'postgres', password: 'su-secret' },
@@ -95,6 +96,17 @@ describe('agent config: accepted files', () => {
       bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG, ttl: 10, loop_wait: 2, retry_timeout: 3, postgresql: { use_pg_rewind: true, parameters: { max_connections: 100 } } },
       log: { level: 'debug', file: '/var/log/warden/demo-1.log' },
     });
+  });
+
+  it('reads REST API basic auth, the pre_promote hook and callbacks', () => {
+    const text = FULL.replace('  connect_address: 10.0.0.11:8008\n', '  connect_address: 10.0.0.11:8008\n  authentication: { username: admin, password_file: /secrets/superuser }\n')
+      .replace('  run_as_user: postgres\n', '  run_as_user: postgres\n  pre_promote: /usr/local/bin/check-fence\n  callbacks: { on_role_change: /usr/local/bin/notify }\n');
+    const c = accept(text);
+    assert.deepEqual(c.restApi.authentication, { username: 'admin', password: 'su-secret' });
+    assert.equal(c.postgres.prePromote, '/usr/local/bin/check-fence');
+    assert.deepEqual(c.postgres.callbacks, { onRoleChange: '/usr/local/bin/notify' });
+    const errs = reject(FULL.replace('  connect_address: 10.0.0.11:8008\n', '  connect_address: 10.0.0.11:8008\n  authentication: { username: admin }\n'));
+    assert.equal(errs[0]?.field, 'restapi.authentication.password');
   });
 
   it('fills defaults: listen addresses, connect addresses from listen, bin dir, socket dir beside the data dir, users, tags, log', () => {

@@ -39,7 +39,12 @@ export interface AgentConfig {
   readonly cluster: string;
   /** Normalized `http(s)://host:port` URLs. */
   readonly etcdEndpoints: readonly string[];
-  readonly restApi: { readonly listen: HostPort; readonly connectAddress: HostPort };
+  readonly restApi: {
+    readonly listen: HostPort;
+    readonly connectAddress: HostPort;
+    /** Basic auth for mutating endpoints; unset means they are open (loopback demos only). */
+    readonly authentication?: Credentials;
+  };
   readonly postgres: {
     readonly listen: HostPort;
     readonly connectAddress: HostPort;
@@ -50,6 +55,10 @@ export interface AgentConfig {
     readonly runAsUser?: string;
     readonly superuser: Credentials;
     readonly replication: Credentials;
+    /** Shell command run before a promotion; a non-zero exit blocks the promotion. */
+    readonly prePromote?: string;
+    /** Shell commands run after a role or state change, with (action, role, cluster) as arguments. */
+    readonly callbacks: { readonly onStart?: string; readonly onStop?: string; readonly onRoleChange?: string };
   };
   readonly tags: AgentTags;
   /** Written to the DCS `config` key only by the member that bootstraps the cluster. */
@@ -82,6 +91,13 @@ export const AGENT_CONFIG_ENV = {
   'etcd.endpoints': 'WARDEN_ETCD_ENDPOINTS',
   'restapi.listen': 'WARDEN_RESTAPI_LISTEN',
   'restapi.connect_address': 'WARDEN_RESTAPI_CONNECT_ADDRESS',
+  'restapi.authentication.username': 'WARDEN_RESTAPI_USERNAME',
+  'restapi.authentication.password': 'WARDEN_RESTAPI_PASSWORD',
+  'restapi.authentication.password_file': 'WARDEN_RESTAPI_PASSWORD_FILE',
+  'postgresql.pre_promote': 'WARDEN_PG_PRE_PROMOTE',
+  'postgresql.callbacks.on_start': 'WARDEN_PG_CALLBACK_ON_START',
+  'postgresql.callbacks.on_stop': 'WARDEN_PG_CALLBACK_ON_STOP',
+  'postgresql.callbacks.on_role_change': 'WARDEN_PG_CALLBACK_ON_ROLE_CHANGE',
   'postgresql.listen': 'WARDEN_PG_LISTEN',
   'postgresql.connect_address': 'WARDEN_PG_CONNECT_ADDRESS',
   'postgresql.data_dir': 'WARDEN_PG_DATA_DIR',
@@ -198,8 +214,15 @@ class AgentConfigReader {
       }
     }
     const runAsUser = this.optional('postgresql.run_as_user', (v, s) => (OS_USER.test(v) ? v : r.error(s, `must be an OS user name (got ${JSON.stringify(v)})`)));
-    const superuser = this.credentials('superuser', 'postgres');
-    const replication = this.credentials('replication', 'replicator');
+    const superuser = this.credentials('postgresql.authentication.superuser', 'postgres', true);
+    const replication = this.credentials('postgresql.authentication.replication', 'replicator', true);
+    const restAuth = this.credentials('restapi.authentication', 'warden', false);
+    const command = (path: 'postgresql.pre_promote' | `postgresql.callbacks.${'on_start' | 'on_stop' | 'on_role_change'}`): string | undefined =>
+      this.optional(path, (v, s) => (v.trim() === '' ? r.error(s, 'must be a non-empty shell command') : v));
+    const prePromote = command('postgresql.pre_promote');
+    const onStart = command('postgresql.callbacks.on_start');
+    const onStop = command('postgresql.callbacks.on_stop');
+    const onRoleChange = command('postgresql.callbacks.on_role_change');
 
     const tags: AgentTags = {
       nofailover: this.bool('tags.nofailover') ?? false,
@@ -234,7 +257,7 @@ class AgentConfigReader {
       name,
       cluster,
       etcdEndpoints,
-      restApi: { listen: restListen, connectAddress: restConnect },
+      restApi: { listen: restListen, connectAddress: restConnect, ...(restAuth === undefined ? {} : { authentication: restAuth }) },
       postgres: {
         listen: pgListen,
         connectAddress: pgConnect,
@@ -244,6 +267,12 @@ class AgentConfigReader {
         ...(runAsUser === undefined ? {} : { runAsUser }),
         superuser,
         replication,
+        ...(prePromote === undefined ? {} : { prePromote }),
+        callbacks: {
+          ...(onStart === undefined ? {} : { onStart }),
+          ...(onStop === undefined ? {} : { onStop }),
+          ...(onRoleChange === undefined ? {} : { onRoleChange }),
+        },
       },
       tags,
       bootstrapDynamicConfig,
@@ -276,7 +305,15 @@ class AgentConfigReader {
         name: store('name'),
         cluster: store('cluster'),
         etcd: section('etcd', { endpoints: store('etcd.endpoints') }, { hints: { hosts: 'endpoints', host: 'endpoints' } }),
-        restapi: section('restapi', { listen: store('restapi.listen'), connect_address: store('restapi.connect_address') }),
+        restapi: section('restapi', {
+          listen: store('restapi.listen'),
+          connect_address: store('restapi.connect_address'),
+          authentication: section('restapi.authentication', {
+            username: store('restapi.authentication.username'),
+            password: store('restapi.authentication.password'),
+            password_file: store('restapi.authentication.password_file'),
+          }),
+        }),
         postgresql: section('postgresql', {
           listen: store('postgresql.listen'),
           connect_address: store('postgresql.connect_address'),
@@ -284,6 +321,12 @@ class AgentConfigReader {
           bin_dir: store('postgresql.bin_dir'),
           socket_dir: store('postgresql.socket_dir'),
           run_as_user: store('postgresql.run_as_user'),
+          pre_promote: store('postgresql.pre_promote'),
+          callbacks: section('postgresql.callbacks', {
+            on_start: store('postgresql.callbacks.on_start'),
+            on_stop: store('postgresql.callbacks.on_stop'),
+            on_role_change: store('postgresql.callbacks.on_role_change'),
+          }),
           authentication: section('postgresql.authentication', { superuser: credentials('superuser'), replication: credentials('replication') }),
         }),
         tags: section(
@@ -430,8 +473,11 @@ class AgentConfigReader {
     return urls.filter((u): u is string => u !== undefined);
   }
 
-  private credentials(role: 'superuser' | 'replication', defaultUser: string): Credentials | undefined {
-    const base = `postgresql.authentication.${role}` as const;
+  private credentials(
+    base: 'postgresql.authentication.superuser' | 'postgresql.authentication.replication' | 'restapi.authentication',
+    defaultUser: string,
+    required: boolean,
+  ): Credentials | undefined {
     const username = this.optional(`${base}.username`, (v) => v) ?? defaultUser;
     const passwordEnv = AGENT_CONFIG_ENV[`${base}.password`];
     const fileEnv = AGENT_CONFIG_ENV[`${base}.password_file`];
@@ -454,6 +500,7 @@ class AgentConfigReader {
       const p = this.readPasswordFile(path, passwordFile.site);
       return p === undefined ? undefined : { username, password: p };
     }
+    if (!required && this.pick(`${base}.username`) === undefined) return undefined;
     return r.missing(
       { ...this.siteFor(`${base}.password`), field: `${base}.password` },
       `required: set ${base}.password or ${base}.password_file in ${r.file}, or ${passwordEnv} or ${fileEnv} in the environment`,
@@ -527,7 +574,11 @@ export interface AgentConfigFileInput {
   readonly name: string;
   readonly cluster: string;
   readonly etcdEndpoints: readonly string[];
-  readonly restApi: { readonly listen: HostPort; readonly connectAddress?: HostPort };
+  readonly restApi: {
+    readonly listen: HostPort;
+    readonly connectAddress?: HostPort;
+    readonly authentication?: { readonly username: string; readonly passwordFile: string };
+  };
   readonly postgres: {
     readonly listen: HostPort;
     readonly connectAddress?: HostPort;
@@ -558,6 +609,9 @@ export function stringifyAgentConfig(input: AgentConfigFileInput): string {
     restapi: {
       listen: formatHostPort(input.restApi.listen),
       ...(input.restApi.connectAddress === undefined ? {} : { connect_address: formatHostPort(input.restApi.connectAddress) }),
+      ...(input.restApi.authentication === undefined
+        ? {}
+        : { authentication: { username: input.restApi.authentication.username, password_file: input.restApi.authentication.passwordFile } }),
     },
     postgresql: {
       listen: formatHostPort(p.listen),

@@ -38,3 +38,4 @@ export type {
 } from './agent-config.js';
 export { dnsLabelProblem, MAX_NAME_LENGTH } from './dns-label.js';
 export { loadAgentConfig, loadClusterSpec } from './load-spec-files.js';
+export { validateDynamicConfig } from './dynamic-config-validate.js';

@@ -25,12 +25,12 @@ export async function patroni(apiUrl: string): Promise<Record<string, unknown> &
 }
 
 /** Runs one SQL statement as the superuser on host:port with a fresh connection (short timeouts). */
-export async function sql(dir: string, host: string, port: number, text: string, params: unknown[] = []): Promise<pg.QueryResult> {
+export async function sql(dir: string, host: string, port: number, text: string, params: unknown[] = []): Promise<pg.QueryResult<Record<string, unknown>>> {
   const password = (await readFile(join(dir, 'secrets', 'superuser.password'), 'utf8')).trim();
   const client = new pg.Client({ host, port, user: 'postgres', password, database: 'postgres', connectionTimeoutMillis: 1500, query_timeout: 3000 });
   await client.connect();
   try {
-    return await client.query(text, params);
+    return await client.query<Record<string, unknown>>(text, params);
   } finally {
     await client.end().catch(() => undefined);
   }
