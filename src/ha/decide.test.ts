@@ -267,3 +267,82 @@ describe('decide: the leader race (invariant 3)', () => {
     assert.equal(decide(noLease, {}).reason.code, 'waiting-for-lease');
   });
 });
+
+describe('decide: switchover and failover requests', () => {
+  const request = (over: Record<string, unknown> = {}) => ({ kind: 'switchover' as const, leader: 'demo-1', candidate: 'demo-2', requestedAtMs: NOW - 100, modRevision: 9, ...over });
+  const withRequest = (name: string, w: World, pg: LocalPostgresFacts, req: ReturnType<typeof request>, over: Partial<Observation> = {}): Observation => {
+    const o = obs(name, w, pg, over);
+    if (!o.dcs.ok) throw new Error('unreachable');
+    return { ...o, dcs: { ok: true, view: { ...o.dcs.view, failover: req } } };
+  };
+  const peersOk = [peer('demo-2', '0/3000000'), peer('demo-3', '0/3000000')];
+
+  it('hands over losslessly: announce, fast stop, wait for the candidate, release the key', () => {
+    const d = decide(withRequest('demo-1', { leader: 'demo-1' }, primaryPg(), request(), { peers: peersOk }), {});
+    assert.equal(d.reason.code, 'switching-over');
+    assert.deepEqual(kinds(d), ['announce-switchover', 'stop', 'await-caught-up', 'release-leader']);
+    assert.deepEqual(d.actions[1], { kind: 'stop', mode: 'fast' });
+  });
+
+  it('refuses an ineligible candidate with a reason per member, and clears the request', () => {
+    const d = decide(withRequest('demo-1', { leader: 'demo-1' }, primaryPg(), request({ candidate: undefined }), {
+      peers: [peer('demo-2', '0/3000000', { tags: { ...TAGS, nofailover: true } }), { name: 'demo-3', reachable: false }],
+    }), {});
+    assert.equal(d.reason.code, 'switchover-candidate-ineligible');
+    assert.match(d.reason.message, /demo-2: tagged nofailover; demo-3: unreachable/);
+    assert.deepEqual(d.actions, [{ kind: 'delete-failover', modRevision: 9 }]);
+  });
+
+  it('ignores a request made against another leader', () => {
+    const d = decide(withRequest('demo-1', { leader: 'demo-1' }, primaryPg(), request({ leader: 'demo-3' }), { peers: peersOk }), {});
+    assert.equal(d.reason.code, 'switchover-stale');
+  });
+
+  it('stays leader and clears the request when the candidate did not catch up', () => {
+    const d = decide(withRequest('demo-1', { leader: 'demo-1' }, primaryPg(), request(), { peers: peersOk, lastFailure: { action: 'await-caught-up', message: 'late' } }), {});
+    assert.equal(d.reason.code, 'switchover-failed');
+    assert.deepEqual(kinds(d), ['delete-failover']);
+  });
+
+  it('waits for a scheduled switchover', () => {
+    const d = decide(withRequest('demo-1', { leader: 'demo-1' }, primaryPg(), request({ scheduledAtMs: NOW + 60_000 }), { peers: peersOk }), { slotNames: 'demo_2,demo_3' });
+    assert.equal(d.reason.code, 'switchover-scheduled');
+    assert.deepEqual(d.actions, []);
+  });
+
+  it('the named candidate promotes without the race and clears the request', () => {
+    const d = decide(withRequest('demo-2', {}, replicaPg('0/2000000'), request(), { peers: [peer('demo-3', '0/3000000')] }), {});
+    assert.equal(d.reason.code, 'promoting');
+    assert.deepEqual(kinds(d), ['acquire-leader', 'promote', 'delete-failover']);
+  });
+
+  it('other members wait for the named candidate', () => {
+    const d = decide(withRequest('demo-3', {}, replicaPg('0/3000000'), request(), { peers: [peer('demo-2', '0/2000000')] }), {});
+    assert.equal(d.reason.code, 'race-waiting-for-candidate');
+  });
+});
+
+describe('decide: synchronous mode (invariant 4)', () => {
+  const syncView = (name: string, members: string[], strict = false, pg: LocalPostgresFacts = replicaPg()): Observation => {
+    const o = obs(name, { statusLsn: '0/3000000', config: { synchronous_mode: 'on', synchronous_mode_strict: strict } }, pg, { peers: [] });
+    if (!o.dcs.ok) throw new Error('unreachable');
+    return { ...o, dcs: { ok: true, view: { ...o.dcs.view, sync: { leader: 'demo-1', members, quorum: 1, modRevision: 4 } } } };
+  };
+
+  it('a replica outside the sync key never promotes', () => {
+    assert.equal(decide(syncView('demo-3', ['demo-2']), {}).reason.code, 'race-not-synchronous');
+  });
+
+  it('a sync standby promotes even when it lags the last published position, and strict mode guards the new primary', () => {
+    const d = decide(syncView('demo-2', ['demo-2'], true, replicaPg('0/1000000')), {});
+    assert.equal(d.reason.code, 'promoting');
+    assert.deepEqual(d.actions[1], { kind: 'promote', reason: 'leader demo-1 lost; demo-2 promoted', standbyNames: '*' });
+  });
+
+  it('a new leader first claims the sync key with an empty set', () => {
+    const o = syncView('demo-2', ['demo-2'], false, primaryPg());
+    const view = o.dcs.ok ? { ...o.dcs.view, leader: { name: 'demo-2', modRevision: 7, lease: 'lease-demo-2' } } : undefined;
+    const d = decide({ ...o, dcs: { ok: true, view: view! } }, { slotNames: 'demo_1,demo_3' });
+    assert.deepEqual(d.actions, [{ kind: 'write-sync-key', set: { members: [], quorum: 0 }, modRevision: 4 }]);
+  });
+});

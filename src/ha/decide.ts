@@ -430,7 +430,7 @@ function candidateVerdict(
     if (named !== undefined && m.name !== named) continue;
     const p = peers.get(m.name);
     if (p === undefined || !p.reachable) problems.push(`${m.name}: unreachable`);
-    else if (m.tags.nofailover || m.tags.failoverPriority <= 0) problems.push(`${m.name}: tagged nofailover`);
+    else if (m.tags.nofailover || m.tags.failoverPriority <= 0 || p.tags?.nofailover === true) problems.push(`${m.name}: tagged nofailover`);
     else if (p.running !== true || p.role !== 'replica') problems.push(`${m.name}: not a running replica`);
     else if (kind === 'switchover' && config.synchronous_mode !== 'off' && view.sync !== undefined && !view.sync.members.includes(m.name)) {
       problems.push(`${m.name}: not a synchronous standby (synchronous_mode ${config.synchronous_mode})`);
