@@ -25,6 +25,8 @@ const AWAIT_CAUGHT_UP_MS = 5_000;
 export interface Hooks {
   /** Runs before a promotion; a failure blocks the promotion. */
   readonly prePromote?: () => Promise<void>;
+  /** Told after PostgreSQL started, stopped, or changed role (Patroni's callbacks); never blocks the loop. */
+  readonly onEvent?: (event: 'on_start' | 'on_stop' | 'on_role_change', role: 'primary' | 'replica') => void;
 }
 
 /** What the executor needs from the agent for one loop. */
@@ -135,16 +137,24 @@ export class Executor {
         else if (action.upstream === undefined) role = { kind: 'replica' };
         else role = { kind: 'replica', upstream: { host: action.upstream.host, port: action.upstream.port }, slotName: slotNameFor(this.opts.name) };
         await this.pg.configure(role);
+        if (action.role === 'replica' && this.configuredAs?.kind === 'primary') this.opts.hooks?.onEvent?.('on_role_change', 'replica');
+        if (action.role === 'replica' && this.standbyNames !== undefined) {
+          // A demoted member forgets its synchronous set: a later promotion starts from the key.
+          this.standbyNames = undefined;
+          await this.pg.updateSettings({ synchronousStandbyNames: '' });
+        }
         this.configuredAs = action.role === 'primary' ? { kind: 'primary' } : action.upstream ? { kind: 'replica', upstream: action.upstream.name } : { kind: 'replica' };
         return;
       }
       case 'start':
         log.info({}, 'starting PostgreSQL');
         await this.pg.start(PG_TIMEOUTS.start);
+        this.opts.hooks?.onEvent?.('on_start', this.configuredAs?.kind ?? 'replica');
         return;
       case 'stop':
         log.warn({ mode: action.mode }, 'stopping PostgreSQL');
         await this.pg.stop(action.mode, PG_TIMEOUTS.stop);
+        this.opts.hooks?.onEvent?.('on_stop', this.configuredAs?.kind ?? 'replica');
         return;
       case 'promote':
         await this.promote(action.reason, action.standbyNames, ctx);
@@ -283,6 +293,7 @@ export class Executor {
     await this.pg.promote(PG_TIMEOUTS.promote);
     this.configuredAs = { kind: 'primary' };
     await this.pg.configure({ kind: 'primary' });
+    this.opts.hooks?.onEvent?.('on_role_change', 'primary');
     const st = await this.pg.status(PG_TIMEOUTS.query);
     const entry: HistoryEntry = { timeline: st.timeline, lsn: formatLsn(st.walPosition), reason, timeMs: ctx.nowMs, leader: this.opts.name };
     log.warn({ timeline: st.timeline, lsn: entry.lsn }, 'promoted');

@@ -3,6 +3,7 @@ import { formatLsn, lagBytes } from '../core/lsn.js';
 import type { AgentSnapshot } from './agent.js';
 import { WARDEN_VERSION } from './agent.js';
 import type { Registry } from 'prom-client';
+import { addOperationRoutes, type OperationsDeps } from './rest-operations.js';
 
 /** Patroni's /patroni shape (role, state, xlog, timeline, …) plus a `warden` block with the decision reason. */
 export function patroniStatus(s: AgentSnapshot): Record<string, unknown> {
@@ -79,8 +80,9 @@ function parseLsnSafe(text: string): bigint {
  * The agent's REST API with Patroni's paths and status codes, so that HAProxy checks and probes
  * written for Patroni work unchanged (DESIGN.md §5). Health endpoints answer GET, HEAD and OPTIONS.
  */
-export function createRestApi(snapshot: () => AgentSnapshot, metrics: Registry): Hono {
+export function createRestApi(snapshot: () => AgentSnapshot, metrics: Registry, ops?: OperationsDeps): Hono {
   const app = new Hono();
+  if (ops !== undefined) addOperationRoutes(app, ops);
 
   const health = (path: string, check: (s: AgentSnapshot, c: Context) => boolean): void => {
     const handler = (c: Context): Response => {

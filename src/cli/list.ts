@@ -14,6 +14,7 @@ export interface ListMember {
   readonly lagBytes: number | null;
   readonly apiUrl: string;
   readonly reason: { readonly code: string; readonly message: string } | null;
+  readonly pendingRestart: boolean;
 }
 
 /** `warden list --format json`. */
@@ -32,10 +33,11 @@ export function listFromView(cluster: string, view: ClusterView): ListOutput {
     .sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }))
     .map((m): ListMember => {
       const isLeader = m.name === leaderName;
+      const isSync = view.config.synchronous_mode !== 'off' && view.sync !== undefined && view.sync.leader === leaderName && view.sync.members.includes(m.name);
       const lag = isLeader ? 0 : m.walPosition !== undefined && leaderPos !== undefined ? lagBytes(leaderPos, parseLsn(m.walPosition)) : null;
       return {
         name: m.name,
-        role: isLeader ? 'leader' : 'replica',
+        role: isLeader ? 'leader' : isSync ? 'sync_standby' : 'replica',
         state: m.state,
         host: m.host,
         port: m.port,
@@ -43,6 +45,7 @@ export function listFromView(cluster: string, view: ClusterView): ListOutput {
         lagBytes: lag,
         apiUrl: m.apiUrl,
         reason: m.reason ?? null,
+        pendingRestart: m.pendingRestart === true,
       };
     });
   const sysid = view.initialize?.value;
@@ -50,19 +53,19 @@ export function listFromView(cluster: string, view: ClusterView): ListOutput {
 }
 
 /** The human table: header with cluster and system identifier, one row per member. */
-export function renderList(out: ListOutput, opts: { extended: boolean; color: boolean }): string {
+export function renderList(out: ListOutput, opts: { extended: boolean; color: boolean; paused?: boolean }): string {
   const c = opts.color ? pc : pc.createColors(false);
-  const head = ['Member', 'Host', 'Role', 'State', 'TL', 'Lag (bytes)'];
+  const head = ['Member', 'Host', 'Role', 'State', 'TL', 'Lag (bytes)', 'Pending restart'];
   if (opts.extended) head.push('Reason');
   const table = new Table({ head, style: { head: [], border: [] } });
   for (const m of out.members) {
     const role = m.role === 'leader' ? c.bold(c.green('Leader')) : m.role === 'sync_standby' ? 'Sync Standby' : 'Replica';
     const state = m.state === 'running' || m.state === 'streaming' ? m.state : c.yellow(m.state);
     const lag = m.lagBytes === null ? 'unknown' : m.role === 'leader' ? '' : String(m.lagBytes);
-    const row = [m.name, `${m.host}:${m.port}`, role, state, m.timeline === null ? '' : String(m.timeline), lag];
+    const row = [m.name, `${m.host}:${m.port}`, role, state, m.timeline === null ? '' : String(m.timeline), lag, m.pendingRestart ? '*' : ''];
     if (opts.extended) row.push(m.reason === null ? '' : `${m.reason.code}: ${m.reason.message}`);
     table.push(row);
   }
-  const header = `+ Cluster: ${out.cluster} (${out.systemIdentifier ?? 'not initialized'})`;
+  const header = `+ Cluster: ${out.cluster} (${out.systemIdentifier ?? 'not initialized'})${opts.paused === true ? ' — maintenance mode (paused)' : ''}`;
   return `${header}\n${table.toString()}`;
 }

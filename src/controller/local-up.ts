@@ -14,6 +14,8 @@ import { wardenArgv } from './supervisor.js';
 
 export const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
 const HOST = '127.0.0.1';
+/** The REST API user `warden up` configures; its password is DIR/secrets/restapi.password. */
+export const REST_USER = 'warden';
 
 /** The PID of the runtime dir's supervisor when it is alive, else undefined. */
 export async function runningSupervisor(dir: string): Promise<number | undefined> {
@@ -76,6 +78,8 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
   const replPw = secret();
   const superFile = join(dir, 'secrets', 'superuser.password');
   const replFile = join(dir, 'secrets', 'replication.password');
+  const restFile = join(dir, 'secrets', 'restapi.password');
+  await writeFile(restFile, `${secret()}\n`, { mode: 0o600 });
   await writeFile(superFile, `${superPw}\n`, { mode: 0o600 });
   await writeFile(replFile, `${replPw}\n`, { mode: 0o600 });
   const pgpassFile = join(dir, 'pgpass');
@@ -121,7 +125,8 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
       name: m.name,
       cluster: spec.name,
       etcdEndpoints: etcd.members.map((e) => e.clientUrl),
-      restApi: { listen: { host: HOST, port: m.apiPort } },
+      // Mutating REST calls (switchover, restart, config) need the generated password (CLI: --dir reads it).
+      restApi: { listen: { host: HOST, port: m.apiPort }, authentication: { username: REST_USER, passwordFile: restFile } },
       postgres: {
         listen: { host: HOST, port: m.pgPort },
         dataDir: m.dataDir,

@@ -413,16 +413,31 @@ function syncStepFor(obs: Observation, view: ClusterView, server: ServerFacts): 
   }
 }
 
-/** The switchover candidate: the named one if eligible, else the best eligible replica; or why none. */
 function candidateVerdict(
   obs: Observation,
   view: ClusterView,
   named: string | undefined,
   kind: 'switchover' | 'failover',
 ): { candidate: MemberRecord } | { problem: string } {
+  return switchoverCandidate(view, obs.peers ?? [], obs.self.name, obs.pg.server?.walPosition, named, kind);
+}
+
+/**
+ * The switchover / failover candidate: the named member if eligible, else the best eligible
+ * replica (most WAL, then failover_priority, then name); or one reason per member why none
+ * qualifies ("demo-2: lag 3145728 bytes > maximum_lag_on_failover 1048576"). Shared by the leader's
+ * decision and the CLI, so both refuse the same way.
+ */
+export function switchoverCandidate(
+  view: ClusterView,
+  peerList: readonly PeerFacts[],
+  me: string,
+  leaderPos: bigint | undefined,
+  named: string | undefined,
+  kind: 'switchover' | 'failover',
+): { candidate: MemberRecord } | { problem: string } {
   const config = view.config;
-  const me = obs.self.name;
-  const peers = new Map((obs.peers ?? []).map((p) => [p.name, p]));
+  const peers = new Map(peerList.map((p) => [p.name, p]));
   const problems: string[] = [];
   const eligible: { m: MemberRecord; pos: bigint }[] = [];
   for (const m of [...view.members.values()].sort((a, b) => a.name.localeCompare(b.name))) {
@@ -435,7 +450,7 @@ function candidateVerdict(
     else if (kind === 'switchover' && config.synchronous_mode !== 'off' && view.sync !== undefined && !view.sync.members.includes(m.name)) {
       problems.push(`${m.name}: not a synchronous standby (synchronous_mode ${config.synchronous_mode})`);
     } else {
-      const lag = p.walPosition === undefined || obs.pg.server === undefined ? Number.MAX_SAFE_INTEGER : lagBytes(obs.pg.server.walPosition, p.walPosition);
+      const lag = p.walPosition === undefined || leaderPos === undefined ? Number.MAX_SAFE_INTEGER : lagBytes(leaderPos, p.walPosition);
       if (kind === 'switchover' && lag > config.maximum_lag_on_failover) {
         problems.push(`${m.name}: lag ${lag} bytes > maximum_lag_on_failover ${config.maximum_lag_on_failover}`);
       } else eligible.push({ m, pos: p.walPosition ?? 0n });
