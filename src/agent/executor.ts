@@ -132,6 +132,12 @@ export class Executor {
         return;
       }
       case 'configure': {
+        // Configure with the cluster's current parameters, so a (re)started server needs no second restart.
+        const params = ctx.view?.config.postgresql.parameters;
+        if (params !== undefined && JSON.stringify(params) !== this.appliedParameters) {
+          await this.pg.updateSettings({ parameters: params });
+          this.appliedParameters = JSON.stringify(params);
+        }
         let role: ReplicationRole;
         if (action.role === 'primary') role = { kind: 'primary' };
         else if (action.upstream === undefined) role = { kind: 'replica' };

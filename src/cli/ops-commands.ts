@@ -185,7 +185,15 @@ export function registerOpsCommands(program: Command): void {
           const peers = await peersOf(view);
           const v = switchoverCandidate(view, peers, m.name, peers.find((p) => p.name === m.name)?.walPosition, undefined, 'switchover');
           if ('problem' in v) throw new WardenError('conflict', `cannot switch over before restarting ${m.name}: ${v.problem}`);
-          report(m.name, await callAgent(m.apiUrl, 'POST', '/switchover', { body: { leader: m.name, candidate: v.candidate.name }, auth, timeoutMs: 60_000 }));
+          const sw = await callAgent(m.apiUrl, 'POST', '/switchover', { body: { leader: m.name, candidate: v.candidate.name }, auth, timeoutMs: 60_000 });
+          report(m.name, sw);
+          if (sw.status !== 200) return;
+          // The old leader rejoined as a replica, which restarted it: check before restarting again.
+          const st = await callAgent(m.apiUrl, 'GET', '/patroni', { timeoutMs: 5000 });
+          if (!/"pending_restart":true/.test(st.text)) {
+            out(`${m.name}: restarted as it rejoined after the switchover`);
+            continue;
+          }
         }
         report(m.name, await callAgent(m.apiUrl, 'POST', '/restart', { body: o.pending ? { restart_pending: true } : {}, auth, timeoutMs: 150_000 }));
       }
