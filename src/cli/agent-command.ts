@@ -2,6 +2,7 @@ import { serve } from '@hono/node-server';
 import { Agent } from '../agent/agent.js';
 import { createLogger } from '../agent/logger.js';
 import { createAgentMetrics } from '../agent/metrics.js';
+import { commandHooks } from '../agent/hooks.js';
 import { createRestApi } from '../agent/rest-api.js';
 import { systemClock } from '../core/clock.js';
 import { describeError } from '../core/errors.js';
@@ -52,10 +53,17 @@ export async function runAgentCommand(configFile: string): Promise<number> {
       tags: cfg.tags,
       bootstrapConfig: cfg.bootstrapDynamicConfig,
     },
-    { dcs, pg, clock: systemClock, log },
+    { dcs, pg, clock: systemClock, log, hooks: commandHooks(cfg.postgres, cfg.cluster, log) },
   );
   const metrics = createAgentMetrics(() => agent.snapshot());
-  const app = createRestApi(() => agent.snapshot(), metrics);
+  const app = createRestApi(() => agent.snapshot(), metrics, {
+    snapshot: () => agent.snapshot(),
+    requestOperation: (op, timeoutMs) => agent.requestOperation(op, timeoutMs),
+    poke: () => agent.poke(),
+    dcs,
+    cluster: cfg.cluster,
+    ...(cfg.restApi.authentication === undefined ? {} : { auth: cfg.restApi.authentication }),
+  });
   const server = serve({ fetch: app.fetch, hostname: apiHost, port: apiPort });
   await new Promise<void>((resolve, reject) => {
     server.once('listening', () => resolve());

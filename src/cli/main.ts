@@ -5,6 +5,7 @@ import { runAgentCommand } from './agent-command.js';
 import { runDown } from './down-command.js';
 import { listFromView, renderList } from './list.js';
 import { readClusterView, resolveTarget, type TargetOptions } from './target.js';
+import { registerOpsCommands } from './ops-commands.js';
 import { explainUpError, runUp } from './up-command.js';
 
 const useColor = process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
@@ -81,6 +82,7 @@ export function buildCli(): Command {
       await runSupervisor(o.dir);
     });
 
+  registerOpsCommands(program);
   return program;
 }
 
