@@ -304,7 +304,11 @@ export class Agent {
     const { facts, status } = await this.observePostgres();
     this.snap = { ...this.snap, status };
     let peers: PeerFacts[] | undefined;
-    const needPeers = dcs.ok && dcs.view.initialize !== undefined && (dcs.view.leader === undefined || (dcs.view.failover !== undefined && dcs.view.leader.name === this.id.name));
+    // Peers matter for the leader race (unless an operator named this member) and for a leader
+    // checking a switchover candidate; otherwise they cost a round trip for nothing.
+    const namedCandidate = dcs.ok && dcs.view.failover?.candidate === this.id.name;
+    const needPeers =
+      dcs.ok && dcs.view.initialize !== undefined && ((dcs.view.leader === undefined && !namedCandidate) || (dcs.view.failover !== undefined && dcs.view.leader?.name === this.id.name));
     if (needPeers && dcs.ok) {
       const others = [...dcs.view.members.values()].filter((m) => m.name !== this.id.name);
       peers = await Promise.all(others.map((m) => fetchPeer(m.name, m.apiUrl, this.config.retry_timeout * 1000)));

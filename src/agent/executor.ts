@@ -1,4 +1,5 @@
-import { assertNever, WardenError } from '../core/errors.js';
+import pg from 'pg';
+import { assertNever, describeError, WardenError } from '../core/errors.js';
 import { formatLsn } from '../core/lsn.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { KEYS, slotNameFor, type Action, type ClusterView, type DynamicConfig, type HistoryEntry, type SyncSet } from '../ha/index.js';
@@ -261,7 +262,7 @@ export class Executor {
    * Lossless switchover check: after the fast shutdown, the candidate must have received WAL past
    * this server's shutdown checkpoint (the walsenders stream everything before the shutdown ends).
    */
-  private async awaitCaughtUp(candidate: { name: string; apiUrl: string }): Promise<void> {
+  private async awaitCaughtUp(candidate: { name: string; host: string; port: number }): Promise<void> {
     const st = await this.pg.inspectDataDir();
     if (st.clusterState !== 'shut down' || st.checkpointLsn === undefined) {
       throw new WardenError('conflict', `PostgreSQL did not shut down cleanly (${st.clusterState ?? 'unknown state'}): cannot prove the candidate is caught up`);
@@ -269,19 +270,32 @@ export class Executor {
     const target = st.checkpointLsn;
     const deadline = Date.now() + AWAIT_CAUGHT_UP_MS;
     let last = 'no answer';
-    while (Date.now() < deadline) {
-      try {
-        const res = await fetch(new URL('/patroni', candidate.apiUrl), { signal: AbortSignal.timeout(1000) });
-        const body = (await res.json()) as { warden?: { walPosition?: string } };
-        const pos = body.warden?.walPosition;
-        if (pos !== undefined) {
-          last = pos;
-          if (parseLsn(pos) > target) return;
+    // Asked of the candidate's PostgreSQL itself (not its agent, whose status is a loop old).
+    const { username, password } = this.pg.config.superuser;
+    let client: pg.Client | undefined;
+    try {
+      while (Date.now() < deadline) {
+        try {
+          if (client === undefined) {
+            client = new pg.Client({ host: candidate.host, port: candidate.port, user: username, password, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 1000 });
+            client.on('error', () => undefined);
+            await client.connect();
+          }
+          const r = await client.query<{ lsn: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS lsn');
+          const lsn = r.rows[0]?.lsn;
+          if (lsn !== null && lsn !== undefined) {
+            last = lsn;
+            if (parseLsn(lsn) > target) return;
+          }
+        } catch (e) {
+          last = describeError(e);
+          await client?.end().catch(() => undefined);
+          client = undefined;
         }
-      } catch (e) {
-        last = String(e);
+        await new Promise((r) => setTimeout(r, 20));
       }
-      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await client?.end().catch(() => undefined);
     }
     throw new WardenError('conflict', `${candidate.name} did not receive WAL past the shutdown checkpoint ${formatLsn(target)} within ${AWAIT_CAUGHT_UP_MS} ms (last seen ${last})`);
   }

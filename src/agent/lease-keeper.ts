@@ -3,6 +3,8 @@ import { describeError, isWardenError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
 import type { Logger } from './logger.js';
 
+const RETRY_SPACING_MS = 50;
+
 /** The lease as the agent knows it: id and the local deadline (send time of last renewal + granted TTL). */
 export interface LeaseState {
   readonly id: string;
@@ -45,29 +47,34 @@ export class LeaseKeeper {
     this.stopped = false;
     const tick = (): void => {
       if (this.stopped) return;
-      void this.renewOrGrant().finally(() => {
-        if (!this.stopped) this.ticker = setTimeout(tick, this.opts.intervalMs());
+      void this.renewOrGrant().then((ok) => {
+        // A failed renewal is retried at once (briefly spaced), not a whole interval later: under
+        // load one slow etcd answer must not cost the lease while time remains before the deadline.
+        if (!this.stopped) this.ticker = setTimeout(tick, ok ? this.opts.intervalMs() : RETRY_SPACING_MS);
       });
     };
     tick();
   }
 
-  /** Renews the lease now (or grants one when none is held); never throws. */
-  async renewOrGrant(): Promise<void> {
-    if (this.inFlight) return;
+  /** Renews the lease now (or grants one when none is held); never throws; true when it succeeded. */
+  async renewOrGrant(): Promise<boolean> {
+    if (this.inFlight) return true;
     this.inFlight = true;
     const sentAt = this.clock.nowMs();
+    // Never wait past the point where the guard would fence anyway.
+    const timeoutMs = this.lease === undefined ? this.opts.callTimeoutMs() : Math.max(100, Math.min(this.opts.callTimeoutMs(), this.lease.deadlineMs - this.opts.marginMs() - sentAt));
     try {
       if (this.lease === undefined) {
-        const g = await this.dcs.grantLease(this.opts.ttlMs(), { timeoutMs: this.opts.callTimeoutMs() });
+        const g = await this.dcs.grantLease(this.opts.ttlMs(), { timeoutMs });
         this.setLease({ id: g.id, ttlMs: g.ttlMs, deadlineMs: sentAt + g.ttlMs });
         this.opts.log.info({ leaseId: g.id, ttlMs: g.ttlMs }, 'lease granted');
       } else {
         const id = this.lease.id;
-        const r = await this.dcs.keepAlive(id, { timeoutMs: this.opts.callTimeoutMs() });
+        const r = await this.dcs.keepAlive(id, { timeoutMs });
         // The lease may have been replaced while this call was in flight.
         if (this.lease?.id === id) this.setLease({ id, ttlMs: r.ttlMs, deadlineMs: sentAt + r.ttlMs });
       }
+      return true;
     } catch (e) {
       if (isWardenError(e, 'lease-not-found')) {
         this.opts.log.warn({ leaseId: this.lease?.id }, 'lease lost: it expired or was revoked');
@@ -76,6 +83,7 @@ export class LeaseKeeper {
       } else {
         this.opts.log.warn({ err: describeError(e) }, 'lease renewal failed');
       }
+      return false;
     } finally {
       this.inFlight = false;
     }
