@@ -88,11 +88,12 @@ export class Agent {
   private lastStatusPublish = 0;
   private dataDirCache: DataDirState | undefined;
   private readonly decisions = new Map<string, number>();
+  private failsafeUntilMs = 0;
   private pendingOp: { op: LocalOperation; resolve: (r: OperationResult) => void; queuedAtMs: number } | undefined;
 
   constructor(
     private readonly id: AgentIdentity,
-    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger; hooks?: Hooks },
+    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger; hooks?: Hooks; restAuth?: { username: string; password: string } },
   ) {
     this.prefix = clusterPrefix(id.cluster);
     this.config = id.bootstrapConfig;
@@ -211,6 +212,10 @@ export class Agent {
 
   /** Immediate stop of a primary whose lease is about to lapse (invariant 1); replicas are left alone. */
   private fence(why: string): void {
+    if (this.failsafeUntilMs > this.deps.clock.nowMs()) {
+      this.deps.log.warn({ why }, 'failsafe_mode: every member confirmed it cannot reach the DCS; not fencing');
+      return;
+    }
     const pgFacts = this.snap.pg;
     const maybePrimary = this.snap.isLeader || pgFacts?.server?.inRecovery === false || this.executor.configuredAs?.kind === 'primary';
     if (!maybePrimary) return;
@@ -297,6 +302,7 @@ export class Agent {
     try {
       const snap = await this.deps.dcs.range(this.prefix, { timeoutMs: this.config.retry_timeout * 1000 });
       dcs = { ok: true, view: parseClusterView(this.prefix, snap.revision, snap.kvs) };
+      this.failsafeUntilMs = 0;
       this.watchFrom = snap.revision + 1;
     } catch (e) {
       dcs = { ok: false, error: describeError(e) };
@@ -313,9 +319,11 @@ export class Agent {
       const others = [...dcs.view.members.values()].filter((m) => m.name !== this.id.name);
       peers = await Promise.all(others.map((m) => fetchPeer(m.name, m.apiUrl, this.config.retry_timeout * 1000)));
     }
+    if (!dcs.ok) await this.checkFailsafe();
     const lease = this.lease.current();
     return {
       nowMs: this.deps.clock.nowMs(),
+      ...(this.failsafeUntilMs > 0 ? { failsafeUntilMs: this.failsafeUntilMs } : {}),
       self: { name: this.id.name, tags: this.id.tags, host: this.id.pgHost, port: this.id.pgPort },
       dcs,
       ...(lease === undefined ? {} : { lease: { id: lease.id, deadlineMs: lease.deadlineMs } }),
@@ -324,6 +332,44 @@ export class Agent {
       ...(this.lastFailure === undefined ? {} : { lastFailure: this.lastFailure }),
       ...(this.pendingOp === undefined ? {} : { operation: this.pendingOp.op }),
     };
+  }
+
+  /**
+   * failsafe_mode, on a leader that lost the DCS: ask every member of the last known view whether it
+   * too cannot reach the DCS and still follows this leader (POST /failsafe); only when all say yes
+   * may the primary outlive its lease, for one more TTL.
+   */
+  private async checkFailsafe(): Promise<void> {
+    const view = this.snap.view;
+    const wasLeader = view?.leader?.name === this.id.name;
+    if (view === undefined || !view.config.failsafe_mode || !wasLeader || this.snap.status?.inRecovery !== false) return;
+    const others = [...view.members.values()].filter((m) => m.name !== this.id.name);
+    if (others.length === 0) return;
+    const sentAt = this.deps.clock.nowMs();
+    const auth = this.deps.restAuth;
+    const answers = await Promise.all(
+      others.map(async (m) => {
+        try {
+          const res = await fetch(new URL('/failsafe', m.apiUrl), {
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              ...(auth === undefined ? {} : { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` }),
+            },
+            body: JSON.stringify({ leader: this.id.name }),
+            signal: AbortSignal.timeout(Math.min(500, this.config.retry_timeout * 1000)),
+          });
+          return res.status === 200;
+        } catch {
+          return false;
+        }
+      }),
+    );
+    if (answers.every(Boolean)) {
+      this.failsafeUntilMs = sentAt + this.config.ttl * 1000;
+    } else {
+      this.deps.log.warn({ confirmed: answers.filter(Boolean).length, of: answers.length }, 'failsafe_mode: not every member confirmed');
+    }
   }
 
   private async observePostgres(): Promise<{ facts: LocalPostgresFacts; status: ServerStatus | undefined }> {

@@ -209,6 +209,18 @@ export function addOperationRoutes(app: Hono, deps: OperationsDeps): void {
   app.patch('/config', writeConfig(true));
   app.put('/config', writeConfig(false));
 
+  // failsafe_mode: the leader, cut off from the DCS, asks whether this member is cut off too and
+  // still follows it. Yes only when this member cannot reach the DCS itself — a member that can
+  // would let the lease expire and race, so the old primary must not outlive its lease.
+  app.post('/failsafe', async (c) => {
+    const body = await jsonBody(c);
+    if (body === undefined || typeof body.leader !== 'string') return answer(c, 400, 'the body must be {"leader": "<name>"}');
+    const s = deps.snapshot();
+    if (s.dcsError === undefined) return answer(c, 409, 'this member can reach the DCS: no failsafe');
+    if (s.view?.leader?.name !== body.leader) return answer(c, 409, `this member last saw ${s.view?.leader?.name ?? 'no leader'} as the leader, not ${body.leader}`);
+    return answer(c, 200, 'Accepted');
+  });
+
   const syncCheck = (wantSync: boolean) => (c: Context): Response => {
     const s = deps.snapshot();
     const replica = s.pg?.process === 'running' && s.status?.inRecovery === true;

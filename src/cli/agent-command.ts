@@ -53,7 +53,14 @@ export async function runAgentCommand(configFile: string): Promise<number> {
       tags: cfg.tags,
       bootstrapConfig: cfg.bootstrapDynamicConfig,
     },
-    { dcs, pg, clock: systemClock, log, hooks: commandHooks(cfg.postgres, cfg.cluster, log) },
+    {
+      dcs,
+      pg,
+      clock: systemClock,
+      log,
+      hooks: commandHooks(cfg.postgres, cfg.cluster, log),
+      ...(cfg.restApi.authentication === undefined ? {} : { restAuth: cfg.restApi.authentication }),
+    },
   );
   const metrics = createAgentMetrics(() => agent.snapshot());
   const app = createRestApi(() => agent.snapshot(), metrics, {

@@ -346,3 +346,16 @@ describe('decide: synchronous mode (invariant 4)', () => {
     assert.deepEqual(d.actions, [{ kind: 'write-sync-key', set: { members: [], quorum: 0 }, modRevision: 4 }]);
   });
 });
+
+describe('decide: failsafe_mode', () => {
+  it('keeps the primary serving past its lease while every member confirmed, and fences without confirmation', () => {
+    const base = obs('demo-1', { leader: 'demo-1' }, primaryPg(), { lease: { id: 'lease-demo-1', deadlineMs: NOW - 1 } });
+    const dcsDown = { ...base, dcs: { ok: false as const, error: 'timeout' } };
+    assert.equal(decide({ ...dcsDown, failsafeUntilMs: NOW + 1000 }, {}).reason.code, 'failsafe-mode');
+    const fenced = decide(dcsDown, {});
+    assert.equal(fenced.reason.code, 'dcs-unreachable-demoting');
+    assert.deepEqual(fenced.actions, [{ kind: 'stop', mode: 'immediate' }]);
+    const { lease: _gone, ...noLease } = dcsDown;
+    assert.equal(decide(noLease, {}).reason.code, 'dcs-unreachable-demoting');
+  });
+});

@@ -52,8 +52,13 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
   const runningPrimary = server !== undefined && !server.inRecovery;
 
   if (!obs.dcs.ok) {
+    // failsafe_mode: every other member confirmed, over the REST API, that it cannot reach the DCS
+    // either and still follows this leader — nobody can be promoted, so the primary keeps serving.
+    if (runningPrimary && obs.failsafeUntilMs !== undefined && obs.nowMs < obs.failsafeUntilMs) {
+      return done('failsafe-mode', `DCS unreachable (${obs.dcs.error}); failsafe_mode: every member confirmed it cannot reach the DCS either, so this primary keeps serving`);
+    }
     // Invariant 1: without the DCS we cannot renew; keep writing only while the lease is still ours.
-    if (runningPrimary && obs.lease !== undefined && obs.nowMs >= obs.lease.deadlineMs - fenceMarginMs(defaultsFor(obs))) {
+    if (runningPrimary && (obs.lease === undefined || obs.nowMs >= obs.lease.deadlineMs - fenceMarginMs(defaultsFor(obs)))) {
       return done('dcs-unreachable-demoting', `DCS unreachable (${obs.dcs.error}) and the lease deadline has passed: stopping PostgreSQL`, [
         { kind: 'stop', mode: 'immediate' },
       ]);

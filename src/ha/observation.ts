@@ -66,6 +66,8 @@ export interface Observation {
   readonly lease?: { readonly id: string; readonly deadlineMs: number };
   readonly pg: LocalPostgresFacts;
   readonly peers?: readonly PeerFacts[];
+  /** failsafe_mode: until when every other member confirmed it cannot reach the DCS and follows this leader. */
+  readonly failsafeUntilMs?: number;
   /** An operator's pending request (restart, reinitialize, reload), if any. */
   readonly operation?: LocalOperation;
   /** The action that failed in the previous loop, if any. */

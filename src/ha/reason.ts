@@ -47,7 +47,8 @@ export type ReasonCode =
   | 'switchover-stale'
   | 'switchover-candidate-ineligible'
   | 'switching-over'
-  | 'switchover-scheduled';
+  | 'switchover-scheduled'
+  | 'failsafe-mode';
 
 /** One sentence that explains a loop, with a code that stays the same across releases. */
 export interface Reason {
