@@ -5,7 +5,9 @@ import { parseLsn } from '../core/lsn.js';
 import { DEFAULT_DYNAMIC_CONFIG, type ClusterView } from '../ha/index.js';
 import type { AgentSnapshot } from './agent.js';
 import { createAgentMetrics } from './metrics.js';
+import { MemoryDcs } from '../dcs/memory-dcs.js';
 import { createRestApi, parseLagParam } from './rest-api.js';
+import { addressMatches, type OperationsDeps } from './rest-operations.js';
 
 const TAGS = { nofailover: false, failoverPriority: 1, nosync: false, noloadbalance: false };
 const view: ClusterView = {
@@ -106,5 +108,56 @@ describe('REST API (Patroni-compatible status codes)', () => {
     assert.equal(parseLagParam('1MB'), 1024 * 1024);
     assert.equal(parseLagParam('100'), 100);
     assert.equal(parseLagParam('lots'), undefined);
+  });
+});
+
+describe('REST API: operation endpoints guard', () => {
+  const dcs = new MemoryDcs();
+  const ops = (over: Partial<OperationsDeps> = {}): OperationsDeps => ({
+    snapshot: () => snap('primary'),
+    requestOperation: async () => ({ ok: true, reason: { code: 'reloading', message: 'r' } }),
+    poke: () => undefined,
+    dcs,
+    cluster: 'demo',
+    ...over,
+  });
+  const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+
+  it('answers 401 without the configured credentials and runs the operation with them', async () => {
+    const app = createRestApi(() => snap('primary'), new Registry(), ops({ auth: { username: 'warden', password: 's3cret' } }));
+    const no = await app.request('/reload', { method: 'POST' });
+    assert.equal(no.status, 401);
+    assert.equal(no.headers.get('www-authenticate'), 'Basic realm="warden"');
+    assert.equal((await app.request('/reload', { method: 'POST', headers: { authorization: basic('warden', 'wrong') } })).status, 401);
+    assert.equal((await app.request('/reload', { method: 'POST', headers: { authorization: basic('warden', 's3cret') } })).status, 202);
+    assert.equal((await app.request('/primary')).status, 200, 'health checks stay open');
+  });
+
+  it('answers 403 to a caller outside restapi.allowlist', async () => {
+    const app = createRestApi(() => snap('primary'), new Registry(), ops({ allowlist: ['10.0.0.0/8'], remoteAddress: () => '192.168.1.5' }));
+    assert.equal((await app.request('/reload', { method: 'POST' })).status, 403);
+    const inside = createRestApi(() => snap('primary'), new Registry(), ops({ allowlist: ['10.0.0.0/8'], remoteAddress: () => '::ffff:10.1.2.3' }));
+    assert.equal((await inside.request('/reload', { method: 'POST' })).status, 202);
+  });
+
+  it('answers 400 to a malformed body and to a schedule without a time zone', async () => {
+    const app = createRestApi(() => snap('primary'), new Registry(), ops());
+    assert.equal((await app.request('/switchover', { method: 'POST', body: '[1,2' })).status, 400);
+    assert.equal((await app.request('/switchover', { method: 'POST', body: JSON.stringify({ leader: 'demo-1', scheduled_at: '2031-01-01T10:00' }) })).status, 400);
+    assert.equal((await app.request('/failover', { method: 'POST', body: '{}' })).status, 400);
+  });
+
+  it('refuses a config edit that breaks the timing rule, naming the field', async () => {
+    const app = createRestApi(() => snap('primary'), new Registry(), ops());
+    const r = await app.request('/config', { method: 'PATCH', body: JSON.stringify({ loop_wait: 9 }) });
+    assert.equal(r.status, 400);
+    assert.match(await r.text(), /ttl: loop_wait \+ 2 × retry_timeout must be ≤ ttl/);
+  });
+
+  it('matches addresses against IPs and CIDR blocks', () => {
+    assert.equal(addressMatches('10.1.2.3', '10.0.0.0/8'), true);
+    assert.equal(addressMatches('11.1.2.3', '10.0.0.0/8'), false);
+    assert.equal(addressMatches('127.0.0.1', '127.0.0.1'), true);
+    assert.equal(addressMatches('::ffff:127.0.0.1', '127.0.0.0/8'), true);
   });
 });

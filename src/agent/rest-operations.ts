@@ -15,11 +15,33 @@ export interface OperationsDeps {
   readonly cluster: string;
   /** Basic-auth credentials for mutating endpoints; undefined leaves them open. */
   readonly auth?: { readonly username: string; readonly password: string };
+  /** Addresses (IP or CIDR) allowed to call mutating endpoints (403 otherwise). */
+  readonly allowlist?: readonly string[];
+  /** The caller's IP address (from the server's socket). */
+  readonly remoteAddress?: (env: unknown) => string | undefined;
   /** How long POST /switchover waits for the new leader. */
   readonly handoverTimeoutMs?: number;
 }
 
-type Status = 200 | 202 | 400 | 401 | 409 | 412 | 422 | 503;
+/** True when `ip` is `entry` or inside the CIDR block `entry` (IPv4; IPv4-mapped IPv6 is unwrapped). */
+export function addressMatches(ip: string, entry: string): boolean {
+  const plain = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+  const [base, bitsText] = entry.split('/');
+  if (base === undefined) return false;
+  if (bitsText === undefined) return plain === base || ip === base;
+  const toInt = (a: string): number | undefined => {
+    const parts = a.split('.').map(Number);
+    return parts.length === 4 && parts.every((n) => Number.isInteger(n) && n >= 0 && n <= 255) ? parts.reduce((acc, n) => acc * 256 + n, 0) : undefined;
+  };
+  const a = toInt(plain);
+  const b = toInt(base);
+  const bits = Number(bitsText);
+  if (a === undefined || b === undefined) return false;
+  const size = 2 ** (32 - bits);
+  return Math.floor(a / size) === Math.floor(b / size);
+}
+
+type Status = 200 | 202 | 400 | 401 | 403 | 409 | 412 | 422 | 503;
 
 /** Patroni answers operations with a short text body and a status code; so do we. */
 function answer(c: Context, status: Status, message: string): Response {
@@ -67,7 +89,12 @@ export function addOperationRoutes(app: Hono, deps: OperationsDeps): void {
   };
 
   app.use('*', async (c, next) => {
-    if (deps.auth === undefined || ['GET', 'HEAD', 'OPTIONS'].includes(c.req.method)) return next();
+    if (['GET', 'HEAD', 'OPTIONS'].includes(c.req.method)) return next();
+    if (deps.allowlist !== undefined && deps.allowlist.length > 0) {
+      const ip = deps.remoteAddress?.(c.env) ?? '';
+      if (!deps.allowlist.some((entry) => addressMatches(ip, entry))) return c.text(`${ip || 'this address'} is not in restapi.allowlist`, 403);
+    }
+    if (deps.auth === undefined) return next();
     const header = c.req.header('authorization') ?? '';
     const m = /^Basic\s+(.+)$/i.exec(header);
     const decoded = m?.[1] === undefined ? '' : Buffer.from(m[1], 'base64').toString('utf8');

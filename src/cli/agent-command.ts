@@ -70,6 +70,9 @@ export async function runAgentCommand(configFile: string): Promise<number> {
     dcs,
     cluster: cfg.cluster,
     ...(cfg.restApi.authentication === undefined ? {} : { auth: cfg.restApi.authentication }),
+    ...(cfg.restApi.allowlist === undefined ? {} : { allowlist: cfg.restApi.allowlist }),
+    // @hono/node-server puts the Node request in env.incoming.
+    remoteAddress: (env) => (env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress,
   });
   const server = serve({ fetch: app.fetch, hostname: apiHost, port: apiPort });
   await new Promise<void>((resolve, reject) => {

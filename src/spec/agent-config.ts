@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { posix } from 'node:path';
 import { Document } from 'yaml';
 import type { DynamicConfig } from '../ha/dynamic-config.js';
@@ -44,6 +45,8 @@ export interface AgentConfig {
     readonly connectAddress: HostPort;
     /** Basic auth for mutating endpoints; unset means they are open (loopback demos only). */
     readonly authentication?: Credentials;
+    /** Addresses (IP or CIDR) allowed to call mutating endpoints; unset allows any (403 otherwise). */
+    readonly allowlist?: readonly string[];
   };
   readonly postgres: {
     readonly listen: HostPort;
@@ -94,6 +97,7 @@ export const AGENT_CONFIG_ENV = {
   'restapi.authentication.username': 'WARDEN_RESTAPI_USERNAME',
   'restapi.authentication.password': 'WARDEN_RESTAPI_PASSWORD',
   'restapi.authentication.password_file': 'WARDEN_RESTAPI_PASSWORD_FILE',
+  'restapi.allowlist': 'WARDEN_RESTAPI_ALLOWLIST',
   'postgresql.pre_promote': 'WARDEN_PG_PRE_PROMOTE',
   'postgresql.callbacks.on_start': 'WARDEN_PG_CALLBACK_ON_START',
   'postgresql.callbacks.on_stop': 'WARDEN_PG_CALLBACK_ON_STOP',
@@ -217,6 +221,7 @@ class AgentConfigReader {
     const superuser = this.credentials('postgresql.authentication.superuser', 'postgres', true);
     const replication = this.credentials('postgresql.authentication.replication', 'replicator', true);
     const restAuth = this.credentials('restapi.authentication', 'warden', false);
+    const allowlist = this.allowlist();
     const command = (path: 'postgresql.pre_promote' | `postgresql.callbacks.${'on_start' | 'on_stop' | 'on_role_change'}`): string | undefined =>
       this.optional(path, (v, s) => (v.trim() === '' ? r.error(s, 'must be a non-empty shell command') : v));
     const prePromote = command('postgresql.pre_promote');
@@ -257,7 +262,12 @@ class AgentConfigReader {
       name,
       cluster,
       etcdEndpoints,
-      restApi: { listen: restListen, connectAddress: restConnect, ...(restAuth === undefined ? {} : { authentication: restAuth }) },
+      restApi: {
+        listen: restListen,
+        connectAddress: restConnect,
+        ...(restAuth === undefined ? {} : { authentication: restAuth }),
+        ...(allowlist === undefined ? {} : { allowlist }),
+      },
       postgres: {
         listen: pgListen,
         connectAddress: pgConnect,
@@ -308,6 +318,7 @@ class AgentConfigReader {
         restapi: section('restapi', {
           listen: store('restapi.listen'),
           connect_address: store('restapi.connect_address'),
+          allowlist: store('restapi.allowlist'),
           authentication: section('restapi.authentication', {
             username: store('restapi.authentication.username'),
             password: store('restapi.authentication.password'),
@@ -449,6 +460,35 @@ class AgentConfigReader {
     return listen;
   }
 
+  /** restapi.allowlist: IPv4/IPv6 addresses or CIDR blocks, from a YAML list or a comma-separated string. */
+  private allowlist(): string[] | undefined {
+    const raw = this.pick('restapi.allowlist');
+    if (raw === undefined) return undefined;
+    const r = this.reader;
+    const entries: { text: string; site: SpecSite }[] = [];
+    if (raw.from === 'env') {
+      for (const part of raw.text.split(',')) entries.push({ text: part.trim(), site: raw.site });
+    } else if (raw.value.kind === 'list') {
+      r.list(raw.value, raw.site, (item, site) => {
+        const t = r.string(item, site);
+        if (t !== undefined) entries.push({ text: t, site });
+      });
+    } else {
+      const t = r.string(raw.value, raw.site);
+      if (t === undefined) return undefined;
+      for (const part of t.split(',')) entries.push({ text: part.trim(), site: raw.site });
+    }
+    const before = r.errors.length;
+    for (const { text, site } of entries) {
+      const [addr, bits, extra] = text.split('/');
+      const family = isIP(addr ?? '');
+      const maxBits = family === 6 ? 128 : 32;
+      const bitsOk = bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= maxBits);
+      if (family === 0 || !bitsOk || extra !== undefined) r.error(site, `must be an IP address or CIDR block, e.g. 10.0.0.0/8 (got ${JSON.stringify(text)})`);
+    }
+    return r.errors.length > before ? undefined : entries.map((e) => e.text);
+  }
+
   private etcdEndpoints(): string[] | undefined {
     const raw = this.pick('etcd.endpoints');
     if (raw === undefined) return this.missing('etcd.endpoints', 'the etcd client URLs, e.g. [http://127.0.0.1:2379]');
@@ -552,7 +592,8 @@ export function formatHostPort(hp: HostPort): string {
   return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
 
-function normalizeEtcdUrl(text: string): string | undefined {
+/** An etcd client URL as `scheme://host:port`, or undefined when it is not a plain http(s) URL. */
+export function normalizeEtcdUrl(text: string): string | undefined {
   let url: URL;
   try {
     url = new URL(text);
