@@ -142,6 +142,7 @@ export class Executor {
         let role: ReplicationRole;
         if (action.role === 'primary') role = { kind: 'primary' };
         else if (action.upstream === undefined) role = { kind: 'replica' };
+        else if (action.cascade === true) role = { kind: 'replica', upstream: { host: action.upstream.host, port: action.upstream.port } };
         else role = { kind: 'replica', upstream: { host: action.upstream.host, port: action.upstream.port }, slotName: slotNameFor(this.opts.name) };
         await this.pg.configure(role);
         if (action.role === 'replica' && this.configuredAs?.kind === 'primary') this.opts.hooks?.onEvent?.('on_role_change', 'replica');

@@ -26,7 +26,8 @@ export type Action =
   | { readonly kind: 'clone'; readonly from: Upstream }
   /** Write the server's configuration for the given role. */
   | { readonly kind: 'configure'; readonly role: 'primary' }
-  | { readonly kind: 'configure'; readonly role: 'replica'; readonly upstream?: Upstream }
+  /** `cascade`: the upstream is another replica (replicatefrom), so no slot is used on it. */
+  | { readonly kind: 'configure'; readonly role: 'replica'; readonly upstream?: Upstream; readonly cascade?: boolean }
   | { readonly kind: 'start' }
   | { readonly kind: 'stop'; readonly mode: 'fast' | 'immediate' }
   /**

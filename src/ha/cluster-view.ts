@@ -28,6 +28,10 @@ export interface MemberTags {
   readonly failoverPriority: number;
   readonly nosync: boolean;
   readonly noloadbalance: boolean;
+  /** Cascading replication: stream from this member while it streams itself, else from the leader. */
+  readonly replicatefrom?: string;
+  /** New replicas prefer to clone from a running replica with this tag. */
+  readonly clonefrom?: boolean;
 }
 
 /** What each agent publishes in `members/<name>` under its lease. */

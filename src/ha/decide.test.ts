@@ -359,3 +359,30 @@ describe('decide: failsafe_mode', () => {
     assert.equal(decide(noLease, {}).reason.code, 'dcs-unreachable-demoting');
   });
 });
+
+describe('decide: cascading replication and clonefrom', () => {
+  const members = () => [member('demo-1', { role: 'primary', state: 'running' }), member('demo-2'), member('demo-3', { tags: { ...TAGS, replicatefrom: 'demo-2' } })];
+
+  it('streams from the replicatefrom member while it streams, without a slot, and the leader keeps no slot for it', () => {
+    const o = obs('demo-3', { leader: 'demo-1', members: members() }, replicaPg('0/3000000', { configuredAs: { kind: 'replica', upstream: 'demo-1' } }));
+    const d = decide({ ...o, self: { ...o.self, tags: { ...TAGS, replicatefrom: 'demo-2' } } }, {});
+    assert.equal(d.reason.code, 'replica-repointing');
+    assert.deepEqual(d.actions, [{ kind: 'configure', role: 'replica', upstream: { name: 'demo-2', host: '127.0.0.1', port: 5002 }, cascade: true }]);
+    const lead = decide(obs('demo-1', { leader: 'demo-1', members: members() }, primaryPg()), {});
+    assert.deepEqual(lead.actions, [{ kind: 'sync-slots', slots: ['demo_2'] }]);
+  });
+
+  it('falls back to the leader when the replicatefrom member is not streaming', () => {
+    const ms = [member('demo-1', { role: 'primary', state: 'running' }), member('demo-2', { state: 'stopped' })];
+    const o = obs('demo-3', { leader: 'demo-1', members: ms }, replicaPg('0/3000000', { configuredAs: { kind: 'replica', upstream: 'demo-2' } }));
+    const d = decide({ ...o, self: { ...o.self, tags: { ...TAGS, replicatefrom: 'demo-2' } } }, {});
+    assert.deepEqual(d.actions, [{ kind: 'configure', role: 'replica', upstream: { name: 'demo-1', host: '127.0.0.1', port: 5001 } }]);
+  });
+
+  it('clones from a streaming replica tagged clonefrom instead of the leader', () => {
+    const ms = [member('demo-1', { role: 'primary', state: 'running' }), member('demo-2', { tags: { ...TAGS, clonefrom: true } })];
+    const d = decide(obs('demo-3', { leader: 'demo-1', members: ms }, { dataDir: { kind: 'empty' }, process: 'stopped' }), {});
+    assert.deepEqual(d.actions[0], { kind: 'clone', from: { name: 'demo-2', host: '127.0.0.1', port: 5002 } });
+    assert.match(d.reason.message, /cloning from demo-2/);
+  });
+});

@@ -3,7 +3,7 @@ import { lagBytes } from '../core/lsn.js';
 import type { Action, Upstream } from './actions.js';
 import { latestHistoryTimeline, slotNameFor, type ClusterView, type MemberRecord } from './cluster-view.js';
 import { DEFAULT_DYNAMIC_CONFIG as DEFAULT_FALLBACK, type DynamicConfig } from './dynamic-config.js';
-import type { AgentMemory, LocalOperation, Observation, PeerFacts, ServerFacts } from './observation.js';
+import type { AgentMemory, LocalOperation, Observation, PeerFacts, SelfFacts, ServerFacts } from './observation.js';
 import { desiredSyncSet, keyFor, nextSyncStep, standbyNamesFor, type SyncCandidate } from './sync.js';
 import type { Reason, ReasonCode } from './reason.js';
 
@@ -124,10 +124,12 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
     if (leaderRecord.role !== 'primary' || leaderRecord.state !== 'running') {
       return done('clone-waiting-for-leader', `no data yet; waiting for leader ${leaderRecord.name} to run as primary (it is ${leaderRecord.state})`);
     }
-    const up = upstreamOf(leaderRecord);
-    return done('creating-replica', `cloning from leader ${up.name} with pg_basebackup`, [
-      { kind: 'clone', from: up },
-      { kind: 'configure', role: 'replica', upstream: up },
+    // A streaming replica tagged clonefrom spares the leader the base backup.
+    const source = [...view.members.values()].find((m) => m.tags.clonefrom === true && m.name !== me && m.role === 'replica' && m.state === 'streaming') ?? leaderRecord;
+    const follow = followTarget(view, self, leaderRecord);
+    return done('creating-replica', `cloning from ${source === leaderRecord ? 'leader ' : ''}${source.name} with pg_basebackup`, [
+      { kind: 'clone', from: upstreamOf(source) },
+      follow.configure,
       { kind: 'start' },
     ]);
   }
@@ -167,6 +169,7 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
       return done('waiting-for-leader-record', `${view.leader.name} holds the leader key but has not published where it listens yet`, [], mem);
     }
     const up = upstreamOf(leaderRecord);
+    const follow = followTarget(view, self, leaderRecord);
     if (pg.process !== 'running') {
       const wasPrimary = pg.dataDir.clusterState === 'in production' || pg.dataDir.clusterState === 'shut down';
       if (memory.mustRewind || wasPrimary) {
@@ -178,12 +181,12 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
         // Invariant 5: a former primary never streams from the new leader without a timeline check.
         return done('rewinding', `rejoining ${up.name}: pg_rewind first, since this member was a primary or could not follow the new timeline`, [
           { kind: 'rewind', from: up },
-          { kind: 'configure', role: 'replica', upstream: up },
+          follow.configure,
           { kind: 'start' },
         ], { ...mem, mustRewind: undefined, notStreamingSinceMs: undefined });
       }
       return done('starting-as-replica', `starting PostgreSQL as a replica of ${up.name}`, [
-        { kind: 'configure', role: 'replica', upstream: up },
+        follow.configure,
         { kind: 'start' },
       ], { ...mem, notStreamingSinceMs: undefined });
     }
@@ -191,17 +194,17 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
       return done('postgres-not-answering', 'PostgreSQL runs but does not answer status queries yet', [], mem);
     }
     const configured = pg.configuredAs;
-    if (configured === undefined || configured.kind !== 'replica' || configured.upstream !== up.name) {
+    if (configured === undefined || configured.kind !== 'replica' || configured.upstream !== follow.upstream.name) {
       // primary_conninfo is reloadable (PostgreSQL 13+): rewriting it and reloading repoints the
       // WAL receiver without a restart, so read-only sessions on this replica survive a failover.
-      return done('replica-repointing', `following the new leader ${up.name}`, [
-        { kind: 'configure', role: 'replica', upstream: up },
+      return done('replica-repointing', `following ${follow.upstream.name === up.name ? 'the new leader ' : ''}${follow.upstream.name}`, [
+        follow.configure,
       ], { ...mem, notStreamingSinceMs: undefined });
     }
     if (op !== undefined && op.kind === 'restart') {
       return { ...done('restarting', 'restarting PostgreSQL as the operator asked', [
         { kind: 'stop', mode: 'fast' },
-        { kind: 'configure', role: 'replica', upstream: up },
+        follow.configure,
         { kind: 'start' },
       ], mem), operation: 'restart' };
     }
@@ -210,7 +213,7 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
       return done('parameters-changed', 'the cluster parameters changed: applying them (reload)', [{ kind: 'update-parameters', parameters: config.postgresql.parameters }], mem);
     }
     if (server.streaming) {
-      return done('replica-streaming', `streaming from leader ${up.name}`, [], { ...mem, notStreamingSinceMs: undefined });
+      return done('replica-streaming', `streaming from ${follow.upstream.name === up.name ? 'leader ' : ''}${follow.upstream.name}`, [], { ...mem, notStreamingSinceMs: undefined });
     }
     const since = memory.notStreamingSinceMs ?? obs.nowMs;
     const leaderTimeline = leaderRecord.timeline ?? view.status?.timeline ?? 0;
@@ -358,7 +361,8 @@ function decideAsLeader(
   if ((pg.appliedParameters !== undefined && pg.appliedParameters !== params) || op?.kind === 'reload') {
     actions.push({ kind: 'update-parameters', parameters: config.postgresql.parameters });
   }
-  const slots = [...view.members.keys()].filter((n) => n !== me).map(slotNameFor).sort();
+  // Members that cascade from a streaming replica need no slot here (an unused slot would pin WAL).
+  const slots = [...view.members.values()].filter((m) => m.name !== me && !cascades(view, m, me)).map((m) => slotNameFor(m.name)).sort();
   const slotKey = slots.join(',');
   if (slotKey !== memory.slotNames) actions.push({ kind: 'sync-slots', slots });
   const syncAction = syncStepFor(obs, view, server);
@@ -523,6 +527,25 @@ function isBetterCandidate(p: PeerFacts, me: string, myPriority: number, myPos: 
   const theirPriority = p.tags?.failoverPriority ?? 1;
   if (theirPriority !== myPriority) return theirPriority > myPriority;
   return p.name < me;
+}
+
+/** True when `m` streams from another replica (tag replicatefrom naming a streaming member other than the leader). */
+function cascades(view: ClusterView, m: { name: string; tags: { replicatefrom?: string } }, leader: string): boolean {
+  const target = m.tags.replicatefrom === undefined ? undefined : view.members.get(m.tags.replicatefrom);
+  return target !== undefined && target.name !== m.name && target.name !== leader && target.state === 'streaming';
+}
+
+/** Whom a replica streams from: its replicatefrom member while that one streams, else the leader (with a slot). */
+function followTarget(view: ClusterView, self: SelfFacts, leaderRecord: MemberRecord): { upstream: Upstream; configure: Action } {
+  if (cascades(view, { name: self.name, tags: self.tags }, leaderRecord.name)) {
+    const via = view.members.get(self.tags.replicatefrom ?? '');
+    if (via !== undefined) {
+      const upstream = upstreamOf(via);
+      return { upstream, configure: { kind: 'configure', role: 'replica', upstream, cascade: true } };
+    }
+  }
+  const upstream = upstreamOf(leaderRecord);
+  return { upstream, configure: { kind: 'configure', role: 'replica', upstream } };
 }
 
 function upstreamOf(m: MemberRecord): Upstream {

@@ -32,6 +32,10 @@ export interface AgentTags {
   readonly failoverPriority: number;
   readonly nosync: boolean;
   readonly noloadbalance: boolean;
+  /** Cascading replication: stream from this member instead of the leader while it streams itself. */
+  readonly replicatefrom?: string;
+  /** New replicas prefer to clone from this member rather than from the leader. */
+  readonly clonefrom?: boolean;
 }
 
 /** The agent's validated settings (`warden agent --config FILE`, overridden by WARDEN_* variables). */
@@ -118,6 +122,8 @@ export const AGENT_CONFIG_ENV = {
   'tags.failover_priority': 'WARDEN_TAGS_FAILOVER_PRIORITY',
   'tags.nosync': 'WARDEN_TAGS_NOSYNC',
   'tags.noloadbalance': 'WARDEN_TAGS_NOLOADBALANCE',
+  'tags.replicatefrom': 'WARDEN_TAGS_REPLICATEFROM',
+  'tags.clonefrom': 'WARDEN_TAGS_CLONEFROM',
   'log.level': 'WARDEN_LOG_LEVEL',
   'log.file': 'WARDEN_LOG_FILE',
 } as const;
@@ -234,6 +240,8 @@ class AgentConfigReader {
       failoverPriority: this.integer('tags.failover_priority', { integer: true, min: 0 }) ?? 1,
       nosync: this.bool('tags.nosync') ?? false,
       noloadbalance: this.bool('tags.noloadbalance') ?? false,
+      ...optionalTag('replicatefrom', this.optional('tags.replicatefrom', (v, s) => this.dnsLabel(v, s))),
+      ...optionalTag('clonefrom', this.bool('tags.clonefrom')),
     };
     const level = this.optional('log.level', (v, s) => {
       const hit = LOG_LEVELS.find((l) => l === v);
@@ -347,8 +355,10 @@ class AgentConfigReader {
             failover_priority: store('tags.failover_priority'),
             nosync: store('tags.nosync'),
             noloadbalance: store('tags.noloadbalance'),
+            replicatefrom: store('tags.replicatefrom'),
+            clonefrom: store('tags.clonefrom'),
           },
-          { ignored: { clonefrom: NOT_IMPLEMENTED_TAG, replicatefrom: NOT_IMPLEMENTED_TAG, nostream: NOT_IMPLEMENTED_TAG } },
+          { ignored: { nostream: NOT_IMPLEMENTED_TAG } },
         ),
         bootstrap: section(
           'bootstrap',
@@ -561,6 +571,10 @@ class AgentConfigReader {
     if (password === '') return this.reader.error(site, `password file ${path} is empty`);
     return password;
   }
+}
+
+function optionalTag<K extends string, V>(key: K, v: V | undefined): Partial<Record<K, V>> {
+  return v === undefined ? {} : ({ [key]: v } as Partial<Record<K, V>>);
 }
 
 const NOT_IMPLEMENTED_TAG = 'known Patroni tag, not implemented by Warden yet; ignored';
