@@ -126,6 +126,7 @@ export class LocalPostgres implements PostgresInstance {
   private identity: Promise<RunIdentity | undefined> | undefined;
   private child: OwnChild | undefined;
   private runtime: RuntimeSettings = {};
+  private statusClient: pg.Client | undefined;
   private lastRole: ReplicationRole | undefined;
 
   constructor(config: PostgresInstanceConfig, logger?: PostgresLogger) {
@@ -390,7 +391,7 @@ export class LocalPostgres implements PostgresInstance {
   }
 
   async status(timeoutMs: number): Promise<ServerStatus> {
-    return this.withClient(timeoutMs, 'status', async (c) => {
+    return this.withStatusClient(timeoutMs, async (c) => {
       const base = await c.query<{ in_recovery: boolean; system_identifier: string; pending_restart: boolean }>(
         `SELECT pg_is_in_recovery() AS in_recovery,
                 (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
@@ -880,6 +881,57 @@ export class LocalPostgres implements PostgresInstance {
       clearTimeout(timer);
       await endClient(client);
     }
+  }
+
+  /**
+   * The HA loop reads status twice a second: one kept session instead of a fresh connection (and a
+   * SCRAM handshake and a backend fork) each time. A broken session (server restarted) is dropped
+   * and the call retried once on a new one; every attempt is bounded by `timeoutMs`.
+   */
+  private async withStatusClient<T>(timeoutMs: number, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+    const where = `status on ${this.config.listen.host}:${this.config.listen.port}`;
+    for (let attempt = 0; ; attempt++) {
+      if (this.statusClient === undefined) {
+        try {
+          await this.openStatusClient(timeoutMs);
+        } catch (e) {
+          throw translatePgError(e, where, { connected: false, timedOut: false, timeoutMs });
+        }
+      }
+      const kept = this.statusClient;
+      if (kept === undefined) throw new WardenError('postgres-unavailable', `${where}: no session`, { retryable: true });
+      const timer = setTimeout(() => kept.connection.stream.destroy(), timeoutMs);
+      try {
+        return await fn(kept);
+      } catch (e) {
+        this.dropStatusClient();
+        if (attempt >= 1) throw translatePgError(e, where, { connected: true, timedOut: false, timeoutMs });
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
+
+  private async openStatusClient(timeoutMs: number): Promise<void> {
+    const { superuser, listen } = this.config;
+    const client = new pg.Client({
+      host: connectHost(listen.host),
+      port: listen.port,
+      user: superuser.username,
+      password: superuser.password,
+      database: 'postgres',
+      application_name: 'warden',
+      connectionTimeoutMillis: Math.max(1, timeoutMs),
+    });
+    client.on('error', () => this.dropStatusClient());
+    await client.connect();
+    this.statusClient = client;
+  }
+
+  private dropStatusClient(): void {
+    const c = this.statusClient;
+    this.statusClient = undefined;
+    if (c !== undefined) void endClient(c);
   }
 
   private log(level: keyof PostgresLogger, obj: Record<string, unknown>, msg: string): void {
