@@ -7,6 +7,7 @@ import {
   decide,
   fenceMarginMs,
   KEYS,
+  streamsLeaderTimeline,
   parseClusterView,
   type AgentMemory,
   type ClusterView,
@@ -384,6 +385,7 @@ export class Agent {
           timeline: status.timeline,
           walPosition: status.walPosition,
           streaming: status.streaming ?? false,
+          ...(status.receivedTimeline === undefined ? {} : { receivedTimeline: status.receivedTimeline }),
           systemIdentifier: status.systemIdentifier,
           ...(status.replicas === undefined
             ? {}
@@ -460,7 +462,9 @@ export class Agent {
     if (pg.process === 'stopped') return 'stopped';
     if (pg.server === undefined) return 'starting';
     if (!pg.server.inRecovery) return 'running';
-    return pg.server.streaming ? 'streaming' : 'running';
+    const view = this.snap.view;
+    const leaderTl = view?.leader === undefined ? 0 : (view.members.get(view.leader.name)?.timeline ?? view.status?.timeline ?? 0);
+    return streamsLeaderTimeline(pg.server, leaderTl) ? 'streaming' : 'running';
   }
 
   private async publishMember(obs: Observation, reason: Reason, during: string | undefined): Promise<void> {

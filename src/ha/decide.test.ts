@@ -386,3 +386,19 @@ describe('decide: cascading replication and clonefrom', () => {
     assert.match(d.reason.message, /cloning from demo-2/);
   });
 });
+
+describe('decide: a replica that cannot follow the new timeline', () => {
+  it('is not reported streaming while its WAL receiver streams an older timeline, and is rewound after the stall limit', () => {
+    const members = [member('demo-2', { role: 'primary', state: 'running', timeline: 11 }), member('demo-3')];
+    const pg = replicaPg('0/5033CD8', { configuredAs: { kind: 'replica', upstream: 'demo-2' } });
+    // The newest history file makes its timeline look current (11) while the receiver streams 10.
+    const stuck = { ...pg, server: { ...pg.server!, timeline: 11, streaming: true, receivedTimeline: 10 } };
+    const d1 = decide(obs('demo-3', { leader: 'demo-2', members }, stuck), {});
+    assert.equal(d1.reason.code, 'replica-not-streaming');
+    const reconnecting = { ...stuck, server: { ...pg.server!, timeline: 11, streaming: false } };
+    const d2 = decide({ ...obs('demo-3', { leader: 'demo-2', members }, reconnecting), nowMs: NOW + 11_000 }, d1.memory);
+    assert.equal(d2.reason.code, 'replica-diverged');
+    assert.deepEqual(d2.actions, [{ kind: 'stop', mode: 'fast' }]);
+    assert.equal(d2.memory.mustRewind, true);
+  });
+});

@@ -22,7 +22,12 @@ export const CANDIDATE_WAIT_MS = 30_000;
 export const SWITCHOVER_PAUSE_MS = 10_000;
 
 /** A replica that has not streamed for this long while behind the leader's timeline is rewound. */
-export const REPLICA_STALL_MS = 15_000;
+export const REPLICA_STALL_MS = 10_000;
+
+/** True when the replica's WAL receiver streams the leader's timeline (or nothing tells otherwise). */
+export function streamsLeaderTimeline(server: { streaming: boolean; receivedTimeline?: number }, leaderTimeline: number): boolean {
+  return server.streaming && (server.receivedTimeline === undefined || leaderTimeline === 0 || server.receivedTimeline >= leaderTimeline);
+}
 
 /**
  * Time before the local lease deadline at which a leader stops PostgreSQL (invariant 1): the fence
@@ -212,17 +217,21 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
     if (pg.appliedParameters !== undefined && pg.appliedParameters !== params) {
       return done('parameters-changed', 'the cluster parameters changed: applying them (reload)', [{ kind: 'update-parameters', parameters: config.postgresql.parameters }], mem);
     }
-    if (server.streaming) {
-      return done('replica-streaming', `streaming from ${follow.upstream.name === up.name ? 'leader ' : ''}${follow.upstream.name}`, [], { ...mem, notStreamingSinceMs: undefined });
+    const leaderTimeline = leaderRecord.timeline ?? view.status?.timeline ?? 0;
+    const received = server.receivedTimeline ?? memory.lastReceivedTimeline;
+    const remembered = { ...mem, ...(server.receivedTimeline === undefined ? {} : { lastReceivedTimeline: server.receivedTimeline }) };
+    // A WAL receiver streaming an older timeline than the leader's cannot follow it (this replica
+    // has WAL past the fork point): it reconnects every second and looks "streaming" each time.
+    if (streamsLeaderTimeline(server, leaderTimeline)) {
+      return done('replica-streaming', `streaming from ${follow.upstream.name === up.name ? 'leader ' : ''}${follow.upstream.name}`, [], { ...remembered, notStreamingSinceMs: undefined });
     }
     const since = memory.notStreamingSinceMs ?? obs.nowMs;
-    const leaderTimeline = leaderRecord.timeline ?? view.status?.timeline ?? 0;
-    if (obs.nowMs - since >= REPLICA_STALL_MS && server.timeline < leaderTimeline) {
-      return done('replica-diverged', `not streaming for ${Math.round((obs.nowMs - since) / 1000)} s and behind the leader's timeline ${leaderTimeline}: stopping to rewind`, [
+    if (obs.nowMs - since >= REPLICA_STALL_MS && (received ?? server.timeline) < leaderTimeline) {
+      return done('replica-diverged', `not following the leader for ${Math.round((obs.nowMs - since) / 1000)} s and its WAL receiver is on timeline ${received ?? server.timeline}, behind the leader's ${leaderTimeline}: stopping to rewind`, [
         { kind: 'stop', mode: 'fast' },
-      ], { ...mem, mustRewind: true, notStreamingSinceMs: undefined });
+      ], { ...remembered, mustRewind: true, notStreamingSinceMs: undefined, lastReceivedTimeline: undefined });
     }
-    return done('replica-not-streaming', `replica of ${up.name}, not streaming yet`, [], { ...mem, notStreamingSinceMs: since });
+    return done('replica-not-streaming', `replica of ${up.name}, not streaming ${server.streaming ? `the leader's timeline ${leaderTimeline} yet` : 'yet'}`, [], { ...remembered, notStreamingSinceMs: since });
   }
 
   // ---- nobody leads: the leader race ---------------------------------------------------------

@@ -16,6 +16,8 @@ export interface ServerFacts {
   readonly timeline: number;
   readonly walPosition: Lsn;
   readonly streaming: boolean;
+  /** Replica: the timeline its WAL receiver streams; behind the leader's means it cannot follow it. */
+  readonly receivedTimeline?: number;
   readonly systemIdentifier: string;
   /** Primary only: connected standbys from pg_stat_replication, by application_name (= member name). */
   readonly replicas?: readonly { readonly name: string; readonly state: string; readonly syncState: string; readonly flushLsn?: Lsn }[];
@@ -82,6 +84,8 @@ export interface AgentMemory {
   readonly notStreamingSinceMs?: number | undefined;
   /** Set when a replica could not follow the leader's timeline: rewind before streaming again. */
   readonly mustRewind?: boolean | undefined;
+  /** The last timeline a WAL receiver was seen streaming (it vanishes between reconnects). */
+  readonly lastReceivedTimeline?: number | undefined;
   /** Slot names last created on the leader (comma-joined), to avoid a query every loop. */
   readonly slotNames?: string | undefined;
 }

@@ -458,6 +458,7 @@ export class LocalPostgres implements PostgresInstance {
         ...(receiveLsn === undefined ? {} : { receiveLsn }),
         ...(replayLsn === undefined ? {} : { replayLsn }),
         streaming: r.wr_status === 'streaming',
+        ...(r.received_tli !== null && r.received_tli > 0 ? { receivedTimeline: r.received_tli } : {}),
       };
     });
   }

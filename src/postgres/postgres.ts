@@ -69,6 +69,8 @@ export interface ServerStatus {
   readonly replayLsn?: Lsn;
   /** Replica only: true when a WAL receiver is streaming. */
   readonly streaming?: boolean;
+  /** Replica only: pg_stat_wal_receiver.received_tli, the timeline the WAL receiver streams (undefined without one). */
+  readonly receivedTimeline?: number;
   /** Primary only: application_name of each connected walsender and its flush LSN. */
   readonly replicas?: readonly { readonly applicationName: string; readonly flushLsn?: Lsn; readonly state: string; readonly syncState: string }[];
   readonly systemIdentifier: string;
