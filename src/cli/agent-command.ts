@@ -1,3 +1,4 @@
+import { setPriority } from 'node:os';
 import { serve } from '@hono/node-server';
 import { Agent } from '../agent/agent.js';
 import { createLogger } from '../agent/logger.js';
@@ -12,6 +13,8 @@ import { LocalPostgres } from '../postgres/postgres-instance.js';
 import { formatSpecError, loadAgentConfig } from '../spec/index.js';
 import { withRunAsUserDefault } from '../spec/agent-config.js';
 
+const AGENT_NICE = -5;
+
 /** `warden agent --config FILE`: runs one member's HA loop and REST API until SIGTERM/SIGINT. Returns the exit code. */
 export async function runAgentCommand(configFile: string): Promise<number> {
   const loaded = await loadAgentConfig(configFile, process.env);
@@ -21,6 +24,7 @@ export async function runAgentCommand(configFile: string): Promise<number> {
   }
   const cfg = withRunAsUserDefault(loaded.config, process.getuid?.() === 0);
   const log = createLogger({ level: cfg.log.level, file: cfg.log.file, name: cfg.name });
+  raisePriority(log);
   for (const n of loaded.notices) log.warn({}, formatSpecError(n));
 
   const { host: apiHost, port: apiPort } = cfg.restApi.listen;
@@ -109,4 +113,18 @@ export async function runAgentCommand(configFile: string): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/**
+ * The agent renews the lease: when both cores are busy (PostgreSQL, clients), a starved agent would
+ * fence a healthy primary. As root it raises its own scheduling priority (nice −5); PostgreSQL,
+ * started later as its child, resets to 0 (setpriv runs it at the default niceness).
+ */
+function raisePriority(log: { warn(obj: object, msg: string): void }): void {
+  if (process.getuid?.() !== 0) return;
+  try {
+    setPriority(0, AGENT_NICE);
+  } catch (e) {
+    log.warn({ err: describeError(e) }, 'could not raise the agent priority');
+  }
 }

@@ -1,4 +1,5 @@
 import { spawn, execFile } from 'node:child_process';
+import { getPriority } from 'node:os';
 import type { ChildProcess } from 'node:child_process';
 import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -311,7 +312,11 @@ export class LocalPostgres implements PostgresInstance {
         '-D',
         this.config.dataDir,
       ];
-      proc = spawn('setpriv', args, { cwd: '/', env: this.childEnv(), stdio: ['ignore', log.fd, log.fd], detached: true });
+      // An agent that raised its own priority must not pass it on: `nice` brings PostgreSQL back to
+      // the default niceness (nice and setpriv exec, so the PID stays the postmaster's).
+      const agentNice = getPriority();
+      const [cmd, argv] = agentNice < 0 ? ['nice', ['-n', String(-agentNice), 'setpriv', ...args]] : ['setpriv', args];
+      proc = spawn(cmd, argv, { cwd: '/', env: this.childEnv(), stdio: ['ignore', log.fd, log.fd], detached: true });
     } finally {
       await log.close();
     }
