@@ -16,6 +16,8 @@ export interface Ack {
 export class SteadyWriter {
   readonly acks: Ack[] = [];
   failures = 0;
+  /** Writes that committed although their acknowledgement never arrived (found as duplicates on retry). */
+  committedUnacknowledged = 0;
   private next = 1;
   private running = false;
   private loop: Promise<void> | undefined;
@@ -71,9 +73,15 @@ export class SteadyWriter {
         ]);
         this.acks.push({ v, at: now(), member });
         this.next++;
-      } catch {
-        // Not acknowledged: the same v is retried on the next primary (a duplicate key means it did commit).
+      } catch (e) {
+        // Not acknowledged: the same v is retried on the next primary, unless it committed after all
+        // (its acknowledgement was lost with the old primary): a duplicate key says so, and it moves on.
         this.failures++;
+        if ((e as { code?: string }).code === '23505') {
+          this.committedUnacknowledged++;
+          this.next++;
+          continue;
+        }
         await closeSession(client);
         client = undefined;
         continue;

@@ -9,7 +9,7 @@
  * (it may lose writes by design); instead each round's unavailability (kill → first acknowledged
  * write) is reported next to the write interval with no fault.
  */
-import { clusterUp, fmt, logger, now, parseOptions, queryOnce, readState, runBench, signal, sleep, summarize, superuserPassword, table, waitHealthy, warden } from './support.js';
+import { clusterUp, fmt, logger, now, parseOptions, queryOnce, readState, runBench, saveLogs, signal, sleep, summarize, superuserPassword, table, waitHealthy, warden } from './support.js';
 import { SteadyWriter } from './steady-writer.js';
 
 const opts = parseOptions({ rounds: 20, dir: '/tmp/warden-bench-sync', 'max-delay': 1000 });
@@ -41,7 +41,10 @@ await runBench(async () => {
     signal(pid, 'SIGKILL');
     const deadline = t0 + 60_000;
     while (writer.acks.length === acksBefore || (writer.acks[writer.acks.length - 1]?.member ?? h.leader.name) === h.leader.name) {
-      if (now() > deadline) throw new Error(`round ${round}: no write acknowledged by a new primary within 60 s`);
+      if (now() > deadline) {
+        const kept = await saveLogs(opts.dir, `/tmp/warden-bench-sync-logs-${new Date().toISOString().replace(/:/g, '-')}`);
+        throw new Error(`round ${round}: no write acknowledged by a new primary within 60 s (logs kept in ${kept})`);
+      }
       await sleep(10);
     }
     const firstAfter = writer.acks.find((a, i) => i >= acksBefore && a.member !== h.leader.name);
