@@ -11,7 +11,10 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v pgbench >/dev/null 2>&1 || need+=(postgresql-contrib)
+# HAProxy: `warden haproxy-config` is tested against Debian's, and bench/router.ts compares with it.
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+{ [[ -x /usr/sbin/nft ]] || command -v nft >/dev/null 2>&1; } || need+=(nftables)
 if ((${#need[@]} > 0)); then
   if [[ $(id -u) -eq 0 ]]; then
     echo "installing from Debian: ${need[*]}"

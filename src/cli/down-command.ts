@@ -28,7 +28,7 @@ export async function runDown(opts: { dir?: string; purge: boolean }): Promise<n
   }
   // Whatever the state file still records as ours and alive (a supervisor killed by hand): stop it by PID.
   const state = await readStateFile(dir);
-  const leftovers = [...(state?.members.map((m) => m.agentPid) ?? []), ...(state?.etcdPids ?? [])].filter((p): p is number => typeof p === 'number');
+  const leftovers = [...(state?.members.map((m) => m.agentPid) ?? []), state?.router?.pid, ...(state?.etcdPids ?? [])].filter((p): p is number => typeof p === 'number');
   for (const pid of leftovers) {
     if (await isProcessAlive(pid)) {
       signalPid(pid, 'SIGTERM');

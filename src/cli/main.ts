@@ -4,6 +4,7 @@ import { runSupervisor } from '../controller/supervisor.js';
 import { runAgentCommand } from './agent-command.js';
 import { runDown } from './down-command.js';
 import { listFromView, renderList } from './list.js';
+import { registerRouterCommands } from './router-commands.js';
 import { readClusterView, resolveTarget, type TargetOptions } from './target.js';
 import { registerOpsCommands } from './ops-commands.js';
 import { explainUpError, runUp } from './up-command.js';
@@ -73,6 +74,8 @@ export function buildCli(): Command {
     .action(async (o: { config: string }) => {
       process.exitCode = await runAgentCommand(o.config);
     });
+
+  registerRouterCommands(program);
 
   program
     .command('supervise', { hidden: true })

@@ -6,6 +6,7 @@ import { prepareRuntimeDir, runningSupervisor, startSupervisor } from '../contro
 import { readStateFile } from '../controller/state-file.js';
 import { defaultClusterSpec, formatSpecError, loadClusterSpec, type ClusterSpec } from '../spec/index.js';
 import { listFromView, renderList } from './list.js';
+import { routerReport } from './router-commands.js';
 import { readClusterView } from './target.js';
 
 const UP_TIMEOUT_MS = 240_000;
@@ -89,6 +90,12 @@ async function report(dir: string, c: Palette, out: (s: string) => void): Promis
       out('');
       out(c.bold('Connect to the primary:'));
       out(`  PGPASSFILE=${state.pgpassFile} psql "host=${leader.host} port=${leader.port} user=${state.superuser} dbname=postgres"`);
+    }
+    const routerLines = await routerReport(state, 10_000);
+    if (routerLines.length > 0) {
+      out('');
+      out(c.bold(routerLines[0] ?? ''));
+      for (const line of routerLines.slice(1)) out(line);
     }
   } catch (e) {
     out(c.yellow(`could not read the cluster from etcd: ${describeError(e)}`));

@@ -10,6 +10,7 @@ import type { EtcdClusterSpec } from '../dcs/etcd-server.js';
 import type { ClusterSpec } from '../spec/index.js';
 import { stringifyAgentConfig } from '../spec/agent-config.js';
 import { layoutPath, readLayout, supervisorPidPath, writeLayout, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
+import { ensureRouter, prepareRouter, ROUTER_PORT_COUNT } from './router-runtime.js';
 import { wardenArgv } from './supervisor.js';
 
 export const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
@@ -69,7 +70,7 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
         if (await isPortInUse(Number(u.port), u.hostname)) throw new WardenError('port-in-use', `port ${u.host} (etcd ${m.name}) is in use by another process`);
       }
     }
-    return existing;
+    return ensureRouter(dir, existing);
   }
   await mkdir(dir, { recursive: true });
   await mkdir(join(dir, 'secrets'), { recursive: true, mode: 0o700 });
@@ -85,7 +86,7 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
   const pgpassFile = join(dir, 'pgpass');
   await writeFile(pgpassFile, `${HOST}:*:*:postgres:${superPw}\nlocalhost:*:*:postgres:${superPw}\n`, { mode: 0o600 });
 
-  const ports = await freePorts(spec.etcdMembers * 2 + spec.members.length * 2);
+  const ports = await freePorts(spec.etcdMembers * 2 + spec.members.length * 2 + ROUTER_PORT_COUNT);
   const take = (): number => {
     const p = ports.shift();
     if (p === undefined) throw new WardenError('internal', 'ran out of free ports');
@@ -143,10 +144,12 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
     members.push(m);
   }
   if (run.runAsUser !== undefined) checkReachableByRunUser(run.runAsUser, members[0]?.memberDir ?? dir);
+  const router = await prepareRouter(dir, { cluster: spec.name, etcd }, HOST, [take(), take(), take()]);
   const layout: RuntimeLayout = {
     cluster: spec.name,
     etcd,
     members,
+    router,
     restartDelaySeconds: spec.restartDelaySeconds,
     superuser: 'postgres',
     pgpassFile,

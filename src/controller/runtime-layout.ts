@@ -16,11 +16,25 @@ export interface RuntimeMember {
   readonly logFile: string;
 }
 
+/** The local runtime's router: its ports, fixed at the first `up` and reused after. */
+export interface RuntimeRouter {
+  readonly host: string;
+  readonly rwPort: number;
+  readonly roPort: number;
+  readonly adminPort: number;
+  /** DIR/router: router.yaml and router.log. */
+  readonly dir: string;
+  readonly configFile: string;
+  readonly logFile: string;
+}
+
 /** DIR/runtime.json: everything the supervisor needs to (re)start the same cluster. */
 export interface RuntimeLayout {
   readonly cluster: string;
   readonly etcd: EtcdClusterSpec;
   readonly members: readonly RuntimeMember[];
+  /** Absent in dirs made before routers existed; `up` adds it. */
+  readonly router?: RuntimeRouter;
   readonly restartDelaySeconds: number;
   readonly superuser: string;
   readonly pgpassFile: string;

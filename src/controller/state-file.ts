@@ -12,6 +12,16 @@ export interface StateMember {
   readonly agentPid: number | null;
 }
 
+/** The local runtime's router as recorded for other tools: `rw` and `ro` are where clients connect. */
+export interface StateRouter {
+  readonly rw: { readonly host: string; readonly port: number };
+  readonly ro: { readonly host: string; readonly port: number };
+  /** The admin HTTP API (GET /status, /metrics, /health). */
+  readonly admin?: { readonly host: string; readonly port: number };
+  /** The router process, when it runs. */
+  readonly pid?: number | null;
+}
+
 /** DIR/state.json: what `warden up` started and where it is (DESIGN.md §5, "Warden core"). */
 export interface StateFile {
   readonly cluster: string;
@@ -19,7 +29,7 @@ export interface StateFile {
   readonly superuser: string;
   readonly pgpassFile: string;
   readonly members: readonly StateMember[];
-  readonly router: null | { readonly rw: { host: string; port: number }; readonly ro: { host: string; port: number } };
+  readonly router: null | StateRouter;
   /** PID of the supervisor that owns every process above. */
   readonly supervisorPid: number | null;
   readonly etcdPids?: readonly (number | null)[];

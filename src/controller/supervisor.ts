@@ -6,6 +6,7 @@ import { signalPid } from '../core/process-info.js';
 import { spawnEtcdMember, waitForEtcdHealth, type EtcdProcess } from '../dcs/etcd-server.js';
 import { createLogger, type Logger } from '../agent/logger.js';
 import { readLayout, supervisorPidPath, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
+import { SupervisedRouter } from './router-runtime.js';
 import { readStateFile, writeStateFile, type StateFile } from './state-file.js';
 import { join } from 'node:path';
 
@@ -39,6 +40,7 @@ export async function runSupervisor(dir: string): Promise<void> {
 class Supervisor {
   private readonly etcd = new Map<string, EtcdProcess>();
   private readonly agents = new Map<string, ChildProcess>();
+  private router: SupervisedRouter | undefined;
   private stopping = false;
 
   constructor(
@@ -52,6 +54,10 @@ class Supervisor {
     await waitForEtcdHealth(this.layout.etcd.members.map((m) => m.clientUrl), 30_000, [...this.etcd.values()]);
     this.log.info({ endpoints: this.layout.etcd.members.map((m) => m.clientUrl) }, 'etcd is healthy');
     for (const m of this.layout.members) this.startAgent(m);
+    if (this.layout.router !== undefined) {
+      this.router = new SupervisedRouter(this.layout.router, this.log, wardenArgv, () => void this.writeState());
+      this.router.start();
+    }
     await this.writeState();
   }
 
@@ -116,7 +122,7 @@ class Supervisor {
           agentPid: alive ? (child.pid ?? null) : null,
         };
       }),
-      router: prev?.router ?? null,
+      router: this.router?.state() ?? prev?.router ?? null,
       supervisorPid: this.stopping ? null : process.pid,
       etcdPids: this.layout.etcd.members.map((m) => this.etcd.get(m.name)?.pid ?? null),
     };
@@ -142,7 +148,7 @@ class Supervisor {
           signalPid(child.pid, 'SIGTERM');
         }),
     );
-    await Promise.all(exits);
+    await Promise.all([...exits, this.router?.stop(10_000)]);
     await Promise.all([...this.etcd.values()].map((p) => p.stop(10_000).catch(() => undefined)));
     await this.writeState();
     await rm(supervisorPidPath(this.dir), { force: true });

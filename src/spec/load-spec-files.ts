@@ -5,6 +5,8 @@ import type { ParseAgentConfigResult } from './agent-config.js';
 import { parseClusterSpec } from './cluster-spec.js';
 import type { ParseClusterSpecResult } from './cluster-spec.js';
 import type { SpecError } from './spec-error.js';
+import { parseRouterConfig } from './router-config.js';
+import type { ParseRouterConfigResult } from './router-config.js';
 
 // The only module of src/spec that touches the file system (DESIGN.md §2): everything else is pure.
 
@@ -24,6 +26,12 @@ export async function loadAgentConfig(path: string, env: Readonly<Record<string,
   const result = parseAgentConfig(text, path, env, { readPasswordFile: (p) => readFileSync(p, 'utf8') });
   if (!result.ok) return result;
   return { ...result, config: withRunAsUserDefault(result.config, process.getuid?.() === 0) };
+}
+
+/** Reads and validates a router config file with WARDEN_ROUTER_* variables in `env` overriding it. */
+export async function loadRouterConfig(path: string, env: Readonly<Record<string, string | undefined>>): Promise<ParseRouterConfigResult> {
+  const text = await readSpecFile(path, 'router config');
+  return typeof text === 'string' ? parseRouterConfig(text, path, env) : { ok: false, errors: [text] };
 }
 
 async function readSpecFile(path: string, what: string): Promise<string | SpecError> {
