@@ -36,6 +36,8 @@ import {
   Freezer,
   getJson,
   logger,
+  machine,
+  machineLine,
   now,
   openSession,
   parseOptions,
@@ -328,6 +330,7 @@ const sumLine = (label: string, x: Summary, unit = 's', div = 1000): string[] =>
 ];
 
 await runBench(async () => {
+  const machineAtStart = machine();
   const { dir } = opts;
   const started = Date.now();
   const { state } = await clusterUp(dir, log);
@@ -436,9 +439,12 @@ await runBench(async () => {
   process.stdout.write(`timeline history entries (GET /history): ${Array.isArray(history?.body) ? history.body.length : '?'}\n`);
   process.stdout.write(`targets: median failover ≤ 3 s → ${failover.median <= 3000 ? 'met' : 'NOT met'}; rejoin ≤ 10 s → ${rejoin.max <= 10_000 ? 'met (max)' : rejoin.median <= 10_000 ? 'met (median), not for every run' : 'NOT met'}; zero second writable primaries → ${secondWritable === 0 ? 'met' : 'NOT met'} (fresh-connection probes)${staleCommitted > 0 ? `; but ${staleCommitted} stale-session INSERT(s) committed on the old leader after the failover` : ''}\n`);
   process.stdout.write(`wall time ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  const machineAtEnd = machine();
+  process.stdout.write(`${machineLine('machine at start', machineAtStart)}\n${machineLine('machine at end', machineAtEnd)}\n`);
   process.stdout.write(
     `${JSON.stringify({
       bench: 'failover',
+      machine: { start: machineAtStart, end: machineAtEnd },
       runs: results.length,
       ttlS: ttl,
       staleSessions: opts['stale-sessions'] > 0,

@@ -14,6 +14,8 @@ import {
   clusterUp,
   fmt,
   logger,
+  machine,
+  machineLine,
   now,
   parseOptions,
   procStat,
@@ -44,6 +46,7 @@ interface Measured extends Proc {
 }
 
 await runBench(async () => {
+  const machineAtStart = machine();
   const { dir } = opts;
   const { state: first } = await clusterUp(dir, log);
   const password = await superuserPassword(dir);
@@ -121,9 +124,12 @@ await runBench(async () => {
   process.stdout.write(`targets: RSS ≤ 60 MB → ${aRssMax.max <= 60 ? 'met (every sample)' : aRss.max <= 60 ? 'met (medians), a sample above' : 'NOT met'}; CPU ≤ 1 % → ${aCpu.max <= 1 ? 'met (every agent)' : aCpu.median <= 1 ? 'met (median), not every agent' : 'NOT met'}\n`);
   if (restarted.length > 0) process.stdout.write(`WARNING: agents restarted during the window: ${restarted.join(', ')}\n`);
   if (!healthyAfter) process.stdout.write('WARNING: the cluster was not healthy at the end of the window\n');
+  const machineAtEnd = machine();
+  process.stdout.write(`${machineLine('machine at start', machineAtStart)}\n${machineLine('machine at end', machineAtEnd)}\n`);
   process.stdout.write(
     `${JSON.stringify({
       bench: 'idle',
+      machine: { start: machineAtStart, end: machineAtEnd },
       seconds: wallS,
       clkTck: hz,
       agentRssMb: aRss,

@@ -6,6 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile } from 'node:fs/promises';
+import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import type { StateFile, StateMember } from '../src/controller/state-file.js';
@@ -167,12 +168,18 @@ export async function clusterDown(dir: string, log: (s: string) => void = () => 
 }
 
 /**
- * Copies the logs of a runtime dir (supervisor.log, members/<name>/agent.log and PostgreSQL logs)
+ * Copies the logs of a runtime dir (supervisor.log, etcd/<name>/etcd.log, members/<name>/agent.log
+ * and PostgreSQL logs)
  * to `dest` before a purge, so that a failed run can be explained afterwards. Returns `dest`.
  */
 export async function saveLogs(dir: string, dest: string): Promise<string> {
   await mkdir(dest, { recursive: true });
   for (const f of ['supervisor.log', 'state.json']) await cp(join(dir, f), join(dest, f)).catch(() => undefined);
+  const etcds = await readdir(join(dir, 'etcd')).catch(() => [] as string[]);
+  for (const e of etcds) {
+    await mkdir(join(dest, 'etcd', e), { recursive: true });
+    await cp(join(dir, 'etcd', e, 'etcd.log'), join(dest, 'etcd', e, 'etcd.log')).catch(() => undefined);
+  }
   const members = await readdir(join(dir, 'members')).catch(() => [] as string[]);
   for (const m of members) {
     const files = await readdir(join(dir, 'members', m)).catch(() => [] as string[]);
@@ -498,6 +505,16 @@ export function table(head: readonly string[], rows: readonly (readonly string[]
 /** Fixed decimals; '—' for NaN/undefined. */
 export function fmt(v: number | undefined, digits = 2): string {
   return v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(digits);
+}
+
+/** Cores and the 1/5/15-minute load averages now: other work on the machine shows up here. */
+export function machine(): { cores: number; loadavg: number[]; at: string } {
+  return { cores: availableParallelism(), loadavg: loadavg().map((x) => Math.round(x * 100) / 100), at: new Date().toISOString() };
+}
+
+/** Prints the machine line of a report. */
+export function machineLine(label: string, m: ReturnType<typeof machine>): string {
+  return `${label}: ${m.at}, ${m.cores} cores, load average ${m.loadavg.join(' / ')} (1/5/15 min)`;
 }
 
 /** A timestamped progress line on stderr (figures go to stdout). */
