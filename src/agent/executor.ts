@@ -19,6 +19,9 @@ export const PG_TIMEOUTS = {
   query: 5_000,
 } as const;
 
+/** How long the leader lets routers react to a switchover announcement before it stops PostgreSQL. */
+const ROUTER_PAUSE_GRACE_MS = 150;
+
 /** How long a switchover waits for the candidate to receive the last WAL. */
 const AWAIT_CAUGHT_UP_MS = 5_000;
 
@@ -189,6 +192,9 @@ export class Executor {
         return;
       case 'announce-switchover':
         await this.dcs.put(this.key(KEYS.routerPause), JSON.stringify({ from: this.opts.name, to: action.to, untilMs: action.untilMs }), this.dcsOpts());
+        // Routers see the key through their watch within milliseconds; a connection they handed to
+        // this primary just before must finish logging in before the shutdown, or it fails.
+        await new Promise((r) => setTimeout(r, ROUTER_PAUSE_GRACE_MS));
         return;
       case 'await-caught-up':
         return this.awaitCaughtUp(action.candidate);

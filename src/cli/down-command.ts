@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { isProcessAlive, signalPid, waitForExit } from '../core/process-info.js';
 import { layoutPath, readLayout } from '../controller/runtime-layout.js';
 import { runningSupervisor } from '../controller/local-up.js';
@@ -40,6 +40,12 @@ export async function runDown(opts: { dir?: string; purge: boolean }): Promise<n
   if (opts.purge) {
     // Only a directory that `warden up` created is removed.
     if (existsSync(layoutPath(dir))) {
+      // etcd's data may live outside DIR (in /dev/shm): remove what the layout names.
+      for (const m of layout.etcd.members) {
+        await rm(m.dataDir, { recursive: true, force: true });
+        const parent = dirname(m.dataDir);
+        if (parent.startsWith('/dev/shm/warden-etcd-')) await rm(parent, { recursive: true, force: true });
+      }
       await rm(join(dir), { recursive: true, force: true });
       out(`removed ${dir}`);
     }

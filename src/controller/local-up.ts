@@ -59,6 +59,13 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
     if (specGiven && existing.cluster !== spec.name) {
       throw new WardenError('conflict', `${dir} holds cluster "${existing.cluster}", but the spec names "${spec.name}": use another --dir, or \`warden down --purge\` first`);
     }
+    const lostEtcd = existing.etcd.members.filter((m) => !existsSync(m.dataDir));
+    if (lostEtcd.length === existing.etcd.members.length && existing.members.some((m) => existsSync(join(m.dataDir, 'PG_VERSION')))) {
+      throw new WardenError(
+        'conflict',
+        `etcd's state (${lostEtcd[0]?.dataDir ?? 'in memory'}) is gone — a reboot clears /dev/shm — while PostgreSQL data remains in ${dir}; Warden will not guess which member was the primary: copy the data you need, then \`warden down --dir ${dir} --purge\` and \`warden up\` again`,
+      );
+    }
     for (const m of existing.members) {
       for (const [what, port] of [['PostgreSQL', m.pgPort], ['REST API', m.apiPort]] as const) {
         if (await isPortInUse(port, m.host)) throw new WardenError('port-in-use', `port ${m.host}:${port} (${what} of ${m.name}) is in use by another process`);
@@ -92,15 +99,22 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
     if (p === undefined) throw new WardenError('internal', 'ran out of free ports');
     return p;
   };
+  // etcd's data lives in memory (/dev/shm) on one machine: PostgreSQL's own writes on the same disk
+  // stalled etcd's fsync for over 2 s under pgbench, longer than the 2 s lease, and every agent lost
+  // its lease at once. A reboot loses this state (warden up then says so); its logs stay in DIR/etcd.
+  const etcdDataRoot = existsSync('/dev/shm') ? join('/dev/shm', `warden-etcd-${spec.name}-${randomBytes(4).toString('hex')}`) : join(dir, 'etcd', 'data');
   const etcd: EtcdClusterSpec = {
     token: `warden-${spec.name}-${randomBytes(4).toString('hex')}`,
     members: Array.from({ length: spec.etcdMembers }, (_, i) => {
       const name = `etcd${i + 1}`;
       const edir = join(dir, 'etcd', name);
-      return { name, clientUrl: `http://${HOST}:${take()}`, peerUrl: `http://${HOST}:${take()}`, dataDir: join(edir, 'data'), logFile: join(edir, 'etcd.log') };
+      return { name, clientUrl: `http://${HOST}:${take()}`, peerUrl: `http://${HOST}:${take()}`, dataDir: join(etcdDataRoot, name), logFile: join(edir, 'etcd.log') };
     }),
   };
-  for (const m of etcd.members) await mkdir(join(m.dataDir, '..'), { recursive: true });
+  for (const m of etcd.members) {
+    await mkdir(join(m.logFile, '..'), { recursive: true });
+    await mkdir(join(m.dataDir, '..'), { recursive: true, mode: 0o700 });
+  }
 
   const members: RuntimeMember[] = [];
   for (const sm of spec.members) {

@@ -1,3 +1,4 @@
+import { setPriority } from 'node:os';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
@@ -18,6 +19,7 @@ export function wardenArgv(args: readonly string[]): { command: string; args: st
 }
 
 const AGENT_STOP_GRACE_MS = 60_000;
+const ETCD_NICE = -5;
 
 /**
  * The local runtime's supervisor (`warden supervise`, started detached by `warden up`): the parent
@@ -66,6 +68,14 @@ class Supervisor {
     if (spec === undefined || this.stopping) return;
     const state = existsSync(join(spec.dataDir, 'member')) ? 'existing' : 'new';
     const proc = spawnEtcdMember(spec, this.layout.etcd, { state });
+    // Like the agents, etcd must answer lease renewals even when PostgreSQL and clients fill the cores.
+    if (process.getuid?.() === 0) {
+      try {
+        setPriority(proc.pid, ETCD_NICE);
+      } catch (e) {
+        this.log.warn({ member: name, err: describeError(e) }, 'could not raise the etcd priority');
+      }
+    }
     this.etcd.set(name, proc);
     this.log.info({ member: name, pid: proc.pid, state }, 'etcd member started');
     void proc.exited.then(() => {
