@@ -185,7 +185,11 @@ describe('the local runtime (warden up / list / down) with real etcd and Postgre
       const lead = l.members.find((m) => m.role === 'leader' && m.state === 'running');
       return lead !== undefined && lead.name !== old.name ? lead : undefined;
     }, { timeoutMs: 60_000, intervalMs: 200, what: 'a new leader' });
-    await sql(dir, next.host, next.port, 'INSERT INTO it_writes DEFAULT VALUES');
+    // The leader key can name it a moment before its promotion has finished: poll for the write.
+    await eventually(async () => {
+      await sql(dir, next.host, next.port, 'INSERT INTO it_writes DEFAULT VALUES');
+      return true;
+    }, { timeoutMs: 30_000, intervalMs: 100, what: 'a write on the new leader' });
     const healed = await eventually(healthy, { timeoutMs: 120_000, what: 'the killed member back as a streaming replica' });
     assert.equal(healed.members.find((m) => m.name === old.name)?.role, 'replica');
     const after = await readState(dir);
