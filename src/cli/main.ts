@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { describeError, WardenError } from '../core/errors.js';
 import { runSupervisor } from '../controller/supervisor.js';
 import { runAgentCommand } from './agent-command.js';
+import { registerChaosCommands } from './chaos-command.js';
 import { runDown } from './down-command.js';
 import { listFromView, renderList } from './list.js';
 import { registerRouterCommands } from './router-commands.js';
@@ -84,6 +85,8 @@ export function buildCli(): Command {
     .action(async (o: { dir: string }) => {
       await runSupervisor(o.dir);
     });
+
+  registerChaosCommands(program);
 
   registerOpsCommands(program);
   return program;

@@ -76,15 +76,22 @@ export function etcdMemberArgs(member: EtcdMemberSpec, cluster: EtcdClusterSpec,
 export function spawnEtcdMember(
   member: EtcdMemberSpec,
   cluster: EtcdClusterSpec,
-  opts: { state: 'new' | 'existing'; detached?: boolean; etcdBin?: string },
+  opts: {
+    state: 'new' | 'existing';
+    detached?: boolean;
+    etcdBin?: string;
+    /** argv run in front of etcd, e.g. ['ip', 'netns', 'exec', 'ns1'] (it must exec etcd, keeping the PID). */
+    commandPrefix?: readonly string[];
+  },
 ): EtcdProcess {
   const bin = opts.etcdBin ?? 'etcd';
+  const [command, ...prefixArgs] = [...(opts.commandPrefix ?? []), bin];
   // Our flags must win over ETCD_* variables inherited from the environment.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ETCD_')));
   const log = openSync(member.logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(bin, etcdMemberArgs(member, cluster, opts.state), {
+    child = spawn(command ?? bin, [...prefixArgs, ...etcdMemberArgs(member, cluster, opts.state)], {
       env,
       stdio: ['ignore', log, log],
       detached: opts.detached ?? false,
