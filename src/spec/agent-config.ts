@@ -470,10 +470,8 @@ class AgentConfigReader {
     return listen;
   }
 
-  /** restapi.allowlist: IPv4/IPv6 addresses or CIDR blocks, from a YAML list or a comma-separated string. */
-  private allowlist(): string[] | undefined {
-    const raw = this.pick('restapi.allowlist');
-    if (raw === undefined) return undefined;
+  /** The items of a list setting, each with its site: a YAML list, or a comma-separated string (file or variable). */
+  private listEntries(raw: Raw): { text: string; site: SpecSite }[] | undefined {
     const r = this.reader;
     const entries: { text: string; site: SpecSite }[] = [];
     if (raw.from === 'env') {
@@ -488,6 +486,16 @@ class AgentConfigReader {
       if (t === undefined) return undefined;
       for (const part of t.split(',')) entries.push({ text: part.trim(), site: raw.site });
     }
+    return entries;
+  }
+
+  /** restapi.allowlist: IPv4/IPv6 addresses or CIDR blocks, from a YAML list or a comma-separated string. */
+  private allowlist(): string[] | undefined {
+    const raw = this.pick('restapi.allowlist');
+    if (raw === undefined) return undefined;
+    const r = this.reader;
+    const entries = this.listEntries(raw);
+    if (entries === undefined) return undefined;
     const before = r.errors.length;
     for (const { text, site } of entries) {
       const [addr, bits, extra] = text.split('/');
@@ -503,19 +511,8 @@ class AgentConfigReader {
     const raw = this.pick('etcd.endpoints');
     if (raw === undefined) return this.missing('etcd.endpoints', 'the etcd client URLs, e.g. [http://127.0.0.1:2379]');
     const r = this.reader;
-    const entries: { text: string; site: SpecSite }[] = [];
-    if (raw.from === 'env') {
-      for (const part of raw.text.split(',')) entries.push({ text: part.trim(), site: raw.site });
-    } else if (raw.value.kind === 'list') {
-      r.list(raw.value, raw.site, (item, site) => {
-        const t = r.string(item, site);
-        if (t !== undefined) entries.push({ text: t, site });
-      });
-    } else {
-      const t = r.string(raw.value, raw.site);
-      if (t === undefined) return undefined;
-      for (const part of t.split(',')) entries.push({ text: part.trim(), site: raw.site });
-    }
+    const entries = this.listEntries(raw);
+    if (entries === undefined) return undefined;
     const before = r.errors.length;
     const urls = entries.map(({ text, site }) => normalizeEtcdUrl(text) ?? r.error(site, `must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:2379 (got ${JSON.stringify(text)})`));
     if (r.errors.length > before) return undefined;

@@ -36,28 +36,5 @@ export async function sql(dir: string, host: string, port: number, text: string,
   }
 }
 
-/** PIDs of a process and all its descendants, read from /proc. */
-export async function processTree(rootPid: number): Promise<number[]> {
-  const out = [rootPid];
-  for (let i = 0; i < out.length; i++) {
-    const pid = out[i]!;
-    try {
-      const kids = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim();
-      if (kids !== '') out.push(...kids.split(/\s+/).map(Number));
-    } catch {
-      // The process is gone; nothing below it.
-    }
-  }
-  return out;
-}
-
-/** The postmaster PID from the data dir's postmaster.pid, when present. */
-export async function postmasterPid(dataDir: string): Promise<number | undefined> {
-  try {
-    const first = (await readFile(join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0];
-    const pid = Number(first);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
+// Process trees and postmaster PIDs are read the same way the chaos faults read them.
+export { postmasterPid, processTree } from '../../src/chaos/processes.js';
