@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { assertNever, describeError, WardenError } from '../core/errors.js';
+import { assertNever, describeError, isWardenError, WardenError } from '../core/errors.js';
 import { formatLsn } from '../core/lsn.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { KEYS, slotNameFor, type Action, type ClusterView, type DynamicConfig, type HistoryEntry, type SyncSet } from '../ha/index.js';
@@ -18,6 +18,9 @@ export const PG_TIMEOUTS = {
   recover: 300_000,
   query: 5_000,
 } as const;
+
+/** How long a replica's start may hold the loop before it goes on watching the recovering server. */
+const REPLICA_START_WAIT_MS = 15_000;
 
 /** How long the leader lets routers react to a switchover announcement before it stops PostgreSQL. */
 const ROUTER_PAUSE_GRACE_MS = 150;
@@ -159,6 +162,20 @@ export class Executor {
       }
       case 'start':
         log.info({}, 'starting PostgreSQL');
+        if (this.configuredAs?.kind === 'replica') {
+          // A standby accepts connections only once it is consistent, which after a rewind can need
+          // WAL from the leader: do not hold the loop for it. A server still recovering after the
+          // bound is left running; the next loops watch it ("PostgreSQL runs but does not answer").
+          try {
+            await this.pg.start(REPLICA_START_WAIT_MS);
+          } catch (e) {
+            if (!isWardenError(e, 'postgres-unavailable')) throw e;
+            log.warn({ err: describeError(e) }, 'standby still recovering; the loop goes on');
+            return;
+          }
+          this.opts.hooks?.onEvent?.('on_start', 'replica');
+          return;
+        }
         await this.pg.start(PG_TIMEOUTS.start);
         this.opts.hooks?.onEvent?.('on_start', this.configuredAs?.kind ?? 'replica');
         return;
