@@ -40,6 +40,8 @@ export interface WriterOptions {
   readonly probeIntervalMs?: number;
   /** The main lane asks the provider again this often even while its connection works. */
   readonly retargetMs?: number;
+  /** Bound on one provider call (default 250 ms: a frozen member must not hold up the next write long). */
+  readonly targetTimeoutMs?: number;
   readonly nowMs?: () => number;
 }
 
@@ -109,7 +111,7 @@ export class ChaosWriter {
     const retarget = this.opts.retargetMs ?? 1000;
     while (!this.stopping) {
       if (this.current === undefined || this.now() - this.current.since > retarget) {
-        const t = await this.opts.target(this.opts.connectTimeoutMs ?? 1000).catch(() => undefined);
+        const t = await this.opts.target(this.opts.targetTimeoutMs ?? 250).catch(() => undefined);
         if (t === undefined) {
           if (this.current === undefined) await pause(50);
         } else if (this.current === undefined || t.host !== this.current.target.host || t.port !== this.current.target.port) {

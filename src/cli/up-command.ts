@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import pc from 'picocolors';
 import { describeError, WardenError } from '../core/errors.js';
+import { isProcessAlive } from '../core/process-info.js';
 import { readLayout } from '../controller/runtime-layout.js';
 import { prepareRuntimeDir, runningSupervisor, startSupervisor } from '../controller/local-up.js';
 import { readStateFile } from '../controller/state-file.js';
@@ -46,7 +47,9 @@ export async function runUp(opts: { file?: string; dir?: string; color: boolean 
       process.stderr.write(`the cluster did not become healthy within ${UP_TIMEOUT_MS / 1000} s; see ${dir}/members/*/agent.log\n`);
       return 1;
     }
-    if ((await runningSupervisor(dir)) === undefined && Date.now() > startedAt + 3000) {
+    // Ask about the process we started, not its PID file: under load a new supervisor can take
+    // seconds to write it, and `up` must not report a live supervisor as gone.
+    if (!(await isProcessAlive(pid))) {
       process.stderr.write(`the supervisor exited; see ${dir}/supervisor.out and ${dir}/supervisor.log\n`);
       return 1;
     }
