@@ -107,6 +107,12 @@ describe('the router of `warden up` with real etcd and PostgreSQL', { timeout: 6
     await rw.client.query('CREATE TABLE IF NOT EXISTS router_it (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())');
     await rw.client.query('INSERT INTO router_it DEFAULT VALUES');
     await end(rw);
+    // Both replicas must be in the read-only pool before the spread can be checked: a replica
+    // joins it only once it streams within the lag limit, which can come after the rw route opens.
+    await eventually(async () => ((await routerStatus()).ro.length === state.members.length - 1 ? true : undefined), {
+      timeoutMs: 60_000,
+      what: 'both replicas in the read-only pool',
+    });
     const seen = new Set<number>();
     const ros = await Promise.all([0, 1].map(() => connect(state.router!.ro.port, password, 5000)));
     for (const ro of ros) {
