@@ -1,5 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { describeError, WardenError } from '../core/errors.js';
+import { httpCall } from '../core/http-app.js';
 import { formatLsn } from '../core/lsn.js';
 import type { Dcs } from '../dcs/dcs.js';
 import {
@@ -351,14 +352,14 @@ export class Agent {
     const answers = await Promise.all(
       others.map(async (m) => {
         try {
-          const res = await fetch(new URL('/failsafe', m.apiUrl), {
+          const res = await httpCall(new URL('/failsafe', m.apiUrl), {
             method: 'POST',
             headers: {
               'content-type': 'application/json',
               ...(auth === undefined ? {} : { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` }),
             },
             body: JSON.stringify({ leader: this.id.name }),
-            signal: AbortSignal.timeout(Math.min(500, this.config.retry_timeout * 1000)),
+            timeoutMs: Math.min(500, this.config.retry_timeout * 1000),
           });
           return res.status === 200;
         } catch {

@@ -1,11 +1,12 @@
+import { httpCall } from '../core/http-app.js';
 import { parseLsn } from '../core/lsn.js';
 import type { MemberTags, PeerFacts } from '../ha/index.js';
 
 /** Reads one peer's GET /patroni within `timeoutMs`; an unreachable peer is reported, never thrown. */
 export async function fetchPeer(name: string, apiUrl: string, timeoutMs: number): Promise<PeerFacts> {
   try {
-    const res = await fetch(new URL('/patroni', apiUrl), { signal: AbortSignal.timeout(timeoutMs) });
-    const body = (await res.json()) as {
+    const res = await httpCall(new URL('/patroni', apiUrl), { timeoutMs });
+    const body = JSON.parse(res.body) as {
       role?: string;
       state?: string;
       timeline?: number;

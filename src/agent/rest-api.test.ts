@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
+import type { LocalResponse } from '../core/http-app.js';
 import { parseLsn } from '../core/lsn.js';
 import { DEFAULT_DYNAMIC_CONFIG, type ClusterView } from '../ha/index.js';
 import type { AgentSnapshot } from './agent.js';
@@ -41,7 +42,7 @@ function snap(role: 'primary' | 'replica', over: Partial<AgentSnapshot> = {}): A
   };
 }
 
-const call = async (s: AgentSnapshot, path: string, method = 'GET'): Promise<Response> =>
+const call = async (s: AgentSnapshot, path: string, method = 'GET'): Promise<LocalResponse> =>
   createRestApi(() => s, new Registry()).request(path, { method });
 
 describe('REST API (Patroni-compatible status codes)', () => {
@@ -134,10 +135,10 @@ describe('REST API: operation endpoints guard', () => {
   });
 
   it('answers 403 to a caller outside restapi.allowlist', async () => {
-    const app = createRestApi(() => snap('primary'), new Registry(), ops({ allowlist: ['10.0.0.0/8'], remoteAddress: () => '192.168.1.5' }));
-    assert.equal((await app.request('/reload', { method: 'POST' })).status, 403);
-    const inside = createRestApi(() => snap('primary'), new Registry(), ops({ allowlist: ['10.0.0.0/8'], remoteAddress: () => '::ffff:10.1.2.3' }));
-    assert.equal((await inside.request('/reload', { method: 'POST' })).status, 202);
+    const app = createRestApi(() => snap('primary'), new Registry(), ops({ allowlist: ['10.0.0.0/8'] }));
+    assert.equal((await app.request('/reload', { method: 'POST', remoteAddress: '192.168.1.5' })).status, 403);
+    const inside = createRestApi(() => snap('primary'), new Registry(), ops({ allowlist: ['10.0.0.0/8'] }));
+    assert.equal((await inside.request('/reload', { method: 'POST', remoteAddress: '::ffff:10.1.2.3' })).status, 202);
   });
 
   it('answers 400 to a malformed body and to a schedule without a time zone', async () => {

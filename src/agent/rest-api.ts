@@ -1,4 +1,4 @@
-import { Hono, type Context } from 'hono';
+import { emptyReply, HttpApp, jsonReply, textReply, type HttpReply, type HttpRequest } from '../core/http-app.js';
 import { formatLsn, lagBytes } from '../core/lsn.js';
 import type { AgentSnapshot } from './agent.js';
 import { WARDEN_VERSION } from './agent.js';
@@ -80,25 +80,25 @@ function parseLsnSafe(text: string): bigint {
  * The agent's REST API with Patroni's paths and status codes, so that HAProxy checks and probes
  * written for Patroni work unchanged (DESIGN.md §5). Health endpoints answer GET, HEAD and OPTIONS.
  */
-export function createRestApi(snapshot: () => AgentSnapshot, metrics: Registry, ops?: OperationsDeps): Hono {
-  const app = new Hono();
+export function createRestApi(snapshot: () => AgentSnapshot, metrics: Registry, ops?: OperationsDeps): HttpApp {
+  const app = new HttpApp();
   if (ops !== undefined) addOperationRoutes(app, ops);
 
-  const health = (path: string, check: (s: AgentSnapshot, c: Context) => boolean): void => {
-    const handler = (c: Context): Response => {
+  const health = (path: string, check: (s: AgentSnapshot, req: HttpRequest) => boolean): void => {
+    const handler = (req: HttpRequest): HttpReply => {
       const s = snapshot();
-      const ok = check(s, c);
-      if (c.req.method === 'HEAD' || c.req.method === 'OPTIONS') return c.body(null, ok ? 200 : 503);
-      return c.json(patroniStatus(s), ok ? 200 : 503);
+      const ok = check(s, req);
+      if (req.method === 'HEAD' || req.method === 'OPTIONS') return emptyReply(ok ? 200 : 503);
+      return jsonReply(patroniStatus(s), ok ? 200 : 503);
     };
     app.on(['GET', 'HEAD', 'OPTIONS'], path, handler);
   };
 
   const isPrimary = (s: AgentSnapshot): boolean => s.isLeader && s.pg?.process === 'running' && s.status !== undefined && !s.status.inRecovery;
-  const isReplica = (s: AgentSnapshot, c: Context): boolean => {
+  const isReplica = (s: AgentSnapshot, req: HttpRequest): boolean => {
     if (s.pg?.process !== 'running' || s.status === undefined || !s.status.inRecovery) return false;
     if (s.identity.tags.noloadbalance) return false;
-    const lagParam = c.req.query('lag');
+    const lagParam = req.query.get('lag') ?? undefined;
     if (lagParam !== undefined) {
       const max = parseLagParam(lagParam);
       const leaderLsn = s.view?.status?.lsn;
@@ -110,25 +110,23 @@ export function createRestApi(snapshot: () => AgentSnapshot, metrics: Registry, 
 
   for (const p of ['/', '/primary', '/leader', '/master', '/read-write']) health(p, isPrimary);
   health('/replica', isReplica);
-  health('/read-only', (s, c) => isPrimary(s) || isReplica(s, c));
+  health('/read-only', (s, req) => isPrimary(s) || isReplica(s, req));
   health('/health', (s) => s.pg?.process === 'running' && s.status !== undefined);
   health('/liveness', (s) => Date.now() - s.lastLoopAtMs < Math.max(5000, (s.view?.config.ttl ?? 2) * 3000));
   health('/readiness', (s) => (isPrimary(s) || (s.status?.inRecovery === true && s.pg?.process === 'running')));
 
-  app.get('/patroni', (c) => c.json(patroniStatus(snapshot())));
-  app.get('/cluster', (c) => c.json(clusterStatus(snapshot())));
-  app.get('/history', (c) => {
+  app.get('/patroni', () => jsonReply(patroniStatus(snapshot())));
+  app.get('/cluster', () => jsonReply(clusterStatus(snapshot())));
+  app.get('/history', () => {
     const h = snapshot().view?.history ?? [];
-    return c.json(h.map((e) => [e.timeline - 1, Number(parseLsnSafe(e.lsn)), e.reason, new Date(e.timeMs).toISOString(), e.leader]));
+    return jsonReply(h.map((e) => [e.timeline - 1, Number(parseLsnSafe(e.lsn)), e.reason, new Date(e.timeMs).toISOString(), e.leader]));
   });
-  app.get('/config', (c) => {
+  app.get('/config', () => {
     const v = snapshot().view;
-    if (v === undefined) return c.json({ error: 'the DCS has not been read yet' }, 503);
-    return c.json(v.config);
+    if (v === undefined) return jsonReply({ error: 'the DCS has not been read yet' }, 503);
+    return jsonReply(v.config);
   });
-  app.get('/metrics', async (c) => c.text(await metrics.metrics(), 200, { 'content-type': metrics.contentType }));
-  app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
-  app.onError((err, c) => c.json({ error: err.message }, 500));
+  app.get('/metrics', async () => textReply(await metrics.metrics(), 200, { 'content-type': metrics.contentType }));
   return app;
 }
 

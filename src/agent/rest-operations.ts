@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { Context, Hono } from 'hono';
+import { emptyReply, jsonReply, textReply, type HttpApp, type HttpReply, type HttpRequest } from '../core/http-app.js';
 import { describeError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { clusterPrefix, KEYS, parseClusterView, type ClusterView, type DynamicConfig, type FailoverRequest, type LocalOperation } from '../ha/index.js';
@@ -17,8 +17,6 @@ export interface OperationsDeps {
   readonly auth?: { readonly username: string; readonly password: string };
   /** Addresses (IP or CIDR) allowed to call mutating endpoints (403 otherwise). */
   readonly allowlist?: readonly string[];
-  /** The caller's IP address (from the server's socket). */
-  readonly remoteAddress?: (env: unknown) => string | undefined;
   /** How long POST /switchover waits for the new leader. */
   readonly handoverTimeoutMs?: number;
 }
@@ -44,8 +42,8 @@ export function addressMatches(ip: string, entry: string): boolean {
 type Status = 200 | 202 | 400 | 401 | 403 | 409 | 412 | 422 | 503;
 
 /** Patroni answers operations with a short text body and a status code; so do we. */
-function answer(c: Context, status: Status, message: string): Response {
-  return c.text(message, status);
+function answer(status: Status, message: string): HttpReply {
+  return textReply(message, status);
 }
 
 function safeEqual(a: string, b: string): boolean {
@@ -55,8 +53,8 @@ function safeEqual(a: string, b: string): boolean {
 }
 
 /** Reads the JSON body; undefined (and a 400 sent by the caller) when it is not a JSON object. */
-async function jsonBody(c: Context): Promise<Record<string, unknown> | undefined> {
-  const text = await c.req.text();
+async function jsonBody(req: HttpRequest): Promise<Record<string, unknown> | undefined> {
+  const text = await req.text();
   if (text.trim() === '') return {};
   try {
     const v = JSON.parse(text) as unknown;
@@ -81,60 +79,60 @@ export function parseScheduledAt(text: unknown): number | string {
  * request already in progress 409, a past schedule 422, a failed operation 503 — nothing changes
  * on any of them.
  */
-export function addOperationRoutes(app: Hono, deps: OperationsDeps): void {
+export function addOperationRoutes(app: HttpApp, deps: OperationsDeps): void {
   const prefix = clusterPrefix(deps.cluster);
   const readView = async (): Promise<ClusterView> => {
     const snap = await deps.dcs.range(prefix, { timeoutMs: 2000 });
     return parseClusterView(prefix, snap.revision, snap.kvs);
   };
 
-  app.use('*', async (c, next) => {
-    if (['GET', 'HEAD', 'OPTIONS'].includes(c.req.method)) return next();
+  app.guard((req) => {
+    if (['GET', 'HEAD', 'OPTIONS'].includes(req.method)) return undefined;
     if (deps.allowlist !== undefined && deps.allowlist.length > 0) {
-      const ip = deps.remoteAddress?.(c.env) ?? '';
-      if (!deps.allowlist.some((entry) => addressMatches(ip, entry))) return c.text(`${ip || 'this address'} is not in restapi.allowlist`, 403);
+      const ip = req.remoteAddress ?? '';
+      if (!deps.allowlist.some((entry) => addressMatches(ip, entry))) return textReply(`${ip || 'this address'} is not in restapi.allowlist`, 403);
     }
-    if (deps.auth === undefined) return next();
-    const header = c.req.header('authorization') ?? '';
+    if (deps.auth === undefined) return undefined;
+    const header = req.header('authorization') ?? '';
     const m = /^Basic\s+(.+)$/i.exec(header);
     const decoded = m?.[1] === undefined ? '' : Buffer.from(m[1], 'base64').toString('utf8');
     const sep = decoded.indexOf(':');
     const ok = sep > 0 && safeEqual(decoded.slice(0, sep), deps.auth.username) && safeEqual(decoded.slice(sep + 1), deps.auth.password);
     if (!ok) {
-      return c.text('authentication required', 401, { 'WWW-Authenticate': 'Basic realm="warden"' });
+      return textReply('authentication required', 401, { 'WWW-Authenticate': 'Basic realm="warden"' });
     }
-    return next();
+    return undefined;
   });
 
-  const handover = (kind: FailoverRequest['kind']) => async (c: Context): Promise<Response> => {
-    const body = await jsonBody(c);
-    if (body === undefined) return answer(c, 400, 'the body must be a JSON object');
+  const handover = (kind: FailoverRequest['kind']) => async (req: HttpRequest): Promise<HttpReply> => {
+    const body = await jsonBody(req);
+    if (body === undefined) return answer(400, 'the body must be a JSON object');
     const leader = body.leader;
     const candidate = body.candidate;
     if ((leader !== undefined && typeof leader !== 'string') || (candidate !== undefined && typeof candidate !== 'string')) {
-      return answer(c, 400, 'leader and candidate must be member names (strings)');
+      return answer(400, 'leader and candidate must be member names (strings)');
     }
-    if (kind === 'switchover' && leader === undefined) return answer(c, 400, 'switchover needs "leader" (the current leader)');
-    if (kind === 'failover' && candidate === undefined) return answer(c, 400, 'failover needs "candidate"');
+    if (kind === 'switchover' && leader === undefined) return answer(400, 'switchover needs "leader" (the current leader)');
+    if (kind === 'failover' && candidate === undefined) return answer(400, 'failover needs "candidate"');
     let scheduledAtMs: number | undefined;
     if (body.scheduled_at !== undefined && body.scheduled_at !== null) {
       const t = parseScheduledAt(body.scheduled_at);
-      if (typeof t === 'string') return answer(c, 400, t);
-      if (t < Date.now()) return answer(c, 422, `cannot schedule a ${kind} in the past (${new Date(t).toISOString()})`);
+      if (typeof t === 'string') return answer(400, t);
+      if (t < Date.now()) return answer(422, `cannot schedule a ${kind} in the past (${new Date(t).toISOString()})`);
       scheduledAtMs = t;
     }
     let view: ClusterView;
     try {
       view = await readView();
     } catch (e) {
-      return answer(c, 503, `cannot read the cluster from etcd: ${describeError(e)}`);
+      return answer(503, `cannot read the cluster from etcd: ${describeError(e)}`);
     }
     const current = view.leader?.name;
-    if (kind === 'switchover' && current === undefined) return answer(c, 503, 'no leader: a switchover needs one (use failover)');
-    if (leader !== undefined && leader !== current) return answer(c, 412, `leader name does not match: ${current ?? 'nobody'} is the leader, not ${leader}`);
-    if (candidate !== undefined && !view.members.has(candidate)) return answer(c, 412, `candidate ${candidate} is not a member of cluster ${deps.cluster}`);
-    if (candidate !== undefined && candidate === current) return answer(c, 412, `candidate ${candidate} is already the leader`);
-    if (view.failover !== undefined) return answer(c, 409, `a ${view.failover.kind} is already in progress (to ${view.failover.candidate ?? 'the best replica'})`);
+    if (kind === 'switchover' && current === undefined) return answer(503, 'no leader: a switchover needs one (use failover)');
+    if (leader !== undefined && leader !== current) return answer(412, `leader name does not match: ${current ?? 'nobody'} is the leader, not ${leader}`);
+    if (candidate !== undefined && !view.members.has(candidate)) return answer(412, `candidate ${candidate} is not a member of cluster ${deps.cluster}`);
+    if (candidate !== undefined && candidate === current) return answer(412, `candidate ${candidate} is already the leader`);
+    if (view.failover !== undefined) return answer(409, `a ${view.failover.kind} is already in progress (to ${view.failover.candidate ?? 'the best replica'})`);
     const request: FailoverRequest = {
       kind,
       ...(current === undefined ? {} : { leader: current }),
@@ -144,13 +142,13 @@ export function addOperationRoutes(app: Hono, deps: OperationsDeps): void {
     };
     try {
       if (!(await deps.dcs.create(prefix + KEYS.failover, JSON.stringify(request), { timeoutMs: 2000 }))) {
-        return answer(c, 409, 'another switchover or failover was requested at the same moment');
+        return answer(409, 'another switchover or failover was requested at the same moment');
       }
     } catch (e) {
-      return answer(c, 503, `cannot write the request to etcd: ${describeError(e)}`);
+      return answer(503, `cannot write the request to etcd: ${describeError(e)}`);
     }
     deps.poke();
-    if (scheduledAtMs !== undefined) return answer(c, 202, `${kind} scheduled at ${new Date(scheduledAtMs).toISOString()}`);
+    if (scheduledAtMs !== undefined) return answer(202, `${kind} scheduled at ${new Date(scheduledAtMs).toISOString()}`);
     const deadline = Date.now() + (deps.handoverTimeoutMs ?? 30_000);
     let lastReason = '';
     while (Date.now() < deadline) {
@@ -164,74 +162,74 @@ export function addOperationRoutes(app: Hono, deps: OperationsDeps): void {
       const now = v.leader?.name;
       const rec = now === undefined ? undefined : v.members.get(now);
       if (now !== undefined && now !== current && rec?.role === 'primary' && rec.state === 'running') {
-        return answer(c, 200, `Successfully ${kind === 'switchover' ? 'switched over' : 'failed over'} to "${now}"`);
+        return answer(200, `Successfully ${kind === 'switchover' ? 'switched over' : 'failed over'} to "${now}"`);
       }
       const old = current === undefined ? undefined : v.members.get(current);
       if (old?.reason !== undefined) lastReason = `${old.reason.code}: ${old.reason.message}`;
       if (v.failover === undefined && now === current && current !== undefined) {
-        return answer(c, 412, `${kind} refused or failed, ${current} stays leader — ${lastReason}`);
+        return answer(412, `${kind} refused or failed, ${current} stays leader — ${lastReason}`);
       }
     }
-    return answer(c, 503, `${kind} did not complete within ${(deps.handoverTimeoutMs ?? 30_000) / 1000} s${lastReason === '' ? '' : ` (${lastReason})`}`);
+    return answer(503, `${kind} did not complete within ${(deps.handoverTimeoutMs ?? 30_000) / 1000} s${lastReason === '' ? '' : ` (${lastReason})`}`);
   };
   app.post('/switchover', handover('switchover'));
   app.post('/failover', handover('failover'));
 
-  app.post('/restart', async (c) => {
-    const body = await jsonBody(c);
-    if (body === undefined) return answer(c, 400, 'the body must be a JSON object');
-    if (body.schedule !== undefined) return answer(c, 400, 'scheduled restarts are not supported; restart now or schedule it outside Warden');
+  app.post('/restart', async (req) => {
+    const body = await jsonBody(req);
+    if (body === undefined) return answer(400, 'the body must be a JSON object');
+    if (body.schedule !== undefined) return answer(400, 'scheduled restarts are not supported; restart now or schedule it outside Warden');
     const s = deps.snapshot();
     const role = body.role;
     if (role !== undefined) {
       const mine = s.isLeader ? 'primary' : 'replica';
       const wanted = role === 'master' ? 'primary' : role;
-      if (wanted !== 'primary' && wanted !== 'replica') return answer(c, 400, `role must be primary or replica (got ${JSON.stringify(role)})`);
-      if (wanted !== mine) return answer(c, 412, `restart conditions are not satisfied: this member is ${mine}, not ${wanted}`);
+      if (wanted !== 'primary' && wanted !== 'replica') return answer(400, `role must be primary or replica (got ${JSON.stringify(role)})`);
+      if (wanted !== mine) return answer(412, `restart conditions are not satisfied: this member is ${mine}, not ${wanted}`);
     }
     if (body.restart_pending === true && s.status?.pendingRestart !== true) {
-      return answer(c, 412, 'restart conditions are not satisfied: no restart is pending');
+      return answer(412, 'restart conditions are not satisfied: no restart is pending');
     }
     const r = await deps.requestOperation({ kind: 'restart' }, 120_000);
-    return r.ok ? answer(c, 200, 'restarted successfully') : answer(c, 503, `restart failed: ${r.error ?? r.reason.message}`);
+    return r.ok ? answer(200, 'restarted successfully') : answer(503, `restart failed: ${r.error ?? r.reason.message}`);
   });
 
-  app.post('/reinitialize', async (c) => {
-    const body = await jsonBody(c);
-    if (body === undefined) return answer(c, 400, 'the body must be a JSON object');
+  app.post('/reinitialize', async (req) => {
+    const body = await jsonBody(req);
+    if (body === undefined) return answer(400, 'the body must be a JSON object');
     const r = await deps.requestOperation({ kind: 'reinitialize' }, 60_000);
-    return r.ok ? answer(c, 200, 'reinitialize started') : answer(c, 503, `reinitialize refused: ${r.error ?? r.reason.message}`);
+    return r.ok ? answer(200, 'reinitialize started') : answer(503, `reinitialize refused: ${r.error ?? r.reason.message}`);
   });
 
-  app.post('/reload', async (c) => {
+  app.post('/reload', async () => {
     const r = await deps.requestOperation({ kind: 'reload' }, 30_000);
-    return r.ok ? answer(c, 202, 'reloaded configuration') : answer(c, 503, `reload failed: ${r.error ?? r.reason.message}`);
+    return r.ok ? answer(202, 'reloaded configuration') : answer(503, `reload failed: ${r.error ?? r.reason.message}`);
   });
 
-  const writeConfig = (merge: boolean) => async (c: Context): Promise<Response> => {
-    const body = await jsonBody(c);
-    if (body === undefined) return answer(c, 400, 'the body must be a JSON object');
+  const writeConfig = (merge: boolean) => async (req: HttpRequest): Promise<HttpReply> => {
+    const body = await jsonBody(req);
+    if (body === undefined) return answer(400, 'the body must be a JSON object');
     let view: ClusterView;
     try {
       view = await readView();
     } catch (e) {
-      return answer(c, 503, `cannot read the cluster from etcd: ${describeError(e)}`);
+      return answer(503, `cannot read the cluster from etcd: ${describeError(e)}`);
     }
     const next = merge ? mergePatch(view.config, body) : body;
     const valid = validateDynamicConfig(next);
-    if (!valid.ok) return answer(c, 400, `invalid configuration: ${valid.errors.join('; ')}`);
+    if (!valid.ok) return answer(400, `invalid configuration: ${valid.errors.join('; ')}`);
     const text = JSON.stringify(valid.config);
     try {
       const ok =
         view.configModRevision === undefined
           ? await deps.dcs.create(prefix + KEYS.config, text, { timeoutMs: 2000 })
           : await deps.dcs.compareAndSwap(prefix + KEYS.config, text, view.configModRevision, { timeoutMs: 2000 });
-      if (!ok) return answer(c, 409, 'the configuration changed meanwhile: read it again and retry');
+      if (!ok) return answer(409, 'the configuration changed meanwhile: read it again and retry');
     } catch (e) {
-      return answer(c, 503, `cannot write the configuration: ${describeError(e)}`);
+      return answer(503, `cannot write the configuration: ${describeError(e)}`);
     }
     deps.poke();
-    return c.json(valid.config, 200);
+    return jsonReply(valid.config, 200);
   };
   app.patch('/config', writeConfig(true));
   app.put('/config', writeConfig(false));
@@ -239,22 +237,22 @@ export function addOperationRoutes(app: Hono, deps: OperationsDeps): void {
   // failsafe_mode: the leader, cut off from the DCS, asks whether this member is cut off too and
   // still follows it. Yes only when this member cannot reach the DCS itself — a member that can
   // would let the lease expire and race, so the old primary must not outlive its lease.
-  app.post('/failsafe', async (c) => {
-    const body = await jsonBody(c);
-    if (body === undefined || typeof body.leader !== 'string') return answer(c, 400, 'the body must be {"leader": "<name>"}');
+  app.post('/failsafe', async (req) => {
+    const body = await jsonBody(req);
+    if (body === undefined || typeof body.leader !== 'string') return answer(400, 'the body must be {"leader": "<name>"}');
     const s = deps.snapshot();
-    if (s.dcsError === undefined) return answer(c, 409, 'this member can reach the DCS: no failsafe');
-    if (s.view?.leader?.name !== body.leader) return answer(c, 409, `this member last saw ${s.view?.leader?.name ?? 'no leader'} as the leader, not ${body.leader}`);
-    return answer(c, 200, 'Accepted');
+    if (s.dcsError === undefined) return answer(409, 'this member can reach the DCS: no failsafe');
+    if (s.view?.leader?.name !== body.leader) return answer(409, `this member last saw ${s.view?.leader?.name ?? 'no leader'} as the leader, not ${body.leader}`);
+    return answer(200, 'Accepted');
   });
 
-  const syncCheck = (wantSync: boolean) => (c: Context): Response => {
+  const syncCheck = (wantSync: boolean) => (req: HttpRequest): HttpReply => {
     const s = deps.snapshot();
     const replica = s.pg?.process === 'running' && s.status?.inRecovery === true;
     const inSync = s.view?.sync?.members.includes(s.identity.name) === true && s.view.config.synchronous_mode !== 'off';
     const ok = replica && inSync === wantSync;
-    if (c.req.method !== 'GET') return c.body(null, ok ? 200 : 503);
-    return c.json({ role: replica ? (inSync ? 'sync_standby' : 'replica') : s.role, sync: inSync }, ok ? 200 : 503);
+    if (req.method !== 'GET') return emptyReply(ok ? 200 : 503);
+    return jsonReply({ role: replica ? (inSync ? 'sync_standby' : 'replica') : s.role, sync: inSync }, ok ? 200 : 503);
   };
   for (const p of ['/synchronous', '/sync']) app.on(['GET', 'HEAD', 'OPTIONS'], p, syncCheck(true));
   for (const p of ['/asynchronous', '/async']) app.on(['GET', 'HEAD', 'OPTIONS'], p, syncCheck(false));

@@ -1,5 +1,4 @@
 import { setPriority } from 'node:os';
-import { serve } from '@hono/node-server';
 import { Agent } from '../agent/agent.js';
 import { createLogger } from '../agent/logger.js';
 import { createAgentMetrics } from '../agent/metrics.js';
@@ -75,16 +74,8 @@ export async function runAgentCommand(configFile: string): Promise<number> {
     cluster: cfg.cluster,
     ...(cfg.restApi.authentication === undefined ? {} : { auth: cfg.restApi.authentication }),
     ...(cfg.restApi.allowlist === undefined ? {} : { allowlist: cfg.restApi.allowlist }),
-    // @hono/node-server puts the Node request in env.incoming.
-    remoteAddress: (env) => (env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress,
   });
-  const server = serve({ fetch: app.fetch, hostname: apiHost, port: apiPort });
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', () => resolve());
-    server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'EADDRINUSE' ? new Error(`REST API port ${apiHost}:${apiPort} is already in use`) : e),
-    );
-  });
+  const server = await app.listen(apiHost, apiPort, 'REST API');
   log.info({ api: `http://${apiHost}:${apiPort}`, etcd: cfg.etcdEndpoints, dataDir: cfg.postgres.dataDir }, 'agent starting');
   try {
     await agent.start();

@@ -1,6 +1,5 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { serve } from '@hono/node-server';
 import type { Registry } from 'prom-client';
 import type { Clock } from '../core/clock.js';
 import { WardenError } from '../core/errors.js';
@@ -237,12 +236,8 @@ export class Router {
 
   private async listenAdmin(at: ListenAddress): Promise<ListenAddress> {
     const app = createAdminApi({ status: () => this.status(), healthy: () => this.isHealthy(), metrics: this.metrics });
-    const server = serve({ fetch: app.fetch, hostname: at.host, port: at.port }) as Server;
+    const server = await app.listen(at.host, at.port, 'router admin');
     this.admin = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('listening', () => resolve());
-      server.once('error', reject);
-    });
     return addr(server.address() as AddressInfo);
   }
 }
