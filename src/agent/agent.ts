@@ -10,6 +10,9 @@ import {
   KEYS,
   streamsLeaderTimeline,
   parseClusterView,
+  parseScheduledRestartRecord,
+  restartBlocker,
+  scheduledRestartRecord,
   type AgentMemory,
   type ClusterView,
   type Decision,
@@ -21,6 +24,7 @@ import {
   type Observation,
   type PeerFacts,
   type Reason,
+  type ScheduledRestart,
   type ServerFacts,
 } from '../ha/index.js';
 import type { DataDirState, PostgresInstance, ServerStatus } from '../postgres/postgres.js';
@@ -59,6 +63,8 @@ export interface AgentSnapshot {
   readonly loopDurationMs: number;
   readonly leaseDeadlineMs: number | undefined;
   readonly startedAtMs: number;
+  /** A restart scheduled on this member, not yet due. */
+  readonly scheduledRestart?: ScheduledRestart;
   readonly decisions: ReadonlyMap<string, number>;
 }
 
@@ -92,6 +98,7 @@ export class Agent {
   private readonly decisions = new Map<string, number>();
   private failsafeUntilMs = 0;
   private pendingOp: { op: LocalOperation; resolve: (r: OperationResult) => void; queuedAtMs: number } | undefined;
+  private scheduledRestart: ScheduledRestart | undefined;
 
   constructor(
     private readonly id: AgentIdentity,
@@ -136,7 +143,51 @@ export class Agent {
 
   /** The latest snapshot for the REST API and metrics. */
   snapshot(): AgentSnapshot {
-    return { ...this.snap, leaseDeadlineMs: this.lease.current()?.deadlineMs };
+    return { ...this.snap, leaseDeadlineMs: this.lease.current()?.deadlineMs, ...(this.scheduledRestart === undefined ? {} : { scheduledRestart: this.scheduledRestart }) };
+  }
+
+  /** Schedules a restart of PostgreSQL (one at a time); its conditions are checked when it is due. */
+  scheduleRestart(s: ScheduledRestart): { ok: true } | { ok: false; conflict: string } {
+    const existing = this.scheduledRestart;
+    if (existing !== undefined) {
+      return { ok: false, conflict: `a restart is already scheduled at ${new Date(existing.atMs).toISOString()}: cancel it first (DELETE /restart, warden restart --cancel)` };
+    }
+    this.scheduledRestart = s;
+    this.deps.log.info({ at: new Date(s.atMs).toISOString(), role: s.role, restartPending: s.restartPending }, 'restart scheduled');
+    this.wake?.();
+    return { ok: true };
+  }
+
+  /** Cancels the scheduled restart; returns it, or undefined when none was scheduled. */
+  cancelScheduledRestart(): ScheduledRestart | undefined {
+    const s = this.scheduledRestart;
+    this.scheduledRestart = undefined;
+    if (s !== undefined) {
+      this.deps.log.info({ at: new Date(s.atMs).toISOString() }, 'scheduled restart cancelled');
+      this.wake?.();
+    }
+    return s;
+  }
+
+  /**
+   * When the scheduled restart is due: drops it, checks its conditions against this loop's facts,
+   * and queues the restart for this loop's observation (or logs why it was skipped).
+   */
+  private startDueRestart(): void {
+    const s = this.scheduledRestart;
+    if (s === undefined || this.deps.clock.nowMs() < s.atMs || this.pendingOp !== undefined) return;
+    this.scheduledRestart = undefined;
+    const at = new Date(s.atMs).toISOString();
+    const blocker = restartBlocker(s, { role: this.snap.isLeader ? 'primary' : 'replica', pendingRestart: this.snap.status?.pendingRestart === true });
+    if (blocker !== undefined) {
+      this.deps.log.warn({ at }, `scheduled restart skipped: ${blocker}`);
+      return;
+    }
+    this.deps.log.info({ at }, 'scheduled restart due: restarting PostgreSQL');
+    void this.requestOperation({ kind: 'restart' }, 120_000).then((r) => {
+      if (r.ok) this.deps.log.info({ at }, 'scheduled restart done');
+      else this.deps.log.warn({ at, err: r.error ?? r.reason.message }, 'scheduled restart failed');
+    });
   }
 
   /**
@@ -171,6 +222,12 @@ export class Agent {
           const rec = JSON.parse(kv.value) as Partial<MemberRecord>;
           if (rec.apiUrl !== undefined && rec.apiUrl !== this.id.apiUrl) {
             throw new WardenError('conflict', `member name ${this.id.name} is already in use by a live agent at ${rec.apiUrl} (pid ${rec.agentPid ?? '?'}): refusing to start a duplicate`);
+          }
+          // Our own key from an earlier run (still within its lease): keep the restart it scheduled.
+          const kept = parseScheduledRestartRecord(rec.scheduledRestart);
+          if (kept !== undefined && this.scheduledRestart === undefined) {
+            this.scheduledRestart = kept;
+            this.deps.log.info({ at: new Date(kept.atMs).toISOString() }, 'restart scheduled by an earlier run of this agent kept');
           }
         }
         return;
@@ -252,6 +309,7 @@ export class Agent {
 
   /** One loop: observe, decide, publish intent, act, publish result. */
   async runOnce(): Promise<Decision> {
+    this.startDueRestart();
     const obs = await this.observe();
     const decision = decide(obs, this.memory);
     this.memory = decision.memory;
@@ -483,6 +541,7 @@ export class Agent {
       tags: this.id.tags,
       reason,
       pendingRestart: this.snap.status?.pendingRestart ?? false,
+      ...(this.scheduledRestart === undefined ? {} : { scheduledRestart: scheduledRestartRecord(this.scheduledRestart) }),
       agentPid: process.pid,
       version: WARDEN_VERSION,
     };

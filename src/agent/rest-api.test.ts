@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import type { LocalResponse } from '../core/http-app.js';
 import { parseLsn } from '../core/lsn.js';
-import { DEFAULT_DYNAMIC_CONFIG, type ClusterView } from '../ha/index.js';
+import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type ScheduledRestart } from '../ha/index.js';
 import type { AgentSnapshot } from './agent.js';
 import { createAgentMetrics } from './metrics.js';
 import { MemoryDcs } from '../dcs/memory-dcs.js';
@@ -153,6 +153,53 @@ describe('REST API: operation endpoints guard', () => {
     const r = await app.request('/config', { method: 'PATCH', body: JSON.stringify({ loop_wait: 9 }) });
     assert.equal(r.status, 400);
     assert.match(await r.text(), /ttl: loop_wait \+ 2 × retry_timeout must be ≤ ttl/);
+  });
+
+  it('schedules one restart (202), refuses a second (409), a past time (422) or a bad role (400), and cancels it (200, then 404)', async () => {
+    let scheduled: ScheduledRestart | undefined;
+    let ran = 0;
+    const app = createRestApi(
+      () => ({ ...snap('primary'), ...(scheduled === undefined ? {} : { scheduledRestart: scheduled }) }),
+      new Registry(),
+      ops({
+        requestOperation: async () => {
+          ran++;
+          return { ok: true, reason: { code: 'restarting', message: 'r' } };
+        },
+        scheduleRestart: (x) => (scheduled === undefined ? ((scheduled = x), { ok: true }) : { ok: false, conflict: 'a restart is already scheduled' }),
+        cancelScheduledRestart: () => {
+          const was = scheduled;
+          scheduled = undefined;
+          return was;
+        },
+      }),
+    );
+    const at = new Date(Date.now() + 3_600_000).toISOString();
+    const first = await app.request('/restart', { method: 'POST', body: JSON.stringify({ schedule: at, role: 'master', restart_pending: true }) });
+    assert.equal(first.status, 202, await first.text());
+    assert.deepEqual(scheduled && { role: scheduled.role, restartPending: scheduled.restartPending, atMs: scheduled.atMs }, { role: 'primary', restartPending: true, atMs: Date.parse(at) });
+    assert.equal(ran, 0, 'nothing restarts before the time');
+    assert.deepEqual(((await (await app.request('/patroni')).json()) as { scheduled_restart?: unknown }).scheduled_restart, { schedule: at, role: 'primary', restart_pending: true });
+    assert.equal((await app.request('/restart', { method: 'POST', body: JSON.stringify({ schedule: at }) })).status, 409);
+    assert.equal((await app.request('/restart', { method: 'POST', body: JSON.stringify({ schedule: '2020-01-01T00:00:00Z' }) })).status, 422);
+    const noZone = await app.request('/restart', { method: 'POST', body: JSON.stringify({ schedule: '2031-01-01T10:00' }) });
+    assert.equal(noZone.status, 400);
+    assert.match(await noZone.text(), /schedule "2031-01-01T10:00" has no time zone/);
+    assert.equal((await app.request('/restart', { method: 'POST', body: JSON.stringify({ role: 'leader' }) })).status, 400);
+    const cancel = await app.request('/restart', { method: 'DELETE' });
+    assert.equal(cancel.status, 200);
+    assert.match(await cancel.text(), new RegExp(`scheduled restart at ${at.replace(/\./g, '\\.')} cancelled`));
+    assert.equal((await app.request('/restart', { method: 'DELETE' })).status, 404);
+    assert.equal(ran, 0);
+  });
+
+  it('refuses an immediate restart whose conditions do not hold (412) and runs one whose do', async () => {
+    const app = createRestApi(() => snap('primary'), new Registry(), ops());
+    const wrongRole = await app.request('/restart', { method: 'POST', body: JSON.stringify({ role: 'replica' }) });
+    assert.equal(wrongRole.status, 412);
+    assert.match(await wrongRole.text(), /this member is primary, not replica/);
+    assert.equal((await app.request('/restart', { method: 'POST', body: JSON.stringify({ restart_pending: true }) })).status, 412);
+    assert.equal((await app.request('/restart', { method: 'POST', body: JSON.stringify({ role: 'primary' }) })).status, 200);
   });
 
   it('matches addresses against IPs and CIDR blocks', () => {

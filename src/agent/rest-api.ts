@@ -42,6 +42,14 @@ export function patroniStatus(s: AgentSnapshot): Record<string, unknown> {
   }
   if (view?.config.pause === true) body.pause = true;
   if (st?.pendingRestart === true) body.pending_restart = true;
+  const sr = s.scheduledRestart;
+  if (sr !== undefined) {
+    body.scheduled_restart = {
+      schedule: new Date(sr.atMs).toISOString(),
+      ...(sr.role === undefined ? {} : { role: sr.role }),
+      ...(sr.restartPending === undefined ? {} : { restart_pending: sr.restartPending }),
+    };
+  }
   return body;
 }
 

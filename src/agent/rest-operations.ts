@@ -2,7 +2,19 @@ import { timingSafeEqual } from 'node:crypto';
 import { emptyReply, jsonReply, textReply, type HttpApp, type HttpReply, type HttpRequest } from '../core/http-app.js';
 import { describeError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
-import { clusterPrefix, KEYS, parseClusterView, type ClusterView, type DynamicConfig, type FailoverRequest, type LocalOperation } from '../ha/index.js';
+import {
+  clusterPrefix,
+  KEYS,
+  parseClusterView,
+  parseRestartConditions,
+  parseScheduledAt,
+  restartBlocker,
+  type ClusterView,
+  type DynamicConfig,
+  type FailoverRequest,
+  type LocalOperation,
+  type ScheduledRestart,
+} from '../ha/index.js';
 import { validateDynamicConfig } from '../spec/index.js';
 import type { AgentSnapshot, OperationResult } from './agent.js';
 
@@ -17,6 +29,10 @@ export interface OperationsDeps {
   readonly auth?: { readonly username: string; readonly password: string };
   /** Addresses (IP or CIDR) allowed to call mutating endpoints (403 otherwise). */
   readonly allowlist?: readonly string[];
+  /** Schedules a restart (POST /restart with `schedule`); absent: scheduling is refused with 503. */
+  readonly scheduleRestart?: (s: ScheduledRestart) => { ok: true } | { ok: false; conflict: string };
+  /** Cancels the scheduled restart (DELETE /restart); returns it, or undefined when there was none. */
+  readonly cancelScheduledRestart?: () => ScheduledRestart | undefined;
   /** How long POST /switchover waits for the new leader. */
   readonly handoverTimeoutMs?: number;
 }
@@ -39,7 +55,7 @@ export function addressMatches(ip: string, entry: string): boolean {
   return Math.floor(a / size) === Math.floor(b / size);
 }
 
-type Status = 200 | 202 | 400 | 401 | 403 | 409 | 412 | 422 | 503;
+type Status = 200 | 202 | 400 | 401 | 403 | 404 | 409 | 412 | 422 | 503;
 
 /** Patroni answers operations with a short text body and a status code; so do we. */
 function answer(status: Status, message: string): HttpReply {
@@ -64,13 +80,6 @@ async function jsonBody(req: HttpRequest): Promise<Record<string, unknown> | und
   }
 }
 
-/** Parses an ISO-8601 time that names its time zone; a string saying what is wrong otherwise. */
-export function parseScheduledAt(text: unknown): number | string {
-  if (typeof text !== 'string') return 'scheduled_at must be an ISO-8601 string';
-  if (!/(Z|[+-]\d{2}:?\d{2})$/i.test(text.trim())) return `scheduled_at ${JSON.stringify(text)} has no time zone (add Z or +hh:mm)`;
-  const t = Date.parse(text);
-  return Number.isNaN(t) ? `scheduled_at ${JSON.stringify(text)} is not an ISO-8601 time` : t;
-}
 
 /**
  * Adds Patroni's operation endpoints: POST /switchover /failover /restart /reinitialize /reload,
@@ -178,20 +187,26 @@ export function addOperationRoutes(app: HttpApp, deps: OperationsDeps): void {
   app.post('/restart', async (req) => {
     const body = await jsonBody(req);
     if (body === undefined) return answer(400, 'the body must be a JSON object');
-    if (body.schedule !== undefined) return answer(400, 'scheduled restarts are not supported; restart now or schedule it outside Warden');
+    const conditions = parseRestartConditions(body);
+    if (typeof conditions === 'string') return answer(400, conditions);
+    if (body.schedule !== undefined && body.schedule !== null) {
+      const atMs = parseScheduledAt(body.schedule, 'schedule');
+      if (typeof atMs === 'string') return answer(400, atMs);
+      if (atMs < Date.now()) return answer(422, `cannot schedule a restart in the past (${new Date(atMs).toISOString()})`);
+      if (deps.scheduleRestart === undefined) return answer(503, 'this agent cannot schedule restarts');
+      const r = deps.scheduleRestart({ atMs, requestedAtMs: Date.now(), ...conditions });
+      return r.ok ? answer(202, `restart scheduled at ${new Date(atMs).toISOString()}`) : answer(409, r.conflict);
+    }
     const s = deps.snapshot();
-    const role = body.role;
-    if (role !== undefined) {
-      const mine = s.isLeader ? 'primary' : 'replica';
-      const wanted = role === 'master' ? 'primary' : role;
-      if (wanted !== 'primary' && wanted !== 'replica') return answer(400, `role must be primary or replica (got ${JSON.stringify(role)})`);
-      if (wanted !== mine) return answer(412, `restart conditions are not satisfied: this member is ${mine}, not ${wanted}`);
-    }
-    if (body.restart_pending === true && s.status?.pendingRestart !== true) {
-      return answer(412, 'restart conditions are not satisfied: no restart is pending');
-    }
+    const blocker = restartBlocker(conditions, { role: s.isLeader ? 'primary' : 'replica', pendingRestart: s.status?.pendingRestart === true });
+    if (blocker !== undefined) return answer(412, blocker);
     const r = await deps.requestOperation({ kind: 'restart' }, 120_000);
     return r.ok ? answer(200, 'restarted successfully') : answer(503, `restart failed: ${r.error ?? r.reason.message}`);
+  });
+
+  app.on(['DELETE'], '/restart', () => {
+    const cancelled = deps.cancelScheduledRestart?.();
+    return cancelled === undefined ? answer(404, 'no restart is scheduled') : answer(200, `scheduled restart at ${new Date(cancelled.atMs).toISOString()} cancelled`);
   });
 
   app.post('/reinitialize', async (req) => {

@@ -26,7 +26,7 @@ export async function restAuthFor(t: Target): Promise<RestAuth | undefined> {
 /** One call to an agent's REST API; the status and body text, or a WardenError naming the agent. */
 export async function callAgent(
   apiUrl: string,
-  method: 'GET' | 'POST' | 'PATCH',
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
   path: string,
   opts: { body?: unknown; auth?: RestAuth | undefined; timeoutMs?: number } = {},
 ): Promise<{ status: number; text: string }> {

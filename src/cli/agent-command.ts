@@ -70,6 +70,8 @@ export async function runAgentCommand(configFile: string): Promise<number> {
     snapshot: () => agent.snapshot(),
     requestOperation: (op, timeoutMs) => agent.requestOperation(op, timeoutMs),
     poke: () => agent.poke(),
+    scheduleRestart: (s) => agent.scheduleRestart(s),
+    cancelScheduledRestart: () => agent.cancelScheduledRestart(),
     dcs,
     cluster: cfg.cluster,
     ...(cfg.restApi.authentication === undefined ? {} : { auth: cfg.restApi.authentication }),

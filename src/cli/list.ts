@@ -15,6 +15,8 @@ export interface ListMember {
   readonly apiUrl: string;
   readonly reason: { readonly code: string; readonly message: string } | null;
   readonly pendingRestart: boolean;
+  /** When a scheduled restart is due (ISO-8601), or null. */
+  readonly scheduledRestart: string | null;
 }
 
 /** `warden list --format json`. */
@@ -46,6 +48,7 @@ export function listFromView(cluster: string, view: ClusterView): ListOutput {
         apiUrl: m.apiUrl,
         reason: m.reason ?? null,
         pendingRestart: m.pendingRestart === true,
+        scheduledRestart: m.scheduledRestart?.at ?? null,
       };
     });
   const sysid = view.initialize?.value;
@@ -62,7 +65,8 @@ export function renderList(out: ListOutput, opts: { extended: boolean; color: bo
     const role = m.role === 'leader' ? c.bold(c.green('Leader')) : m.role === 'sync_standby' ? 'Sync Standby' : 'Replica';
     const state = m.state === 'running' || m.state === 'streaming' ? m.state : c.yellow(m.state);
     const lag = m.lagBytes === null ? 'unknown' : m.role === 'leader' ? '' : String(m.lagBytes);
-    const row = [m.name, `${m.host}:${m.port}`, role, state, m.timeline === null ? '' : String(m.timeline), lag, m.pendingRestart ? '*' : ''];
+    const restart = [m.pendingRestart ? '*' : '', m.scheduledRestart === null ? '' : `scheduled ${m.scheduledRestart}`].filter((x) => x !== '').join(' ');
+    const row = [m.name, `${m.host}:${m.port}`, role, state, m.timeline === null ? '' : String(m.timeline), lag, restart];
     if (opts.extended) row.push(m.reason === null ? '' : `${m.reason.code}: ${m.reason.message}`);
     table.push(row);
   }

@@ -6,7 +6,7 @@ import { WardenError } from '../core/errors.js';
 import { lagBytes, parseLsn } from '../core/lsn.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
 import { fetchPeer } from '../agent/peers.js';
-import { clusterPrefix, KEYS, switchoverCandidate, type ClusterView, type DynamicConfig } from '../ha/index.js';
+import { clusterPrefix, KEYS, parseScheduledAt, switchoverCandidate, type ClusterView, type DynamicConfig } from '../ha/index.js';
 import { validateDynamicConfig } from '../spec/index.js';
 import { callAgent, confirm, confirmByTyping, restAuthFor } from './agent-client.js';
 import { listFromView } from './list.js';
@@ -164,11 +164,24 @@ export function registerOpsCommands(program: Command): void {
     .option('--role <role>', 'primary, replica or any (instead of a member)')
     .option('--pending', 'only members with a pending restart; replicas first', false)
     .option('--switchover', 'with --pending: move the leader away by switchover before restarting it', false)
-    .action(async (name: string | undefined, o: TargetOptions & { role?: string; pending: boolean; switchover: boolean }) => {
+    .option('--scheduled <iso8601>', 'restart at this time (with a time zone, e.g. 2026-11-21T23:00:00Z); --role and --pending are checked again then')
+    .option('--cancel', 'cancel the scheduled restart of the member(s) instead', false)
+    .action(async (name: string | undefined, o: TargetOptions & { role?: string; pending: boolean; switchover: boolean; scheduled?: string; cancel: boolean }) => {
       const { t, view } = await load(o);
       const auth = await restAuthFor(t);
       if (name === undefined && o.role === undefined && !o.pending) throw new WardenError('config-invalid', 'name a member, or give --role primary|replica|any, or --pending');
       if (o.role !== undefined && !['primary', 'replica', 'any'].includes(o.role)) throw new WardenError('config-invalid', `--role must be primary, replica or any (got ${o.role})`);
+      if (o.scheduled !== undefined && (o.switchover || o.cancel)) throw new WardenError('config-invalid', '--scheduled cannot be combined with --switchover or --cancel');
+      if (o.scheduled !== undefined) {
+        const at = parseScheduledAt(o.scheduled, '--scheduled');
+        if (typeof at === 'string') throw new WardenError('config-invalid', at);
+        if (at < Date.now()) throw new WardenError('config-invalid', `--scheduled: ${new Date(at).toISOString()} is in the past`);
+      }
+      if (o.cancel) {
+        const who = name !== undefined ? [member(view, name)] : [...view.members.values()];
+        for (const m of who) report(m.name, await callAgent(m.apiUrl, 'DELETE', '/restart', { auth, timeoutMs: 10_000 }));
+        return;
+      }
       const leaderName = view.leader?.name;
       let targets = name !== undefined ? [member(view, name)] : [...view.members.values()];
       if (o.role === 'primary') targets = targets.filter((m) => m.name === leaderName);
@@ -195,7 +208,12 @@ export function registerOpsCommands(program: Command): void {
             continue;
           }
         }
-        report(m.name, await callAgent(m.apiUrl, 'POST', '/restart', { body: o.pending ? { restart_pending: true } : {}, auth, timeoutMs: 150_000 }));
+        const conditions = {
+          ...(o.pending ? { restart_pending: true } : {}),
+          ...(o.scheduled !== undefined && (o.role === 'primary' || o.role === 'replica') ? { role: o.role } : {}),
+          ...(o.scheduled === undefined ? {} : { schedule: o.scheduled }),
+        };
+        report(m.name, await callAgent(m.apiUrl, 'POST', '/restart', { body: conditions, auth, timeoutMs: 150_000 }));
       }
     });
 

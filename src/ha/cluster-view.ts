@@ -1,6 +1,7 @@
 import type { Lsn } from '../core/lsn.js';
 import { parseLsn } from '../core/lsn.js';
 import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from './dynamic-config.js';
+import type { ScheduledRestartRecord } from './scheduled-restart.js';
 
 /** The DCS key names under `/warden/<cluster>/` (DESIGN.md §3). */
 export const KEYS = {
@@ -50,6 +51,8 @@ export interface MemberRecord {
   readonly tags: MemberTags;
   readonly reason?: { readonly code: string; readonly message: string };
   readonly pendingRestart?: boolean;
+  /** A restart the operator scheduled on this member (see scheduled-restart.ts). */
+  readonly scheduledRestart?: ScheduledRestartRecord;
   readonly agentPid?: number;
   readonly version: string;
 }

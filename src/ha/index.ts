@@ -5,3 +5,4 @@ export * from './dynamic-config.js';
 export * from './observation.js';
 export * from './reason.js';
 export * from './sync.js';
+export * from './scheduled-restart.js';

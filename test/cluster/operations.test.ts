@@ -111,6 +111,34 @@ describe('operations (switchover, config, pause, reinit, synchronous mode)', { t
     assert.equal(r.code, 0, r.stderr);
   });
 
+  it('restarts a replica at the scheduled time, shows the schedule until then, and cancels one', async () => {
+    const l = await eventually(healthy, { timeoutMs: 60_000, what: 'a healthy cluster' });
+    const replica = l.members.find((m) => m.role !== 'leader')!;
+    const startTime = async (): Promise<string> => String((await sql(dir, replica.host, replica.port, 'SELECT pg_postmaster_start_time()::text AS t')).rows[0]?.t);
+    const before = await startTime();
+    const at = new Date(Date.now() + 4000).toISOString();
+    const r = await runWarden(['restart', replica.name, '--dir', dir, '--scheduled', at], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`restart scheduled at ${at.replace(/\./g, '\\.')}`));
+    await eventually(async () => ((await list()).members.find((m) => m.name === replica.name)?.scheduledRestart === at ? true : undefined), { timeoutMs: 10_000, what: 'the schedule in warden list' });
+    assert.equal(await startTime(), before, 'not restarted before its time');
+    await eventually(async () => (Date.now() > Date.parse(at) && (await startTime().catch(() => before)) !== before ? true : undefined), { timeoutMs: 60_000, what: 'the scheduled restart' });
+    await eventually(async () => ((await list()).members.find((m) => m.name === replica.name)?.scheduledRestart === null ? true : undefined), { timeoutMs: 10_000, what: 'the schedule gone from warden list' });
+
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    assert.equal((await runWarden(['restart', replica.name, '--dir', dir, '--scheduled', later], { timeoutMs: 30_000 })).code, 0);
+    const twice = await runWarden(['restart', replica.name, '--dir', dir, '--scheduled', later], { timeoutMs: 30_000 });
+    assert.notEqual(twice.code, 0);
+    assert.match(`${twice.stdout}${twice.stderr}`, /already scheduled/);
+    const past = await runWarden(['restart', replica.name, '--dir', dir, '--scheduled', '2020-01-01T00:00:00Z'], { timeoutMs: 30_000 });
+    assert.notEqual(past.code, 0);
+    assert.match(past.stderr, /--scheduled: 2020-01-01T00:00:00\.000Z is in the past/);
+    const cancel = await runWarden(['restart', replica.name, '--dir', dir, '--cancel'], { timeoutMs: 30_000 });
+    assert.equal(cancel.code, 0, `${cancel.stdout}\n${cancel.stderr}`);
+    assert.match(cancel.stdout, /cancelled/);
+    await eventually(async () => ((await list()).members.find((m) => m.name === replica.name)?.scheduledRestart === null ? true : undefined), { timeoutMs: 10_000, what: 'the cancelled schedule gone' });
+  });
+
   it('reinitializes a replica from the leader, keeping the old data aside', async () => {
     const l = await eventually(healthy, { timeoutMs: 60_000, what: 'a healthy cluster' });
     const replica = l.members.find((m) => m.role !== 'leader')!;
