@@ -14,6 +14,8 @@ command -v pgbench >/dev/null 2>&1 || need+=(postgresql-contrib)
 # HAProxy: `warden haproxy-config` is tested against Debian's, and bench/router.ts compares with it.
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# openssl: the REST API TLS tests make their own CA and certificates.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 { [[ -x /usr/sbin/nft ]] || command -v nft >/dev/null 2>&1; } || need+=(nftables)
 if ((${#need[@]} > 0)); then
   if [[ $(id -u) -eq 0 ]]; then

@@ -1,6 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { describeError, WardenError } from '../core/errors.js';
-import { httpCall } from '../core/http-app.js';
+import { httpCall, type ClientTls } from '../core/http-app.js';
 import { formatLsn } from '../core/lsn.js';
 import type { Dcs } from '../dcs/dcs.js';
 import {
@@ -102,7 +102,7 @@ export class Agent {
 
   constructor(
     private readonly id: AgentIdentity,
-    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger; hooks?: Hooks; restAuth?: { username: string; password: string } },
+    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger; hooks?: Hooks; restAuth?: { username: string; password: string }; peerTls?: ClientTls },
   ) {
     this.prefix = clusterPrefix(id.cluster);
     this.config = id.bootstrapConfig;
@@ -377,7 +377,7 @@ export class Agent {
       dcs.ok && dcs.view.initialize !== undefined && ((dcs.view.leader === undefined && !namedCandidate) || (dcs.view.failover !== undefined && dcs.view.leader?.name === this.id.name));
     if (needPeers && dcs.ok) {
       const others = [...dcs.view.members.values()].filter((m) => m.name !== this.id.name);
-      peers = await Promise.all(others.map((m) => fetchPeer(m.name, m.apiUrl, this.config.retry_timeout * 1000)));
+      peers = await Promise.all(others.map((m) => fetchPeer(m.name, m.apiUrl, this.config.retry_timeout * 1000, this.deps.peerTls)));
     }
     if (!dcs.ok) await this.checkFailsafe();
     const lease = this.lease.current();
@@ -418,6 +418,7 @@ export class Agent {
             },
             body: JSON.stringify({ leader: this.id.name }),
             timeoutMs: Math.min(500, this.config.retry_timeout * 1000),
+            ...(this.deps.peerTls === undefined ? {} : { tls: this.deps.peerTls }),
           });
           return res.status === 200;
         } catch {

@@ -1,11 +1,11 @@
-import { httpCall } from '../core/http-app.js';
+import { httpCall, type ClientTls } from '../core/http-app.js';
 import { parseLsn } from '../core/lsn.js';
 import type { MemberTags, PeerFacts } from '../ha/index.js';
 
 /** Reads one peer's GET /patroni within `timeoutMs`; an unreachable peer is reported, never thrown. */
-export async function fetchPeer(name: string, apiUrl: string, timeoutMs: number): Promise<PeerFacts> {
+export async function fetchPeer(name: string, apiUrl: string, timeoutMs: number, tls?: ClientTls): Promise<PeerFacts> {
   try {
-    const res = await httpCall(new URL('/patroni', apiUrl), { timeoutMs });
+    const res = await httpCall(new URL('/patroni', apiUrl), { timeoutMs, ...(tls === undefined ? {} : { tls }) });
     const body = JSON.parse(res.body) as {
       role?: string;
       state?: string;

@@ -27,6 +27,8 @@ export interface OperationsDeps {
   readonly cluster: string;
   /** Basic-auth credentials for mutating endpoints; undefined leaves them open. */
   readonly auth?: { readonly username: string; readonly password: string };
+  /** Mutating endpoints need a client certificate the CA verified (restapi.verify_client optional/required); 403 otherwise. */
+  readonly requireClientCert?: boolean;
   /** Addresses (IP or CIDR) allowed to call mutating endpoints (403 otherwise). */
   readonly allowlist?: readonly string[];
   /** Schedules a restart (POST /restart with `schedule`); absent: scheduling is refused with 503. */
@@ -97,6 +99,7 @@ export function addOperationRoutes(app: HttpApp, deps: OperationsDeps): void {
 
   app.guard((req) => {
     if (['GET', 'HEAD', 'OPTIONS'].includes(req.method)) return undefined;
+    if (deps.requireClientCert === true && !req.clientCertVerified) return textReply('a client certificate signed by restapi.cafile is required for this call', 403);
     if (deps.allowlist !== undefined && deps.allowlist.length > 0) {
       const ip = req.remoteAddress ?? '';
       if (!deps.allowlist.some((entry) => addressMatches(ip, entry))) return textReply(`${ip || 'this address'} is not in restapi.allowlist`, 403);

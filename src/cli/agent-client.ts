@@ -1,8 +1,35 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { WardenError } from '../core/errors.js';
+import { httpCall, type ClientTls } from '../core/http-app.js';
 import type { Target } from './target.js';
+
+/** The CLI's TLS settings for agents with HTTPS REST APIs: the files named by these variables. */
+export const CTL_TLS_ENV = { ca: 'WARDEN_CTL_CAFILE', cert: 'WARDEN_CTL_CERTFILE', key: 'WARDEN_CTL_KEYFILE' } as const;
+
+/**
+ * The CA to trust and the client certificate to present when calling agents over HTTPS, read from
+ * the files WARDEN_CTL_CAFILE / _CERTFILE / _KEYFILE name; undefined when none is set.
+ */
+export function ctlTls(env: NodeJS.ProcessEnv = process.env): ClientTls | undefined {
+  const read = (k: keyof typeof CTL_TLS_ENV): string | undefined => {
+    const file = env[CTL_TLS_ENV[k]];
+    if (file === undefined || file === '') return undefined;
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new WardenError('config-invalid', `${CTL_TLS_ENV[k]}: cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+  const ca = read('ca');
+  const cert = read('cert');
+  const key = read('key');
+  if ((cert === undefined) !== (key === undefined)) throw new WardenError('config-invalid', `set both ${CTL_TLS_ENV.cert} and ${CTL_TLS_ENV.key}, or neither`);
+  if (ca === undefined && cert === undefined) return undefined;
+  return { ...(ca === undefined ? {} : { ca }), ...(cert === undefined ? {} : { cert }), ...(key === undefined ? {} : { key }) };
+}
 
 /** Basic-auth credentials for agents' mutating endpoints. */
 export interface RestAuth {
@@ -33,14 +60,16 @@ export async function callAgent(
   const headers: Record<string, string> = {};
   if (opts.body !== undefined) headers['content-type'] = 'application/json';
   if (opts.auth !== undefined) headers.authorization = `Basic ${Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64')}`;
+  const tls = ctlTls();
   try {
-    const res = await fetch(new URL(path, apiUrl), {
+    const res = await httpCall(new URL(path, apiUrl), {
       method,
       headers,
       ...(opts.body === undefined ? {} : { body: JSON.stringify(opts.body) }),
-      signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
+      timeoutMs: opts.timeoutMs ?? 10_000,
+      ...(tls === undefined ? {} : { tls }),
     });
-    return { status: res.status, text: await res.text() };
+    return { status: res.status, text: res.body };
   } catch (e) {
     throw new WardenError('not-found', `the agent at ${apiUrl} did not answer ${method} ${path}`, { cause: e });
   }

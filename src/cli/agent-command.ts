@@ -50,7 +50,7 @@ export async function runAgentCommand(configFile: string): Promise<number> {
     {
       name: cfg.name,
       cluster: cfg.cluster,
-      apiUrl: `http://${cfg.restApi.connectAddress.host}:${cfg.restApi.connectAddress.port}`,
+      apiUrl: `${cfg.restApi.tls === undefined ? 'http' : 'https'}://${cfg.restApi.connectAddress.host}:${cfg.restApi.connectAddress.port}`,
       pgHost: cfg.postgres.connectAddress.host,
       pgPort: cfg.postgres.connectAddress.port,
       tags: cfg.tags,
@@ -63,6 +63,8 @@ export async function runAgentCommand(configFile: string): Promise<number> {
       log,
       hooks: commandHooks(cfg.postgres, cfg.cluster, log),
       ...(cfg.restApi.authentication === undefined ? {} : { restAuth: cfg.restApi.authentication }),
+      // Calls to peers (leader race, failsafe) trust the same CA and present this member's certificate.
+      ...(cfg.restApi.tls === undefined ? {} : { peerTls: { cert: cfg.restApi.tls.cert, key: cfg.restApi.tls.key, ...(cfg.restApi.tls.ca === undefined ? {} : { ca: cfg.restApi.tls.ca }) } }),
     },
   );
   const metrics = createAgentMetrics(() => agent.snapshot());
@@ -76,8 +78,9 @@ export async function runAgentCommand(configFile: string): Promise<number> {
     cluster: cfg.cluster,
     ...(cfg.restApi.authentication === undefined ? {} : { auth: cfg.restApi.authentication }),
     ...(cfg.restApi.allowlist === undefined ? {} : { allowlist: cfg.restApi.allowlist }),
+    requireClientCert: cfg.restApi.tls !== undefined && cfg.restApi.tls.verifyClient !== 'none',
   });
-  const server = await app.listen(apiHost, apiPort, 'REST API');
+  const server = await app.listen(apiHost, apiPort, 'REST API', cfg.restApi.tls);
   log.info({ api: `http://${apiHost}:${apiPort}`, etcd: cfg.etcdEndpoints, dataDir: cfg.postgres.dataDir }, 'agent starting');
   try {
     await agent.start();

@@ -8,7 +8,7 @@ import { EtcdClient } from '../dcs/etcd-client.js';
 import { fetchPeer } from '../agent/peers.js';
 import { clusterPrefix, KEYS, parseScheduledAt, switchoverCandidate, type ClusterView, type DynamicConfig } from '../ha/index.js';
 import { validateDynamicConfig } from '../spec/index.js';
-import { callAgent, confirm, confirmByTyping, restAuthFor } from './agent-client.js';
+import { callAgent, confirm, confirmByTyping, ctlTls, restAuthFor } from './agent-client.js';
 import { listFromView } from './list.js';
 import { readClusterView, resolveTarget, type Target, type TargetOptions } from './target.js';
 
@@ -102,7 +102,7 @@ async function writeConfig(t: Target, view: ClusterView, next: DynamicConfig): P
 }
 
 async function peersOf(view: ClusterView): Promise<Awaited<ReturnType<typeof fetchPeer>>[]> {
-  return Promise.all([...view.members.values()].map((m) => fetchPeer(m.name, m.apiUrl, 2000)));
+  return Promise.all([...view.members.values()].map((m) => fetchPeer(m.name, m.apiUrl, 2000, ctlTls())));
 }
 
 /** Registers switchover, failover, restart, reload, reinit, pause, resume, edit-config, show-config, history, topology, dsn and remove. */

@@ -1,4 +1,6 @@
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 
 /**
  * A small HTTP layer over node:http for the agent's REST API and the router's admin API.
@@ -18,6 +20,8 @@ export interface HttpRequest {
   readonly query: URLSearchParams;
   /** The caller's IP address (undefined for in-process requests without one). */
   readonly remoteAddress: string | undefined;
+  /** True when the caller presented a client certificate that the server's CA verified (TLS only). */
+  readonly clientCertVerified: boolean;
   /** A request header, case-insensitive. */
   header(name: string): string | undefined;
   /** The body as UTF-8 text (at most MAX_BODY_BYTES; a larger body is answered 413 before the handler runs). */
@@ -34,6 +38,25 @@ export interface HttpReply {
 export type HttpHandler = (req: HttpRequest) => HttpReply | Promise<HttpReply>;
 /** Runs before routing; returns a reply to answer at once, or undefined to go on. */
 export type HttpGuard = (req: HttpRequest) => HttpReply | undefined | Promise<HttpReply | undefined>;
+
+/**
+ * TLS for a server: PEM texts. verifyClient: 'none' asks for no client certificate; 'required'
+ * refuses the handshake without one signed by `ca`; 'optional' asks for one and lets the app decide
+ * (HttpRequest.clientCertVerified) — the agent requires it for mutating calls only.
+ */
+export interface ServerTls {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string;
+  readonly verifyClient: 'none' | 'optional' | 'required';
+}
+
+/** TLS for a client: the CA that signed the server's certificate, and a client certificate to present. */
+export interface ClientTls {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+}
 
 /** Largest request body read (the APIs take small JSON objects). */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -125,7 +148,7 @@ export class HttpApp {
   }
 
   /** Answers a request in-process, without a socket (tests). `path` may carry a query string. */
-  async request(path: string, init: { method?: string; headers?: Readonly<Record<string, string>>; body?: string; remoteAddress?: string } = {}): Promise<LocalResponse> {
+  async request(path: string, init: { method?: string; headers?: Readonly<Record<string, string>>; body?: string; remoteAddress?: string; clientCertVerified?: boolean } = {}): Promise<LocalResponse> {
     const url = new URL(path, 'http://in-process');
     const headers = new Map(Object.entries(init.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
     const body = init.body ?? '';
@@ -134,6 +157,7 @@ export class HttpApp {
       path: url.pathname,
       query: url.searchParams,
       remoteAddress: init.remoteAddress,
+      clientCertVerified: init.clientCertVerified ?? false,
       header: (name) => headers.get(name.toLowerCase()),
       text: () => (Buffer.byteLength(body) > MAX_BODY_BYTES ? Promise.reject(new PayloadTooLarge(`request body larger than ${MAX_BODY_BYTES} bytes`)) : Promise.resolve(body)),
     });
@@ -142,9 +166,16 @@ export class HttpApp {
     return { status: reply.status, headers: replyHeaders, text: () => Promise.resolve(text), json: () => Promise.resolve(JSON.parse(text) as unknown) };
   }
 
-  /** Serves the app on host:port (0: any free port). A port in use rejects with a clear message. */
-  async listen(host: string, port: number, what = 'HTTP API'): Promise<Server> {
-    const server = http.createServer((req, res) => void this.serve(req, res));
+  /** Serves the app on host:port (0: any free port), over TLS when `tls` is given. A port in use rejects with a clear message. */
+  async listen(host: string, port: number, what = 'HTTP API', tls?: ServerTls): Promise<Server> {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => void this.serve(req, res);
+    const server: Server =
+      tls === undefined
+        ? http.createServer(handler)
+        : https.createServer(
+            { cert: tls.cert, key: tls.key, ...(tls.ca === undefined ? {} : { ca: tls.ca }), requestCert: tls.verifyClient !== 'none', rejectUnauthorized: tls.verifyClient === 'required' },
+            handler,
+          );
     // Idle keep-alive connections must not hold up close() for long.
     server.keepAliveTimeout = 5000;
     await new Promise<void>((resolve, reject) => {
@@ -162,6 +193,7 @@ export class HttpApp {
       path: url.pathname,
       query: url.searchParams,
       remoteAddress: req.socket.remoteAddress,
+      clientCertVerified: (req.socket as Partial<TLSSocket>).authorized === true,
       header: (name) => {
         const v = req.headers[name.toLowerCase()];
         return Array.isArray(v) ? v.join(', ') : v;
@@ -213,14 +245,20 @@ export interface HttpCallResult {
  * for the whole exchange and by MAX_BODY_BYTES for the answer. Rejects on a network error, a timeout
  * or an oversized answer; any status code resolves.
  */
-export function httpCall(url: string | URL, opts: { method?: string; headers?: Readonly<Record<string, string>>; body?: string; timeoutMs: number }): Promise<HttpCallResult> {
+export function httpCall(url: string | URL, opts: { method?: string; headers?: Readonly<Record<string, string>>; body?: string; timeoutMs: number; tls?: ClientTls }): Promise<HttpCallResult> {
   return new Promise((resolve, reject) => {
     const payload = opts.body === undefined ? undefined : Buffer.from(opts.body);
-    const req = http.request(url, {
+    const target = typeof url === 'string' ? new URL(url) : url;
+    const common = {
       method: opts.method ?? 'GET',
       headers: { ...(opts.headers ?? {}), ...(payload === undefined ? {} : { 'content-length': String(payload.length) }) },
-      agent: false,
-    });
+      agent: false as const,
+    };
+    const t = opts.tls ?? {};
+    const req =
+      target.protocol === 'https:'
+        ? https.request(target, { ...common, ...(t.ca === undefined ? {} : { ca: t.ca }), ...(t.cert === undefined ? {} : { cert: t.cert }), ...(t.key === undefined ? {} : { key: t.key }) })
+        : http.request(target, common);
     const timer = setTimeout(() => req.destroy(new Error(`${opts.method ?? 'GET'} ${String(url)}: no answer within ${opts.timeoutMs} ms`)), opts.timeoutMs);
     req.on('error', (e) => {
       clearTimeout(timer);

@@ -16,7 +16,15 @@ import {
 } from './index.js';
 import type { AgentConfig, AgentConfigFileInput, SpecError } from './index.js';
 
-const PASSWORDS: Record<string, string> = { '/secrets/superuser': 'su-secret\n', '/secrets/replication': 'repl-secret' };
+const CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+const KEY = '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n';
+const PASSWORDS: Record<string, string> = {
+  '/secrets/superuser': 'su-secret\n',
+  '/secrets/replication': 'repl-secret',
+  '/tls/server.pem': CERT,
+  '/tls/server.key': KEY,
+  '/tls/ca.pem': CERT,
+};
 const readPasswordFile = (path: string): string => {
   const p = PASSWORDS[path];
   if (p === undefined) throw new Error(`ENOENT: no such file or directory, open '${path}'`);
@@ -73,6 +81,16 @@ postgresql:
     superuser: { password: su }
     replication: { password: repl }
 `;
+
+describe('agent config: REST API TLS', () => {
+  it('reads certfile, keyfile, cafile and verify_client, also from WARDEN_RESTAPI_* variables', () => {
+    const c = accept(`${MINIMAL}restapi:\n  certfile: /tls/server.pem\n  keyfile: /tls/server.key\n  cafile: /tls/ca.pem\n  verify_client: optional\n`);
+    assert.deepEqual(c.restApi.tls, { cert: CERT, key: KEY, ca: CERT, verifyClient: 'optional' });
+    const e = accept(MINIMAL, { WARDEN_RESTAPI_CERTFILE: '/tls/server.pem', WARDEN_RESTAPI_KEYFILE: '/tls/server.key' });
+    assert.deepEqual(e.restApi.tls, { cert: CERT, key: KEY, verifyClient: 'none' });
+    assert.equal(accept(MINIMAL).restApi.tls, undefined);
+  });
+});
 
 describe('agent config: accepted files', () => {
   it('reads every setting of a full file into typed values', () => {
@@ -278,6 +296,30 @@ const errorCases: { name: string; text: string; env?: Env; at: string; message: 
     text: MINIMAL.replace('    replication: { password: repl }\n', ''),
     at: 'agent.yaml:6:3: postgresql.authentication.replication.password',
     message: /WARDEN_PG_REPLICATION_PASSWORD or WARDEN_PG_REPLICATION_PASSWORD_FILE/,
+  },
+  {
+    name: 'a certificate without its key',
+    text: `${MINIMAL}restapi:\n  certfile: /tls/server.pem\n`,
+    at: 'agent.yaml:9:1: restapi.keyfile',
+    message: /^restapi\.certfile and restapi\.keyfile go together: set both or neither$/,
+  },
+  {
+    name: 'verify_client without a CA to verify with',
+    text: `${MINIMAL}restapi:\n  certfile: /tls/server.pem\n  keyfile: /tls/server.key\n  verify_client: required\n`,
+    at: 'agent.yaml:12:3: restapi.verify_client',
+    message: /^verify_client required needs restapi\.cafile/,
+  },
+  {
+    name: 'a key file that is not PEM',
+    text: `${MINIMAL}restapi:\n  certfile: /tls/server.pem\n  keyfile: /secrets/superuser\n`,
+    at: 'agent.yaml:11:3: restapi.keyfile',
+    message: /^\/secrets\/superuser is not a PEM file with a PRIVATE KEY/,
+  },
+  {
+    name: 'an unknown verify_client mode',
+    text: `${MINIMAL}restapi:\n  certfile: /tls/server.pem\n  keyfile: /tls/server.key\n  cafile: /tls/ca.pem\n  verify_client: maybe\n`,
+    at: 'agent.yaml:13:3: restapi.verify_client',
+    message: /^must be none, optional or required \(got "maybe"\)$/,
   },
   {
     name: 'a relative data dir is rejected',

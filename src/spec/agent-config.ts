@@ -51,6 +51,8 @@ export interface AgentConfig {
     readonly authentication?: Credentials;
     /** Addresses (IP or CIDR) allowed to call mutating endpoints; unset allows any (403 otherwise). */
     readonly allowlist?: readonly string[];
+    /** HTTPS with these PEM texts (read at load); the agent also presents cert/key to its peers. */
+    readonly tls?: RestApiTls;
   };
   readonly postgres: {
     readonly listen: HostPort;
@@ -71,6 +73,14 @@ export interface AgentConfig {
   /** Written to the DCS `config` key only by the member that bootstraps the cluster. */
   readonly bootstrapDynamicConfig: DynamicConfig;
   readonly log: { readonly level: LogLevel; readonly file?: string };
+}
+
+/** The REST API's TLS settings (Patroni's restapi.certfile / keyfile / cafile / verify_client). */
+export interface RestApiTls {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string;
+  readonly verifyClient: 'none' | 'optional' | 'required';
 }
 
 /** Reads a password file; the loader passes one that touches the disk, tests a map. May throw. */
@@ -102,6 +112,10 @@ export const AGENT_CONFIG_ENV = {
   'restapi.authentication.password': 'WARDEN_RESTAPI_PASSWORD',
   'restapi.authentication.password_file': 'WARDEN_RESTAPI_PASSWORD_FILE',
   'restapi.allowlist': 'WARDEN_RESTAPI_ALLOWLIST',
+  'restapi.certfile': 'WARDEN_RESTAPI_CERTFILE',
+  'restapi.keyfile': 'WARDEN_RESTAPI_KEYFILE',
+  'restapi.cafile': 'WARDEN_RESTAPI_CAFILE',
+  'restapi.verify_client': 'WARDEN_RESTAPI_VERIFY_CLIENT',
   'postgresql.pre_promote': 'WARDEN_PG_PRE_PROMOTE',
   'postgresql.callbacks.on_start': 'WARDEN_PG_CALLBACK_ON_START',
   'postgresql.callbacks.on_stop': 'WARDEN_PG_CALLBACK_ON_STOP',
@@ -228,6 +242,7 @@ class AgentConfigReader {
     const replication = this.credentials('postgresql.authentication.replication', 'replicator', true);
     const restAuth = this.credentials('restapi.authentication', 'warden', false);
     const allowlist = this.allowlist();
+    const restTls = this.restApiTls();
     const command = (path: 'postgresql.pre_promote' | `postgresql.callbacks.${'on_start' | 'on_stop' | 'on_role_change'}`): string | undefined =>
       this.optional(path, (v, s) => (v.trim() === '' ? r.error(s, 'must be a non-empty shell command') : v));
     const prePromote = command('postgresql.pre_promote');
@@ -275,6 +290,7 @@ class AgentConfigReader {
         connectAddress: restConnect,
         ...(restAuth === undefined ? {} : { authentication: restAuth }),
         ...(allowlist === undefined ? {} : { allowlist }),
+        ...(restTls === undefined ? {} : { tls: restTls }),
       },
       postgres: {
         listen: pgListen,
@@ -327,6 +343,10 @@ class AgentConfigReader {
           listen: store('restapi.listen'),
           connect_address: store('restapi.connect_address'),
           allowlist: store('restapi.allowlist'),
+          certfile: store('restapi.certfile'),
+          keyfile: store('restapi.keyfile'),
+          cafile: store('restapi.cafile'),
+          verify_client: store('restapi.verify_client'),
           authentication: section('restapi.authentication', {
             username: store('restapi.authentication.username'),
             password: store('restapi.authentication.password'),
@@ -520,6 +540,37 @@ class AgentConfigReader {
     return urls.filter((u): u is string => u !== undefined);
   }
 
+  /** restapi.certfile + keyfile (both or neither), cafile, verify_client (needs cafile unless none). */
+  private restApiTls(): RestApiTls | undefined {
+    const r = this.reader;
+    const pem = (path: 'restapi.certfile' | 'restapi.keyfile' | 'restapi.cafile', marker: RegExp, block: string): string | undefined =>
+      this.optional(path, (v, s) => {
+        const file = this.absolutePath(v, s);
+        if (file === undefined) return undefined;
+        const text = this.readFileText(file, s, 'file');
+        if (text === undefined) return undefined;
+        return marker.test(text) ? text : r.error(s, `${file} is not a PEM file with a ${block} (no "-----BEGIN ${block}-----" line)`);
+      });
+    const cert = pem('restapi.certfile', /-----BEGIN CERTIFICATE-----/, 'CERTIFICATE');
+    const key = pem('restapi.keyfile', /-----BEGIN [A-Z ]*PRIVATE KEY-----/, 'PRIVATE KEY');
+    const ca = pem('restapi.cafile', /-----BEGIN CERTIFICATE-----/, 'CERTIFICATE');
+    const verifyClient = this.optional('restapi.verify_client', (v, s) =>
+      v === 'none' || v === 'optional' || v === 'required' ? v : r.error(s, `must be none, optional or required (got ${JSON.stringify(v)})`),
+    );
+    const certSet = this.pick('restapi.certfile') !== undefined;
+    const keySet = this.pick('restapi.keyfile') !== undefined;
+    if (certSet !== keySet) return r.error(this.siteFor(certSet ? 'restapi.keyfile' : 'restapi.certfile'), 'restapi.certfile and restapi.keyfile go together: set both or neither');
+    if (!certSet) {
+      if (verifyClient !== undefined || this.pick('restapi.cafile') !== undefined) return r.error(this.siteFor(verifyClient !== undefined ? 'restapi.verify_client' : 'restapi.cafile'), 'needs restapi.certfile and restapi.keyfile (TLS)');
+      return undefined;
+    }
+    if (verifyClient !== undefined && verifyClient !== 'none' && this.pick('restapi.cafile') === undefined) {
+      return r.error(this.siteFor('restapi.verify_client'), `verify_client ${verifyClient} needs restapi.cafile (the CA that signs client certificates)`);
+    }
+    if (cert === undefined || key === undefined) return undefined;
+    return { cert, key, ...(ca === undefined ? {} : { ca }), verifyClient: verifyClient ?? 'none' };
+  }
+
   private credentials(
     base: 'postgresql.authentication.superuser' | 'postgresql.authentication.replication' | 'restapi.authentication',
     defaultUser: string,
@@ -554,15 +605,20 @@ class AgentConfigReader {
     );
   }
 
-  private readPasswordFile(path: string, site: SpecSite): string | undefined {
+  /** A file's text through the loader's reader; a SpecError naming the file otherwise. */
+  private readFileText(path: string, site: SpecSite, what: string): string | undefined {
     const read = this.options.readPasswordFile;
-    if (read === undefined) return this.reader.error(site, `cannot read password file ${path}: no file reader given (use loadAgentConfig)`);
-    let content: string;
+    if (read === undefined) return this.reader.error(site, `cannot read ${what} ${path}: no file reader given (use loadAgentConfig)`);
     try {
-      content = read(path);
+      return read(path);
     } catch (e) {
-      return this.reader.error(site, `cannot read password file ${path}: ${e instanceof Error ? e.message : String(e)}`);
+      return this.reader.error(site, `cannot read ${what} ${path}: ${e instanceof Error ? e.message : String(e)}`);
     }
+  }
+
+  private readPasswordFile(path: string, site: SpecSite): string | undefined {
+    const content = this.readFileText(path, site, 'password file');
+    if (content === undefined) return undefined;
     // One trailing newline is how editors and `echo` end files; it is not part of the password.
     const password = content.replace(/\r?\n$/, '');
     if (password === '') return this.reader.error(site, `password file ${path} is empty`);
