@@ -9,6 +9,7 @@ import { cp, mkdir, readdir, readFile } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
+import { postmasterPid, processTree } from '../src/chaos/processes.js';
 import type { StateFile, StateMember } from '../src/controller/state-file.js';
 
 export type { StateFile, StateMember };
@@ -294,32 +295,8 @@ export function signal(pid: number, sig: NodeJS.Signals): boolean {
   }
 }
 
-/** Direct children of a process, from /proc/<pid>/task/<pid>/children ([] when gone). */
-export async function childrenOf(pid: number): Promise<number[]> {
-  try {
-    const text = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim();
-    return text === '' ? [] : text.split(/\s+/).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** A process and all its descendants (breadth first). */
-export async function processTree(rootPid: number): Promise<number[]> {
-  const out = [rootPid];
-  for (let i = 0; i < out.length; i++) out.push(...(await childrenOf(out[i] ?? 0)));
-  return out;
-}
-
-/** The postmaster PID from <dataDir>/postmaster.pid. */
-export async function postmasterPid(dataDir: string): Promise<number | undefined> {
-  try {
-    const pid = Number((await readFile(join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
+// Process trees and postmaster PIDs are read the same way the chaos faults read them.
+export { postmasterPid, processTree };
 
 /** One process's fields from /proc/<pid>/stat (after the parenthesised command name). */
 export async function procStat(pid: number): Promise<{ state: string; ppid: number; ticks: number } | undefined> {
