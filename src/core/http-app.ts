@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
 /**
@@ -90,6 +91,64 @@ interface Route {
 
 class PayloadTooLarge extends Error {}
 
+/** A request target split into path and query, or the reason it is not one this server answers. */
+export type RequestTarget = { readonly ok: true; readonly path: string; readonly query: URLSearchParams } | { readonly ok: false; readonly error: string };
+
+/**
+ * Splits an HTTP/1.1 request target (RFC 9112 §3.2) without WHATWG URL resolution: origin-form
+ * (`/path?query`) is taken as written, so `//evil/config` stays the path `//evil/config` (a 404)
+ * instead of resolving to another host's `/config`; absolute-form (`http://host/path`) is accepted
+ * as proxies send it; anything else (authority-form, `*`, garbage, control characters) is refused.
+ * Never throws: a thrown TypeError here once killed the whole agent on one request.
+ */
+export function parseRequestTarget(raw: string | undefined): RequestTarget {
+  const target = raw ?? '/';
+  // eslint-disable-next-line no-control-regex
+  if (target.length === 0 || /[\x00-\x20\x7f]/.test(target)) return { ok: false, error: 'malformed request target' };
+  let pathAndQuery = target;
+  if (!target.startsWith('/')) {
+    const m = /^https?:\/\/[^/?#]*(.*)$/i.exec(target);
+    if (m === null) return { ok: false, error: 'request target must be a path (origin-form) or an absolute http URL' };
+    pathAndQuery = m[1] === undefined || m[1] === '' ? '/' : m[1];
+    if (!pathAndQuery.startsWith('/')) pathAndQuery = `/${pathAndQuery}`;
+  }
+  const hash = pathAndQuery.indexOf('#');
+  if (hash >= 0) pathAndQuery = pathAndQuery.slice(0, hash);
+  const q = pathAndQuery.indexOf('?');
+  const path = q >= 0 ? pathAndQuery.slice(0, q) : pathAndQuery;
+  try {
+    return { ok: true, path, query: new URLSearchParams(q >= 0 ? pathAndQuery.slice(q + 1) : '') };
+  } catch {
+    return { ok: false, error: 'malformed query string' };
+  }
+}
+
+/** Bounds of a server made by `listen`. */
+export interface ServerLimits {
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  checkIntervalMs: number;
+  maxConnections: number;
+}
+
+/**
+ * Bounds every server made by `listen` has (hardening: idle sockets must not pile up until the
+ * process runs out of file descriptors). Requests here are small and answered at once.
+ */
+export const SERVER_LIMITS: Readonly<ServerLimits> = {
+  /** A client has this long to send its (first) request's headers. */
+  headersTimeoutMs: 10_000,
+  /** ... and this long for the whole request. */
+  requestTimeoutMs: 15_000,
+  keepAliveTimeoutMs: 5_000,
+  /** How often node:http checks the header and request timeouts. */
+  checkIntervalMs: 1_000,
+  /** Connections beyond this are closed at once, so the process keeps descriptors for its real work. */
+  maxConnections: 4096,
+};
+
+
 /** Exact-path routes; GET routes answer HEAD too. Unknown paths get a JSON 404, thrown errors a JSON 500. */
 export class HttpApp {
   private readonly routes: Route[] = [];
@@ -149,57 +208,100 @@ export class HttpApp {
 
   /** Answers a request in-process, without a socket (tests). `path` may carry a query string. */
   async request(path: string, init: { method?: string; headers?: Readonly<Record<string, string>>; body?: string; remoteAddress?: string; clientCertVerified?: boolean } = {}): Promise<LocalResponse> {
-    const url = new URL(path, 'http://in-process');
+    const target = parseRequestTarget(path);
+    if (!target.ok) return toLocalResponse(jsonReply({ error: target.error }, 400));
     const headers = new Map(Object.entries(init.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
     const body = init.body ?? '';
     const reply = await this.handle({
       method: (init.method ?? 'GET').toUpperCase(),
-      path: url.pathname,
-      query: url.searchParams,
+      path: target.path,
+      query: target.query,
       remoteAddress: init.remoteAddress,
       clientCertVerified: init.clientCertVerified ?? false,
       header: (name) => headers.get(name.toLowerCase()),
       text: () => (Buffer.byteLength(body) > MAX_BODY_BYTES ? Promise.reject(new PayloadTooLarge(`request body larger than ${MAX_BODY_BYTES} bytes`)) : Promise.resolve(body)),
     });
-    const text = reply.body ?? '';
-    const replyHeaders = new Map(Object.entries(reply.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
-    return { status: reply.status, headers: replyHeaders, text: () => Promise.resolve(text), json: () => Promise.resolve(JSON.parse(text) as unknown) };
+    return toLocalResponse(reply);
   }
 
   /** Serves the app on host:port (0: any free port), over TLS when `tls` is given. A port in use rejects with a clear message. */
-  async listen(host: string, port: number, what = 'HTTP API', tls?: ServerTls): Promise<Server> {
-    const handler = (req: IncomingMessage, res: ServerResponse): void => void this.serve(req, res);
+  async listen(host: string, port: number, what = 'HTTP API', tls?: ServerTls, overrides: Partial<ServerLimits> = {}): Promise<Server> {
+    const lim: ServerLimits = { ...SERVER_LIMITS, ...overrides };
+    // node:http's own timeouts start with the first byte of a request (and `server.timeout` does not
+    // fire on sockets its parser consumes): a client that connects and sends nothing would hold its
+    // descriptor forever. Each connection gets headersTimeout to start its first request.
+    const firstRequestTimers = new WeakMap<object, NodeJS.Timeout>();
+    const armFirstRequestTimer = (socket: Socket): void => {
+      const t = setTimeout(() => socket.destroy(), lim.headersTimeoutMs);
+      t.unref();
+      firstRequestTimers.set(socket, t);
+      socket.once('close', () => clearTimeout(t));
+    };
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
+      const t = firstRequestTimers.get(req.socket);
+      if (t !== undefined) {
+        clearTimeout(t);
+        firstRequestTimers.delete(req.socket);
+      }
+      this.serve(req, res).catch(() => {
+        // serve() answers every request itself; this only keeps a broken socket from becoming an
+        // unhandled rejection that would end the process.
+        res.destroy();
+      });
+    };
+    const limits = {
+      headersTimeout: lim.headersTimeoutMs,
+      requestTimeout: lim.requestTimeoutMs,
+      keepAliveTimeout: lim.keepAliveTimeoutMs,
+      connectionsCheckingInterval: lim.checkIntervalMs,
+    };
     const server: Server =
       tls === undefined
-        ? http.createServer(handler)
+        ? http.createServer(limits, handler)
         : https.createServer(
-            { cert: tls.cert, key: tls.key, ...(tls.ca === undefined ? {} : { ca: tls.ca }), requestCert: tls.verifyClient !== 'none', rejectUnauthorized: tls.verifyClient === 'required' },
+            { ...limits, cert: tls.cert, key: tls.key, ...(tls.ca === undefined ? {} : { ca: tls.ca }), requestCert: tls.verifyClient !== 'none', rejectUnauthorized: tls.verifyClient === 'required', handshakeTimeout: lim.headersTimeoutMs },
             handler,
           );
-    // Idle keep-alive connections must not hold up close() for long.
-    server.keepAliveTimeout = 5000;
+    server.maxConnections = lim.maxConnections;
+    if (tls === undefined) server.on('connection', armFirstRequestTimer);
+    else server.on('secureConnection', armFirstRequestTimer);
+    // A malformed request line or header never reaches serve(): node:http reports it here. Answer
+    // 400 (or just close) and keep serving everyone else.
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (socket.writable && err.code !== 'ECONNRESET') {
+        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+        socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      } else {
+        socket.destroy();
+      }
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE' ? Object.assign(new Error(`${what} port ${host}:${port} is already in use`), { code: e.code, address: host, port }) : e));
       server.listen(port, host, () => resolve());
     });
+    // After listen, a failed accept (EMFILE under a flood of sockets) is emitted here; without a
+    // listener it would end the process. The server keeps accepting once descriptors free up.
+    server.on('error', () => undefined);
     return server;
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let bodyPromise: Promise<string> | undefined;
-    const url = new URL(req.url ?? '/', 'http://local');
-    const reply = await this.handle({
-      method: (req.method ?? 'GET').toUpperCase(),
-      path: url.pathname,
-      query: url.searchParams,
-      remoteAddress: req.socket.remoteAddress,
-      clientCertVerified: (req.socket as Partial<TLSSocket>).authorized === true,
-      header: (name) => {
-        const v = req.headers[name.toLowerCase()];
-        return Array.isArray(v) ? v.join(', ') : v;
-      },
-      text: () => (bodyPromise ??= readBody(req)),
-    });
+    const target = parseRequestTarget(req.url);
+    const reply = target.ok
+      ? await this.handle({
+          method: (req.method ?? 'GET').toUpperCase(),
+          path: target.path,
+          query: target.query,
+          remoteAddress: req.socket.remoteAddress,
+          clientCertVerified: (req.socket as Partial<TLSSocket>).authorized === true,
+          header: (name) => {
+            const v = req.headers[name.toLowerCase()];
+            return Array.isArray(v) ? v.join(', ') : v;
+          },
+          text: () => (bodyPromise ??= readBody(req)),
+        })
+      : jsonReply({ error: `${target.error}: ${JSON.stringify((req.url ?? '').slice(0, 200))}` }, 400);
     if (bodyPromise === undefined) req.resume();
     const headers: Record<string, string | number> = { ...(reply.headers ?? {}) };
     const payload = reply.body === null ? undefined : Buffer.from(reply.body);
@@ -208,6 +310,12 @@ export class HttpApp {
     res.writeHead(reply.status, headers);
     res.end(req.method === 'HEAD' ? undefined : payload);
   }
+}
+
+function toLocalResponse(reply: HttpReply): LocalResponse {
+  const text = reply.body ?? '';
+  const headers = new Map(Object.entries(reply.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+  return { status: reply.status, headers, text: () => Promise.resolve(text), json: () => Promise.resolve(JSON.parse(text) as unknown) };
 }
 
 function readBody(req: IncomingMessage): Promise<string> {
