@@ -47,6 +47,29 @@ export const DEFAULT_DYNAMIC_CONFIG: DynamicConfig = {
   postgresql: { use_pg_rewind: true, parameters: {} },
 };
 
+/** Inclusive bounds of a numeric setting; `exclusiveMin` for settings that must be positive. */
+export interface SettingBounds {
+  readonly min: number;
+  readonly exclusiveMin?: boolean;
+  readonly max: number;
+  readonly integer?: boolean;
+}
+
+/**
+ * Bounds of the numeric dynamic settings, declared once for the spec, `edit-config`, PATCH /config
+ * and the agent's check of the `config` key. The upper bounds keep every derived timer inside what
+ * Node's timers can hold (2^31 − 1 ms ≈ 24.8 days: a longer delay fires at once) and every lease
+ * grantable: an hour of ttl is far beyond any sane failover budget, yet far from any overflow.
+ */
+export const DYNAMIC_CONFIG_BOUNDS = {
+  ttl: { min: 0, exclusiveMin: true, max: 3600 },
+  loop_wait: { min: 0, exclusiveMin: true, max: 3600 },
+  retry_timeout: { min: 0, exclusiveMin: true, max: 3600 },
+  primary_start_timeout: { min: 0, max: 86_400 },
+  maximum_lag_on_failover: { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true },
+  synchronous_node_count: { min: 1, max: 64, integer: true },
+} as const satisfies Readonly<Record<string, SettingBounds>>;
+
 /** A violated timing rule, or undefined when `c` satisfies invariant 2 of DESIGN.md. */
 export function timingRuleViolation(c: Pick<DynamicConfig, 'ttl' | 'loop_wait' | 'retry_timeout'>): string | undefined {
   if (!(c.ttl > 0) || !(c.loop_wait > 0) || !(c.retry_timeout > 0)) {

@@ -263,7 +263,7 @@ const errorCases: { name: string; text: string; at: string; message: RegExp }[] 
     name: 'a ttl that is not a number names the field and the value',
     text: `${header}\nspec:\n  instances:\n    - name: instance1\n      replicas: 3\n  patroni:\n    dynamicConfiguration:\n      ttl: abc\n`,
     at: 'cluster.yaml:12:7: spec.patroni.dynamicConfiguration.ttl',
-    message: /^must be a number > 0 \(got "abc"\)$/,
+    message: /^must be a number > 0 and ≤ 3600 \(got "abc"\)$/,
   },
   {
     name: 'loop_wait + 2 × retry_timeout > ttl is reported at ttl',

@@ -1,8 +1,9 @@
-import { DEFAULT_DYNAMIC_CONFIG, timingRuleViolation } from '../ha/dynamic-config.js';
-import type { DynamicConfig } from '../ha/dynamic-config.js';
+import { DEFAULT_DYNAMIC_CONFIG, DYNAMIC_CONFIG_BOUNDS, timingRuleViolation } from '../ha/dynamic-config.js';
+import type { DynamicConfig, SettingBounds } from '../ha/dynamic-config.js';
 import type { SpecSite } from './spec-error.js';
 import type { MappingRules, SpecReader } from './spec-reader.js';
 import { describeValue } from './spec-reader.js';
+import { parameterProblem } from './pg-parameter-check.js';
 import type { YamlValue } from './yaml-tree.js';
 
 type ScalarKey = Exclude<keyof DynamicConfig, 'postgresql'>;
@@ -123,8 +124,9 @@ export class DynamicConfigDraft {
  * never be silently ignored.
  */
 export function readDynamicConfiguration(reader: SpecReader, value: YamlValue, site: SpecSite, draft: DynamicConfigDraft): void {
-  const positive = (key: 'ttl' | 'loop_wait' | 'retry_timeout') => (v: YamlValue, s: SpecSite) => {
-    const n = reader.number(v, s, { gt: 0 });
+  const bounded = (key: keyof typeof DYNAMIC_CONFIG_BOUNDS) => (v: YamlValue, s: SpecSite) => {
+    const b: SettingBounds = DYNAMIC_CONFIG_BOUNDS[key];
+    const n = reader.number(v, s, { ...(b.exclusiveMin === true ? { gt: b.min } : { min: b.min }), max: b.max, ...(b.integer === true ? { integer: true } : {}) });
     if (n !== undefined) draft.set(key, n, s);
   };
   const flag = (key: 'synchronous_mode_strict' | 'check_timeline' | 'failsafe_mode' | 'pause') => (v: YamlValue, s: SpecSite) => {
@@ -133,26 +135,17 @@ export function readDynamicConfiguration(reader: SpecReader, value: YamlValue, s
   };
   const rules: MappingRules = {
     read: {
-      ttl: positive('ttl'),
-      loop_wait: positive('loop_wait'),
-      retry_timeout: positive('retry_timeout'),
-      maximum_lag_on_failover: (v, s) => {
-        const n = reader.number(v, s, { integer: true, min: 0 });
-        if (n !== undefined) draft.set('maximum_lag_on_failover', n, s);
-      },
-      primary_start_timeout: (v, s) => {
-        const n = reader.number(v, s, { min: 0 });
-        if (n !== undefined) draft.set('primary_start_timeout', n, s);
-      },
+      ttl: bounded('ttl'),
+      loop_wait: bounded('loop_wait'),
+      retry_timeout: bounded('retry_timeout'),
+      maximum_lag_on_failover: bounded('maximum_lag_on_failover'),
+      primary_start_timeout: bounded('primary_start_timeout'),
       synchronous_mode: (v, s) => {
         const mode = readSynchronousMode(reader, v, s);
         if (mode !== undefined) draft.set('synchronous_mode', mode, s);
       },
       synchronous_mode_strict: flag('synchronous_mode_strict'),
-      synchronous_node_count: (v, s) => {
-        const n = reader.number(v, s, { integer: true, min: 1 });
-        if (n !== undefined) draft.set('synchronous_node_count', n, s);
-      },
+      synchronous_node_count: bounded('synchronous_node_count'),
       check_timeline: flag('check_timeline'),
       failsafe_mode: flag('failsafe_mode'),
       pause: flag('pause'),
@@ -191,7 +184,8 @@ function readParameters(reader: SpecReader, value: YamlValue, site: SpecSite, dr
     reader.error(site, `must be a mapping of PostgreSQL parameter names to values (got ${describeValue(value)})`);
     return;
   }
-  // Parameters are open-ended: PostgreSQL itself validates names and values, so only shape is checked here.
+  // Values are checked as PostgreSQL 15 would parse them: a value it refuses must never reach a
+  // member's configuration, where it would only show at the next start (or bootstrap loop).
   for (const entry of value.entries) {
     const s: SpecSite = { ...site, line: entry.keyPos.line, col: entry.keyPos.col, field: `${site.field}.${entry.key}` };
     if (!PARAMETER_NAME.test(entry.key)) {
@@ -210,6 +204,11 @@ function readParameters(reader: SpecReader, value: YamlValue, site: SpecSite, dr
     }
     if (name === 'wal_level' && v.value === 'minimal') {
       reader.error(s, 'must be replica or logical: streaming replication does not work with wal_level minimal');
+      continue;
+    }
+    const problem = parameterProblem(entry.key, v.value);
+    if (problem !== undefined) {
+      reader.error(s, problem);
       continue;
     }
     draft.setParameter(entry.key, v.value, s);

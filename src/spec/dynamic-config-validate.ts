@@ -20,8 +20,13 @@ export function validateDynamicConfig(candidate: unknown): { ok: true; config: D
     spec: { instances: [{ replicas: 1 }], patroni: { dynamicConfiguration: candidate } },
   };
   const parsed = parseClusterSpec(stringify(manifest), 'config');
+  const field = (f: string): string => (f.startsWith(PREFIX) ? f.slice(PREFIX.length) : f);
   if (!parsed.ok) {
-    return { ok: false, errors: parsed.errors.map((e) => `${e.field.startsWith(PREFIX) ? e.field.slice(PREFIX.length) : e.field}: ${e.message}`) };
+    return { ok: false, errors: parsed.errors.map((e) => `${field(e.field)}: ${e.message}`) };
   }
+  // In a spec a managed parameter (port, listen_addresses, …) is dropped with a notice, as Patroni
+  // does; an explicit edit of one is refused instead of answering "no change".
+  const managed = parsed.notices.filter((n) => n.field.startsWith(`${PREFIX}postgresql.parameters.`));
+  if (managed.length > 0) return { ok: false, errors: managed.map((n) => `${field(n.field)}: ${n.message.replace('this value is ignored', 'it cannot be set cluster-wide')}`) };
   return { ok: true, config: parsed.spec.dynamicConfig };
 }
