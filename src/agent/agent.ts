@@ -32,6 +32,7 @@ import { Executor, PG_TIMEOUTS, type Hooks } from './executor.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { Logger } from './logger.js';
 import { fetchPeer } from './peers.js';
+import { validateDynamicConfig } from '../spec/index.js';
 
 export const WARDEN_VERSION = '0.1.0';
 
@@ -62,6 +63,10 @@ export interface AgentSnapshot {
   readonly lastLoopAtMs: number;
   readonly loopDurationMs: number;
   readonly leaseDeadlineMs: number | undefined;
+  /** The TTL of the lease this agent holds, as granted: what a `ttl` change has put in force. */
+  readonly leaseTtlMs?: number;
+  /** Why the `config` key in the DCS is not in force (the last valid configuration is), if it is not. */
+  readonly configProblem?: string;
   readonly startedAtMs: number;
   /** A restart scheduled on this member, not yet due. */
   readonly scheduledRestart?: ScheduledRestart;
@@ -96,9 +101,15 @@ export class Agent {
   private lastStatusPublish = 0;
   private dataDirCache: DataDirState | undefined;
   private readonly decisions = new Map<string, number>();
+  /** Records from the DCS refused by their decoder, per kind (shown by /metrics). */
+  private readonly invalidRecords = new Map<string, number>();
+  private validConfig: DynamicConfig | undefined;
   private failsafeUntilMs = 0;
   private pendingOp: { op: LocalOperation; resolve: (r: OperationResult) => void; queuedAtMs: number } | undefined;
   private scheduledRestart: ScheduledRestart | undefined;
+  /** modRevision of the `config` key last checked, and why it was refused (undefined: in force). */
+  private configCheckedRevision: number | undefined = -1;
+  private configProblem: string | undefined;
 
   constructor(
     private readonly id: AgentIdentity,
@@ -143,7 +154,8 @@ export class Agent {
 
   /** The latest snapshot for the REST API and metrics. */
   snapshot(): AgentSnapshot {
-    return { ...this.snap, leaseDeadlineMs: this.lease.current()?.deadlineMs, ...(this.scheduledRestart === undefined ? {} : { scheduledRestart: this.scheduledRestart }) };
+    const lease = this.lease.current();
+    return { ...this.snap, leaseDeadlineMs: lease?.deadlineMs, ...(lease === undefined ? {} : { leaseTtlMs: lease.ttlMs }), ...(this.configProblem === undefined ? {} : { configProblem: this.configProblem }), ...(this.scheduledRestart === undefined ? {} : { scheduledRestart: this.scheduledRestart }) };
   }
 
   /** Schedules a restart of PostgreSQL (one at a time); its conditions are checked when it is due. */
@@ -315,6 +327,7 @@ export class Agent {
     this.memory = decision.memory;
     const view = obs.dcs.ok ? obs.dcs.view : undefined;
     if (view !== undefined) this.config = view.config;
+    if (this.lease.needsRotation()) await this.rotateLease();
     this.decisions.set(decision.reason.code, (this.decisions.get(decision.reason.code) ?? 0) + 1);
     if (decision.reason.code !== this.snap.reason.code || decision.actions.length > 0) {
       this.deps.log.info({ code: decision.reason.code, actions: decision.actions.map((a) => a.kind) }, decision.reason.message);
@@ -361,7 +374,7 @@ export class Agent {
     let dcs: Observation['dcs'];
     try {
       const snap = await this.deps.dcs.range(this.prefix, { timeoutMs: this.config.retry_timeout * 1000 });
-      dcs = { ok: true, view: parseClusterView(this.prefix, snap.revision, snap.kvs) };
+      dcs = { ok: true, view: this.withConfigInForce(parseClusterView(this.prefix, snap.revision, snap.kvs)) };
       this.failsafeUntilMs = 0;
       this.watchFrom = snap.revision + 1;
     } catch (e) {
@@ -392,6 +405,47 @@ export class Agent {
       ...(this.lastFailure === undefined ? {} : { lastFailure: this.lastFailure }),
       ...(this.pendingOp === undefined ? {} : { operation: this.pendingOp.op }),
     };
+  }
+
+  /**
+   * The view with the configuration that is in force: the `config` key when it decodes and passes
+   * the same checks as `edit-config` (types, ranges, the timing rule), else the last valid one —
+   * a bad key written behind the API's back must neither reach `decide()` nor overflow a timer.
+   * Checked once per revision of the key; a refusal is logged once and shown by GET /patroni.
+   */
+  private withConfigInForce(view: ClusterView): ClusterView {
+    if (view.configModRevision === undefined) return view;
+    if (view.configModRevision !== this.configCheckedRevision) {
+      this.configCheckedRevision = view.configModRevision;
+      const checked = view.configError === undefined ? validateDynamicConfig(view.config) : { ok: false as const, errors: [view.configError] };
+      if (checked.ok) {
+        if (this.configProblem !== undefined) this.deps.log.info({ modRevision: view.configModRevision }, 'the config key is valid again and in force');
+        this.configProblem = undefined;
+        this.validConfig = checked.config;
+      } else {
+        this.configProblem = `config key (revision ${view.configModRevision}) refused: ${checked.errors.join('; ')}; the last valid configuration stays in force`;
+        this.invalidRecords.set('config', (this.invalidRecords.get('config') ?? 0) + 1);
+        this.deps.log.error({ modRevision: view.configModRevision, errors: checked.errors }, this.configProblem);
+      }
+    }
+    return { ...view, config: this.validConfig ?? this.config };
+  }
+
+  /** Re-attaches this member's keys to a lease with the configured ttl (see LeaseKeeper.rotate). */
+  private async rotateLease(): Promise<void> {
+    const timeoutMs = this.config.retry_timeout * 1000;
+    await this.lease.rotate(async (newLease, oldLease) => {
+      const memberKey = this.prefix + KEYS.membersDir + this.id.name;
+      const member = await this.deps.dcs.get(memberKey, { timeoutMs });
+      if (member !== undefined && member.lease === oldLease) await this.deps.dcs.put(memberKey, member.value, { leaseId: newLease, timeoutMs });
+      // The leader key last, by compare-and-swap: it moves only if it is still ours on the old lease.
+      const leader = await this.deps.dcs.get(this.prefix + KEYS.leader, { timeoutMs });
+      if (leader !== undefined && leader.value === this.id.name && leader.lease === oldLease) {
+        if (!(await this.deps.dcs.compareAndSwap(leader.key, leader.value, leader.modRevision, { leaseId: newLease, timeoutMs }))) {
+          throw new WardenError('conflict', 'the leader key changed while moving it to the new lease');
+        }
+      }
+    });
   }
 
   /**

@@ -76,3 +76,89 @@ describe('LeaseKeeper', () => {
     }
   });
 });
+
+describe('LeaseKeeper after a ttl change', () => {
+  const makeWith = (dcs: MemoryDcs, ttl: { ms: number }, interval: { ms: number }): LeaseKeeper =>
+    new LeaseKeeper(dcs, systemClock, {
+      ttlMs: () => ttl.ms,
+      intervalMs: () => interval.ms,
+      callTimeoutMs: () => 300,
+      marginMs: () => 200,
+      onDeadline: () => assert.fail('no deadline expected'),
+      log: silentLogger,
+    });
+
+  it('renews at least four times per granted ttl even when loop_wait is sized for a longer one', async () => {
+    const dcs = new MemoryDcs();
+    const ttl = { ms: 1000 };
+    const interval = { ms: 200 };
+    const keeper = makeWith(dcs, ttl, interval);
+    try {
+      keeper.start();
+      await eventually(() => keeper.current(), { timeoutMs: 2000, intervalMs: 10 });
+      // ttl 1 s → 30 s with loop_wait 10 s, before the lease is rotated.
+      ttl.ms = 30_000;
+      interval.ms = 10_000;
+      assert.equal(keeper.renewIntervalMs(), 250);
+      assert.equal(keeper.needsRotation(), true);
+    } finally {
+      keeper.stop();
+      dcs.close();
+    }
+  });
+
+  it('moves the keys to a lease with the new ttl, the leader key last, then revokes the old lease', async () => {
+    const dcs = new MemoryDcs();
+    const ttl = { ms: 30_000 };
+    const keeper = makeWith(dcs, ttl, { ms: 200 });
+    try {
+      keeper.start();
+      const old = await eventually(() => keeper.current(), { timeoutMs: 2000, intervalMs: 10 });
+      assert.equal(await dcs.create('/c/leader', 'm1', { leaseId: old.id }), true);
+      ttl.ms = 2_000;
+      const order: string[] = [];
+      const outcome = await keeper.rotate(async (newLease, oldLease) => {
+        assert.equal(oldLease, old.id);
+        const kv = await dcs.get('/c/leader');
+        order.push('leader');
+        assert.equal(await dcs.compareAndSwap('/c/leader', 'm1', kv!.modRevision, { leaseId: newLease }), true);
+      });
+      assert.equal(outcome, 'rotated');
+      const now = keeper.current()!;
+      assert.notEqual(now.id, old.id);
+      assert.equal(now.requestedTtlMs, 2_000);
+      assert.equal(keeper.needsRotation(), false);
+      assert.equal((await dcs.get('/c/leader'))?.lease, now.id);
+      await assert.rejects(dcs.keepAlive(old.id), /lease/);
+      assert.deepEqual(order, ['leader']);
+    } finally {
+      keeper.stop();
+      dcs.close();
+    }
+  });
+
+  it('keeps the old lease (and the leader key on it) when moving the keys fails', async () => {
+    const dcs = new MemoryDcs();
+    const ttl = { ms: 1000 };
+    const keeper = makeWith(dcs, ttl, { ms: 200 });
+    try {
+      keeper.start();
+      const old = await eventually(() => keeper.current(), { timeoutMs: 2000, intervalMs: 10 });
+      await dcs.create('/c/leader', 'm1', { leaseId: old.id });
+      ttl.ms = 5_000;
+      let offered = '';
+      const outcome = await keeper.rotate(async (newLease) => {
+        offered = newLease;
+        throw new Error('leader key changed');
+      });
+      assert.equal(outcome, 'failed');
+      assert.equal(keeper.current()?.id, old.id);
+      assert.equal((await dcs.get('/c/leader'))?.lease, old.id);
+      await assert.rejects(dcs.keepAlive(offered), /lease/);
+      assert.equal(keeper.needsRotation(), true);
+    } finally {
+      keeper.stop();
+      dcs.close();
+    }
+  });
+});

@@ -8,7 +8,10 @@ const RETRY_SPACING_MS = 50;
 /** The lease as the agent knows it: id and the local deadline (send time of last renewal + granted TTL). */
 export interface LeaseState {
   readonly id: string;
+  /** What etcd granted (it may exceed what was asked: its floor follows its election timeout). */
   readonly ttlMs: number;
+  /** What this agent asked for: the `ttl` in force when the lease was granted. */
+  readonly requestedTtlMs: number;
   readonly deadlineMs: number;
 }
 
@@ -50,10 +53,63 @@ export class LeaseKeeper {
       void this.renewOrGrant().then((ok) => {
         // A failed renewal is retried at once (briefly spaced), not a whole interval later: under
         // load one slow etcd answer must not cost the lease while time remains before the deadline.
-        if (!this.stopped) this.ticker = setTimeout(tick, ok ? this.opts.intervalMs() : RETRY_SPACING_MS);
+        if (!this.stopped) this.ticker = setTimeout(tick, ok ? this.renewIntervalMs() : RETRY_SPACING_MS);
       });
     };
     tick();
+  }
+
+  /**
+   * How long to wait between renewals: loop_wait, but never more than a quarter of the TTL the
+   * lease actually has. After `ttl` changes the held lease keeps its old TTL until it is rotated,
+   * and loop_wait may already be sized for the new one (ttl 2 → 30 with loop_wait 10 would
+   * otherwise renew a 2 s lease every 10 s).
+   */
+  renewIntervalMs(): number {
+    const l = this.lease;
+    return l === undefined ? this.opts.intervalMs() : Math.min(this.opts.intervalMs(), l.ttlMs / 4);
+  }
+
+  /** True when the held lease was asked with another TTL than the one now configured. */
+  needsRotation(): boolean {
+    const l = this.lease;
+    return l !== undefined && l.requestedTtlMs !== this.opts.ttlMs();
+  }
+
+  /**
+   * Moves to a lease with the configured TTL, in the order that never lets the leader key lapse:
+   * grant the new lease (the old one keeps being renewed meanwhile), let `moveKeys` re-attach the
+   * keys to it (the leader key last, by compare-and-swap), only then take the new lease as the one
+   * whose deadline fences this member, and revoke the old one. A failure anywhere keeps the old
+   * lease in force and revokes the new one; the caller tries again on a later loop. Shortening the
+   * TTL takes effect the moment the leader key moves, so failover is never slower than configured.
+   */
+  async rotate(moveKeys: (newLeaseId: string, oldLeaseId: string) => Promise<void>): Promise<'rotated' | 'failed' | 'none'> {
+    const old = this.lease;
+    if (old === undefined) return 'none';
+    const want = this.opts.ttlMs();
+    const sentAt = this.clock.nowMs();
+    const timeoutMs = this.opts.callTimeoutMs();
+    let grant: { id: string; ttlMs: number };
+    try {
+      grant = await this.dcs.grantLease(want, { timeoutMs });
+    } catch (e) {
+      this.opts.log.warn({ err: describeError(e) }, 'lease rotation: granting a lease with the new ttl failed; the old lease stays in force');
+      return 'failed';
+    }
+    try {
+      if (this.lease?.id !== old.id) throw new Error('the lease changed meanwhile');
+      await moveKeys(grant.id, old.id);
+    } catch (e) {
+      this.opts.log.warn({ err: describeError(e) }, 'lease rotation: moving the keys to the new lease failed; the old lease stays in force');
+      await this.dcs.revokeLease(grant.id, { timeoutMs }).catch(() => undefined);
+      return 'failed';
+    }
+    this.setLease({ id: grant.id, ttlMs: grant.ttlMs, requestedTtlMs: want, deadlineMs: sentAt + grant.ttlMs });
+    this.opts.log.info({ leaseId: grant.id, ttlMs: grant.ttlMs, previousLeaseId: old.id, previousTtlMs: old.ttlMs }, `ttl change in force: lease of ${grant.ttlMs} ms`);
+    // An empty old lease that cannot be revoked now simply expires.
+    await this.dcs.revokeLease(old.id, { timeoutMs }).catch((e: unknown) => this.opts.log.warn({ err: describeError(e) }, 'lease rotation: revoking the old lease failed; it will expire'));
+    return 'rotated';
   }
 
   /** Renews the lease now (or grants one when none is held); never throws; true when it succeeded. */
@@ -65,14 +121,16 @@ export class LeaseKeeper {
     const timeoutMs = this.lease === undefined ? this.opts.callTimeoutMs() : Math.max(100, Math.min(this.opts.callTimeoutMs(), this.lease.deadlineMs - this.opts.marginMs() - sentAt));
     try {
       if (this.lease === undefined) {
-        const g = await this.dcs.grantLease(this.opts.ttlMs(), { timeoutMs });
-        this.setLease({ id: g.id, ttlMs: g.ttlMs, deadlineMs: sentAt + g.ttlMs });
+        const want = this.opts.ttlMs();
+        const g = await this.dcs.grantLease(want, { timeoutMs });
+        this.setLease({ id: g.id, ttlMs: g.ttlMs, requestedTtlMs: want, deadlineMs: sentAt + g.ttlMs });
         this.opts.log.info({ leaseId: g.id, ttlMs: g.ttlMs }, 'lease granted');
       } else {
         const id = this.lease.id;
         const r = await this.dcs.keepAlive(id, { timeoutMs });
         // The lease may have been replaced while this call was in flight.
-        if (this.lease?.id === id) this.setLease({ id, ttlMs: r.ttlMs, deadlineMs: sentAt + r.ttlMs });
+        const held = this.lease;
+        if (held?.id === id) this.setLease({ ...held, ttlMs: r.ttlMs, deadlineMs: sentAt + r.ttlMs });
       }
       return true;
     } catch (e) {

@@ -29,6 +29,9 @@ export function patroniStatus(s: AgentSnapshot): Record<string, unknown> {
       tags: s.identity.tags,
       dcsError: s.dcsError,
       leaseRemainingMs: s.leaseDeadlineMs === undefined ? null : Math.max(0, s.leaseDeadlineMs - Date.now()),
+      // The TTL in force (a `ttl` change is applied by moving to a new lease): what etcd granted.
+      leaseTtlMs: s.leaseTtlMs ?? null,
+      ...(s.configProblem === undefined ? {} : { configProblem: s.configProblem }),
     },
   };
   if (st !== undefined) {
