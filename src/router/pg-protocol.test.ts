@@ -95,3 +95,32 @@ describe('encodeErrorResponse', () => {
     assert.deepEqual(decodeErrorResponse(buf), { S: 'ERROR', V: 'ERROR', C: '53300', M: 'étéx', D: 'd', H: 'h' });
   });
 });
+
+describe('the startup-packet parser under fuzzing (fast-check)', () => {
+  it('never throws and classifies every buffer, however hostile', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        const buf = Buffer.from(bytes);
+        const p = parseFirstPacket(buf);
+        assert.ok(['incomplete', 'ssl-request', 'gssenc-request', 'cancel-request', 'startup', 'invalid'].includes(p.kind));
+        refusalStep(buf);
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it('reads back every well-formed startup message, whole or cut anywhere', () => {
+    const key = fc.string({ minLength: 1, maxLength: 20 }).filter((k) => !k.includes('\u0000'));
+    const value = fc.string({ maxLength: 40 }).filter((v) => !v.includes('\u0000'));
+    fc.assert(
+      fc.property(fc.dictionary(key, value, { maxKeys: 6 }), fc.nat(), (params, cut) => {
+        const msg = encodeStartupMessage({ user: 'u', ...params });
+        const whole = parseFirstPacket(msg);
+        assert.equal(whole.kind, 'startup');
+        const at = cut % msg.length;
+        assert.equal(parseFirstPacket(msg.subarray(0, at)).kind, 'incomplete');
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+});

@@ -29,6 +29,10 @@ export interface RouterStatus {
   readonly dropped: ProxyStats['dropped'];
   readonly refused: ProxyStats['refused'];
   readonly accepted: ProxyStats['accepted'];
+  /** Sockets closed before their first packet (never given a backend): timed out, or evicted by newer ones. */
+  readonly closedBeforeStartup: ProxyStats['closedBeforeStartup'];
+  /** Sockets still waiting for their first packet. */
+  readonly awaitingStartup: number;
   readonly leaderChanges: number;
   readonly settings: { readonly holdTimeoutMs: number; readonly maxHeld: number; readonly roMaxLagBytes: number; readonly roFallbackToLeader: boolean };
 }

@@ -9,6 +9,7 @@ import { silentLogger } from '../agent/logger.js';
 import { clusterPrefix } from '../ha/index.js';
 import { decodeErrorResponse, encodeEncryptionRequest, encodeStartupMessage } from './pg-protocol.js';
 import { Router, type RouterOptions } from './router.js';
+import { STARTUP_TIMEOUT_MS } from './tcp-proxy.js';
 import { announceSwitchover, clearSwitchover } from './switchover-announcement.js';
 
 // The router against the in-memory DCS and fake backends (TCP servers that answer with their name):
@@ -22,7 +23,9 @@ const TAGS = { nofailover: false, failoverPriority: 1, nosync: false, noloadbala
 /** A TCP server standing in for PostgreSQL: answers every chunk with `<name>;`. */
 class FakeBackend {
   readonly sockets = new Set<net.Socket>();
+  accepted = 0;
   private server = net.createServer((s) => {
+    this.accepted++;
     this.sockets.add(s);
     s.on('data', () => s.write(`${this.name};`));
     s.on('error', () => undefined);
@@ -38,6 +41,7 @@ class FakeBackend {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server = net.createServer((s) => {
+      this.accepted++;
       this.sockets.add(s);
       s.on('data', () => s.write(`${this.name};`));
       s.on('error', () => undefined);
@@ -281,12 +285,32 @@ describe('the router against the in-memory DCS and fake backends', { timeout: 60
     const leaver = client(rwPort, Buffer.from([0, 0]));
     await http.closedWithin();
     await huge.closedWithin();
-    await eventually(() => router.status().held.rw === 2 || undefined, { timeoutMs: 2000, what: 'good and leaver held' });
+    // The leaver sent half a packet: it waits for the rest of it, not in the held queue.
+    await eventually(() => (router.status().held.rw === 1 && router.status().awaitingStartup === 1) || undefined, { timeoutMs: 2000, what: 'good held, leaver awaiting its packet' });
     leaver.end();
-    await eventually(() => router.status().held.rw === 1 || undefined, { timeoutMs: 2000, what: 'the leaver out of the queue' });
+    await eventually(() => (router.status().held.rw === 1 && router.status().awaitingStartup === 0) || undefined, { timeoutMs: 2000, what: 'the leaver gone' });
     await setLeader('demo-1');
     assert.equal(await good.reply(), 'demo-1;');
     assert.ok((router.status().refused['garbage'] ?? 0) >= 2);
+  });
+
+  it('opens no backend connection before the client sends its startup packet, and closes idle sockets after the startup timeout', async () => {
+    await startRouter();
+    const before = backends['demo-1'].accepted;
+    const idle = Array.from({ length: 300 }, () => client(rwPort, null));
+    await eventually(() => router.status().accepted.rw >= 300 || undefined, { timeoutMs: 5000, what: '300 accepted sockets' });
+    assert.equal(backends['demo-1'].accepted, before, 'idle sockets must not reach the primary');
+    // A real client is served at once, alongside the idle ones.
+    assert.equal(await client(rwPort).reply(), 'demo-1;');
+    // A startup packet sent in pieces still counts as one.
+    const slow = client(rwPort, null);
+    const packet = encodeStartupMessage({ user: 'u', database: 'd' });
+    slow.socket.write(packet.subarray(0, 5));
+    await new Promise((r) => setImmediate(r));
+    slow.socket.write(packet.subarray(5));
+    assert.equal(await slow.reply(), 'demo-1;');
+    for (const c of idle) await c.closedWithin(STARTUP_TIMEOUT_MS + 3000);
+    assert.equal(router.status().closedBeforeStartup.timeout, 300);
   });
 
   it('retries a leader that refuses TCP connections within the hold budget', async () => {

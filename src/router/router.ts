@@ -169,6 +169,8 @@ export class Router {
       dropped: stats.dropped,
       refused: stats.refused,
       accepted: stats.accepted,
+      closedBeforeStartup: stats.closedBeforeStartup,
+      awaitingStartup: stats.awaitingStartup,
       leaderChanges: this.leaderChanges,
       settings: {
         holdTimeoutMs: this.opts.holdTimeoutMs,

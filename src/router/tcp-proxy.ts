@@ -38,6 +38,18 @@ export interface ProxyOptions {
 export const MAX_BYTES_BEFORE_BACKEND = MAX_STARTUP_PACKET_BYTES + 8 * 1024;
 /** A refused client has this long to send its startup packet before it is simply closed. */
 const REFUSAL_READ_TIMEOUT_MS = 5_000;
+/**
+ * A new client has this long to send its first packet (startup, SSLRequest, GSSENCRequest or
+ * CancelRequest) before it is closed. No backend is opened before that packet: idle sockets on the
+ * router's ports must never use up the primary's connection slots.
+ */
+export const STARTUP_TIMEOUT_MS = 5_000;
+/**
+ * At most this many connections may be waiting for their first packet; past it the oldest is
+ * closed. A real client sends its packet within milliseconds, so a flood of idle sockets evicts
+ * itself and new clients still get through.
+ */
+export const MAX_AWAITING_STARTUP = 4096;
 /** Pause before retrying a backend that refused the TCP connection. */
 const CONNECT_RETRY_MS = 100;
 /** A half-closed socket is destroyed after this long. */
@@ -57,6 +69,8 @@ export interface ProxyCounters {
   readonly backends: Map<string, { readonly port: PortKind; readonly backend: Backend; readonly c: BackendCounters }>;
   readonly dropped: Map<DropReason, number>;
   readonly refused: Map<RefuseReason, number>;
+  /** Connections closed before their first packet: timed out, or evicted by newer ones. */
+  readonly closedBeforeStartup: { timeout: number; evicted: number };
   accepted: { rw: number; ro: number };
 }
 
@@ -67,6 +81,8 @@ export interface ProxyStats {
   readonly dropped: Readonly<Record<string, number>>;
   readonly refused: Readonly<Record<string, number>>;
   readonly accepted: { readonly rw: number; readonly ro: number };
+  readonly closedBeforeStartup: { readonly timeout: number; readonly evicted: number };
+  readonly awaitingStartup: number;
 }
 
 const backendKey = (port: PortKind, b: Backend): string => `${port}/${b.name}@${b.host}:${b.port}`;
@@ -86,11 +102,13 @@ export class TcpProxy {
   private readonly servers = new Map<PortKind, net.Server>();
   private readonly held: { rw: ClientConnection[]; ro: ClientConnection[] } = { rw: [], ro: [] };
   private readonly sessions = new Set<ClientConnection>();
+  /** Connections that have not sent their first packet yet, oldest first (a Set keeps insertion order). */
+  private readonly awaiting = new Set<ClientConnection>();
   /** Sessions plus connects in flight, per backend key: what least-connections balances. */
   private readonly load = new Map<string, number>();
   private roCursor = 0;
   private stopped = false;
-  readonly counters: ProxyCounters = { backends: new Map(), dropped: new Map(), refused: new Map(), accepted: { rw: 0, ro: 0 } };
+  readonly counters: ProxyCounters = { backends: new Map(), dropped: new Map(), refused: new Map(), closedBeforeStartup: { timeout: 0, evicted: 0 }, accepted: { rw: 0, ro: 0 } };
 
   constructor(readonly opts: ProxyOptions) {}
 
@@ -167,6 +185,8 @@ export class TcpProxy {
       dropped: Object.fromEntries(this.counters.dropped),
       refused: Object.fromEntries(this.counters.refused),
       accepted: { ...this.counters.accepted },
+      closedBeforeStartup: { ...this.counters.closedBeforeStartup },
+      awaitingStartup: this.awaiting.size,
     };
   }
 
@@ -178,6 +198,7 @@ export class TcpProxy {
       for (const c of this.held[port].splice(0)) c.refuse('router-stopped', this.stoppedError(port));
     }
     for (const s of [...this.sessions]) this.drop(s, 'router-stopped');
+    for (const c of [...this.awaiting]) c.destroy();
     // Clients still being refused finish on their own timers; do not wait for them.
     await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
   }
@@ -281,7 +302,28 @@ export class TcpProxy {
 
   private accept(port: PortKind, socket: net.Socket): void {
     this.counters.accepted[port]++;
-    new ClientConnection(this, port, socket).dispatch();
+    if (this.stopped) return void socket.destroy();
+    if (this.awaiting.size >= MAX_AWAITING_STARTUP) {
+      const oldest = this.awaiting.values().next().value;
+      if (oldest !== undefined) {
+        this.counters.closedBeforeStartup.evicted++;
+        oldest.destroy();
+      }
+    }
+    const c = new ClientConnection(this, port, socket);
+    this.awaiting.add(c);
+    c.awaitFirstPacket();
+  }
+
+  /** @internal The connection sent its first packet, or closed. */
+  firstPacketSeen(c: ClientConnection): void {
+    this.awaiting.delete(c);
+  }
+
+  /** @internal */
+  startupTimedOut(c: ClientConnection): void {
+    this.counters.closedBeforeStartup.timeout++;
+    c.destroy();
   }
 
   private release(port: PortKind): void {
@@ -300,11 +342,12 @@ export class TcpProxy {
   }
 }
 
-type ConnState = 'new' | 'held' | 'connecting' | 'session' | 'refusing' | 'closed';
+type ConnState = 'startup' | 'new' | 'held' | 'connecting' | 'session' | 'refusing' | 'closed';
 
-/** One client socket through its life: held → connecting → session, or refused. */
+/** One client socket through its life: startup → held → connecting → session, or refused. */
 class ClientConnection {
-  state: ConnState = 'new';
+  state: ConnState = 'startup';
+  private startupTimer: NodeJS.Timeout | undefined;
   target: Backend | undefined;
   private backend: net.Socket | undefined;
   /** True while this connection counts towards its target's load. */
@@ -351,6 +394,19 @@ class ClientConnection {
     return forwardChunk(buf, n, this.socket, () => backend);
   }
 
+  /** Waits (bounded) for the client's first packet before anything else happens. */
+  awaitFirstPacket(): void {
+    this.startupTimer = setTimeout(() => this.proxy.startupTimedOut(this), STARTUP_TIMEOUT_MS);
+    this.startupTimer.unref();
+  }
+
+  private firstPacketArrived(): void {
+    clearTimeout(this.startupTimer);
+    this.proxy.firstPacketSeen(this);
+    this.state = 'new';
+    this.dispatch();
+  }
+
   /** Sends the connection to a backend now, or holds it. */
   dispatch(): void {
     if (this.state !== 'new' && this.state !== 'held') return;
@@ -374,6 +430,10 @@ class ClientConnection {
   /** Closes the client and its backend at once (a dropped session, or a client that left). */
   destroy(): void {
     if (this.state === 'closed') return;
+    if (this.state === 'startup') {
+      clearTimeout(this.startupTimer);
+      this.proxy.firstPacketSeen(this);
+    }
     this.leaveQueue('client-closed');
     const wasSession = this.state === 'session';
     this.state = 'closed';
@@ -504,6 +564,15 @@ class ClientConnection {
 
   private onClientData(chunk: Buffer): void {
     switch (this.state) {
+      case 'startup': {
+        this.pending.push(chunk);
+        this.pendingBytes += chunk.length;
+        const p = parseFirstPacket(this.pendingBuffer());
+        if (p.kind === 'invalid') return this.garbage(p.reason);
+        if (p.kind !== 'incomplete') this.firstPacketArrived();
+        else if (this.pendingBytes > MAX_BYTES_BEFORE_BACKEND) this.garbage(`sent ${this.pendingBytes} bytes without a complete first packet`);
+        return;
+      }
       case 'session':
         if (this.backend !== undefined && !this.backend.write(chunk)) this.socket.pause();
         return;
