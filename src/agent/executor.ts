@@ -215,6 +215,12 @@ export class Executor {
         return;
       case 'await-caught-up':
         return this.awaitCaughtUp(action.candidate);
+      case 'name-failover-candidate':
+        if (!(await this.dcs.compareAndSwap(this.key(KEYS.failover), JSON.stringify(action.request), action.modRevision, this.dcsOpts()))) {
+          throw new WardenError('conflict', 'the failover key changed while naming the candidate');
+        }
+        log.info({ candidate: action.request.candidate }, `${action.request.kind}: candidate ${action.request.candidate ?? '?'} named`);
+        return;
       case 'delete-failover':
         await this.dcs.delete(this.key(KEYS.failover), { timeoutMs: this.opts.dcsTimeoutMs(), expectModRevision: action.modRevision });
         return;

@@ -5,6 +5,7 @@ export interface Upstream {
   readonly port: number;
 }
 
+import type { FailoverRequest } from './cluster-view.js';
 import type { SyncSet } from './sync.js';
 
 /**
@@ -40,6 +41,12 @@ export type Action =
   | { readonly kind: 'announce-switchover'; readonly to: string; readonly untilMs: number }
   /** After a fast shutdown: wait until the candidate has received the shutdown checkpoint (lossless switchover). */
   | { readonly kind: 'await-caught-up'; readonly candidate: Upstream & { readonly apiUrl: string } }
+  /**
+   * Name the chosen candidate in the `failover` key (compare-and-swap on its revision) before the
+   * leader key is handed over, so that only that member promotes: a request without a candidate
+   * would otherwise end in a leader race the old leader itself may win.
+   */
+  | { readonly kind: 'name-failover-candidate'; readonly request: FailoverRequest; readonly modRevision: number }
   /** Delete the `failover` key (request done, failed or stale). */
   | { readonly kind: 'delete-failover'; readonly modRevision: number }
   /** Set synchronous_standby_names on the primary (reload). */

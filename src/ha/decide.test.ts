@@ -284,6 +284,18 @@ describe('decide: switchover and failover requests', () => {
     assert.deepEqual(d.actions[1], { kind: 'stop', mode: 'fast' });
   });
 
+  it('names the best replica in the request before handing over when none was named (Patroni-style POST /switchover {leader})', () => {
+    const peers = [peer('demo-2', '0/2000000'), peer('demo-3', '0/3000000')];
+    const d = decide(withRequest('demo-1', { leader: 'demo-1' }, primaryPg(), request({ candidate: undefined }), { peers }), {});
+    assert.equal(d.reason.code, 'switching-over');
+    assert.deepEqual(kinds(d), ['name-failover-candidate', 'announce-switchover', 'stop', 'await-caught-up', 'release-leader']);
+    assert.deepEqual(d.actions[0], { kind: 'name-failover-candidate', request: { kind: 'switchover', leader: 'demo-1', candidate: 'demo-3', requestedAtMs: NOW - 100 }, modRevision: 9 });
+    // The old leader, once it has released the key, waits for the named candidate like everyone else.
+    const named = request({ candidate: 'demo-3', modRevision: 10 });
+    const after = decide(withRequest('demo-1', {}, replicaPg('0/3000000'), named, { peers: [peer('demo-2', '0/2000000'), peer('demo-3', '0/3000000')] }), {});
+    assert.equal(after.reason.code, 'race-waiting-for-candidate');
+  });
+
   it('refuses an ineligible candidate with a reason per member, and clears the request', () => {
     const d = decide(withRequest('demo-1', { leader: 'demo-1' }, primaryPg(), request({ candidate: undefined }), {
       peers: [peer('demo-2', '0/3000000', { tags: { ...TAGS, nofailover: true } }), { name: 'demo-3', reachable: false }],

@@ -338,7 +338,7 @@ function decideAsLeader(
       reason: { code, message },
       memory: mem,
     });
-    if (obs.lastFailure !== undefined && ['announce-switchover', 'await-caught-up', 'release-leader'].includes(obs.lastFailure.action)) {
+    if (obs.lastFailure !== undefined && ['name-failover-candidate', 'announce-switchover', 'await-caught-up', 'release-leader'].includes(obs.lastFailure.action)) {
       return drop('switchover-failed', `the ${request.kind} failed (${obs.lastFailure.message}): staying leader`);
     }
     if (request.leader !== undefined && request.leader !== me) {
@@ -350,8 +350,11 @@ function decideAsLeader(
       const verdict = candidateVerdict(obs, view, request.candidate, request.kind);
       if ('problem' in verdict) return drop('switchover-candidate-ineligible', verdict.problem);
       const c = verdict.candidate;
+      const { modRevision: failoverRevision, ...requested } = request;
       return {
         actions: [
+          // Without a named candidate the others would race once the key is released; name it first.
+          ...(request.candidate === undefined ? [{ kind: 'name-failover-candidate' as const, request: { ...requested, candidate: c.name }, modRevision: failoverRevision }] : []),
           { kind: 'announce-switchover', to: c.name, untilMs: obs.nowMs + SWITCHOVER_PAUSE_MS },
           // Fast shutdown streams the remaining WAL to connected standbys before it ends.
           { kind: 'stop', mode: 'fast' },
