@@ -1,6 +1,8 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { decodeJson, list, num, obj, optional, port, str, type Decoder } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
+import { writeFileAtomically } from './state-file.js';
 import type { EtcdClusterSpec } from '../dcs/etcd-server.js';
 
 /** One member of a local runtime: its ports and files, fixed at the first `up` and reused after. */
@@ -48,17 +50,37 @@ export function layoutPath(dir: string): string {
 
 /** Reads DIR/runtime.json; undefined when the dir was never set up. */
 export async function readLayout(dir: string): Promise<RuntimeLayout | undefined> {
+  let text: string;
   try {
-    return JSON.parse(await readFile(layoutPath(dir), 'utf8')) as RuntimeLayout;
+    text = await readFile(layoutPath(dir), 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new WardenError('config-invalid', `cannot read ${layoutPath(dir)}`, { cause: e });
   }
+  const decoded = decodeJson(RUNTIME_LAYOUT, text);
+  if (!decoded.ok) throw new WardenError('config-invalid', `${layoutPath(dir)}: ${decoded.error}`);
+  return decoded.value;
 }
 
-/** Writes DIR/runtime.json. */
+const RUNTIME_LAYOUT: Decoder<RuntimeLayout> = obj({
+  cluster: str,
+  etcd: obj({
+    token: str,
+    members: list(obj({ name: str, clientUrl: str, peerUrl: str, dataDir: str, logFile: str })),
+    heartbeatMs: optional(num({ min: 1 })),
+    electionMs: optional(num({ min: 1 })),
+  }),
+  members: list(obj({ name: str, host: str, pgPort: port, apiPort: port, memberDir: str, dataDir: str, configFile: str, logFile: str })),
+  router: optional(obj({ host: str, rwPort: port, roPort: port, adminPort: port, dir: str, configFile: str, logFile: str })),
+  restartDelaySeconds: num({ min: 0 }),
+  superuser: str,
+  pgpassFile: str,
+  createdAt: str,
+});
+
+/** Writes DIR/runtime.json atomically. */
 export async function writeLayout(dir: string, layout: RuntimeLayout): Promise<void> {
-  await writeFile(layoutPath(dir), `${JSON.stringify(layout, null, 2)}\n`, { mode: 0o600 });
+  await writeFileAtomically(layoutPath(dir), `${JSON.stringify(layout, null, 2)}\n`, 0o600);
 }
 
 /** Path of the supervisor's PID file. */

@@ -1,5 +1,7 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { decodeJson, list, nullable, num, obj, optional, port, str, type Decoder } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
 
 /** One member as recorded for other tools (names are part of the public contract). */
@@ -49,16 +51,52 @@ export async function readStateFile(dir: string): Promise<StateFile | undefined>
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new WardenError('internal', `cannot read ${statePath(dir)}`, { cause: e });
   }
-  try {
-    return JSON.parse(text) as StateFile;
-  } catch (e) {
-    throw new WardenError('config-invalid', `${statePath(dir)} is not valid JSON`, { cause: e });
-  }
+  const decoded = decodeJson(STATE_FILE, text);
+  if (!decoded.ok) throw new WardenError('config-invalid', `${statePath(dir)}: ${decoded.error}`);
+  return decoded.value;
 }
 
-/** Writes DIR/state.json atomically (write then rename), so readers never see half a file. */
+const pid = nullable(num({ min: 1, integer: true }));
+const hostPort = obj({ host: str, port });
+const STATE_FILE: Decoder<StateFile> = obj({
+  cluster: str,
+  etcd: list(str),
+  superuser: str,
+  pgpassFile: str,
+  members: list(obj({ name: str, apiUrl: str, host: str, port, dataDir: str, agentPid: pid })),
+  router: nullable(obj({ rw: hostPort, ro: hostPort, admin: optional(hostPort), pid: optional(pid) })),
+  supervisorPid: pid,
+  etcdPids: optional(list(pid)),
+});
+
+const writeQueues = new Map<string, Promise<void>>();
+
+/**
+ * Writes `text` to `path` atomically (a temp file of its own, then rename), so readers never see
+ * half a file; writes to one path from this process land in the order they were called, so an
+ * older content can never overwrite a newer one.
+ */
+export function writeFileAtomically(path: string, text: string, mode: number): Promise<void> {
+  const previous = writeQueues.get(path) ?? Promise.resolve();
+  const next = previous.then(async () => {
+    const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+    try {
+      await writeFile(tmp, text, { mode });
+      await rename(tmp, path);
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+  });
+  const settled = next.catch(() => undefined);
+  writeQueues.set(path, settled);
+  void settled.then(() => {
+    if (writeQueues.get(path) === settled) writeQueues.delete(path);
+  });
+  return next;
+}
+
+/** Writes DIR/state.json atomically and in call order (see writeFileAtomically). */
 export async function writeStateFile(dir: string, state: StateFile): Promise<void> {
-  const tmp = `${statePath(dir)}.tmp-${process.pid}`;
-  await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
-  await rename(tmp, statePath(dir));
+  await writeFileAtomically(statePath(dir), `${JSON.stringify(state, null, 2)}\n`, 0o644);
 }
