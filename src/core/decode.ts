@@ -19,7 +19,7 @@ export function describeInput(v: unknown): string {
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'an object';
   if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v);
-  return String(v);
+  return typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' ? String(v) : typeof v;
 }
 
 export const str: Decoder<string> = (v, p) => (typeof v === 'string' ? ok(v) : fail(p, `must be a string, got ${describeInput(v)}`));
