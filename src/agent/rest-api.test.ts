@@ -15,6 +15,7 @@ const view: ClusterView = {
   revision: 5,
   config: DEFAULT_DYNAMIC_CONFIG,
   members: new Map(),
+  invalid: new Map(),
   history: [{ timeline: 2, lsn: '0/3000000', reason: 'demo-1 lost', timeMs: 0, leader: 'demo-2' }],
   initialize: { value: '7300', modRevision: 1 },
   leader: { name: 'demo-2', modRevision: 3, lease: '9' },

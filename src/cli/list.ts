@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
 import pc from 'picocolors';
 import { lagBytes, parseLsn } from '../core/lsn.js';
-import type { ClusterView } from '../ha/index.js';
+import { KEYS, type ClusterView } from '../ha/index.js';
 
 /** One row of `warden list --format json` (names are part of the public contract). */
 export interface ListMember {
@@ -24,6 +24,10 @@ export interface ListOutput {
   readonly cluster: string;
   readonly systemIdentifier: string | null;
   readonly members: readonly ListMember[];
+  /** Maintenance mode (`warden pause`): nothing is started, stopped or promoted automatically. */
+  readonly paused: boolean;
+  /** Keys of the cluster that failed their decoder (`members/ghost`, `sync`, `config`), with why. */
+  readonly invalidRecords: readonly { readonly key: string; readonly why: string }[];
 }
 
 /** Builds the list rows from a cluster view: lag against the leader's last published position. */
@@ -51,8 +55,32 @@ export function listFromView(cluster: string, view: ClusterView): ListOutput {
         scheduledRestart: m.scheduledRestart?.at ?? null,
       };
     });
+  // A member key that does not decode still names a member someone expects to see: show it, with why.
+  const invalidMembers = [...view.invalid.entries()]
+    .filter(([key]) => key.startsWith(KEYS.membersDir) && !view.members.has(key.slice(KEYS.membersDir.length)))
+    .map(([key, why]): ListMember => ({
+      name: key.slice(KEYS.membersDir.length),
+      role: 'replica',
+      state: `invalid record: ${why}`,
+      host: '',
+      port: 0,
+      timeline: null,
+      lagBytes: null,
+      apiUrl: '',
+      reason: null,
+      pendingRestart: false,
+      scheduledRestart: null,
+    }));
+  const invalidRecords = [...view.invalid.entries()].map(([key, why]) => ({ key, why }));
+  if (view.configError !== undefined) invalidRecords.push({ key: KEYS.config, why: view.configError });
   const sysid = view.initialize?.value;
-  return { cluster, systemIdentifier: sysid === undefined || sysid === '' ? null : sysid, members };
+  return {
+    cluster,
+    systemIdentifier: sysid === undefined || sysid === '' ? null : sysid,
+    paused: view.config.pause,
+    members: [...members, ...invalidMembers].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true })),
+    invalidRecords,
+  };
 }
 
 /** The human table: header with cluster and system identifier, one row per member. */
@@ -66,10 +94,11 @@ export function renderList(out: ListOutput, opts: { extended: boolean; color: bo
     const state = m.state === 'running' || m.state === 'streaming' ? m.state : c.yellow(m.state);
     const lag = m.lagBytes === null ? 'unknown' : m.role === 'leader' ? '' : String(m.lagBytes);
     const restart = [m.pendingRestart ? '*' : '', m.scheduledRestart === null ? '' : `scheduled ${m.scheduledRestart}`].filter((x) => x !== '').join(' ');
-    const row = [m.name, `${m.host}:${m.port}`, role, state, m.timeline === null ? '' : String(m.timeline), lag, restart];
+    const row = [m.name, m.port === 0 ? '' : `${m.host}:${m.port}`, role, state, m.timeline === null ? '' : String(m.timeline), lag, restart];
     if (opts.extended) row.push(m.reason === null ? '' : `${m.reason.code}: ${m.reason.message}`);
     table.push(row);
   }
-  const header = `+ Cluster: ${out.cluster} (${out.systemIdentifier ?? 'not initialized'})${opts.paused === true ? ' — maintenance mode (paused)' : ''}`;
-  return `${header}\n${table.toString()}`;
+  const header = `+ Cluster: ${out.cluster} (${out.systemIdentifier ?? 'not initialized'})${opts.paused === true || out.paused ? ' — maintenance mode (paused)' : ''}`;
+  const others = out.invalidRecords.filter((r) => !r.key.startsWith(KEYS.membersDir)).map((r) => c.yellow(`! invalid record ${r.key}: ${r.why}`));
+  return [header, table.toString(), ...others].join('\n');
 }

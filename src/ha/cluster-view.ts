@@ -1,6 +1,7 @@
+import { bool, decodeJson, list, num, obj, oneOf, optional, port, str, type Decoder } from '../core/decode.js';
 import type { Lsn } from '../core/lsn.js';
 import { parseLsn } from '../core/lsn.js';
-import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from './dynamic-config.js';
+import { DEFAULT_DYNAMIC_CONFIG, DYNAMIC_CONFIG_BOUNDS, timingRuleViolation, type DynamicConfig, type SettingBounds } from './dynamic-config.js';
 import type { ScheduledRestartRecord } from './scheduled-restart.js';
 
 /** The DCS key names under `/warden/<cluster>/` (DESIGN.md §3). */
@@ -98,7 +99,7 @@ export interface ClusterView {
   readonly initialize?: { readonly value: string; readonly modRevision: number };
   readonly config: DynamicConfig;
   readonly configModRevision?: number;
-  /** A `config` key that could not be parsed; the defaults are used meanwhile. */
+  /** Why the `config` key was refused (invalid JSON, a type, a bound, the timing rule); `config` then holds the defaults. */
   readonly configError?: string;
   readonly leader?: { readonly name: string; readonly modRevision: number; readonly lease: string };
   readonly members: ReadonlyMap<string, MemberRecord & { readonly lease: string }>;
@@ -107,6 +108,11 @@ export interface ClusterView {
   readonly historyModRevision?: number;
   readonly failover?: FailoverRequest & { readonly modRevision: number };
   readonly sync?: SyncState & { readonly modRevision: number };
+  /**
+   * Keys that failed their decoder, by key name relative to the prefix (`members/ghost`, `sync`):
+   * why each was refused. They are left out of the view above, never half-used (invariant 10).
+   */
+  readonly invalid: ReadonlyMap<string, string>;
 }
 
 /** Raw key/value pairs, as any DCS returns them. */
@@ -121,100 +127,158 @@ export interface RawKv {
 export function parseClusterView(prefix: string, revision: number, kvs: readonly RawKv[]): ClusterView {
   let view: {
     -readonly [K in keyof ClusterView]: ClusterView[K];
-  } = { revision, config: DEFAULT_DYNAMIC_CONFIG, members: new Map(), history: [] };
+  } = { revision, config: DEFAULT_DYNAMIC_CONFIG, members: new Map(), history: [], invalid: new Map() };
   const members = new Map<string, MemberRecord & { lease: string }>();
+  const invalid = new Map<string, string>();
   for (const kv of kvs) {
     if (!kv.key.startsWith(prefix)) continue;
     const k = kv.key.slice(prefix.length);
     if (k === KEYS.initialize) view.initialize = { value: kv.value, modRevision: kv.modRevision };
-    else if (k === KEYS.leader) view.leader = { name: kv.value, modRevision: kv.modRevision, lease: kv.lease };
-    else if (k === KEYS.config) {
+    else if (k === KEYS.leader) {
+      if (MEMBER_NAME.test(kv.value)) view.leader = { name: kv.value, modRevision: kv.modRevision, lease: kv.lease };
+      else invalid.set(k, `leader key holds ${JSON.stringify(kv.value.slice(0, 60))}, not a member name`);
+    } else if (k === KEYS.config) {
       view.configModRevision = kv.modRevision;
       const parsed = parseDynamicConfigJson(kv.value);
       if (typeof parsed === 'string') view.configError = parsed;
       else view.config = parsed;
     } else if (k === KEYS.status) {
-      const s = parseStatus(kv.value);
-      if (s) view.status = s;
+      const s = decodeJson(STATUS_RECORD, kv.value);
+      const lsn = s.ok ? parseLsnSafe(s.value.lsn) : undefined;
+      if (s.ok && lsn !== undefined) view.status = { lsn, timeline: s.value.timeline, leader: s.value.leader ?? '' };
+      else invalid.set(k, s.ok ? `lsn: ${JSON.stringify(s.value.lsn)} is not an LSN` : s.error);
     } else if (k === KEYS.history) {
-      view.history = parseHistory(kv.value);
+      // The history is appended to by CAS on its revision: keep the revision even when it is bad.
       view.historyModRevision = kv.modRevision;
+      const h = decodeJson(HISTORY_RECORD, kv.value);
+      if (h.ok) view.history = h.value;
+      else invalid.set(k, h.error);
     } else if (k === KEYS.failover) {
-      const f = parseJson<FailoverRequest>(kv.value);
-      if (f !== undefined && (f.kind === 'switchover' || f.kind === 'failover') && typeof f.requestedAtMs === 'number') {
-        view.failover = { ...f, modRevision: kv.modRevision };
-      }
+      const f = decodeJson(FAILOVER_RECORD, kv.value);
+      if (f.ok) view.failover = { ...f.value, modRevision: kv.modRevision };
+      else invalid.set(k, f.error);
     } else if (k === KEYS.sync) {
-      const y = parseJson<SyncState>(kv.value);
-      if (y !== undefined && typeof y.leader === 'string' && Array.isArray(y.members)) {
-        view.sync = { leader: y.leader, members: y.members.filter((m) => typeof m === 'string'), quorum: typeof y.quorum === 'number' ? y.quorum : 1, modRevision: kv.modRevision };
-      }
+      const y = decodeJson(SYNC_RECORD, kv.value);
+      if (y.ok) view.sync = { leader: y.value.leader, members: y.value.members, quorum: y.value.quorum ?? 1, modRevision: kv.modRevision };
+      else invalid.set(k, y.error);
     } else if (k.startsWith(KEYS.membersDir)) {
-      const m = parseMember(kv.value);
-      if (m && m.name === k.slice(KEYS.membersDir.length)) members.set(m.name, { ...m, lease: kv.lease });
+      const name = k.slice(KEYS.membersDir.length);
+      const m = decodeJson(MEMBER_RECORD, kv.value);
+      if (!m.ok) invalid.set(k, m.error);
+      else if (m.value.name !== name) invalid.set(k, `name: ${JSON.stringify(m.value.name)} does not match the key's member name ${JSON.stringify(name)}`);
+      else if (m.value.walPosition !== undefined && parseLsnSafe(m.value.walPosition) === undefined) invalid.set(k, `walPosition: ${JSON.stringify(m.value.walPosition)} is not an LSN`);
+      else members.set(name, { ...m.value, lease: kv.lease });
     }
   }
-  view = { ...view, members };
+  view = { ...view, members, invalid };
   return view;
 }
 
-/** Parses the `config` key over the defaults; returns an error sentence when it is not valid JSON. */
-export function parseDynamicConfigJson(text: string): DynamicConfig | string {
+/** Member names as agents and specs make them (DNS-label-like, see src/spec/dns-label.ts). */
+const MEMBER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+
+function parseLsnSafe(text: string): Lsn | undefined {
   try {
-    const raw = JSON.parse(text) as Partial<DynamicConfig> & { postgresql?: Partial<DynamicConfig['postgresql']> };
-    if (typeof raw !== 'object' || raw === null) return 'config key is not a JSON object';
-    return {
-      ...DEFAULT_DYNAMIC_CONFIG,
-      ...raw,
-      postgresql: {
-        ...DEFAULT_DYNAMIC_CONFIG.postgresql,
-        ...(raw.postgresql ?? {}),
-        parameters: { ...(raw.postgresql?.parameters ?? {}) },
-      },
-    };
+    return parseLsn(text);
+  } catch {
+    return undefined;
+  }
+}
+
+const TAGS_RECORD: Decoder<MemberTags> = obj({
+  nofailover: bool,
+  failoverPriority: num({ integer: true, min: 0 }),
+  nosync: bool,
+  noloadbalance: bool,
+  replicatefrom: optional(str),
+  clonefrom: optional(bool),
+});
+
+const SCHEDULED_RESTART_RECORD: Decoder<ScheduledRestartRecord> = obj({
+  at: str,
+  requestedAt: str,
+  role: optional(oneOf('primary', 'replica')),
+  restartPending: optional(bool),
+});
+
+/** The decoder of `members/<name>`: every field the core reads, with its type. */
+export const MEMBER_RECORD: Decoder<MemberRecord> = obj({
+  name: str,
+  apiUrl: str,
+  host: str,
+  port,
+  role: oneOf('primary', 'replica', 'uninitialized'),
+  state: str,
+  timeline: optional(num({ integer: true, min: 1 })),
+  walPosition: optional(str),
+  tags: TAGS_RECORD,
+  reason: optional(obj({ code: str, message: str })),
+  pendingRestart: optional(bool),
+  scheduledRestart: optional(SCHEDULED_RESTART_RECORD),
+  agentPid: optional(num({ integer: true, min: 1 })),
+  version: str,
+});
+
+const STATUS_RECORD = obj({ lsn: str, timeline: num({ integer: true, min: 1 }), leader: optional(str) });
+
+const HISTORY_RECORD: Decoder<HistoryEntry[]> = list(obj({ timeline: num({ integer: true, min: 1 }), lsn: str, reason: str, timeMs: num(), leader: str }));
+
+const FAILOVER_RECORD: Decoder<FailoverRequest> = obj({
+  kind: oneOf('switchover', 'failover'),
+  leader: optional(str),
+  candidate: optional(str),
+  scheduledAtMs: optional(num()),
+  requestedAtMs: num(),
+});
+
+const SYNC_RECORD = obj({ leader: str, members: list(str), quorum: optional(num({ integer: true, min: 0 })) });
+
+/**
+ * Parses the `config` key over the defaults and checks what the core relies on (types, the bounds
+ * of DYNAMIC_CONFIG_BOUNDS, the timing rule); returns a sentence naming the field when it fails.
+ * PostgreSQL parameter values are checked by the agent on top (src/spec).
+ */
+export function parseDynamicConfigJson(text: string): DynamicConfig | string {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
   } catch (e) {
     return `config key is not valid JSON: ${(e as Error).message}`;
   }
-}
-
-function parseStatus(text: string): LeaderStatus | undefined {
-  try {
-    const raw = JSON.parse(text) as { lsn?: unknown; timeline?: unknown; leader?: unknown };
-    if (typeof raw.lsn !== 'string' || typeof raw.timeline !== 'number') return undefined;
-    return { lsn: parseLsn(raw.lsn), timeline: raw.timeline, leader: typeof raw.leader === 'string' ? raw.leader : '' };
-  } catch {
-    // A malformed status key only weakens the lag check; the race still compares live peers.
-    return undefined;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'config key is not a JSON object';
+  const r = raw as Record<string, unknown>;
+  for (const [key, b] of Object.entries(DYNAMIC_CONFIG_BOUNDS) as [keyof typeof DYNAMIC_CONFIG_BOUNDS, SettingBounds][]) {
+    const v = r[key];
+    if (v === undefined) continue;
+    const fits = typeof v === 'number' && Number.isFinite(v) && (b.exclusiveMin === true ? v > b.min : v >= b.min) && v <= b.max && (b.integer !== true || Number.isInteger(v));
+    if (!fits) return `config key: ${key}: must be ${b.integer === true ? 'an integer' : 'a number'} ${b.exclusiveMin === true ? '>' : '≥'} ${b.min} and ≤ ${b.max}, got ${JSON.stringify(v)}`;
   }
-}
-
-function parseHistory(text: string): HistoryEntry[] {
-  try {
-    const raw = JSON.parse(text) as unknown;
-    return Array.isArray(raw) ? (raw as HistoryEntry[]).filter((h) => typeof h?.timeline === 'number') : [];
-  } catch {
-    return [];
+  for (const key of ['synchronous_mode_strict', 'check_timeline', 'failsafe_mode', 'pause'] as const) {
+    if (r[key] !== undefined && typeof r[key] !== 'boolean') return `config key: ${key}: must be true or false, got ${JSON.stringify(r[key])}`;
   }
-}
-
-function parseMember(text: string): MemberRecord | undefined {
-  try {
-    const raw = JSON.parse(text) as MemberRecord;
-    if (typeof raw?.name !== 'string' || typeof raw.host !== 'string' || typeof raw.port !== 'number') return undefined;
-    return raw;
-  } catch {
-    return undefined;
+  if (r.synchronous_mode !== undefined && !['off', 'on', 'quorum'].includes(r.synchronous_mode as string)) {
+    return `config key: synchronous_mode: must be off, on or quorum, got ${JSON.stringify(r.synchronous_mode)}`;
   }
-}
-
-function parseJson<T>(text: string): T | undefined {
-  try {
-    const v = JSON.parse(text) as unknown;
-    return typeof v === 'object' && v !== null ? (v as T) : undefined;
-  } catch {
-    // Malformed keys are ignored (and reported by the CLI), never fatal to the loop.
-    return undefined;
+  const pg = r.postgresql;
+  if (pg !== undefined && (typeof pg !== 'object' || pg === null || Array.isArray(pg))) return 'config key: postgresql: must be an object';
+  const pgr = (pg ?? {}) as Record<string, unknown>;
+  if (pgr.use_pg_rewind !== undefined && typeof pgr.use_pg_rewind !== 'boolean') return `config key: postgresql.use_pg_rewind: must be true or false, got ${JSON.stringify(pgr.use_pg_rewind)}`;
+  const params = pgr.parameters ?? {};
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) return 'config key: postgresql.parameters: must be an object';
+  for (const [name, v] of Object.entries(params)) {
+    if (!['string', 'number', 'boolean'].includes(typeof v)) return `config key: postgresql.parameters.${name}: must be a string, number or boolean`;
   }
+  const config: DynamicConfig = {
+    ...DEFAULT_DYNAMIC_CONFIG,
+    ...(r as Partial<DynamicConfig>),
+    postgresql: {
+      ...DEFAULT_DYNAMIC_CONFIG.postgresql,
+      ...(pgr as Partial<DynamicConfig['postgresql']>),
+      parameters: { ...(params as Record<string, string | number | boolean>) },
+    },
+  };
+  const violation = timingRuleViolation(config);
+  return violation === undefined ? config : `config key: ${violation}`;
 }
 
 /** A replication slot name for a member (PostgreSQL allows [a-z0-9_] only). */

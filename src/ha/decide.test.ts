@@ -31,6 +31,7 @@ function view(w: World): ClusterView {
     revision: 10,
     config: { ...DEFAULT_DYNAMIC_CONFIG, ...w.config },
     members: new Map(members.map((m) => [m.name, m])),
+    invalid: new Map(),
     history: w.history ?? [],
     ...(w.initialize === undefined ? {} : { initialize: { value: w.initialize, modRevision: 2 } }),
     ...(w.leader === undefined ? {} : { leader: { name: w.leader, modRevision: 7, lease: w.leaderLease ?? `lease-${w.leader}` } }),

@@ -34,6 +34,7 @@ function view(w: { leader?: string; leaderLease?: string; members: Member[]; sta
     revision: 10,
     config: { ...DEFAULT_DYNAMIC_CONFIG, ...(w.ttl === undefined ? {} : { ttl: w.ttl }) },
     members: new Map(w.members.map((m) => [m.name, m])),
+    invalid: new Map(),
     history: [],
     ...(w.leader === undefined ? {} : { leader: { name: w.leader, modRevision: 7, lease: w.leaderLease ?? `lease-${w.leader}` } }),
     ...(w.statusLsn === undefined ? {} : { status: { lsn: parseLsn(w.statusLsn), timeline: 1, leader: 'demo-1' } }),

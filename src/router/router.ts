@@ -196,11 +196,25 @@ export class Router {
     return this.view !== undefined && (this.view.initialize !== undefined || this.view.members.size > 0);
   }
 
+  private loggedConfigError: string | undefined;
+  private loggedInvalid: ReadonlyMap<string, string> = new Map();
+
   private refreshView(): void {
     const snap = this.source.snapshot();
     if (snap.revision === this.viewRevision || snap.revision === 0) return;
     this.viewRevision = snap.revision;
-    this.view = parseClusterView(this.prefix, snap.revision, snap.kvs);
+    const next = parseClusterView(this.prefix, snap.revision, snap.kvs);
+    // A refused config key (written behind the API's back) must not move the router's timings to
+    // the defaults, nor take it down: the last valid configuration stays in force.
+    if (next.configError !== undefined && this.view !== undefined && next.configError !== this.loggedConfigError) {
+      this.loggedConfigError = next.configError;
+      this.deps.log.error({ error: next.configError }, 'config key refused; the last valid configuration stays in force');
+    }
+    for (const [key, why] of next.invalid) {
+      if (this.loggedInvalid.get(key) !== why) this.deps.log.warn({ key, why }, 'invalid record in etcd ignored');
+    }
+    this.loggedInvalid = new Map(next.invalid);
+    this.view = next.configError !== undefined && this.view !== undefined ? { ...next, config: this.view.config } : next;
     const pauseKv = snap.kvs.find((kv) => kv.key === this.prefix + ROUTER_PAUSE_KEY);
     this.pause = pauseKv === undefined ? undefined : parseSwitchoverPause(pauseKv.value);
   }
