@@ -161,4 +161,28 @@ describe('LeaseKeeper after a ttl change', () => {
       dcs.close();
     }
   });
+
+  it('renews the new, shorter lease on its own interval right after a rotation (30 s → 1 s)', async () => {
+    const dcs = new MemoryDcs();
+    const ttl = { ms: 30_000 };
+    const interval = { ms: 10_000 };
+    const keeper = makeWith(dcs, ttl, interval);
+    try {
+      keeper.start();
+      await eventually(() => keeper.current(), { timeoutMs: 2000, intervalMs: 10 });
+      ttl.ms = 1_000;
+      interval.ms = 250;
+      assert.equal(await keeper.rotate(async () => undefined), 'rotated');
+      const rotated = keeper.current()!;
+      // Before the fix the renewal timed for the 30 s lease (7.5 s away) let this one lapse.
+      const renewed = await eventually(() => {
+        const l = keeper.current();
+        return l !== undefined && l.id === rotated.id && l.deadlineMs > rotated.deadlineMs + 200 ? l : undefined;
+      }, { timeoutMs: 900, intervalMs: 20, what: 'a renewal of the 1 s lease within its ttl' });
+      assert.equal(renewed.ttlMs, 1_000);
+    } finally {
+      keeper.stop();
+      dcs.close();
+    }
+  });
 });

@@ -48,15 +48,24 @@ export class LeaseKeeper {
   /** Starts renewing every interval. */
   start(): void {
     this.stopped = false;
-    const tick = (): void => {
-      if (this.stopped) return;
-      void this.renewOrGrant().then((ok) => {
-        // A failed renewal is retried at once (briefly spaced), not a whole interval later: under
-        // load one slow etcd answer must not cost the lease while time remains before the deadline.
-        if (!this.stopped) this.ticker = setTimeout(tick, ok ? this.renewIntervalMs() : RETRY_SPACING_MS);
-      });
-    };
-    tick();
+    this.tick();
+  }
+
+  private readonly tick = (): void => {
+    if (this.stopped) return;
+    this.ticker = undefined;
+    void this.renewOrGrant().then((ok) => {
+      // A failed renewal is retried at once (briefly spaced), not a whole interval later: under
+      // load one slow etcd answer must not cost the lease while time remains before the deadline.
+      if (!this.stopped && this.ticker === undefined) this.ticker = setTimeout(this.tick, ok ? this.renewIntervalMs() : RETRY_SPACING_MS);
+    });
+  };
+
+  /** Replaces a pending renewal with one a renewal interval from now (after the lease's TTL changed). */
+  private rescheduleRenewal(): void {
+    if (this.stopped || this.ticker === undefined) return;
+    clearTimeout(this.ticker);
+    this.ticker = setTimeout(this.tick, this.renewIntervalMs());
   }
 
   /**
@@ -106,6 +115,9 @@ export class LeaseKeeper {
       return 'failed';
     }
     this.setLease({ id: grant.id, ttlMs: grant.ttlMs, requestedTtlMs: want, deadlineMs: sentAt + grant.ttlMs });
+    // The pending renewal was timed for the old TTL: 30 s → 2 s would otherwise wait 7.5 s to renew
+    // a 2 s lease.
+    this.rescheduleRenewal();
     this.opts.log.info({ leaseId: grant.id, ttlMs: grant.ttlMs, previousLeaseId: old.id, previousTtlMs: old.ttlMs }, `ttl change in force: lease of ${grant.ttlMs} ms`);
     // An empty old lease that cannot be revoked now simply expires.
     await this.dcs.revokeLease(old.id, { timeoutMs }).catch((e: unknown) => this.opts.log.warn({ err: describeError(e) }, 'lease rotation: revoking the old lease failed; it will expire'));

@@ -1,7 +1,8 @@
 import { rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { isProcessAlive, signalPid, waitForExit } from '../core/process-info.js';
+import { signalPid, waitForExit } from '../core/process-info.js';
+import { findOrphans, stopOrphans } from '../controller/orphans.js';
 import { layoutPath, readLayout } from '../controller/runtime-layout.js';
 import { runningSupervisor } from '../controller/local-up.js';
 import { readStateFile } from '../controller/state-file.js';
@@ -27,14 +28,10 @@ export async function runDown(opts: { dir?: string; purge: boolean }): Promise<n
     stoppedSomething = true;
   }
   // Whatever the state file still records as ours and alive (a supervisor killed by hand): stop it by PID.
-  const state = await readStateFile(dir);
-  const leftovers = [...(state?.members.map((m) => m.agentPid) ?? []), state?.router?.pid, ...(state?.etcdPids ?? [])].filter((p): p is number => typeof p === 'number');
-  for (const pid of leftovers) {
-    if (await isProcessAlive(pid)) {
-      signalPid(pid, 'SIGTERM');
-      if (!(await waitForExit(pid, 30_000))) signalPid(pid, 'SIGKILL');
-      stoppedSomething = true;
-    }
+  const orphans = await stopOrphans(await findOrphans(layout, await readStateFile(dir)));
+  if (orphans.length > 0) {
+    out(`stopped what a dead supervisor left running: ${orphans.map((o) => `${o.what} (pid ${o.pid})`).join(', ')}`);
+    stoppedSomething = true;
   }
   out(stoppedSomething ? 'stopped' : `nothing running in ${dir}`);
   if (opts.purge) {

@@ -3,6 +3,7 @@ import pc from 'picocolors';
 import { describeError, WardenError } from '../core/errors.js';
 import { isProcessAlive } from '../core/process-info.js';
 import { readLayout } from '../controller/runtime-layout.js';
+import { findOrphans, stopOrphans } from '../controller/orphans.js';
 import { prepareRuntimeDir, runningSupervisor, startSupervisor } from '../controller/local-up.js';
 import { readStateFile } from '../controller/state-file.js';
 import { defaultClusterSpec, formatSpecError, loadClusterSpec, type ClusterSpec } from '../spec/index.js';
@@ -31,8 +32,26 @@ export async function runUp(opts: { file?: string; dir?: string; color: boolean 
   const running = await runningSupervisor(dir);
   if (running !== undefined) {
     out(`A cluster is already running in ${dir} (supervisor pid ${running}).`);
+    if (opts.file !== undefined) {
+      const existing = await readLayout(dir);
+      if (existing !== undefined && existing.cluster !== spec.name) {
+        process.stderr.write(`warden up: ${dir} runs cluster "${existing.cluster}", but ${opts.file} names "${spec.name}": use another --dir\n`);
+        return 1;
+      }
+      out(c.yellow(`note: ${opts.file} was not applied: a running local runtime keeps the spec it was started with (warden down, then warden up -f, to change it)`));
+    }
     await report(dir, c, out);
     return 0;
+  }
+  // A supervisor killed with -9 leaves etcd, agents and the router running on the dir's ports:
+  // stop those we recognise (by PID, command line checked) so that this `up` can start them again.
+  const prior = await readLayout(dir);
+  if (prior !== undefined) {
+    const orphans = await findOrphans(prior, await readStateFile(dir).catch(() => undefined));
+    if (orphans.length > 0) {
+      out(`the previous supervisor is gone; stopping what it left running: ${orphans.map((o) => `${o.what} (pid ${o.pid})`).join(', ')}`);
+      await stopOrphans(orphans);
+    }
   }
   const layout = await prepareRuntimeDir(dir, spec, opts.file !== undefined);
   out(`${c.bold('warden up')}: cluster ${c.bold(layout.cluster)}, ${layout.members.length} PostgreSQL members, ${layout.etcd.members.length} etcd members, in ${dir}`);

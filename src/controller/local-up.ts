@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { WardenError } from '../core/errors.js';
 import { freePorts, isPortInUse } from '../core/free-port.js';
@@ -9,7 +9,7 @@ import { isProcessAlive, processCommandLine } from '../core/process-info.js';
 import type { EtcdClusterSpec } from '../dcs/etcd-server.js';
 import type { ClusterSpec } from '../spec/index.js';
 import { stringifyAgentConfig } from '../spec/agent-config.js';
-import { layoutPath, readLayout, supervisorPidPath, writeLayout, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
+import { ensureMemberFiles, layoutPath, readLayout, supervisorPidPath, writeLayout, type RunUser, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
 import { ensureRouter, prepareRouter, ROUTER_PORT_COUNT } from './router-runtime.js';
 import { wardenArgv } from './supervisor.js';
 
@@ -77,6 +77,8 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
         if (await isPortInUse(Number(u.port), u.hostname)) throw new WardenError('port-in-use', `port ${u.host} (etcd ${m.name}) is in use by another process`);
       }
     }
+    // A member directory deleted while the runtime was down is recreated from the runtime's record.
+    for (const m of existing.members) await ensureMemberFiles(m, runUserOf(run));
     return ensureRouter(dir, existing);
   }
   await mkdir(dir, { recursive: true });
@@ -119,7 +121,7 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
   const members: RuntimeMember[] = [];
   for (const sm of spec.members) {
     const memberDir = join(dir, 'members', sm.name);
-    const m: RuntimeMember = {
+    const base = {
       name: sm.name,
       host: HOST,
       pgPort: take(),
@@ -129,22 +131,15 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
       configFile: join(memberDir, 'agent.yaml'),
       logFile: join(memberDir, 'agent.log'),
     };
-    // Parents stay 0755 so that the run user can traverse them; its own dirs are 0700.
-    await mkdir(memberDir, { recursive: true, mode: 0o755 });
-    await mkdir(join(memberDir, 'run'), { mode: 0o700 });
-    if (run.uid !== undefined && run.gid !== undefined) {
-      await chown(memberDir, run.uid, run.gid);
-      await chown(join(memberDir, 'run'), run.uid, run.gid);
-    }
-    const yaml = stringifyAgentConfig({
-      name: m.name,
+    const m: RuntimeMember = { ...base, agentConfig: stringifyAgentConfig({
+      name: base.name,
       cluster: spec.name,
       etcdEndpoints: etcd.members.map((e) => e.clientUrl),
       // Mutating REST calls (switchover, restart, config) need the generated password (CLI: --dir reads it).
-      restApi: { listen: { host: HOST, port: m.apiPort }, authentication: { username: REST_USER, passwordFile: restFile } },
+      restApi: { listen: { host: HOST, port: base.apiPort }, authentication: { username: REST_USER, passwordFile: restFile } },
       postgres: {
-        listen: { host: HOST, port: m.pgPort },
-        dataDir: m.dataDir,
+        listen: { host: HOST, port: base.pgPort },
+        dataDir: base.dataDir,
         binDir: PG_BIN_DIR,
         socketDir: join(memberDir, 'run'),
         ...(run.runAsUser === undefined ? {} : { runAsUser: run.runAsUser }),
@@ -152,9 +147,9 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
         replication: { username: 'replicator', passwordFile: replFile },
       },
       bootstrapDynamicConfig: spec.dynamicConfig,
-      log: { level: 'info', file: m.logFile },
-    });
-    await writeFile(m.configFile, yaml, { mode: 0o600 });
+      log: { level: 'info', file: base.logFile },
+    }) };
+    await ensureMemberFiles(m, runUserOf(run));
     members.push(m);
   }
   if (run.runAsUser !== undefined) checkReachableByRunUser(run.runAsUser, members[0]?.memberDir ?? dir);
@@ -171,6 +166,11 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
   };
   await writeLayout(dir, layout);
   return layout;
+}
+
+/** The run user's ids, when `warden up` runs as root. */
+export function runUserOf(run: { uid: number | undefined; gid: number | undefined }): RunUser | undefined {
+  return run.uid === undefined || run.gid === undefined ? undefined : { uid: run.uid, gid: run.gid };
 }
 
 /** PostgreSQL runs as another user: every parent of its directories must be traversable by it. */

@@ -1,4 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeJson, list, num, obj, optional, port, str, type Decoder } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
@@ -16,6 +18,11 @@ export interface RuntimeMember {
   readonly dataDir: string;
   readonly configFile: string;
   readonly logFile: string;
+  /**
+   * The agent config as first written (YAML): the runtime's own record, from which a deleted
+   * member directory is recreated. Absent in dirs made before it was recorded.
+   */
+  readonly agentConfig?: string;
 }
 
 /** The local runtime's router: its ports, fixed at the first `up` and reused after. */
@@ -70,7 +77,7 @@ const RUNTIME_LAYOUT: Decoder<RuntimeLayout> = obj({
     heartbeatMs: optional(num({ min: 1 })),
     electionMs: optional(num({ min: 1 })),
   }),
-  members: list(obj({ name: str, host: str, pgPort: port, apiPort: port, memberDir: str, dataDir: str, configFile: str, logFile: str })),
+  members: list(obj({ name: str, host: str, pgPort: port, apiPort: port, memberDir: str, dataDir: str, configFile: str, logFile: str, agentConfig: optional(str) })),
   router: optional(obj({ host: str, rwPort: port, roPort: port, adminPort: port, dir: str, configFile: str, logFile: str })),
   restartDelaySeconds: num({ min: 0 }),
   superuser: str,
@@ -81,6 +88,51 @@ const RUNTIME_LAYOUT: Decoder<RuntimeLayout> = obj({
 /** Writes DIR/runtime.json atomically. */
 export async function writeLayout(dir: string, layout: RuntimeLayout): Promise<void> {
   await writeFileAtomically(layoutPath(dir), `${JSON.stringify(layout, null, 2)}\n`, 0o600);
+}
+
+/** The OS user PostgreSQL runs as (root cannot run it), with its ids; undefined when not root. */
+export interface RunUser {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** The `postgres` OS user's ids when this process runs as root (PostgreSQL then runs as it), else undefined. */
+export function lookupRunUser(): RunUser | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const uid = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+  const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+  if (uid.status !== 0 || gid.status !== 0) return undefined;
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+/**
+ * Makes sure a member's directory, its socket dir and its agent config exist, recreating what
+ * vanished from the runtime's own record (a deleted member directory must not stop its agent from
+ * ever starting again). The data directory is the agent's business: it clones a missing one.
+ * Returns what it recreated, for the log.
+ */
+export async function ensureMemberFiles(m: RuntimeMember, run: RunUser | undefined): Promise<string[]> {
+  const made: string[] = [];
+  if (!existsSync(m.memberDir)) {
+    // Parents stay 0755 so that the run user can traverse them; its own dirs are 0700.
+    await mkdir(m.memberDir, { recursive: true, mode: 0o755 });
+    made.push(m.memberDir);
+  }
+  const runDir = join(m.memberDir, 'run');
+  if (!existsSync(runDir)) {
+    await mkdir(runDir, { mode: 0o700 });
+    made.push(runDir);
+  }
+  if (run !== undefined) {
+    await chown(m.memberDir, run.uid, run.gid);
+    await chown(runDir, run.uid, run.gid);
+  }
+  if (!existsSync(m.configFile)) {
+    if (m.agentConfig === undefined) throw new WardenError('not-found', `${m.configFile} is missing and this runtime dir keeps no copy of it (made by an older warden): \`warden down --purge\` and \`warden up\` again`);
+    await writeFile(m.configFile, m.agentConfig, { mode: 0o600 });
+    made.push(m.configFile);
+  }
+  return made;
 }
 
 /** Path of the supervisor's PID file. */

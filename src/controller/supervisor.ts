@@ -6,7 +6,7 @@ import { describeError } from '../core/errors.js';
 import { signalPid } from '../core/process-info.js';
 import { spawnEtcdMember, waitForEtcdHealth, type EtcdProcess } from '../dcs/etcd-server.js';
 import { createLogger, type Logger } from '../agent/logger.js';
-import { readLayout, supervisorPidPath, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
+import { ensureMemberFiles, lookupRunUser, readLayout, supervisorPidPath, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
 import { SupervisedRouter } from './router-runtime.js';
 import { readStateFile, writeStateFile, type StateFile } from './state-file.js';
 import { join } from 'node:path';
@@ -55,6 +55,7 @@ class Supervisor {
   private readonly agents = new Map<string, ChildProcess>();
   private router: SupervisedRouter | undefined;
   private stopping = false;
+  private readonly runUser = lookupRunUser();
 
   constructor(
     private readonly dir: string,
@@ -99,7 +100,23 @@ class Supervisor {
     });
   }
 
+  /**
+   * Starts (or restarts) one agent. Whatever goes wrong here — a member directory deleted under
+   * it, a full disk — is logged and retried after the restart delay: it must never end the
+   * supervisor, which is the parent of etcd and every other member.
+   */
   private startAgent(m: RuntimeMember): void {
+    if (this.stopping) return;
+    void this.spawnAgent(m).catch((e: unknown) => {
+      const delayMs = this.layout.restartDelaySeconds * 1000;
+      this.log.error({ member: m.name, err: describeError(e), retryInMs: delayMs }, 'could not start the agent; retrying after the delay');
+      setTimeout(() => this.startAgent(m), delayMs);
+    });
+  }
+
+  private async spawnAgent(m: RuntimeMember): Promise<void> {
+    const recreated = await ensureMemberFiles(m, this.runUser);
+    if (recreated.length > 0) this.log.warn({ member: m.name, recreated }, 'member files were missing: recreated them from runtime.json');
     if (this.stopping) return;
     const { command, args } = wardenArgv(['agent', '--config', m.configFile], AGENT_NODE_FLAGS);
     const out = openSync(join(m.memberDir, 'agent.out'), 'a');
@@ -111,16 +128,14 @@ class Supervisor {
     }
     this.agents.set(m.name, child);
     this.log.info({ member: m.name, pid: child.pid }, 'agent started');
+    void this.writeState();
     child.once('error', (e) => this.log.error({ member: m.name, err: describeError(e) }, 'agent failed to spawn'));
     child.once('exit', (code, signal) => {
       if (this.stopping || this.agents.get(m.name) !== child) return;
       const delayMs = this.layout.restartDelaySeconds * 1000;
       this.log.warn({ member: m.name, code, signal, restartInMs: delayMs }, 'agent exited; restarting it after the delay');
       void this.writeState();
-      setTimeout(() => {
-        this.startAgent(m);
-        void this.writeState();
-      }, delayMs);
+      setTimeout(() => this.startAgent(m), delayMs);
     });
   }
 

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { eventually } from '../../src/core/deadline.js';
+import { isProcessAlive, signalPid, waitForExit } from '../../src/core/process-info.js';
 import { EtcdClient } from '../../src/dcs/etcd-client.js';
 import type { ListOutput } from '../../src/cli/list.js';
 import { runWarden, traversableTempDir } from '../support/cli.js';
@@ -132,7 +134,12 @@ describe('hardening against hostile input (real cluster)', { timeout: 900_000 },
     const shorter = await runWarden(['edit-config', '--dir', dir, '--set', 'ttl=2', '--set', 'loop_wait=0.5', '--set', 'retry_timeout=0.75', '--force'], { timeoutMs: 15_000 });
     assert.equal(shorter.code, 0, shorter.stderr);
     for (const m of l.members) await eventually(async () => ((await ttlOf(m.apiUrl)) === 2_000 ? true : undefined), { timeoutMs: 40_000, what: `${m.name} back on a 2 s lease` });
-    assert.equal(leaderOf(await list()).name, lead.name);
+    // The renewal timed for the 30 s lease must not let the new 2 s lease lapse: watch past it.
+    const until2 = Date.now() + 10_000;
+    while (Date.now() < until2) {
+      assert.equal(leaderOf(await list()).name, lead.name, 'no unplanned failover after ttl 30 → 2');
+      await new Promise((r) => setTimeout(r, 500));
+    }
     assert.equal(await historyLength(), before, 'no failover in either direction');
   });
 
@@ -184,5 +191,39 @@ describe('hardening against hostile input (real cluster)', { timeout: 900_000 },
     const h = JSON.parse((await runWarden(['history', '--dir', dir, '--format', 'json'], { timeoutMs: 15_000 })).stdout) as { reason: string; timeline: number }[];
     assert.match(h[h.length - 1]?.reason ?? '', /switchover/);
     assert.equal(leaderOf(healed).timeline, tl + 1);
+  });
+
+  it('row 7: a replica whose member directory was deleted is recreated from the runtime record and streams again', async () => {
+    const l = await eventually(healthy, { timeoutMs: 90_000, what: 'a healthy cluster' });
+    const replica = l.members.find((m) => m.role !== 'leader')!;
+    const state = await readState(dir);
+    const supervisor = state.supervisorPid!;
+    const memberDir = join(dir, 'members', replica.name);
+    const oldPid = state.members.find((m) => m.name === replica.name)!.agentPid!;
+    signalPid(oldPid, 'SIGKILL');
+    await waitForExit(oldPid, 10_000);
+    await rm(memberDir, { recursive: true, force: true });
+    await eventually(async () => {
+      const pid = (await readState(dir)).members.find((m) => m.name === replica.name)?.agentPid;
+      return typeof pid === 'number' && pid !== oldPid && existsSync(join(memberDir, 'agent.yaml')) ? true : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 250, what: `a new agent for ${replica.name} with its agent.yaml recreated` });
+    await eventually(async () => {
+      const x = await healthy();
+      return x?.members.some((m) => m.name === replica.name && m.state === 'streaming') === true && existsSync(join(memberDir, 'data', 'PG_VERSION')) ? x : undefined;
+    }, { timeoutMs: 180_000, intervalMs: 500, what: `${replica.name} re-cloned and streaming` });
+    assert.ok(await isProcessAlive(supervisor), 'the supervisor (parent of etcd and every agent) survived');
+  });
+
+  it('row 10: after kill -9 of the supervisor, `warden up` stops what it left running and brings the same cluster back', async () => {
+    const l = await eventually(healthy, { timeoutMs: 90_000, what: 'a healthy cluster' });
+    const sysid = l.systemIdentifier;
+    const state = await readState(dir);
+    signalPid(state.supervisorPid!, 'SIGKILL');
+    await waitForExit(state.supervisorPid!, 10_000);
+    const r = await runWarden(['up', '--dir', dir], { timeoutMs: 300_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /the previous supervisor is gone; stopping what it left running: .*agent .*etcd/);
+    const again = await eventually(healthy, { timeoutMs: 90_000, what: 'the same cluster healthy again' });
+    assert.equal(again.systemIdentifier, sysid);
   });
 });
