@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,30 +11,7 @@ import { MemoryDcs } from '../dcs/memory-dcs.js';
 import { DEFAULT_DYNAMIC_CONFIG } from '../ha/index.js';
 import type { AgentSnapshot } from './agent.js';
 import { createRestApi } from './rest-api.js';
-
-interface Pems {
-  readonly ca: string;
-  readonly serverCert: string;
-  readonly serverKey: string;
-  readonly clientCert: string;
-  readonly clientKey: string;
-  readonly rogueCert: string;
-  readonly rogueKey: string;
-}
-
-/** A CA, a server certificate for 127.0.0.1 and a client certificate it signed, plus a self-signed rogue client. */
-async function makePems(dir: string): Promise<Pems> {
-  const ssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe', timeout: 30_000 });
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=warden-test-ca', '-keyout', 'ca.key', '-out', 'ca.pem');
-  await writeFile(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr');
-  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'server.ext', '-out', 'server.pem');
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=warden-ctl', '-keyout', 'client.key', '-out', 'client.csr');
-  ssl('x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-out', 'client.pem');
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=rogue', '-keyout', 'rogue.key', '-out', 'rogue.pem');
-  const f = (n: string): Promise<string> => readFile(join(dir, n), 'utf8');
-  return { ca: await f('ca.pem'), serverCert: await f('server.pem'), serverKey: await f('server.key'), clientCert: await f('client.pem'), clientKey: await f('client.key'), rogueCert: await f('rogue.pem'), rogueKey: await f('rogue.key') };
-}
+import { makePems, type Pems } from '../../test/support/tls.js';
 
 const TAGS = { nofailover: false, failoverPriority: 1, nosync: false, noloadbalance: false };
 function snap(): AgentSnapshot {

@@ -1,6 +1,7 @@
 /** Error kinds the core understands; adapters translate library errors into these at the edge. */
 export type WardenErrorCode =
   | 'dcs-unavailable'
+  | 'dcs-auth-failed'
   | 'dcs-timeout'
   | 'dcs-bad-response'
   | 'lease-not-found'

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import { StringDecoder } from 'node:string_decoder';
 import { WardenError } from '../core/errors.js';
 import type { CallOptions, Dcs, KeyValue, LeaseGrant, Snapshot, WatchEvent, WriteOptions } from './dcs.js';
@@ -24,6 +25,8 @@ interface SendOptions {
   readonly idempotent: boolean;
   /** Stream mode (watch): gets each chunk of a 200 response; the attempt has no time bound once answered. */
   readonly onChunk?: (chunk: Buffer) => void;
+  /** etcd auth token, sent as the Authorization header (the gateway passes it on as gRPC metadata). */
+  readonly token?: string;
 }
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
@@ -110,20 +113,85 @@ function errorFromBody(status: number, grpcCode: unknown, message: string, endpo
   return badResponse(`${endpoint} answered ${status}: ${message}`, details);
 }
 
+/** TLS towards etcd (`https://` endpoints): the CA that signed etcd's certificate, and a client certificate. PEM texts. */
+export interface EtcdTls {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+}
+
+/** etcd's user authentication: the client authenticates once and sends the token with every call. */
+export interface EtcdAuth {
+  readonly username: string;
+  readonly password: string;
+}
+
+/** How to reach etcd: endpoints, and TLS and authentication as production etcd runs them. */
+export interface EtcdConnection {
+  readonly endpoints: readonly string[];
+  readonly tls?: EtcdTls;
+  readonly auth?: EtcdAuth;
+}
+
+/** gRPC code 16 (UNAUTHENTICATED) or the messages etcd uses for a token it no longer knows. */
+function isAuthFailure(e: WardenError): boolean {
+  const d = e.details as { grpcCode?: unknown; status?: unknown; message?: unknown };
+  const message = typeof d.message === 'string' ? d.message : e.message;
+  return d.grpcCode === 16 || d.status === 401 || /invalid auth token|user name is empty|token is expired/.test(message);
+}
+
 /** The Dcs port on etcd's v3 JSON gateway, failing over between endpoints within each call's deadline. */
 export class EtcdClient implements Dcs {
   private readonly endpoints: readonly string[];
   private readonly defaultTimeoutMs: number;
-  private readonly agent = new http.Agent({ keepAlive: true });
+  private readonly agent: http.Agent;
+  private readonly auth: EtcdAuth | undefined;
+  /** The token of the last authentication, and the one in flight (one at a time). */
+  private token: string | undefined;
+  private authenticating: Promise<string> | undefined;
   /** Fails every exchange in flight; `close()` uses it. */
   private readonly inFlight = new Set<() => void>();
   private closed = false;
   private preferred = 0;
 
-  constructor(opts: { endpoints: string[]; defaultTimeoutMs: number }) {
+  constructor(opts: { endpoints: readonly string[]; defaultTimeoutMs: number; tls?: EtcdTls; auth?: EtcdAuth }) {
     if (opts.endpoints.length === 0) throw new WardenError('config-invalid', 'EtcdClient needs at least one endpoint');
     this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
+    const schemes = new Set(this.endpoints.map((e) => new URL(e).protocol));
+    if (schemes.size > 1) throw new WardenError('config-invalid', `etcd endpoints mix http and https: ${this.endpoints.join(', ')}`);
     this.defaultTimeoutMs = opts.defaultTimeoutMs;
+    const t = opts.tls ?? {};
+    this.agent = schemes.has('https:')
+      ? new https.Agent({ keepAlive: true, ...(t.ca === undefined ? {} : { ca: t.ca }), ...(t.cert === undefined ? {} : { cert: t.cert }), ...(t.key === undefined ? {} : { key: t.key }) })
+      : new http.Agent({ keepAlive: true });
+    this.auth = opts.auth;
+  }
+
+  /**
+   * A token for the configured user: authenticates (once for all concurrent callers) when none is
+   * held or `stale` is the token etcd just refused. Bounded by the caller's deadline.
+   */
+  private async tokenFor(stale: string | undefined, opts: CallOptions | undefined): Promise<string | undefined> {
+    const auth = this.auth;
+    if (auth === undefined) return undefined;
+    if (this.token !== undefined && this.token !== stale) return this.token;
+    this.authenticating ??= (async () => {
+      try {
+        const res = await this.callRaw('/v3/auth/authenticate', { name: auth.username, password: auth.password }, opts, true, undefined);
+        const token = res['token'];
+        if (typeof token !== 'string' || token === '') throw badResponse('authenticate answered without a token');
+        this.token = token;
+        return token;
+      } catch (e) {
+        if (e instanceof WardenError && e.code === 'dcs-bad-response') {
+          throw new WardenError('dcs-auth-failed', `etcd: authentication as ${auth.username} failed: ${e.message.replace(/^etcd: /, '')}`, { cause: e });
+        }
+        throw e;
+      } finally {
+        this.authenticating = undefined;
+      }
+    })();
+    return this.authenticating;
   }
 
   /** The endpoint the next call tries first (the one that answered last). */
@@ -193,6 +261,35 @@ export class EtcdClient implements Dcs {
     }
   }
 
+  /**
+   * Turns on etcd's authentication, as a cluster admin would (idempotent: what exists is kept):
+   * a root user (which etcd requires), and `user` with a role that may read and write `prefix` and
+   * nothing else. Call it on an etcd without auth; after it, clients need credentials.
+   */
+  async enableAuthentication(opts: { rootPassword: string; user: EtcdAuth; prefix: string }, callOpts?: CallOptions): Promise<void> {
+    const tolerate = async (path: string, body: Json, exists: RegExp): Promise<void> => {
+      try {
+        await this.call(path, body, callOpts, false);
+      } catch (e) {
+        if (!(e instanceof WardenError && exists.test(e.message))) throw e;
+      }
+    };
+    const role = `${opts.user.username}-rw`;
+    await tolerate('/v3/auth/role/add', { name: 'root' }, /role name already exists/);
+    await tolerate('/v3/auth/user/add', { name: 'root', password: opts.rootPassword }, /user name already exists/);
+    await tolerate('/v3/auth/user/grant', { user: 'root', role: 'root' }, /already granted/);
+    await tolerate('/v3/auth/role/add', { name: role }, /role name already exists/);
+    await this.call('/v3/auth/role/grant', { name: role, perm: { permType: 'READWRITE', key: b64(opts.prefix), range_end: prefixRangeEnd(opts.prefix) } }, callOpts, true);
+    await tolerate('/v3/auth/user/add', { name: opts.user.username, password: opts.user.password }, /user name already exists/);
+    await tolerate('/v3/auth/user/grant', { user: opts.user.username, role }, /already granted/);
+    await this.call('/v3/auth/enable', {}, callOpts, true);
+  }
+
+  /** Turns etcd's authentication off (needs root); every token etcd issued becomes invalid. */
+  async disableAuthentication(callOpts?: CallOptions): Promise<void> {
+    await this.call('/v3/auth/disable', {}, callOpts, true);
+  }
+
   async watch(
     prefix: string,
     fromRevision: number,
@@ -242,14 +339,18 @@ export class EtcdClient implements Dcs {
       create_request: { key: b64(prefix), range_end: prefixRangeEnd(prefix), start_revision: String(fromRevision) },
     };
     try {
+      const token = await this.tokenFor(undefined, { timeoutMs: this.defaultTimeoutMs, signal });
       await this.send('/v3/watch', body, {
         signals: [signal, deadline.signal],
         deadlineMs: Date.now() + this.defaultTimeoutMs,
         idempotent: false,
         onChunk,
+        ...(token === undefined ? {} : { token }),
       });
     } catch (e) {
       if (signal.aborted && !this.closed) return;
+      // A refused token ends the stream; the caller's next watch authenticates again.
+      if (e instanceof WardenError && isAuthFailure(e)) this.token = undefined;
       throw e;
     } finally {
       clearTimeout(timer);
@@ -271,15 +372,29 @@ export class EtcdClient implements Dcs {
     return { succeeded: res['succeeded'] === true, responses: Array.isArray(responses) ? responses : [] };
   }
 
-  /** One call bounded by `timeoutMs` (default `defaultTimeoutMs`) and `signal`; returns the parsed answer. */
+  /**
+   * One call with the auth token when authentication is configured; a token etcd refuses (it
+   * expired, or etcd restarted) is renewed once and the call repeated.
+   */
   private async call(path: string, body: Json, opts: CallOptions | undefined, idempotent: boolean): Promise<Json> {
+    const token = await this.tokenFor(undefined, opts);
+    try {
+      return await this.callRaw(path, body, opts, idempotent, token);
+    } catch (e) {
+      if (token === undefined || !(e instanceof WardenError) || !isAuthFailure(e)) throw e;
+      return this.callRaw(path, body, opts, idempotent, await this.tokenFor(token, opts));
+    }
+  }
+
+  /** One call bounded by `timeoutMs` (default `defaultTimeoutMs`) and `signal`; returns the parsed answer. */
+  private async callRaw(path: string, body: Json, opts: CallOptions | undefined, idempotent: boolean, token: string | undefined): Promise<Json> {
     const timeoutMs = opts?.timeoutMs ?? this.defaultTimeoutMs;
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), timeoutMs);
     let text: string;
     try {
       const signals = opts?.signal ? [opts.signal, deadline.signal] : [deadline.signal];
-      text = await this.send(path, body, { signals, deadlineMs: Date.now() + timeoutMs, idempotent });
+      text = await this.send(path, body, { signals, deadlineMs: Date.now() + timeoutMs, idempotent, ...(token === undefined ? {} : { token }) });
     } finally {
       clearTimeout(timer);
     }
@@ -345,11 +460,13 @@ export class EtcdClient implements Dcs {
       const payload = JSON.stringify(body);
       let connected = false;
       let settled = false;
-      const req = http.request(`${endpoint}${path}`, {
+      const url = `${endpoint}${path}`;
+      const options = {
         method: 'POST',
         agent: this.agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-      });
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...(o.token === undefined ? {} : { authorization: o.token }) },
+      };
+      const req = url.startsWith('https:') ? https.request(url, options) : http.request(url, options);
       // Until connected, and for a whole idempotent exchange, the attempt only has its share of the time.
       const shareTimer = setTimeout(() => {
         if (!connected || (o.idempotent && o.onChunk === undefined)) fail('timeout');

@@ -2,11 +2,12 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, open, readdir, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep } from '../core/deadline.js';
 import { WardenError } from '../core/errors.js';
 import { freePorts } from '../core/free-port.js';
+import { httpCall } from '../core/http-app.js';
 
 /** Everything needed to (re)start one etcd member with the same identity. */
 export interface EtcdMemberSpec {
@@ -17,12 +18,22 @@ export interface EtcdMemberSpec {
   readonly logFile: string;
 }
 
+/** TLS of etcd's client port: PEM files; clientCertAuth makes etcd require a client certificate signed by caFile. */
+export interface EtcdServerTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+  readonly clientCertAuth: boolean;
+}
+
 /** The flags every member of one etcd cluster shares; save it to restart members later. */
 export interface EtcdClusterSpec {
   readonly token: string;
   readonly members: readonly EtcdMemberSpec[];
   readonly heartbeatMs?: number;
   readonly electionMs?: number;
+  /** TLS on the client URLs (which are then https://). */
+  readonly tls?: EtcdServerTls;
 }
 
 /** A member this process started, with its PID. */
@@ -67,6 +78,9 @@ export function etcdMemberArgs(member: EtcdMemberSpec, cluster: EtcdClusterSpec,
     `--initial-cluster-token=${cluster.token}`,
     ...(cluster.heartbeatMs === undefined ? [] : [`--heartbeat-interval=${cluster.heartbeatMs}`]),
     ...(cluster.electionMs === undefined ? [] : [`--election-timeout=${cluster.electionMs}`]),
+    ...(cluster.tls === undefined
+      ? []
+      : [`--cert-file=${cluster.tls.certFile}`, `--key-file=${cluster.tls.keyFile}`, `--trusted-ca-file=${cluster.tls.caFile}`, ...(cluster.tls.clientCertAuth ? ['--client-cert-auth'] : [])]),
     '--logger=zap',
     '--log-level=warn',
   ];
@@ -136,15 +150,16 @@ export function spawnEtcdMember(
   };
 }
 
-/** Waits (bounded) until every URL answers GET /health with health true. */
-export async function waitForEtcdHealth(clientUrls: readonly string[], timeoutMs: number, processes: readonly EtcdProcess[] = []): Promise<void> {
+/** Waits (bounded) until every URL answers GET /health with health true (over TLS with `tls`'s files). */
+export async function waitForEtcdHealth(clientUrls: readonly string[], timeoutMs: number, processes: readonly EtcdProcess[] = [], tls?: EtcdServerTls): Promise<void> {
+  const pem = tls === undefined ? undefined : { ca: await readFile(tls.caFile, 'utf8'), cert: await readFile(tls.certFile, 'utf8'), key: await readFile(tls.keyFile, 'utf8') };
   const deadline = Date.now() + timeoutMs;
   const exitedEarly = new Set<number>();
   for (const p of processes) void p.exited.then(() => exitedEarly.add(p.pid));
   let pending = [...clientUrls];
   for (;;) {
     if (exitedEarly.size > 0) throw new WardenError('internal', `etcd exited during startup (pid ${[...exitedEarly].join(', ')})`);
-    const health = await Promise.all(pending.map(async (url) => ((await isHealthy(url)) ? undefined : url)));
+    const health = await Promise.all(pending.map(async (url) => ((await isHealthy(url, pem)) ? undefined : url)));
     pending = health.filter((u): u is string => u !== undefined);
     if (pending.length === 0) return;
     if (Date.now() >= deadline) {
@@ -164,6 +179,7 @@ export async function startEtcdCluster(opts: {
   heartbeatMs?: number;
   electionMs?: number;
   etcdBin?: string;
+  tls?: EtcdServerTls;
 }): Promise<EtcdClusterHandle> {
   const host = opts.host ?? '127.0.0.1';
   const logDir = opts.logDir ?? opts.dataDir;
@@ -182,20 +198,21 @@ export async function startEtcdCluster(opts: {
       token: `warden-${randomUUID()}`,
       members: names.map((name, i) => ({
         name,
-        clientUrl: `http://${host}:${ports[2 * i]!}`,
+        clientUrl: `${opts.tls === undefined ? 'http' : 'https'}://${host}:${ports[2 * i]!}`,
         peerUrl: `http://${host}:${ports[2 * i + 1]!}`,
         dataDir: join(opts.dataDir, name),
         logFile: join(logDir, `${name}.log`),
       })),
       ...(opts.heartbeatMs === undefined ? {} : { heartbeatMs: opts.heartbeatMs }),
       ...(opts.electionMs === undefined ? {} : { electionMs: opts.electionMs }),
+      ...(opts.tls === undefined ? {} : { tls: opts.tls }),
     };
     const processes: EtcdProcess[] = [];
     try {
       for (const m of cluster.members) {
         processes.push(spawnEtcdMember(m, cluster, { state: 'new', detached: opts.detached ?? false, ...(opts.etcdBin ? { etcdBin: opts.etcdBin } : {}) }));
       }
-      await waitForEtcdHealth(cluster.members.map((m) => m.clientUrl), STARTUP_TIMEOUT_MS, processes);
+      await waitForEtcdHealth(cluster.members.map((m) => m.clientUrl), STARTUP_TIMEOUT_MS, processes, opts.tls);
       return clusterHandle(cluster, processes);
     } catch (e) {
       await Promise.allSettled(processes.map((p) => p.stop(2_000)));
@@ -229,11 +246,11 @@ function clusterHandle(cluster: EtcdClusterSpec, processes: readonly EtcdProcess
   };
 }
 
-async function isHealthy(clientUrl: string): Promise<boolean> {
+async function isHealthy(clientUrl: string, tls: { ca: string; cert: string; key: string } | undefined): Promise<boolean> {
   try {
-    const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1_000) });
-    const body = (await res.json()) as { health?: unknown };
-    return res.ok && (body.health === 'true' || body.health === true);
+    const res = await httpCall(`${clientUrl}/health`, { timeoutMs: 1_000, ...(tls === undefined ? {} : { tls }) });
+    const body = JSON.parse(res.body) as { health?: unknown };
+    return res.status === 200 && (body.health === 'true' || body.health === true);
   } catch {
     return false; // not listening yet, or no leader yet: the caller polls until its deadline
   }
