@@ -28,7 +28,8 @@
  * Reference in the same run: the detection part (bounded below by the lease TTL) and the ratio
  * failover / ttl.
  */
-import { EtcdClient } from '../src/dcs/etcd-client.js';
+import { etcdClientFromState } from '../src/controller/state-file.js';
+import type { EtcdClient } from '../src/dcs/etcd-client.js';
 import {
   closeSession,
   clusterUp,
@@ -345,7 +346,7 @@ await runBench(async () => {
     { queryTimeoutMs: 10_000 },
   );
   if (!created.ok) throw new Error(`CREATE TABLE failed: ${created.error}`);
-  const etcd = new EtcdClient({ endpoints: [...state.etcd], defaultTimeoutMs: 2000 });
+  const etcd = etcdClientFromState(state, 2000);
   const freezer = new Freezer();
   const results: RunResult[] = [];
   let aborted: string | undefined;

@@ -11,8 +11,8 @@
  * leader's remaining lease (GET /patroni warden.leaseRemainingMs) is sampled each second too: its
  * minimum says how close the leader came to losing the key.
  */
+import { etcdClientFromState } from '../src/controller/state-file.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { EtcdClient } from '../src/dcs/etcd-client.js';
 import {
   clusterUp,
   fmt,
@@ -163,7 +163,7 @@ await runBench(async () => {
   const pgbench = `${PG_BIN_DIR}/pgbench`;
 
   // Every change of the leader key from now on, with arrival time.
-  const etcd = new EtcdClient({ endpoints: [...state.etcd], defaultTimeoutMs: 2000 });
+  const etcd = etcdClientFromState(state, 2000);
   const leaderKey = `/warden/${state.cluster}/leader`;
   const snap = await etcd.range(leaderKey, { timeoutMs: 2000 });
   const keyEvents: { type: string; value: string; iso: string }[] = [];

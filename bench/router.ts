@@ -16,13 +16,13 @@
  *    connections (each sent a startup packet) during a far-reaching router/pause announcement; its
  *    VmRSS idle and with every connection held is read from /proc.
  */
+import { etcdClientFromState } from '../src/controller/state-file.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import { freePorts } from '../src/core/free-port.js';
-import { EtcdClient } from '../src/dcs/etcd-client.js';
 import { announceSwitchover, clearSwitchover, encodeStartupMessage, type RouterStatus } from '../src/router/index.js';
 import {
   clusterUp,
@@ -335,7 +335,7 @@ async function heldMemory(state: StateFile): Promise<{ idleRss: number; heldRss:
   await until('the bench router', 30_000, async () => ((await routerStatus(admin))?.rw.open === true ? true : undefined));
   await sleep(2000);
   const idleRss = (await rssBytes(child.pid!)) ?? Number.NaN;
-  const etcd = new EtcdClient({ endpoints: [...state.etcd], defaultTimeoutMs: 2000 });
+  const etcd = etcdClientFromState(state, 2000);
   const sockets: net.Socket[] = [];
   const startup = encodeStartupMessage({ user: 'postgres', database: 'postgres', application_name: 'warden-bench-held' });
   try {

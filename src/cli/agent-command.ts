@@ -31,7 +31,12 @@ export async function runAgentCommand(configFile: string): Promise<number> {
     process.stderr.write(`REST API port ${apiHost}:${apiPort} is already in use (restapi.listen in ${configFile})\n`);
     return 1;
   }
-  const dcs = new EtcdClient({ endpoints: [...cfg.etcdEndpoints], defaultTimeoutMs: cfg.bootstrapDynamicConfig.retry_timeout * 1000 });
+  const dcs = new EtcdClient({
+    endpoints: cfg.etcdEndpoints,
+    defaultTimeoutMs: cfg.bootstrapDynamicConfig.retry_timeout * 1000,
+    ...(cfg.etcdTls === undefined ? {} : { tls: cfg.etcdTls }),
+    ...(cfg.etcdAuth === undefined ? {} : { auth: cfg.etcdAuth }),
+  });
   const pg = new LocalPostgres(
     {
       name: cfg.name,

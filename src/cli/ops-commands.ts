@@ -4,13 +4,12 @@ import { stringify } from 'yaml';
 import { eventually } from '../core/deadline.js';
 import { WardenError } from '../core/errors.js';
 import { lagBytes, parseLsn } from '../core/lsn.js';
-import { EtcdClient } from '../dcs/etcd-client.js';
 import { fetchPeer } from '../agent/peers.js';
 import { clusterPrefix, KEYS, parseScheduledAt, switchoverCandidate, type ClusterView, type DynamicConfig } from '../ha/index.js';
 import { validateDynamicConfig } from '../spec/index.js';
 import { callAgent, confirm, confirmByTyping, ctlTls, restAuthFor } from './agent-client.js';
 import { listFromView } from './list.js';
-import { readClusterView, resolveTarget, type Target, type TargetOptions } from './target.js';
+import { etcdClientFor, readClusterView, resolveTarget, type Target, type TargetOptions } from './target.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
@@ -91,7 +90,7 @@ export function configDiff(before: unknown, after: unknown, prefix = ''): string
 
 /** Compare-and-swap write of the config key; a clear error when it changed meanwhile. */
 async function writeConfig(t: Target, view: ClusterView, next: DynamicConfig): Promise<void> {
-  const client = new EtcdClient({ endpoints: [...t.etcd], defaultTimeoutMs: 3000 });
+  const client = etcdClientFor(t, 3000);
   try {
     const key = clusterPrefix(t.cluster) + KEYS.config;
     const ok = view.configModRevision === undefined ? await client.create(key, JSON.stringify(next)) : await client.compareAndSwap(key, JSON.stringify(next), view.configModRevision);
@@ -375,7 +374,7 @@ export function registerOpsCommands(program: Command): void {
         process.exitCode = 1;
         return;
       }
-      const client = new EtcdClient({ endpoints: [...t.etcd], defaultTimeoutMs: 3000 });
+      const client = etcdClientFor(t, 3000);
       try {
         const prefix = clusterPrefix(name);
         const snap = await client.range(prefix);

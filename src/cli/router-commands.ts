@@ -3,7 +3,8 @@ import { createLogger } from '../agent/logger.js';
 import { systemClock } from '../core/clock.js';
 import { describeError, WardenError } from '../core/errors.js';
 import type { StateFile } from '../controller/state-file.js';
-import { EtcdClient } from '../dcs/etcd-client.js';
+import { EtcdClient, type EtcdAuth, type EtcdTls } from '../dcs/etcd-client.js';
+import { readEtcdFiles } from './etcd-files.js';
 import { renderHaproxyConfig, Router, type HaproxyMember } from '../router/index.js';
 import { formatHostPort, formatSpecError, loadRouterConfig } from '../spec/index.js';
 import { readClusterView, resolveTarget, type TargetOptions } from './target.js';
@@ -78,7 +79,14 @@ export async function runRouterCommand(configFile: string, waitForCluster: boole
   const cfg = loaded.config;
   const log = createLogger({ level: cfg.log.level, file: cfg.log.file, name: `router-${cfg.cluster}` });
   for (const n of loaded.notices) log.warn({}, formatSpecError(n));
-  const dcs = new EtcdClient({ endpoints: [...cfg.etcdEndpoints], defaultTimeoutMs: ROUTER_ETCD_TIMEOUT_MS });
+  let etcdOpts: { tls?: EtcdTls; auth?: EtcdAuth };
+  try {
+    etcdOpts = readEtcdFiles(cfg.etcdFiles ?? {});
+  } catch (e) {
+    process.stderr.write(`${configFile}: ${describeError(e)}\n`);
+    return 2;
+  }
+  const dcs = new EtcdClient({ endpoints: cfg.etcdEndpoints, defaultTimeoutMs: ROUTER_ETCD_TIMEOUT_MS, ...etcdOpts });
   const router = new Router(
     {
       cluster: cfg.cluster,

@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
 import { WardenError } from '../core/errors.js';
 import { readStateFile, type StateFile } from '../controller/state-file.js';
-import { EtcdClient } from '../dcs/etcd-client.js';
+import { EtcdClient, type EtcdAuth, type EtcdTls } from '../dcs/etcd-client.js';
+import { readEtcdFiles } from './etcd-files.js';
 import { clusterPrefix, parseClusterView, type ClusterView } from '../ha/index.js';
 
 /** Options every CLI command accepts to find a cluster. */
@@ -17,6 +18,31 @@ export interface Target {
   readonly etcd: readonly string[];
   readonly state: StateFile | undefined;
   readonly dir: string;
+  /** etcd TLS and credentials: from state.json with --dir, from WARDEN_ETCD_* variables with --etcd. */
+  readonly etcdOptions: { readonly tls?: EtcdTls; readonly auth?: EtcdAuth };
+}
+
+/** A client for the target's etcd, with its TLS and credentials. */
+export function etcdClientFor(t: Target, defaultTimeoutMs: number): EtcdClient {
+  return new EtcdClient({ endpoints: t.etcd, defaultTimeoutMs, ...t.etcdOptions });
+}
+
+/** WARDEN_ETCD_USERNAME + WARDEN_ETCD_PASSWORD or _PASSWORD_FILE, WARDEN_ETCD_CACERT / _CERT / _KEY (paths), for --etcd. */
+function etcdOptionsFromEnv(env: NodeJS.ProcessEnv): Target['etcdOptions'] {
+  const password = env.WARDEN_ETCD_PASSWORD;
+  const passwordFile = env.WARDEN_ETCD_PASSWORD_FILE;
+  if (password !== undefined && passwordFile !== undefined) throw new WardenError('config-invalid', 'set only one of WARDEN_ETCD_PASSWORD and WARDEN_ETCD_PASSWORD_FILE');
+  const { tls, auth } = readEtcdFiles({
+    ...(env.WARDEN_ETCD_USERNAME === undefined ? {} : { username: env.WARDEN_ETCD_USERNAME }),
+    ...(passwordFile === undefined ? {} : { passwordFile }),
+    ...(env.WARDEN_ETCD_CACERT === undefined ? {} : { cacert: env.WARDEN_ETCD_CACERT }),
+    ...(env.WARDEN_ETCD_CERT === undefined ? {} : { cert: env.WARDEN_ETCD_CERT }),
+    ...(env.WARDEN_ETCD_KEY === undefined ? {} : { key: env.WARDEN_ETCD_KEY }),
+  });
+  const user = env.WARDEN_ETCD_USERNAME;
+  const withPassword = auth ?? (user !== undefined && password !== undefined ? { username: user, password } : undefined);
+  if (user === undefined && (password ?? passwordFile) !== undefined) throw new WardenError('config-invalid', 'WARDEN_ETCD_PASSWORD(_FILE) needs WARDEN_ETCD_USERNAME');
+  return { ...(tls === undefined ? {} : { tls }), ...(withPassword === undefined ? {} : { auth: withPassword }) };
 }
 
 /** Resolves `--etcd URLS --cluster NAME`, or else `--dir DIR` (default ./.warden) and its state.json. */
@@ -30,18 +56,20 @@ export async function resolveTarget(opts: TargetOptions): Promise<Target> {
     for (const u of etcd) {
       if (!/^https?:\/\/[^/]+$/.test(u)) throw new WardenError('config-invalid', `--etcd: not an http(s)://host:port URL: ${u}`);
     }
-    return { cluster: opts.cluster, etcd, state: undefined, dir };
+    return { cluster: opts.cluster, etcd, state: undefined, dir, etcdOptions: etcdOptionsFromEnv(process.env) };
   }
   const state = await readStateFile(dir);
   if (state === undefined) {
     throw new WardenError('not-found', `no cluster found in ${dir} (no state.json): run \`warden up --dir ${dir}\`, or pass --etcd URLS --cluster NAME`);
   }
-  return { cluster: state.cluster, etcd: state.etcd, state, dir };
+  const a = state.etcdAuth;
+  const etcdOptions = a === undefined ? {} : readEtcdFiles({ username: a.username, passwordFile: a.passwordFile });
+  return { cluster: state.cluster, etcd: state.etcd, state, dir, etcdOptions };
 }
 
 /** Reads the cluster's keys once; a precise error when etcd cannot be reached. */
 export async function readClusterView(t: Target, timeoutMs = 3000): Promise<ClusterView> {
-  const client = new EtcdClient({ endpoints: [...t.etcd], defaultTimeoutMs: timeoutMs });
+  const client = etcdClientFor(t, timeoutMs);
   try {
     const prefix = clusterPrefix(t.cluster);
     const snap = await client.range(prefix, { timeoutMs });

@@ -9,7 +9,7 @@ import { readStateFile } from '../controller/state-file.js';
 import { defaultClusterSpec, formatSpecError, loadClusterSpec, type ClusterSpec } from '../spec/index.js';
 import { listFromView, renderList } from './list.js';
 import { routerReport } from './router-commands.js';
-import { readClusterView } from './target.js';
+import { readClusterView, resolveTarget } from './target.js';
 
 const UP_TIMEOUT_MS = 240_000;
 type Palette = ReturnType<typeof pc.createColors>;
@@ -105,7 +105,7 @@ async function report(dir: string, c: Palette, out: (s: string) => void): Promis
   const layout = await readLayout(dir);
   if (state === undefined || layout === undefined) return;
   try {
-    const view = await readClusterView({ cluster: state.cluster, etcd: state.etcd, state, dir });
+    const view = await readClusterView(await resolveTarget({ dir }));
     out(renderList(listFromView(state.cluster, view), { extended: false, color: c.isColorSupported }));
     const leader = state.members.find((m) => m.name === view.leader?.name);
     if (leader !== undefined) {

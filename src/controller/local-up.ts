@@ -9,7 +9,7 @@ import { isProcessAlive, processCommandLine } from '../core/process-info.js';
 import type { EtcdClusterSpec } from '../dcs/etcd-server.js';
 import type { ClusterSpec } from '../spec/index.js';
 import { stringifyAgentConfig } from '../spec/agent-config.js';
-import { ensureMemberFiles, layoutPath, readLayout, supervisorPidPath, writeLayout, type RunUser, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
+import { ensureMemberFiles, layoutPath, readLayout, supervisorPidPath, writeLayout, type RunUser, type RuntimeEtcdAuth, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
 import { ensureRouter, prepareRouter, ROUTER_PORT_COUNT } from './router-runtime.js';
 import { wardenArgv } from './supervisor.js';
 
@@ -17,6 +17,8 @@ export const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
 const HOST = '127.0.0.1';
 /** The REST API user `warden up` configures; its password is DIR/secrets/restapi.password. */
 export const REST_USER = 'warden';
+/** The etcd user agents, routers and the CLI of a local runtime use; its role reaches /warden/ only. */
+export const ETCD_USER = 'warden';
 
 /** The PID of the runtime dir's supervisor when it is alive, else undefined. */
 export async function runningSupervisor(dir: string): Promise<number | undefined> {
@@ -90,6 +92,11 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
   const replFile = join(dir, 'secrets', 'replication.password');
   const restFile = join(dir, 'secrets', 'restapi.password');
   await writeFile(restFile, `${secret()}\n`, { mode: 0o600 });
+  // etcd runs with authentication (the supervisor turns it on once etcd first answers): a local
+  // user who can reach etcd's port cannot rewrite the cluster's keys behind the REST API's back.
+  const etcdAuth: RuntimeEtcdAuth = { username: ETCD_USER, passwordFile: join(dir, 'secrets', 'etcd.password'), rootPasswordFile: join(dir, 'secrets', 'etcd-root.password') };
+  await writeFile(etcdAuth.passwordFile, `${secret()}\n`, { mode: 0o600 });
+  await writeFile(etcdAuth.rootPasswordFile, `${secret()}\n`, { mode: 0o600 });
   await writeFile(superFile, `${superPw}\n`, { mode: 0o600 });
   await writeFile(replFile, `${replPw}\n`, { mode: 0o600 });
   const pgpassFile = join(dir, 'pgpass');
@@ -135,6 +142,7 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
       name: base.name,
       cluster: spec.name,
       etcdEndpoints: etcd.members.map((e) => e.clientUrl),
+      etcdAuth: { username: etcdAuth.username, passwordFile: etcdAuth.passwordFile },
       // Mutating REST calls (switchover, restart, config) need the generated password (CLI: --dir reads it).
       restApi: { listen: { host: HOST, port: base.apiPort }, authentication: { username: REST_USER, passwordFile: restFile } },
       postgres: {
@@ -153,13 +161,14 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
     members.push(m);
   }
   if (run.runAsUser !== undefined) checkReachableByRunUser(run.runAsUser, members[0]?.memberDir ?? dir);
-  const router = await prepareRouter(dir, { cluster: spec.name, etcd }, HOST, [take(), take(), take()]);
+  const router = await prepareRouter(dir, { cluster: spec.name, etcd, etcdAuth }, HOST, [take(), take(), take()]);
   const layout: RuntimeLayout = {
     cluster: spec.name,
     etcd,
     members,
     router,
     restartDelaySeconds: spec.restartDelaySeconds,
+    etcdAuth,
     superuser: 'postgres',
     pgpassFile,
     createdAt: new Date().toISOString(),

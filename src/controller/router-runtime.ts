@@ -13,7 +13,7 @@ import type { StateRouter } from './state-file.js';
 export const ROUTER_PORT_COUNT = 3;
 
 /** The router of a runtime dir on the given ports (rw, ro, admin); writes DIR/router/router.yaml. */
-export async function prepareRouter(dir: string, layout: Pick<RuntimeLayout, 'cluster' | 'etcd'>, host: string, ports: readonly number[]): Promise<RuntimeRouter> {
+export async function prepareRouter(dir: string, layout: Pick<RuntimeLayout, 'cluster' | 'etcd' | 'etcdAuth'>, host: string, ports: readonly number[]): Promise<RuntimeRouter> {
   const [rwPort, roPort, adminPort] = ports;
   if (rwPort === undefined || roPort === undefined || adminPort === undefined) throw new WardenError('internal', 'the router needs three ports');
   const routerDir = join(dir, 'router');
@@ -22,6 +22,7 @@ export async function prepareRouter(dir: string, layout: Pick<RuntimeLayout, 'cl
   const yaml = stringifyRouterConfig({
     cluster: layout.cluster,
     etcdEndpoints: layout.etcd.members.map((m) => m.clientUrl),
+    ...(layout.etcdAuth === undefined ? {} : { etcdFiles: { username: layout.etcdAuth.username, passwordFile: layout.etcdAuth.passwordFile } }),
     listen: { rw: { host, port: rwPort }, ro: { host, port: roPort }, admin: { host, port: adminPort } },
     holdTimeoutMs: ROUTER_DEFAULTS.holdTimeoutMs,
     maxHeld: ROUTER_DEFAULTS.maxHeld,

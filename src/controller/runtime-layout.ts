@@ -37,6 +37,13 @@ export interface RuntimeRouter {
   readonly logFile: string;
 }
 
+/** etcd credentials of a local runtime (paths of 0600 files in DIR/secrets). */
+export interface RuntimeEtcdAuth {
+  readonly username: string;
+  readonly passwordFile: string;
+  readonly rootPasswordFile: string;
+}
+
 /** DIR/runtime.json: everything the supervisor needs to (re)start the same cluster. */
 export interface RuntimeLayout {
   readonly cluster: string;
@@ -45,6 +52,12 @@ export interface RuntimeLayout {
   /** Absent in dirs made before routers existed; `up` adds it. */
   readonly router?: RuntimeRouter;
   readonly restartDelaySeconds: number;
+  /**
+   * etcd authentication, turned on by the supervisor once etcd first answers: agents, the router and
+   * the CLI authenticate as `username`; `rootPasswordFile` holds the password of etcd's root user.
+   * Absent in dirs made before etcd had authentication (they run without).
+   */
+  readonly etcdAuth?: RuntimeEtcdAuth;
   readonly superuser: string;
   readonly pgpassFile: string;
   readonly createdAt: string;
@@ -80,6 +93,7 @@ const RUNTIME_LAYOUT: Decoder<RuntimeLayout> = obj({
   members: list(obj({ name: str, host: str, pgPort: port, apiPort: port, memberDir: str, dataDir: str, configFile: str, logFile: str, agentConfig: optional(str) })),
   router: optional(obj({ host: str, rwPort: port, roPort: port, adminPort: port, dir: str, configFile: str, logFile: str })),
   restartDelaySeconds: num({ min: 0 }),
+  etcdAuth: optional(obj({ username: str, passwordFile: str, rootPasswordFile: str })),
   superuser: str,
   pgpassFile: str,
   createdAt: str,

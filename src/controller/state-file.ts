@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeJson, list, nullable, num, obj, optional, port, str, type Decoder } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
+import { EtcdClient } from '../dcs/etcd-client.js';
 
 /** One member as recorded for other tools (names are part of the public contract). */
 export interface StateMember {
@@ -35,6 +37,8 @@ export interface StateFile {
   /** PID of the supervisor that owns every process above. */
   readonly supervisorPid: number | null;
   readonly etcdPids?: readonly (number | null)[];
+  /** etcd authentication: tools connect as `username` with the password in `passwordFile` (0600). */
+  readonly etcdAuth?: { readonly username: string; readonly passwordFile: string };
 }
 
 /** Path of the state file in a runtime dir. */
@@ -67,7 +71,21 @@ const STATE_FILE: Decoder<StateFile> = obj({
   router: nullable(obj({ rw: hostPort, ro: hostPort, admin: optional(hostPort), pid: optional(pid) })),
   supervisorPid: pid,
   etcdPids: optional(list(pid)),
+  etcdAuth: optional(obj({ username: str, passwordFile: str })),
 });
+
+/**
+ * An etcd client for the cluster a state file describes, with its credentials (read now from the
+ * password file): what the CLI, the tests and the benchmarks use to reach a local runtime's etcd.
+ */
+export function etcdClientFromState(state: Pick<StateFile, 'etcd' | 'etcdAuth'>, defaultTimeoutMs: number): EtcdClient {
+  const auth = state.etcdAuth;
+  return new EtcdClient({
+    endpoints: state.etcd,
+    defaultTimeoutMs,
+    ...(auth === undefined ? {} : { auth: { username: auth.username, password: readFileSync(auth.passwordFile, 'utf8').trim() } }),
+  });
+}
 
 const writeQueues = new Map<string, Promise<void>>();
 

@@ -1,12 +1,13 @@
 import { setPriority } from 'node:os';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { describeError } from '../core/errors.js';
 import { signalPid } from '../core/process-info.js';
+import { EtcdClient } from '../dcs/etcd-client.js';
 import { spawnEtcdMember, waitForEtcdHealth, type EtcdProcess } from '../dcs/etcd-server.js';
 import { createLogger, type Logger } from '../agent/logger.js';
-import { ensureMemberFiles, lookupRunUser, readLayout, supervisorPidPath, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
+import { ensureMemberFiles, lookupRunUser, readLayout, supervisorPidPath, type RuntimeEtcdAuth, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
 import { SupervisedRouter } from './router-runtime.js';
 import { readStateFile, writeStateFile, type StateFile } from './state-file.js';
 import { join } from 'node:path';
@@ -67,12 +68,38 @@ class Supervisor {
     for (const m of this.layout.etcd.members) this.startEtcd(m.name);
     await waitForEtcdHealth(this.layout.etcd.members.map((m) => m.clientUrl), 30_000, [...this.etcd.values()]);
     this.log.info({ endpoints: this.layout.etcd.members.map((m) => m.clientUrl) }, 'etcd is healthy');
+    if (this.layout.etcdAuth !== undefined) await this.ensureEtcdAuthentication(this.layout.etcdAuth);
     for (const m of this.layout.members) this.startAgent(m);
     if (this.layout.router !== undefined) {
       this.router = new SupervisedRouter(this.layout.router, this.log, wardenArgv, () => void this.writeState());
       this.router.start();
     }
     await this.writeState();
+  }
+
+  /**
+   * Turns on etcd's authentication the first time (root, and the runtime's user limited to
+   * /warden/), before any agent starts; on later starts it only checks the user can authenticate.
+   */
+  private async ensureEtcdAuthentication(a: RuntimeEtcdAuth): Promise<void> {
+    const endpoints = this.layout.etcd.members.map((m) => m.clientUrl);
+    const user = { username: a.username, password: (await readFile(a.passwordFile, 'utf8')).trim() };
+    const probe = new EtcdClient({ endpoints, defaultTimeoutMs: 5000, auth: user });
+    try {
+      await probe.get('/warden/', { timeoutMs: 5000 });
+      return;
+    } catch (e) {
+      if (!/authentication is not enabled/.test(describeError(e))) throw e;
+    } finally {
+      probe.close();
+    }
+    const admin = new EtcdClient({ endpoints, defaultTimeoutMs: 5000 });
+    try {
+      await admin.enableAuthentication({ rootPassword: (await readFile(a.rootPasswordFile, 'utf8')).trim(), user, prefix: '/warden/' });
+      this.log.info({ user: a.username }, 'etcd authentication enabled: the runtime user may read and write /warden/ only');
+    } finally {
+      admin.close();
+    }
   }
 
   private startEtcd(name: string): void {
@@ -161,6 +188,7 @@ class Supervisor {
       router: this.router?.state() ?? prev?.router ?? null,
       supervisorPid: this.stopping ? null : process.pid,
       etcdPids: this.layout.etcd.members.map((m) => this.etcd.get(m.name)?.pid ?? null),
+      ...(this.layout.etcdAuth === undefined ? {} : { etcdAuth: { username: this.layout.etcdAuth.username, passwordFile: this.layout.etcdAuth.passwordFile } }),
     };
     await writeStateFile(this.dir, state).catch((e: unknown) => this.log.error({ err: describeError(e) }, 'writing state.json failed'));
   }

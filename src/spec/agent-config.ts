@@ -44,6 +44,10 @@ export interface AgentConfig {
   readonly cluster: string;
   /** Normalized `http(s)://host:port` URLs. */
   readonly etcdEndpoints: readonly string[];
+  /** etcd authentication (etcd.username + password or password_file). */
+  readonly etcdAuth?: Credentials;
+  /** TLS towards https:// etcd endpoints: PEM texts read at load (etcd.cacert, etcd.cert + etcd.key). */
+  readonly etcdTls?: { readonly ca?: string; readonly cert?: string; readonly key?: string };
   readonly restApi: {
     readonly listen: HostPort;
     readonly connectAddress: HostPort;
@@ -106,6 +110,12 @@ export const AGENT_CONFIG_ENV = {
   name: 'WARDEN_NAME',
   cluster: 'WARDEN_CLUSTER',
   'etcd.endpoints': 'WARDEN_ETCD_ENDPOINTS',
+  'etcd.username': 'WARDEN_ETCD_USERNAME',
+  'etcd.password': 'WARDEN_ETCD_PASSWORD',
+  'etcd.password_file': 'WARDEN_ETCD_PASSWORD_FILE',
+  'etcd.cacert': 'WARDEN_ETCD_CACERT',
+  'etcd.cert': 'WARDEN_ETCD_CERT',
+  'etcd.key': 'WARDEN_ETCD_KEY',
   'restapi.listen': 'WARDEN_RESTAPI_LISTEN',
   'restapi.connect_address': 'WARDEN_RESTAPI_CONNECT_ADDRESS',
   'restapi.authentication.username': 'WARDEN_RESTAPI_USERNAME',
@@ -241,6 +251,8 @@ class AgentConfigReader {
     const superuser = this.credentials('postgresql.authentication.superuser', 'postgres', true);
     const replication = this.credentials('postgresql.authentication.replication', 'replicator', true);
     const restAuth = this.credentials('restapi.authentication', 'warden', false);
+    const etcdAuth = this.credentials('etcd', 'root', false);
+    const etcdTls = this.etcdTls(etcdEndpoints);
     const allowlist = this.allowlist();
     const restTls = this.restApiTls();
     const command = (path: 'postgresql.pre_promote' | `postgresql.callbacks.${'on_start' | 'on_stop' | 'on_role_change'}`): string | undefined =>
@@ -285,6 +297,8 @@ class AgentConfigReader {
       name,
       cluster,
       etcdEndpoints,
+      ...(etcdAuth === undefined ? {} : { etcdAuth }),
+      ...(etcdTls === undefined ? {} : { etcdTls }),
       restApi: {
         listen: restListen,
         connectAddress: restConnect,
@@ -338,7 +352,19 @@ class AgentConfigReader {
       read: {
         name: store('name'),
         cluster: store('cluster'),
-        etcd: section('etcd', { endpoints: store('etcd.endpoints') }, { hints: { hosts: 'endpoints', host: 'endpoints' } }),
+        etcd: section(
+          'etcd',
+          {
+            endpoints: store('etcd.endpoints'),
+            username: store('etcd.username'),
+            password: store('etcd.password'),
+            password_file: store('etcd.password_file'),
+            cacert: store('etcd.cacert'),
+            cert: store('etcd.cert'),
+            key: store('etcd.key'),
+          },
+          { hints: { hosts: 'endpoints', host: 'endpoints', user: 'username', ca_cert: 'cacert', cafile: 'cacert' } },
+        ),
         restapi: section('restapi', {
           listen: store('restapi.listen'),
           connect_address: store('restapi.connect_address'),
@@ -571,8 +597,34 @@ class AgentConfigReader {
     return { cert, key, ...(ca === undefined ? {} : { ca }), verifyClient: verifyClient ?? 'none' };
   }
 
+  /** etcd.cacert, etcd.cert + etcd.key (both or neither): only with https:// endpoints. */
+  private etcdTls(endpoints: readonly string[] | undefined): { ca?: string; cert?: string; key?: string } | undefined {
+    const r = this.reader;
+    const paths = ['etcd.cacert', 'etcd.cert', 'etcd.key'] as const;
+    const set = paths.filter((p) => this.pick(p) !== undefined);
+    if (set.length === 0) return undefined;
+    if (endpoints !== undefined && endpoints.some((e) => !e.startsWith('https://'))) {
+      return r.error(this.siteFor(set[0]!), 'TLS settings need https:// etcd endpoints');
+    }
+    if ((this.pick('etcd.cert') === undefined) !== (this.pick('etcd.key') === undefined)) {
+      return r.error(this.siteFor(this.pick('etcd.cert') === undefined ? 'etcd.key' : 'etcd.cert'), 'etcd.cert and etcd.key go together: set both or neither');
+    }
+    const pem = (path: (typeof paths)[number], marker: RegExp, block: string): string | undefined =>
+      this.optional(path, (v, s) => {
+        const file = this.absolutePath(v, s);
+        if (file === undefined) return undefined;
+        const text = this.readFileText(file, s, 'file');
+        if (text === undefined) return undefined;
+        return marker.test(text) ? text : r.error(s, `${file} is not a PEM file with a ${block} (no "-----BEGIN ${block}-----" line)`);
+      });
+    const ca = pem('etcd.cacert', /-----BEGIN CERTIFICATE-----/, 'CERTIFICATE');
+    const cert = pem('etcd.cert', /-----BEGIN CERTIFICATE-----/, 'CERTIFICATE');
+    const key = pem('etcd.key', /-----BEGIN [A-Z ]*PRIVATE KEY-----/, 'PRIVATE KEY');
+    return { ...(ca === undefined ? {} : { ca }), ...(cert === undefined ? {} : { cert }), ...(key === undefined ? {} : { key }) };
+  }
+
   private credentials(
-    base: 'postgresql.authentication.superuser' | 'postgresql.authentication.replication' | 'restapi.authentication',
+    base: 'postgresql.authentication.superuser' | 'postgresql.authentication.replication' | 'restapi.authentication' | 'etcd',
     defaultUser: string,
     required: boolean,
   ): Credentials | undefined {
@@ -682,6 +734,9 @@ export interface AgentConfigFileInput {
   readonly name: string;
   readonly cluster: string;
   readonly etcdEndpoints: readonly string[];
+  readonly etcdAuth?: { readonly username: string; readonly passwordFile: string };
+  /** Paths of PEM files. */
+  readonly etcdTls?: { readonly cacert?: string; readonly cert?: string; readonly key?: string };
   readonly restApi: {
     readonly listen: HostPort;
     readonly connectAddress?: HostPort;
@@ -713,7 +768,13 @@ export function stringifyAgentConfig(input: AgentConfigFileInput): string {
   const file = {
     name: input.name,
     cluster: input.cluster,
-    etcd: { endpoints: [...input.etcdEndpoints] },
+    etcd: {
+      endpoints: [...input.etcdEndpoints],
+      ...(input.etcdAuth === undefined ? {} : { username: input.etcdAuth.username, password_file: input.etcdAuth.passwordFile }),
+      ...(input.etcdTls?.cacert === undefined ? {} : { cacert: input.etcdTls.cacert }),
+      ...(input.etcdTls?.cert === undefined ? {} : { cert: input.etcdTls.cert }),
+      ...(input.etcdTls?.key === undefined ? {} : { key: input.etcdTls.key }),
+    },
     restapi: {
       listen: formatHostPort(input.restApi.listen),
       ...(input.restApi.connectAddress === undefined ? {} : { connect_address: formatHostPort(input.restApi.connectAddress) }),
@@ -741,6 +802,8 @@ export function stringifyAgentConfig(input: AgentConfigFileInput): string {
             ...(tags.failoverPriority === undefined ? {} : { failover_priority: tags.failoverPriority }),
             ...(tags.nosync === undefined ? {} : { nosync: tags.nosync }),
             ...(tags.noloadbalance === undefined ? {} : { noloadbalance: tags.noloadbalance }),
+            ...(tags.replicatefrom === undefined ? {} : { replicatefrom: tags.replicatefrom }),
+            ...(tags.clonefrom === undefined ? {} : { clonefrom: tags.clonefrom }),
           },
         }),
     ...(input.bootstrapDynamicConfig === undefined ? {} : { bootstrap: { dcs: input.bootstrapDynamicConfig } }),

@@ -13,6 +13,17 @@ export interface RouterConfig {
   readonly cluster: string;
   /** Normalized `http(s)://host:port` URLs. */
   readonly etcdEndpoints: readonly string[];
+  /**
+   * How the router authenticates to etcd and checks its TLS: paths of files (absolute), read when
+   * the router starts (`warden router` says which file it cannot read).
+   */
+  readonly etcdFiles?: {
+    readonly username?: string;
+    readonly passwordFile?: string;
+    readonly cacert?: string;
+    readonly cert?: string;
+    readonly key?: string;
+  };
   readonly listen: {
     /** Read-write port: the current leader. */
     readonly rw: HostPort;
@@ -46,6 +57,11 @@ export const ROUTER_DEFAULTS = {
 export const ROUTER_CONFIG_ENV = {
   cluster: 'WARDEN_ROUTER_CLUSTER',
   'etcd.endpoints': 'WARDEN_ROUTER_ETCD_ENDPOINTS',
+  'etcd.username': 'WARDEN_ROUTER_ETCD_USERNAME',
+  'etcd.password_file': 'WARDEN_ROUTER_ETCD_PASSWORD_FILE',
+  'etcd.cacert': 'WARDEN_ROUTER_ETCD_CACERT',
+  'etcd.cert': 'WARDEN_ROUTER_ETCD_CERT',
+  'etcd.key': 'WARDEN_ROUTER_ETCD_KEY',
   'listen.rw': 'WARDEN_ROUTER_LISTEN_RW',
   'listen.ro': 'WARDEN_ROUTER_LISTEN_RO',
   'listen.admin': 'WARDEN_ROUTER_LISTEN_ADMIN',
@@ -121,10 +137,21 @@ class RouterConfigReader {
     const connectTimeoutMs = this.integer('connectTimeoutMs', { integer: true, min: 10, max: 600_000 }) ?? ROUTER_DEFAULTS.connectTimeoutMs;
     const level = this.optional('log.level', (v, s) => LOG_LEVELS.find((l) => l === v) ?? r.error(s, `must be one of ${LOG_LEVELS.join(', ')} (got ${JSON.stringify(v)})`));
     const logFile = this.optional('log.file', (v, s) => (v.startsWith('/') ? v : r.error(s, `must be an absolute path (got ${JSON.stringify(v)})`)));
-    if (cluster === undefined || etcdEndpoints === undefined || rw === undefined) return undefined;
+    const absolute = (v: string, s: SpecSite): string | undefined => (v.startsWith('/') ? v : r.error(s, `must be an absolute path (got ${JSON.stringify(v)})`));
+    const username = this.optional('etcd.username', (v) => v);
+    const passwordFile = this.optional('etcd.password_file', absolute);
+    if ((username === undefined) !== (passwordFile === undefined)) r.error(this.siteFor(username === undefined ? 'etcd.password_file' : 'etcd.username'), 'etcd.username and etcd.password_file go together: set both or neither');
+    const cacert = this.optional('etcd.cacert', absolute);
+    const cert = this.optional('etcd.cert', absolute);
+    const key = this.optional('etcd.key', absolute);
+    if ((cert === undefined) !== (key === undefined)) r.error(this.siteFor(cert === undefined ? 'etcd.key' : 'etcd.cert'), 'etcd.cert and etcd.key go together: set both or neither');
+    if ((cacert ?? cert) !== undefined && etcdEndpoints?.some((e) => !e.startsWith('https://')) === true) r.error(this.siteFor(cacert !== undefined ? 'etcd.cacert' : 'etcd.cert'), 'TLS settings need https:// etcd endpoints');
+    const files = { ...(username === undefined ? {} : { username }), ...(passwordFile === undefined ? {} : { passwordFile }), ...(cacert === undefined ? {} : { cacert }), ...(cert === undefined ? {} : { cert }), ...(key === undefined ? {} : { key }) };
+    if (cluster === undefined || etcdEndpoints === undefined || rw === undefined || r.errors.length > 0) return undefined;
     return {
       cluster,
       etcdEndpoints,
+      ...(Object.keys(files).length === 0 ? {} : { etcdFiles: files }),
       listen: { rw, ...(ro === undefined ? {} : { ro }), ...(admin === undefined ? {} : { admin }) },
       holdTimeoutMs,
       maxHeld,
@@ -150,7 +177,18 @@ class RouterConfigReader {
     return r.mapping(root, this.rootSite, {
       read: {
         cluster: store('cluster'),
-        etcd: section('etcd', { endpoints: store('etcd.endpoints') }, { hosts: 'endpoints', host: 'endpoints' }),
+        etcd: section(
+          'etcd',
+          {
+            endpoints: store('etcd.endpoints'),
+            username: store('etcd.username'),
+            password_file: store('etcd.password_file'),
+            cacert: store('etcd.cacert'),
+            cert: store('etcd.cert'),
+            key: store('etcd.key'),
+          },
+          { hosts: 'endpoints', host: 'endpoints', user: 'username', password: 'password_file' },
+        ),
         listen: section('listen', { rw: store('listen.rw'), ro: store('listen.ro'), admin: store('listen.admin') }, { primary: 'rw', replica: 'ro', replicas: 'ro', readwrite: 'rw', readonly: 'ro' }),
         holdTimeoutMs: store('holdTimeoutMs'),
         maxHeld: store('maxHeld'),
@@ -249,7 +287,14 @@ class RouterConfigReader {
 export function stringifyRouterConfig(c: RouterConfig): string {
   const doc = new Document({
     cluster: c.cluster,
-    etcd: { endpoints: [...c.etcdEndpoints] },
+    etcd: {
+      endpoints: [...c.etcdEndpoints],
+      ...(c.etcdFiles?.username === undefined ? {} : { username: c.etcdFiles.username }),
+      ...(c.etcdFiles?.passwordFile === undefined ? {} : { password_file: c.etcdFiles.passwordFile }),
+      ...(c.etcdFiles?.cacert === undefined ? {} : { cacert: c.etcdFiles.cacert }),
+      ...(c.etcdFiles?.cert === undefined ? {} : { cert: c.etcdFiles.cert }),
+      ...(c.etcdFiles?.key === undefined ? {} : { key: c.etcdFiles.key }),
+    },
     listen: {
       rw: formatHostPort(c.listen.rw),
       ...(c.listen.ro === undefined ? {} : { ro: formatHostPort(c.listen.ro) }),

@@ -1,3 +1,4 @@
+import { etcdClientFromState } from '../../src/controller/state-file.js';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { existsSync } from 'node:fs';
@@ -64,7 +65,7 @@ describe('hardening against hostile input (real cluster)', { timeout: 900_000 },
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     auth = (await readFile(join(dir, 'secrets', 'restapi.password'), 'utf8')).trim();
     await eventually(healthy, { timeoutMs: 60_000, what: 'a healthy cluster' });
-    etcd = new EtcdClient({ endpoints: [...(await readState(dir)).etcd], defaultTimeoutMs: 2000 });
+    etcd = etcdClientFromState(await readState(dir), 2000);
   });
 
   after(async () => {
@@ -172,6 +173,22 @@ describe('hardening against hostile input (real cluster)', { timeout: 900_000 },
       await etcd!.put(`${prefix}config`, original.value);
       await etcd!.delete(`${prefix}members/ghost`);
     }
+  });
+
+  it('row 9: etcd refuses a client without the runtime credentials (no key rewritten behind the REST API)', async () => {
+    const state = await readState(dir);
+    assert.ok(state.etcdAuth !== undefined, 'state.json names the etcd user and its password file');
+    const anonymous = new EtcdClient({ endpoints: state.etcd, defaultTimeoutMs: 2000 });
+    try {
+      await assert.rejects(anonymous.put(`/warden/${state.cluster}/config`, '{"pause":true}'), /user name is empty|permission denied|invalid auth token/);
+      await assert.rejects(anonymous.range(`/warden/${state.cluster}/`), /user name is empty|permission denied|invalid auth token/);
+    } finally {
+      anonymous.close();
+    }
+    // The runtime's own user reaches /warden/ and nothing else.
+    await assert.rejects(etcd!.put('/elsewhere', 'x'), /permission denied/);
+    const cli = await runWarden(['list', '--dir', dir], { timeoutMs: 15_000 });
+    assert.equal(cli.code, 0, cli.stderr);
   });
 
   it('row 6: POST /switchover with only the leader promotes exactly one member, recorded as a switchover', async () => {

@@ -1,3 +1,4 @@
+import { etcdClientFromState } from '../../src/controller/state-file.js';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
@@ -152,7 +153,7 @@ describe('the router of `warden up` with real etcd and PostgreSQL', { timeout: 6
 
   it('holds new read-write connections during an announced switchover and releases them when it is over', async () => {
     const leader = await leaderMember();
-    const etcd = new EtcdClient({ endpoints: [...state.etcd], defaultTimeoutMs: 2000 });
+    const etcd = etcdClientFromState(state, 2000);
     try {
       await announceSwitchover(etcd, state.cluster, leader.name, null, Date.now() + 60_000);
       await eventually(async () => ((await routerStatus()).rw.held?.code === 'switchover-pause' ? true : undefined), { timeoutMs: 5000, what: 'the router to see the pause' });
