@@ -82,7 +82,7 @@ export interface OperationResult {
 
 /**
  * The HA shell of one member: observe → decide → act → publish, once per loop_wait or as soon as
- * the leader key changes (DESIGN.md §1). All judgement lives in `decide`; this class only gathers
+ * the leader key changes (docs/architecture.md, 'How one HA loop runs'). All judgement lives in `decide`; this class only gathers
  * the observation and runs the actions.
  */
 export class Agent {

@@ -45,7 +45,7 @@ export interface ExecutionContext {
 }
 
 /**
- * Carries out the actions of one decision in order, stopping at the first failure (STYLE.md shape 1).
+ * Carries out the actions of one decision in order, stopping at the first failure (docs/architecture.md, 'Code shapes').
  * It is the only place where the HA loop touches the DCS keys and PostgreSQL.
  */
 export class Executor {

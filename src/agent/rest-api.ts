@@ -89,7 +89,7 @@ function parseLsnSafe(text: string): bigint {
 
 /**
  * The agent's REST API with Patroni's paths and status codes, so that HAProxy checks and probes
- * written for Patroni work unchanged (DESIGN.md §5). Health endpoints answer GET, HEAD and OPTIONS.
+ * written for Patroni work unchanged (docs/architecture.md, 'Interfaces other tools rely on'). Health endpoints answer GET, HEAD and OPTIONS.
  */
 export function createRestApi(snapshot: () => AgentSnapshot, metrics: Registry, ops?: OperationsDeps): HttpApp {
   const app = new HttpApp();

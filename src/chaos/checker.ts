@@ -1,7 +1,7 @@
 /**
  * The chaos consistency checker: a PURE function from a recorded history (what the writer saw, which
  * faults were injected when, what the final primary holds) to a report of broken promises — lost
- * acknowledged writes and overlapping writable primaries (DESIGN.md §4 invariant 1, §6) — and the
+ * acknowledged writes and overlapping writable primaries (invariant 1 and 'Proof' in docs/architecture.md) — and the
  * availability figures of each fault. No I/O, no clock: every time is a number in the history.
  */
 import { parseLsn } from '../core/lsn.js';

@@ -26,7 +26,7 @@ export interface StateRouter {
   readonly pid?: number | null;
 }
 
-/** DIR/state.json: what `warden up` started and where it is (DESIGN.md §5, "Warden core"). */
+/** DIR/state.json: what `warden up` started and where it is (docs/architecture.md, 'The local runtime'). */
 export interface StateFile {
   readonly cluster: string;
   readonly etcd: readonly string[];

@@ -9,7 +9,7 @@ import type { FailoverRequest } from './cluster-view.js';
 import type { SyncSet } from './sync.js';
 
 /**
- * Everything the HA loop can ask the shell to do, as data (STYLE.md shape 4). The shell executes a
+ * Everything the HA loop can ask the shell to do, as data (docs/architecture.md, 'Code shapes'). The shell executes a
  * list in order and stops at the first failure; the next loop starts from a fresh observation.
  */
 export type Action =

@@ -4,7 +4,7 @@ import { parseLsn } from '../core/lsn.js';
 import { DEFAULT_DYNAMIC_CONFIG, DYNAMIC_CONFIG_BOUNDS, timingRuleViolation, type DynamicConfig, type SettingBounds } from './dynamic-config.js';
 import type { ScheduledRestartRecord } from './scheduled-restart.js';
 
-/** The DCS key names under `/warden/<cluster>/` (DESIGN.md §3). */
+/** The DCS key names under `/warden/<cluster>/` (docs/architecture.md, 'DCS keys'). */
 export const KEYS = {
   initialize: 'initialize',
   config: 'config',

@@ -43,8 +43,8 @@ export function hasValidLease(obs: Observation, config: DynamicConfig): boolean 
 }
 
 /**
- * The HA decision: observation in, ordered actions and one reason out (DESIGN.md §4, STYLE.md
- * shape 1). Pure: no I/O, no clock, no randomness.
+ * The HA decision: observation in, ordered actions and one reason out (docs/architecture.md,
+ * 'Invariants' and 'Code shapes'). Pure: no I/O, no clock, no randomness.
  */
 export function decide(obs: Observation, memory: AgentMemory): Decision {
   const done = (code: ReasonCode, message: string, actions: readonly Action[] = [], mem: AgentMemory = memory): Decision => ({
@@ -484,7 +484,7 @@ export function switchoverCandidate(
   return best !== undefined ? { candidate: best.m } : { problem: `no member qualifies: ${problems.join('; ') || 'no other members'}` };
 }
 
-/** Why this member may not promote, or undefined when it may (invariant 3 in DESIGN.md). */
+/** Why this member may not promote, or undefined when it may (invariant 3 in docs/architecture.md). */
 function raceVerdict(obs: Observation, view: ClusterView, server: ServerFacts): { code: ReasonCode; message: string } | undefined {
   const config = view.config;
   const self = obs.self;

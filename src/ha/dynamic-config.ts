@@ -70,7 +70,7 @@ export const DYNAMIC_CONFIG_BOUNDS = {
   synchronous_node_count: { min: 1, max: 64, integer: true },
 } as const satisfies Readonly<Record<string, SettingBounds>>;
 
-/** A violated timing rule, or undefined when `c` satisfies invariant 2 of DESIGN.md. */
+/** A violated timing rule, or undefined when `c` satisfies invariant 2 of docs/architecture.md. */
 export function timingRuleViolation(c: Pick<DynamicConfig, 'ttl' | 'loop_wait' | 'retry_timeout'>): string | undefined {
   if (!(c.ttl > 0) || !(c.loop_wait > 0) || !(c.retry_timeout > 0)) {
     return `ttl, loop_wait and retry_timeout must be positive (got ttl=${c.ttl}, loop_wait=${c.loop_wait}, retry_timeout=${c.retry_timeout})`;

@@ -59,7 +59,7 @@ export interface SelfFacts {
   readonly port: number;
 }
 
-/** One immutable observation per loop (STYLE.md shape 2): read once, passed down, never re-read. */
+/** One immutable observation per loop (docs/architecture.md, 'Code shapes'): read once, passed down, never re-read. */
 export interface Observation {
   readonly nowMs: number;
   readonly self: SelfFacts;

@@ -1,7 +1,6 @@
 import { spawn, execFile } from 'node:child_process';
 import { getPriority } from 'node:os';
 import type { ChildProcess } from 'node:child_process';
-import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import {
@@ -23,8 +22,6 @@ import pg from 'pg';
 import { WardenError, describeError } from '../core/errors.js';
 import type { WardenErrorCode } from '../core/errors.js';
 import { sleep } from '../core/deadline.js';
-import { parseLsn } from '../core/lsn.js';
-import type { Lsn } from '../core/lsn.js';
 import type {
   DataDirState,
   Endpoint,
@@ -35,6 +32,32 @@ import type {
   RuntimeSettings,
   ServerStatus,
 } from './postgres.js';
+import { dataDirStateFromControlData, isCleanShutdown } from './control-data.js';
+import {
+  LIBPQ_CONNECT_TIMEOUT_S,
+  SLOT_NAME,
+  WARDEN_CONF,
+  renderHba,
+  renderPgpass,
+  renderWardenConf,
+  rewindSourceConninfo,
+  wardenSettings,
+  withIncludeLine,
+} from './server-config.js';
+import {
+  BASE_STATUS_SQL,
+  PRIMARY_WAL_SQL,
+  RECOVERY_STATUS_SQL,
+  REPLICATION_SQL,
+  primaryStatus,
+  standbyStatus,
+  type BaseStatusRow,
+  type PrimaryWalRow,
+  type RecoveryStatusRow,
+  type ReplicationRow,
+} from './server-status.js';
+
+export { WARDEN_CONF };
 
 /** The pino-shaped subset of a logger that LocalPostgres writes to. */
 export interface PostgresLogger {
@@ -43,47 +66,14 @@ export interface PostgresLogger {
   error(obj: Record<string, unknown>, msg: string): void;
 }
 
-/** Name of the file Warden owns inside the data dir; postgresql.conf includes it. */
-export const WARDEN_CONF = 'warden.conf';
-
-const INCLUDE_LINE = `include_if_exists = '${WARDEN_CONF}'`;
 const INSPECT_TIMEOUT_MS = 10_000;
 /** Grace between SIGTERM and SIGKILL for a command that passed its timeout. */
 const KILL_GRACE_MS = 2_000;
-/** libpq connect timeout (seconds) for pg_basebackup, pg_rewind and primary_conninfo. */
-const LIBPQ_CONNECT_TIMEOUT_S = 2;
 const POLL_MS = 50;
 const OUTPUT_TAIL_BYTES = 64 * 1024;
 const MESSAGE_TAIL_CHARS = 2_000;
-const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 const ROLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
-
-/** Settings Warden needs for replication, rewind and its own connections; user parameters never override them. */
-const REQUIRED_NAMES = new Set([
-  'listen_addresses',
-  'port',
-  'unix_socket_directories',
-  'wal_level',
-  'hot_standby',
-  'wal_log_hints',
-  'password_encryption',
-  'primary_conninfo',
-  'synchronous_standby_names',
-  'primary_slot_name',
-  'recovery_target_timeline',
-  'data_directory',
-  'config_file',
-  'hba_file',
-  'ident_file',
-]);
-
-/** Floors that a user may raise but not lower. */
-const MINIMUMS: Readonly<Record<string, number>> = { max_wal_senders: 10, max_replication_slots: 10 };
-
-/** Defaults that a user may override. */
-// wal_retrieve_retry_interval 1s: a replica whose slot is created a moment later (rejoin) retries in 1 s, not 5 s.
-const DEFAULTS: Readonly<Record<string, string>> = { wal_keep_size: '128MB', hot_standby_feedback: 'on', wal_retrieve_retry_interval: '1s' };
 
 interface RunIdentity {
   readonly uid: number;
@@ -152,18 +142,7 @@ export class LocalPostgres implements PostgresInstance {
     if (entries.length === 0) return { kind: 'empty' };
     if (!entries.includes('PG_VERSION') || !(await exists(join(dir, 'global', 'pg_control')))) return { kind: 'invalid' };
     const out = await this.runCommand('pg_controldata', ['-D', dir], { timeoutMs: INSPECT_TIMEOUT_MS, what: 'pg_controldata' });
-    const fields = parseControlData(out.stdout);
-    const sysid = fields.get('Database system identifier');
-    const clusterState = fields.get('Database cluster state');
-    const tli = fields.get("Latest checkpoint's TimeLineID");
-    const checkpoint = fields.get('Latest checkpoint location');
-    return {
-      kind: 'initialized',
-      ...(checkpoint === undefined ? {} : { checkpointLsn: parseLsn(checkpoint) }),
-      ...(sysid === undefined ? {} : { systemIdentifier: sysid }),
-      ...(clusterState === undefined ? {} : { clusterState }),
-      ...(tli === undefined ? {} : { timeline: Number.parseInt(tli, 10) }),
-    };
+    return dataDirStateFromControlData(out.stdout);
   }
 
   async initdb(timeoutMs: number): Promise<void> {
@@ -256,11 +235,8 @@ export class LocalPostgres implements PostgresInstance {
     this.lastRole = role;
     await this.writeOwned(join(dataDir, WARDEN_CONF), renderWardenConf(this.wardenSettings(role)), 0o600);
     const confPath = join(dataDir, 'postgresql.conf');
-    const conf = await readFile(confPath, 'utf8');
-    if (!conf.split('\n').some((line) => line.trim() === INCLUDE_LINE)) {
-      const sep = conf.length === 0 || conf.endsWith('\n') ? '' : '\n';
-      await this.writeOwned(confPath, `${conf}${sep}\n# Added by Warden: its settings win over the lines above.\n${INCLUDE_LINE}\n`, 0o600);
-    }
+    const withInclude = withIncludeLine(await readFile(confPath, 'utf8'));
+    if (withInclude !== undefined) await this.writeOwned(confPath, withInclude, 0o600);
     await this.writeOwned(join(dataDir, 'pg_hba.conf'), this.renderHba(), 0o600);
     const signal = join(dataDir, 'standby.signal');
     if (role.kind === 'replica') await this.writeOwned(signal, '', 0o600);
@@ -397,74 +373,20 @@ export class LocalPostgres implements PostgresInstance {
 
   async status(timeoutMs: number): Promise<ServerStatus> {
     return this.withStatusClient(timeoutMs, async (c) => {
-      const base = await c.query<{ in_recovery: boolean; system_identifier: string; pending_restart: boolean }>(
-        `SELECT pg_is_in_recovery() AS in_recovery,
-                (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
-                EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) AS pending_restart`,
-      );
+      const base = await c.query<BaseStatusRow>(BASE_STATUS_SQL);
       const b = base.rows[0];
       if (b === undefined) throw new WardenError('postgres-command-failed', 'status: no row');
-      const common = { systemIdentifier: b.system_identifier, pendingRestart: b.pending_restart };
       if (!b.in_recovery) {
-        // pg_control_checkpoint() lags after a promotion until the next checkpoint; the WAL file
-        // name being written carries the current timeline.
-        const wal = await c.query<{ flush: string; walfile: string }>(
-          `SELECT pg_current_wal_flush_lsn()::text AS flush, pg_walfile_name(pg_current_wal_lsn()) AS walfile`,
-        );
+        const wal = await c.query<PrimaryWalRow>(PRIMARY_WAL_SQL);
         const w = wal.rows[0];
         if (w === undefined) throw new WardenError('postgres-command-failed', 'status: no WAL row');
-        const reps = await c.query<{ application_name: string; flush_lsn: string | null; state: string; sync_state: string }>(
-          `SELECT application_name, flush_lsn::text AS flush_lsn, state, sync_state FROM pg_stat_replication ORDER BY application_name`,
-        );
-        return {
-          ...common,
-          inRecovery: false,
-          timeline: Number.parseInt(w.walfile.slice(0, 8), 16),
-          walPosition: parseLsn(w.flush),
-          replicas: reps.rows.map((r) => ({
-            applicationName: r.application_name,
-            ...(r.flush_lsn === null ? {} : { flushLsn: parseLsn(r.flush_lsn) }),
-            state: r.state,
-            syncState: r.sync_state,
-          })),
-        };
+        const reps = await c.query<ReplicationRow>(REPLICATION_SQL);
+        return primaryStatus(b, w, reps.rows);
       }
-      const rep = await c.query<{
-        receive: string | null;
-        replay: string | null;
-        wr_status: string | null;
-        received_tli: number | null;
-        checkpoint_tli: number;
-        history_tli: number | null;
-      }>(
-        `SELECT pg_last_wal_receive_lsn()::text AS receive,
-                pg_last_wal_replay_lsn()::text AS replay,
-                (SELECT status FROM pg_stat_wal_receiver) AS wr_status,
-                (SELECT received_tli FROM pg_stat_wal_receiver) AS received_tli,
-                (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
-                (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
-                  WHERE name ~ '^[0-9A-F]{8}\\.history$') AS history_tli`,
-      );
+      const rep = await c.query<RecoveryStatusRow>(RECOVERY_STATUS_SQL);
       const r = rep.rows[0];
       if (r === undefined) throw new WardenError('postgres-command-failed', 'status: no recovery row');
-      const receiveLsn = r.receive === null ? undefined : parseLsn(r.receive);
-      const replayLsn = r.replay === null ? undefined : parseLsn(r.replay);
-      const walPosition: Lsn = maxLsn(receiveLsn ?? 0n, replayLsn ?? 0n);
-      return {
-        ...common,
-        inRecovery: true,
-        // The checkpoint's timeline lags a timeline switch until the next restartpoint, and
-        // received_tli vanishes with the WAL receiver (exactly when the leader is lost). A standby
-        // with recovery_target_timeline=latest follows the newest history file in pg_wal, so the
-        // highest of the three is the timeline its WAL is on; a stale value would wrongly trip the
-        // stale-timeline guard of the leader race.
-        timeline: Math.max(r.received_tli ?? 0, r.checkpoint_tli, r.history_tli ?? 0),
-        walPosition,
-        ...(receiveLsn === undefined ? {} : { receiveLsn }),
-        ...(replayLsn === undefined ? {} : { replayLsn }),
-        streaming: r.wr_status === 'streaming',
-        ...(r.received_tli !== null && r.received_tli > 0 ? { receivedTimeline: r.received_tli } : {}),
-      };
+      return standbyStatus(b, r);
     });
   }
 
@@ -531,13 +453,7 @@ export class LocalPostgres implements PostgresInstance {
     // would be reported as "no rewind required" (invariant 5).
     await this.withClient(timeoutMs, 'CHECKPOINT before pg_rewind', (c) => c.query('CHECKPOINT'), source);
     await this.writePgpass();
-    const conninfo = [
-      `host=${conninfoValue(source.host)}`,
-      `port=${source.port}`,
-      `user=${conninfoValue(this.config.superuser.username)}`,
-      'dbname=postgres',
-      `connect_timeout=${LIBPQ_CONNECT_TIMEOUT_S}`,
-    ].join(' ');
+    const conninfo = rewindSourceConninfo(source, this.config.superuser.username);
     const out = await this.runCommand('pg_rewind', ['-D', this.config.dataDir, `--source-server=${conninfo}`, '--progress'], {
       timeoutMs: Math.max(1, deadline - Date.now()),
       what: 'pg_rewind',
@@ -579,76 +495,23 @@ export class LocalPostgres implements PostgresInstance {
   // ---- files -------------------------------------------------------------------------------
 
   private wardenSettings(role: ReplicationRole): Map<string, string | number | boolean> {
-    const { listen, socketDir, name, replication } = this.config;
-    const parameters = this.runtime.parameters ?? this.config.parameters;
-    const settings = new Map<string, string | number | boolean>();
-    for (const [k, v] of Object.entries(DEFAULTS)) settings.set(k, v);
-    for (const [k, v] of Object.entries(parameters)) {
-      if (REQUIRED_NAMES.has(k)) {
-        this.log('warn', { parameter: k }, 'ignoring a parameter that Warden sets itself');
-        continue;
-      }
-      settings.set(k, v);
-    }
-    for (const [k, floor] of Object.entries(MINIMUMS)) {
-      const v = Number(settings.get(k));
-      settings.set(k, Number.isFinite(v) && v > floor ? v : floor);
-    }
-    settings.set('listen_addresses', listen.host);
-    settings.set('port', listen.port);
-    settings.set('unix_socket_directories', socketDir);
-    settings.set('wal_level', 'replica');
-    settings.set('hot_standby', true);
-    settings.set('wal_log_hints', true); // pg_rewind needs it (checksums are off)
-    settings.set('password_encryption', 'scram-sha-256');
-    settings.set('recovery_target_timeline', 'latest');
-    settings.set('synchronous_standby_names', role.kind === 'primary' ? (this.runtime.synchronousStandbyNames ?? '') : '');
-    if (role.kind === 'replica' && role.upstream !== undefined) {
-      settings.set(
-        'primary_conninfo',
-        [
-          `host=${conninfoValue(role.upstream.host)}`,
-          `port=${role.upstream.port}`,
-          `user=${conninfoValue(replication.username)}`,
-          `passfile=${conninfoValue(this.pgpassPath)}`,
-          `application_name=${conninfoValue(name)}`,
-          `connect_timeout=${LIBPQ_CONNECT_TIMEOUT_S}`,
-        ].join(' '),
-      );
-      if (role.slotName !== undefined) {
-        if (!SLOT_NAME.test(role.slotName)) {
-          throw new WardenError('config-invalid', `invalid replication slot name ${JSON.stringify(role.slotName)}: use 1-63 of [a-z0-9_]`);
-        }
-        settings.set('primary_slot_name', role.slotName);
-      }
-    }
+    const { settings, ignored } = wardenSettings({ config: this.config, runtime: this.runtime, role, pgpassPath: this.pgpassPath });
+    for (const k of ignored) this.log('warn', { parameter: k }, 'ignoring a parameter that Warden sets itself');
     return settings;
   }
 
   private renderHba(): string {
-    const su = this.config.superuser.username;
-    const repl = this.config.replication.username;
-    const lines = [
-      '# Written by Warden (configure()); edits are overwritten.',
-      '# TYPE  DATABASE     USER  ADDRESS  METHOD',
-      `local   all          ${su}  peer`,
-      `local   replication  ${su}  peer`,
-    ];
     const host = this.config.listen.host;
-    for (const net of hbaNetworks(host)) {
-      lines.push(`host    all          all  ${net}  scram-sha-256`);
-      lines.push(`host    replication  ${repl}  ${net}  scram-sha-256`);
-    }
-    if ((isIP(host) === 0 && host !== 'localhost') || host === '0.0.0.0' || host === '::') {
+    const hba = renderHba({ superuser: this.config.superuser.username, replication: this.config.replication.username, listenHost: host });
+    if (hba.loopbackOnlyByName) {
       this.log('warn', { host }, 'listen host is a name or a wildcard; pg_hba.conf allows loopback only');
     }
-    return `${lines.join('\n')}\n`;
+    return hba.text;
   }
 
   private async writePgpass(): Promise<void> {
-    const line = (c: { username: string; password: string }): string => `*:*:*:${pgpassField(c.username)}:${pgpassField(c.password)}`;
     await this.makeDirs(dirname(this.pgpassPath), 0o750);
-    await this.writeOwned(this.pgpassPath, `${line(this.config.replication)}\n${line(this.config.superuser)}\n`, 0o600);
+    await this.writeOwned(this.pgpassPath, renderPgpass(this.config.replication, this.config.superuser), 0o600);
   }
 
   /** Writes a file atomically (temp + rename), owned by the run user with `mode`. */
@@ -976,62 +839,11 @@ function validateConfig(c: PostgresInstanceConfig): void {
   }
 }
 
-/** warden.conf: one `name = 'value'` per line; every value quoted, which PostgreSQL accepts for any type. */
-function renderWardenConf(settings: ReadonlyMap<string, string | number | boolean>): string {
-  const lines = ['# Written by Warden (configure()); edits are overwritten. Set parameters in the cluster config.'];
-  for (const [k, v] of [...settings].sort(([a], [b]) => a.localeCompare(b))) lines.push(`${k} = ${confValue(v)}`);
-  return `${lines.join('\n')}\n`;
-}
-
-function confValue(v: string | number | boolean): string {
-  const s = typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
-  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
-}
-
-/** A libpq connection-string value, single-quoted with \ and ' escaped. */
-function conninfoValue(v: string): string {
-  return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-}
-
-function pgpassField(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
-}
-
-/** Loopback plus the listen address's /24 (IPv4) or /64 (IPv6); never "everywhere". */
-function hbaNetworks(host: string): string[] {
-  const nets = ['127.0.0.0/8', '::1/128'];
-  const family = isIP(host);
-  if (family === 4 && !host.startsWith('127.') && host !== '0.0.0.0') {
-    const [a, b, c] = host.split('.');
-    nets.push(`${a}.${b}.${c}.0/24`);
-  } else if (family === 6 && host !== '::' && host !== '::1') {
-    nets.push(`${host}/64`);
-  }
-  return nets;
-}
-
 /** Where the agent connects to reach a server listening on `host`. */
 function connectHost(host: string): string {
   if (host === '*' || host === '0.0.0.0') return '127.0.0.1';
   if (host === '::') return '::1';
   return host;
-}
-
-function isCleanShutdown(clusterState: string | undefined): boolean {
-  return clusterState === 'shut down' || clusterState === 'shut down in recovery';
-}
-
-function parseControlData(text: string): Map<string, string> {
-  const fields = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const i = line.indexOf(':');
-    if (i > 0) fields.set(line.slice(0, i).trim(), line.slice(i + 1).trim());
-  }
-  return fields;
-}
-
-function maxLsn(a: Lsn, b: Lsn): Lsn {
-  return a > b ? a : b;
 }
 
 function tail(text: string): string {

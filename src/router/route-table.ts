@@ -45,7 +45,7 @@ export interface RouteTable {
  *
  * rw is the member the leader key names, and only when its member record — published under the same
  * lease as the leader key — says role primary and state running: a leader that is still promoting,
- * or a record left from another term, gets no traffic (invariant 6 in DESIGN.md).
+ * or a record left from another term, gets no traffic (invariant 6 in docs/architecture.md).
  * ro lists replicas in state streaming, not tagged noloadbalance, whose lag behind the leader's
  * position (the leader's record, else the last published `status`) is at most roMaxLagBytes; when the
  * reference position is unknown the lag cannot be measured and streaming replicas are kept.

@@ -1,5 +1,5 @@
 /**
- * The planned-switchover pause announcement routers obey (DESIGN.md §3, key `router/...`).
+ * The planned-switchover pause announcement routers obey (docs/architecture.md, 'DCS keys', key `router/pause`).
  *
  * Protocol, written by the agents and read by every router:
  *

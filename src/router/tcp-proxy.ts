@@ -94,7 +94,7 @@ const sameBackend = (a: Backend | undefined, b: Backend | undefined): boolean =>
  * chosen from the current Routes. Connections arriving while no backend may be used are held (read
  * but not answered) and released in arrival order when one may; after holdTimeoutMs, or when
  * maxHeld are already waiting, they are refused with a PostgreSQL ErrorResponse. Every session to
- * a backend that leaves the routes is dropped at once (invariant 6 in DESIGN.md). A client that
+ * a backend that leaves the routes is dropped at once (invariant 6 in docs/architecture.md). A client that
  * misbehaves before it has a backend costs only its own socket.
  */
 export class TcpProxy {

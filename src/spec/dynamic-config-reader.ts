@@ -96,7 +96,7 @@ export class DynamicConfigDraft {
 
   /**
    * The defaults with every assignment applied, or undefined when the timing rule (invariant 2 of
-   * DESIGN.md) fails; that error is placed at ttl when it was set, else at `anchor`.
+   * docs/architecture.md) fails; that error is placed at ttl when it was set, else at `anchor`.
    */
   build(anchor: SpecSite): DynamicConfig | undefined {
     const merged: Record<string, unknown> = { ...DEFAULT_DYNAMIC_CONFIG };

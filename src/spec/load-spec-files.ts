@@ -8,7 +8,7 @@ import type { SpecError } from './spec-error.js';
 import { parseRouterConfig } from './router-config.js';
 import type { ParseRouterConfigResult } from './router-config.js';
 
-// The only module of src/spec that touches the file system (DESIGN.md §2): everything else is pure.
+// The only module of src/spec that touches the file system (docs/architecture.md, 'Source layout'): everything else is pure.
 
 /** Reads and validates a cluster spec file; a missing or unreadable file is one error naming it. */
 export async function loadClusterSpec(path: string): Promise<ParseClusterSpecResult> {
