@@ -32,6 +32,8 @@ const HARD_POD_AFFINITY_WEIGHT = 1;
 /** A pod in the snapshot: an occupant, or an instance placed earlier in this run. */
 interface Pod {
   readonly name: string;
+  /** Position in the snapshot's pod list (-1 for the instance being placed): the key of match caches. */
+  readonly index: number;
   readonly node: number;
   readonly namespace: string;
   readonly labels: Labels;
@@ -99,39 +101,77 @@ class Snapshot {
     for (const o of input.occupants) {
       const i = this.nodeIndex.get(o.node);
       // An occupant of a node that is not in the list cannot influence any candidate node.
-      if (i !== undefined) this.add(podOf(o, i));
+      if (i !== undefined) this.add(podOf(o, i, this.pods.length));
     }
   }
 
   place(instance: InstanceToPlace): Placement {
     const ctx = this.prepare(instance);
-    const verdicts: NodeVerdict[] = [];
     const feasible: number[] = [];
-    const rejections = new Map<number, Rejection>();
-    this.nodes.forEach((node, i) => {
-      const rejection = this.filter(ctx, node);
+    const rejections: (Rejection | undefined)[] = [];
+    for (let i = 0; i < this.nodes.length; i++) {
+      const rejection = this.filter(ctx, this.node(i), i);
+      rejections.push(rejection);
       if (rejection === undefined) feasible.push(i);
-      else rejections.set(i, rejection);
-    });
+    }
     const scores = this.score(ctx, feasible);
     let best: number | undefined;
     for (const i of feasible) {
       if (best === undefined || this.isBetter(i, best, scores)) best = i;
     }
-    this.nodes.forEach((node, i) => {
-      const rejection = rejections.get(i);
+    const verdicts: NodeVerdict[] = [];
+    for (let i = 0; i < this.nodes.length; i++) {
+      const node = this.node(i);
+      const rejection = rejections[i];
       if (rejection !== undefined) {
         verdicts.push({ node: node.name, feasible: false, rejectedBy: rejection.filter, reason: rejection.reason });
-        return;
+        continue;
       }
-      const s = scores.get(i) ?? { total: 0, byPlugin: zeroScores() };
-      const reason = i === best ? chosenReason(s.total, feasible.length) : `feasible, score ${s.total}`;
+      const s = scores[i] ?? { total: 0, byPlugin: zeroScores() };
+      const reason = i === best ? chosenReason(s.total, feasible.length) : 'feasible';
       verdicts.push({ node: node.name, feasible: true, score: s.total, scores: s.byPlugin, reason });
-    });
+    }
     if (best === undefined) return { member: instance.member, instanceSet: instance.instanceSet, node: null, nodes: verdicts };
-    this.add({ ...podOf({ ...instance, name: instance.member, node: '', terminating: false }, best) });
-    const chosen = this.nodes[best];
-    return { member: instance.member, instanceSet: instance.instanceSet, node: chosen?.name ?? null, nodes: verdicts };
+    this.add(podOf({ ...instance, name: instance.member, node: '', terminating: false }, best, this.pods.length));
+    return { member: instance.member, instanceSet: instance.instanceSet, node: this.node(best).name, nodes: verdicts };
+  }
+
+
+  // Pods are only ever added, and selectors are immutable and shared by the instances of a set, so
+  // each selector is matched against each pod once per run rather than once per instance placed.
+  private readonly matchCache = new Map<LabelSelector, boolean[]>();
+  private readonly countCache = new Map<LabelSelector, Map<string, { counts: Int32Array; seen: number }>>();
+
+  /** Does the selector select this pod (by labels)? Cached per selector and pod. */
+  private podMatches(sel: LabelSelector | undefined, pod: Pod): boolean {
+    if (sel === undefined) return false;
+    if (pod.index < 0) return selectorMatches(sel, pod.labels);
+    let m = this.matchCache.get(sel);
+    if (m === undefined) this.matchCache.set(sel, (m = []));
+    let v = m[pod.index];
+    if (v === undefined) m[pod.index] = v = selectorMatches(sel, pod.labels);
+    return v;
+  }
+
+  /** Per node: pods in `namespace`, not terminating, that the selector selects; undefined when it counts none. */
+  private countsFor(sel: LabelSelector | undefined, namespace: string): Int32Array | undefined {
+    // An empty selector counts no pod, as in kube-scheduler's countPodsMatchSelector.
+    if (sel === undefined || isEmptySelector(sel)) return undefined;
+    let byNs = this.countCache.get(sel);
+    if (byNs === undefined) this.countCache.set(sel, (byNs = new Map<string, { counts: Int32Array; seen: number }>()));
+    let entry = byNs.get(namespace);
+    if (entry === undefined) byNs.set(namespace, (entry = { counts: new Int32Array(this.nodes.length), seen: 0 }));
+    for (; entry.seen < this.pods.length; entry.seen++) {
+      const p = this.pods[entry.seen];
+      if (p !== undefined && !p.terminating && p.namespace === namespace && this.podMatches(sel, p)) entry.counts[p.node] = (entry.counts[p.node] ?? 0) + 1;
+    }
+    return entry.counts;
+  }
+
+  /** Does the term select `pod` (by namespace, then labels)? */
+  private selects(t: Term, pod: Pod, podNamespaceLabels: Labels): boolean {
+    const inNamespace = t.namespaces.has(pod.namespace) || (t.namespaceSelector !== undefined && selectorMatches(t.namespaceSelector, podNamespaceLabels));
+    return inNamespace && this.podMatches(t.selector, pod);
   }
 
   private add(pod: Pod): void {
@@ -139,9 +179,9 @@ class Snapshot {
     this.podsByNode[pod.node]?.push(pod);
   }
 
-  private isBetter(a: number, b: number, scores: ReadonlyMap<number, { total: number }>): boolean {
-    const sa = scores.get(a)?.total ?? 0;
-    const sb = scores.get(b)?.total ?? 0;
+  private isBetter(a: number, b: number, scores: readonly ({ total: number } | undefined)[]): boolean {
+    const sa = scores[a]?.total ?? 0;
+    const sb = scores[b]?.total ?? 0;
     if (sa !== sb) return sa > sb;
     const na = this.podsByNode[a]?.length ?? 0;
     const nb = this.podsByNode[b]?.length ?? 0;
@@ -149,15 +189,22 @@ class Snapshot {
     return (this.nodes[a]?.name ?? '') < (this.nodes[b]?.name ?? '');
   }
 
+  private readonly nsLabelCache = new Map<string, Labels>();
+
   private nsLabels(ns: string): Labels {
-    const extra = Object.hasOwn(this.namespaceLabels, ns) ? this.namespaceLabels[ns] : undefined;
-    return { ...extra, 'kubernetes.io/metadata.name': ns };
+    let labels = this.nsLabelCache.get(ns);
+    if (labels === undefined) {
+      const extra = Object.hasOwn(this.namespaceLabels, ns) ? this.namespaceLabels[ns] : undefined;
+      labels = { ...extra, 'kubernetes.io/metadata.name': ns };
+      this.nsLabelCache.set(ns, labels);
+    }
+    return labels;
   }
 
   // ---- PreFilter: everything that depends on the whole snapshot, computed once per instance.
 
   private prepare(instance: InstanceToPlace): Context {
-    const self = podOf({ ...instance, name: instance.member, node: '', terminating: false }, -1);
+    const self = podOf({ ...instance, name: instance.member, node: '', terminating: false }, -1, -1);
     const nsLabels = this.nsLabels(instance.namespace);
     const hard: Constraint[] = [];
     const soft: Constraint[] = [];
@@ -170,6 +217,10 @@ class Snapshot {
       nsLabels,
       hard,
       soft,
+      // Node-only rules, evaluated once per node: the filters and both spread policies reuse them.
+      nodeAffinityOk: this.nodes.map((node) => nodeAffinityRejection(instance, node) === undefined),
+      taintsOk: this.nodes.map((node) => untoleratedTaint(node.taints, instance.tolerations, isDoNotScheduleTaint) === undefined),
+      selfMatches: new Map(),
       spread: [],
       affinityCounts: self.requiredAffinity.map(() => new Map<string, number>()),
       affinityTotal: 0,
@@ -184,51 +235,50 @@ class Snapshot {
   /** Matching pods per domain over the nodes a DoNotSchedule constraint counts, empty domains included. */
   private spreadCounts(ctx: Context, c: Constraint, all: readonly Constraint[]): SpreadState {
     const counts = new Map<string, number>();
-    this.nodes.forEach((node, i) => {
-      if (!all.every((a) => labelOf(node.labels, a.topologyKey) !== undefined)) return;
-      if (!this.includes(ctx, c, node)) return;
+    const perNode = this.countsFor(c.selector, ctx.instance.namespace);
+    for (let i = 0; i < this.nodes.length; i++) {
+      const node = this.node(i);
+      if (!hasAllKeys(node, all) || !includes(ctx, c, i)) continue;
       const value = labelOf(node.labels, c.topologyKey) ?? '';
-      counts.set(value, (counts.get(value) ?? 0) + countMatching(this.podsByNode[i] ?? [], c.selector, ctx.instance.namespace));
-    });
+      counts.set(value, (counts.get(value) ?? 0) + (perNode?.[i] ?? 0));
+    }
     let min = Number.POSITIVE_INFINITY;
     for (const n of counts.values()) min = Math.min(min, n);
     // Fewer domains than minDomains: the global minimum is taken as 0, so pods cannot pile up.
     const belowMinDomains = counts.size < c.minDomains;
-    return { counts, min: belowMinDomains || counts.size === 0 ? 0 : min, belowMinDomains };
-  }
-
-  /** nodeAffinityPolicy / nodeTaintsPolicy: whether a node's domain counts for a constraint. */
-  private includes(ctx: Context, c: Constraint, node: PlacementNode): boolean {
-    if (c.honorNodeAffinity && nodeAffinityRejection(ctx.instance, node) !== undefined) return false;
-    if (c.honorTaints && untoleratedTaint(node.taints, ctx.instance.tolerations, isDoNotScheduleTaint) !== undefined) return false;
-    return true;
+    const selfMatch = selectorMatches(c.selector, ctx.instance.labels) ? 1 : 0;
+    return { counts, min: belowMinDomains || counts.size === 0 ? 0 : min, belowMinDomains, selfMatch };
   }
 
   private interPodCounts(ctx: Context): void {
     const self = ctx.self;
+    const affinity = self.requiredAffinity;
+    const anti = self.requiredAntiAffinity;
     for (const pod of this.pods) {
       const node = this.nodes[pod.node];
       if (node === undefined) continue;
       const podNs = this.nsLabels(pod.namespace);
-      if (self.requiredAffinity.length > 0 && self.requiredAffinity.every((t) => termSelects(t, pod, podNs))) {
-        self.requiredAffinity.forEach((t, k) => {
-          const v = labelOf(node.labels, t.topologyKey);
+      if (affinity.length > 0 && affinity.every((t) => this.selects(t, pod, podNs))) {
+        for (let k = 0; k < affinity.length; k++) {
+          const t = affinity[k];
           const m = ctx.affinityCounts[k];
-          if (v === undefined || m === undefined) return;
+          const v = t === undefined ? undefined : labelOf(node.labels, t.topologyKey);
+          if (v === undefined || m === undefined) continue;
           m.set(v, (m.get(v) ?? 0) + 1);
           ctx.affinityTotal += 1;
-        });
+        }
       }
-      self.requiredAntiAffinity.forEach((t, k) => {
-        const v = labelOf(node.labels, t.topologyKey);
+      for (let k = 0; k < anti.length; k++) {
+        const t = anti[k];
         const m = ctx.antiAffinityHits[k];
-        if (v === undefined || m === undefined || m.has(v) || !termSelects(t, pod, podNs)) return;
+        const v = t === undefined ? undefined : labelOf(node.labels, t.topologyKey);
+        if (t === undefined || v === undefined || m === undefined || m.has(v) || !this.selects(t, pod, podNs)) continue;
         m.set(v, pod.name);
-      });
+      }
       // Symmetry: an existing pod's required anti-affinity keeps the new instance out of its domain.
       for (const t of pod.requiredAntiAffinity) {
         const v = labelOf(node.labels, t.topologyKey);
-        if (v === undefined || !termSelects(t, self, ctx.nsLabels)) continue;
+        if (v === undefined || !selectsSelf(ctx, t)) continue;
         let byValue = ctx.existingAntiHits.get(t.topologyKey);
         if (byValue === undefined) ctx.existingAntiHits.set(t.topologyKey, (byValue = new Map<string, string>()));
         if (!byValue.has(v)) byValue.set(v, pod.name);
@@ -238,14 +288,14 @@ class Snapshot {
 
   // ---- Filters, in kube-scheduler's order; the first that rejects is named.
 
-  private filter(ctx: Context, node: PlacementNode): Rejection | undefined {
+  private filter(ctx: Context, node: PlacementNode, i: number): Rejection | undefined {
     const inst = ctx.instance;
     if (node.unschedulable && !tolerates(inst.tolerations, UNSCHEDULABLE_TAINT)) {
       return { filter: 'NodeUnschedulable', reason: 'the node is cordoned (unschedulable) and the instance does not tolerate node.kubernetes.io/unschedulable:NoSchedule' };
     }
-    const taint = untoleratedTaint(node.taints, inst.tolerations, isDoNotScheduleTaint);
+    const taint = ctx.taintsOk[i] === true ? undefined : untoleratedTaint(node.taints, inst.tolerations, isDoNotScheduleTaint);
     if (taint !== undefined) return { filter: 'TaintToleration', reason: `untolerated taint ${describeTaint(taint)}` };
-    const affinity = nodeAffinityRejection(inst, node);
+    const affinity = ctx.nodeAffinityOk[i] === true ? undefined : nodeAffinityRejection(inst, node);
     if (affinity !== undefined) return { filter: 'NodeAffinity', reason: affinity };
     const spread = this.spreadRejection(ctx, node);
     if (spread !== undefined) return { filter: 'PodTopologySpread', reason: spread };
@@ -255,13 +305,13 @@ class Snapshot {
   }
 
   private spreadRejection(ctx: Context, node: PlacementNode): string | undefined {
-    for (const [k, c] of ctx.hard.entries()) {
+    for (let k = 0; k < ctx.hard.length; k++) {
+      const c = ctx.hard[k];
       const state = ctx.spread[k];
+      if (c === undefined || state === undefined) continue;
       const value = labelOf(node.labels, c.topologyKey);
       if (value === undefined) return `the node has no label ${c.topologyKey}, which a DoNotSchedule spread constraint needs`;
-      if (state === undefined) continue;
-      const selfMatch = selectorMatches(c.selector, ctx.instance.labels) ? 1 : 0;
-      const skew = (state.counts.get(value) ?? 0) + selfMatch - state.min;
+      const skew = (state.counts.get(value) ?? 0) + state.selfMatch - state.min;
       if (skew > c.maxSkew) {
         const why = state.belowMinDomains ? ` (only ${state.counts.size} domain(s), fewer than minDomains ${c.minDomains}, so the minimum counts as 0)` : '';
         return `${c.topologyKey}=${value} would have skew ${skew} > maxSkew ${c.maxSkew}${why}`;
@@ -272,24 +322,30 @@ class Snapshot {
 
   // ---- Scores over the feasible nodes, each normalized as its plugin does, then weighted.
 
-  private score(ctx: Context, feasible: readonly number[]): Map<number, { total: number; byPlugin: Record<ScorerName, number> }> {
+  /** Scores indexed by node; only feasible nodes have one. */
+  private score(ctx: Context, feasible: readonly number[]): ({ total: number; byPlugin: Record<ScorerName, number> } | undefined)[] {
     const nodeAffinity = defaultNormalize(feasible.map((i) => preferredNodeAffinityScore(ctx.instance, this.node(i))), false);
     const interPod = this.interPodScores(ctx, feasible);
     const spread = this.spreadScores(ctx, feasible);
     const taints = defaultNormalize(feasible.map((i) => intolerablePreferNoSchedule(this.node(i).taints, ctx.instance.tolerations)), true);
-    const result = new Map<number, { total: number; byPlugin: Record<ScorerName, number> }>();
-    feasible.forEach((i, k) => {
+    const result: ({ total: number; byPlugin: Record<ScorerName, number> } | undefined)[] = [];
+    for (let k = 0; k < feasible.length; k++) {
       const byPlugin: Record<ScorerName, number> = {
         NodeAffinity: nodeAffinity[k] ?? 0,
         InterPodAffinity: interPod[k] ?? 0,
         PodTopologySpread: spread[k] ?? 0,
         TaintToleration: taints[k] ?? 0,
       };
-      const total = (Object.keys(SCORE_WEIGHTS) as ScorerName[]).reduce((sum, p) => sum + SCORE_WEIGHTS[p] * byPlugin[p], 0);
-      result.set(i, { total, byPlugin });
-    });
+      const total =
+        SCORE_WEIGHTS.NodeAffinity * byPlugin.NodeAffinity +
+        SCORE_WEIGHTS.InterPodAffinity * byPlugin.InterPodAffinity +
+        SCORE_WEIGHTS.PodTopologySpread * byPlugin.PodTopologySpread +
+        SCORE_WEIGHTS.TaintToleration * byPlugin.TaintToleration;
+      result[feasible[k] ?? -1] = { total, byPlugin };
+    }
     return result;
   }
+
 
   private node(i: number): PlacementNode {
     const n = this.nodes[i];
@@ -301,51 +357,68 @@ class Snapshot {
   private spreadScores(ctx: Context, feasible: readonly number[]): number[] {
     const constraints = ctx.soft;
     if (constraints.length === 0) return feasible.map(() => 0);
-    const hasAllKeys = (n: PlacementNode): boolean => constraints.every((c) => labelOf(n.labels, c.topologyKey) !== undefined);
-    const ignored = new Set(feasible.filter((i) => !hasAllKeys(this.node(i))));
+    const values = constraints.map((c) => this.topologyValues(c.topologyKey));
+    const hasAll = (i: number): boolean => values.every((v) => v[i] !== undefined);
+    // Candidates without every key are ignored: they score 0 and take no part in normalizing.
+    const ignored = feasible.map((i) => !hasAll(i));
+    const scored = feasible.length - ignored.filter(Boolean).length;
     const pairCounts = constraints.map(() => new Map<string, number>());
-    for (const i of feasible) {
-      if (ignored.has(i)) continue;
+    feasible.forEach((i, f) => {
+      if (ignored[f] === true) return;
       constraints.forEach((c, k) => {
-        if (c.topologyKey !== HOSTNAME) pairCounts[k]?.set(labelOf(this.node(i).labels, c.topologyKey) ?? '', 0);
-      });
-    }
-    const weights = constraints.map((c, k) => Math.log((c.topologyKey === HOSTNAME ? feasible.length - ignored.size : (pairCounts[k]?.size ?? 0)) + 2));
-    this.nodes.forEach((node, i) => {
-      if (!hasAllKeys(node)) return;
-      constraints.forEach((c, k) => {
-        const m = pairCounts[k];
-        const v = labelOf(node.labels, c.topologyKey) ?? '';
-        if (m === undefined || !m.has(v) || !this.includes(ctx, c, node)) return;
-        m.set(v, (m.get(v) ?? 0) + countMatching(this.podsByNode[i] ?? [], c.selector, ctx.instance.namespace));
+        if (c.topologyKey !== HOSTNAME) pairCounts[k]?.set(values[k]?.[i] ?? '', 0);
       });
     });
-    const raw = feasible.map((i) => {
-      if (ignored.has(i)) return 0;
-      const node = this.node(i);
+    const perNode = constraints.map((c) => this.countsFor(c.selector, ctx.instance.namespace));
+    const weights = constraints.map((c, k) => Math.log((c.topologyKey === HOSTNAME ? scored : (pairCounts[k]?.size ?? 0)) + 2));
+    for (let k = 0; k < constraints.length; k++) {
+      const c = constraints[k];
+      const m = pairCounts[k];
+      const counts = perNode[k];
+      const vs = values[k];
+      if (c === undefined || m === undefined || counts === undefined || vs === undefined || m.size === 0) continue;
+      for (let i = 0; i < this.nodes.length; i++) {
+        const v = vs[i];
+        const n = counts[i] ?? 0;
+        if (n === 0 || v === undefined || !m.has(v) || !hasAll(i) || !includes(ctx, c, i)) continue;
+        m.set(v, (m.get(v) ?? 0) + n);
+      }
+    }
+    const raw = feasible.map((i, f) => {
+      if (ignored[f] === true) return 0;
       let score = 0;
-      constraints.forEach((c, k) => {
-        const v = labelOf(node.labels, c.topologyKey);
-        if (v === undefined) return;
-        const count = c.topologyKey === HOSTNAME ? countMatching(this.podsByNode[i] ?? [], c.selector, ctx.instance.namespace) : (pairCounts[k]?.get(v) ?? 0);
+      for (let k = 0; k < constraints.length; k++) {
+        const c = constraints[k];
+        const v = values[k]?.[i];
+        if (c === undefined || v === undefined) continue;
+        const count = c.topologyKey === HOSTNAME ? (perNode[k]?.[i] ?? 0) : (pairCounts[k]?.get(v) ?? 0);
         score += count * (weights[k] ?? 0) + (c.maxSkew - 1);
-      });
+      }
       return Math.round(score);
     });
     let min = Number.POSITIVE_INFINITY;
     let max = 0;
-    feasible.forEach((i, k) => {
-      if (ignored.has(i)) return;
-      const s = raw[k] ?? 0;
+    raw.forEach((s, f) => {
+      if (ignored[f] === true) return;
       min = Math.min(min, s);
       max = Math.max(max, s);
     });
-    return feasible.map((i, k) => {
-      if (ignored.has(i)) return 0;
+    return raw.map((s, f) => {
+      if (ignored[f] === true) return 0;
       if (max === 0) return MAX_NODE_SCORE;
-      return Math.trunc((MAX_NODE_SCORE * (max + min - (raw[k] ?? 0))) / max);
+      return Math.trunc((MAX_NODE_SCORE * (max + min - s)) / max);
     });
   }
+
+  private readonly topologyCache = new Map<string, (string | undefined)[]>();
+
+  /** Each node's value of a topology key (undefined: the node lacks it); nodes never change in a run. */
+  private topologyValues(key: string): (string | undefined)[] {
+    let v = this.topologyCache.get(key);
+    if (v === undefined) this.topologyCache.set(key, (v = this.nodes.map((n) => labelOf(n.labels, key))));
+    return v;
+  }
+
 
   /** InterPodAffinity's score: preferred terms both ways and existing pods' required affinity. */
   private interPodScores(ctx: Context, feasible: readonly number[]): number[] {
@@ -362,11 +435,11 @@ class Snapshot {
       const node = this.nodes[pod.node];
       if (node === undefined) continue;
       const podNs = this.nsLabels(pod.namespace);
-      for (const w of self.preferredAffinity) if (termSelects(w.term, pod, podNs)) add(w.term, w.weight, node);
-      for (const w of self.preferredAntiAffinity) if (termSelects(w.term, pod, podNs)) add(w.term, -w.weight, node);
-      for (const t of pod.requiredAffinity) if (termSelects(t, self, ctx.nsLabels)) add(t, HARD_POD_AFFINITY_WEIGHT, node);
-      for (const w of pod.preferredAffinity) if (termSelects(w.term, self, ctx.nsLabels)) add(w.term, w.weight, node);
-      for (const w of pod.preferredAntiAffinity) if (termSelects(w.term, self, ctx.nsLabels)) add(w.term, -w.weight, node);
+      for (const w of self.preferredAffinity) if (this.selects(w.term, pod, podNs)) add(w.term, w.weight, node);
+      for (const w of self.preferredAntiAffinity) if (this.selects(w.term, pod, podNs)) add(w.term, -w.weight, node);
+      for (const t of pod.requiredAffinity) if (selectsSelf(ctx, t)) add(t, HARD_POD_AFFINITY_WEIGHT, node);
+      for (const w of pod.preferredAffinity) if (selectsSelf(ctx, w.term)) add(w.term, w.weight, node);
+      for (const w of pod.preferredAntiAffinity) if (selectsSelf(ctx, w.term)) add(w.term, -w.weight, node);
     }
     if (byTopology.size === 0) return feasible.map(() => 0);
     const raw = feasible.map((i) => {
@@ -388,6 +461,8 @@ interface SpreadState {
   readonly counts: ReadonlyMap<string, number>;
   readonly min: number;
   readonly belowMinDomains: boolean;
+  /** 1 when the instance's own labels match the selector: placing it adds to the domain. */
+  readonly selfMatch: number;
 }
 
 interface Context {
@@ -396,6 +471,12 @@ interface Context {
   readonly nsLabels: Labels;
   readonly hard: readonly Constraint[];
   readonly soft: readonly Constraint[];
+  /** Per node index: passes nodeSelector and required node affinity. */
+  readonly nodeAffinityOk: readonly boolean[];
+  /** Per node index: every NoSchedule / NoExecute taint tolerated. */
+  readonly taintsOk: readonly boolean[];
+  /** Selector -> whether it selects the instance's labels, filled as existing pods' terms are read. */
+  readonly selfMatches: Map<LabelSelector, boolean>;
   spread: readonly SpreadState[];
   /** Per required affinity term: domain value -> pods matching all the terms there. */
   readonly affinityCounts: readonly Map<string, number>[];
@@ -406,22 +487,38 @@ interface Context {
   readonly existingAntiHits: Map<string, Map<string, string>>;
 }
 
+/** nodeAffinityPolicy / nodeTaintsPolicy: whether a node's domain counts for a constraint. */
+function includes(ctx: Context, c: Constraint, i: number): boolean {
+  if (c.honorNodeAffinity && ctx.nodeAffinityOk[i] !== true) return false;
+  if (c.honorTaints && ctx.taintsOk[i] !== true) return false;
+  return true;
+}
+
+function hasAllKeys(node: PlacementNode, constraints: readonly Constraint[]): boolean {
+  for (const c of constraints) if (labelOf(node.labels, c.topologyKey) === undefined) return false;
+  return true;
+}
+
 function interPodRejection(ctx: Context, node: PlacementNode): string | undefined {
   const terms = ctx.self.requiredAffinity;
   let podsExist = true;
-  for (const [k, t] of terms.entries()) {
+  for (let k = 0; k < terms.length; k++) {
+    const t = terms[k];
+    if (t === undefined) continue;
     const v = labelOf(node.labels, t.topologyKey);
     if (v === undefined) return `the node has no label ${t.topologyKey}, the topology key of a required pod affinity term`;
     if ((ctx.affinityCounts[k]?.get(v) ?? 0) <= 0) podsExist = false;
   }
   // The first of a group that is attracted to itself may go anywhere, or it would wait forever.
-  const firstOfItsKind = ctx.affinityTotal === 0 && terms.every((t) => termSelects(t, ctx.self, ctx.nsLabels));
-  if (!podsExist && !firstOfItsKind) {
+  if (!podsExist && !(ctx.affinityTotal === 0 && terms.every((t) => selectsSelf(ctx, t)))) {
     const missing = terms.find((t, k) => (ctx.affinityCounts[k]?.get(labelOf(node.labels, t.topologyKey) ?? '') ?? 0) <= 0) ?? terms[0];
     const where = missing === undefined ? '' : ` in ${missing.topologyKey}=${labelOf(node.labels, missing.topologyKey) ?? ''}`;
     return `no instance matching the required pod affinity (${terms.map((t) => describeSelector(t.selector)).join('; ')})${where}`;
   }
-  for (const [k, t] of ctx.self.requiredAntiAffinity.entries()) {
+  const anti = ctx.self.requiredAntiAffinity;
+  for (let k = 0; k < anti.length; k++) {
+    const t = anti[k];
+    if (t === undefined) continue;
     const v = labelOf(node.labels, t.topologyKey);
     const hit = v === undefined ? undefined : ctx.antiAffinityHits[k]?.get(v);
     if (hit !== undefined) return `${hit} in ${t.topologyKey}=${v ?? ''} matches the required pod anti-affinity (${describeSelector(t.selector)})`;
@@ -434,12 +531,13 @@ function interPodRejection(ctx: Context, node: PlacementNode): string | undefine
   return undefined;
 }
 
-function podOf(o: Occupant | (InstanceToPlace & { name: string; node: string; terminating: boolean }), node: number): Pod {
+function podOf(o: Occupant | (InstanceToPlace & { name: string; node: string; terminating: boolean }), node: number, index: number): Pod {
   const ns = o.namespace;
   const pa = o.affinity?.podAffinity;
   const anti = o.affinity?.podAntiAffinity;
   return {
     name: o.name,
+    index,
     node,
     namespace: ns,
     labels: o.labels,
@@ -462,10 +560,14 @@ function termOf(t: PodAffinityTerm, ownerNamespace: string): Term {
   };
 }
 
-/** Does the term select `pod` (by namespace, then labels)? */
-function termSelects(t: Term, pod: Pick<Pod, 'namespace' | 'labels'>, podNamespaceLabels: Labels): boolean {
-  const inNamespace = t.namespaces.has(pod.namespace) || (t.namespaceSelector !== undefined && selectorMatches(t.namespaceSelector, podNamespaceLabels));
-  return inNamespace && selectorMatches(t.selector, pod.labels);
+/** Does the term select the instance being placed? Selector results are memoized for the step. */
+function selectsSelf(ctx: Context, t: Term): boolean {
+  const self = ctx.self;
+  const inNamespace = t.namespaces.has(self.namespace) || (t.namespaceSelector !== undefined && selectorMatches(t.namespaceSelector, ctx.nsLabels));
+  if (!inNamespace || t.selector === undefined) return false;
+  let v = ctx.selfMatches.get(t.selector);
+  if (v === undefined) ctx.selfMatches.set(t.selector, (v = selectorMatches(t.selector, self.labels)));
+  return v;
 }
 
 function constraintOf(c: TopologySpreadConstraint, labels: Labels): Constraint {
@@ -477,14 +579,6 @@ function constraintOf(c: TopologySpreadConstraint, labels: Labels): Constraint {
     honorNodeAffinity: (c.nodeAffinityPolicy ?? 'Honor') === 'Honor',
     honorTaints: (c.nodeTaintsPolicy ?? 'Ignore') === 'Honor',
   };
-}
-
-/** Pods in the namespace that the selector selects; terminating pods and an empty selector count none. */
-function countMatching(pods: readonly Pod[], selector: LabelSelector | undefined, namespace: string): number {
-  if (selector === undefined || isEmptySelector(selector)) return 0;
-  let n = 0;
-  for (const p of pods) if (!p.terminating && p.namespace === namespace && selectorMatches(selector, p.labels)) n += 1;
-  return n;
 }
 
 /** nodeSelector and required node affinity; undefined when the node passes. */
