@@ -9,6 +9,7 @@
  *   npm run bench:placement -- [--runs 7] [--clusters 200] [--replicas 5] [--nodes 500] [--zones 10]
  */
 import { loadavg } from 'node:os';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { clusterInstances, placeInstances } from '../src/placement/index.js';
 import type { Affinity, InstanceToPlace, Occupant, PlacementInput, PlacementNode, PlacementResult } from '../src/placement/index.js';
 import { now, parseOptions } from './support.js';
@@ -114,6 +115,15 @@ process.stdout.write(
 placeInstances(input);
 referencePlacement(input);
 
+// GC pauses per run, and CPU time next to wall time: on a shared 2-core machine a slow run is either
+// garbage collection (the result holds 500,000 verdicts) or another process taking the core.
+let gcMs = 0;
+const gcObserver = new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcMs += e.duration;
+});
+gcObserver.observe({ entryTypes: ['gc'] });
+const engineCpuMs: number[] = [];
+const engineGcMs: number[] = [];
 const engineMs: number[] = [];
 const referenceMs: number[] = [];
 let retainedBytes = 0;
@@ -121,9 +131,15 @@ let last: PlacementResult | undefined;
 for (let r = 0; r < opts.runs; r++) {
   gc?.();
   const heapBefore = process.memoryUsage().heapUsed;
+  const gcBefore = gcMs;
+  const cpu0 = process.cpuUsage();
   const t0 = now();
   last = placeInstances(input);
   const t1 = now();
+  const cpu = process.cpuUsage(cpu0);
+  engineCpuMs.push((cpu.user + cpu.system) / 1000);
+  await new Promise((r) => setImmediate(r)); // let the observer deliver this run's GC entries
+  engineGcMs.push(gcMs - gcBefore);
   gc?.();
   retainedBytes = Math.max(retainedBytes, process.memoryUsage().heapUsed - heapBefore);
   const t2 = now();
@@ -138,10 +154,12 @@ const m = median(engineMs);
 const ref = median(referenceMs);
 const lines = [
   `engine:    median ${m.toFixed(0)} ms (min ${Math.min(...engineMs).toFixed(0)}, max ${Math.max(...engineMs).toFixed(0)}; runs ${engineMs.map((x) => x.toFixed(0)).join(' ')}) = ${((m * 1000) / input.instances.length).toFixed(0)} µs per instance`,
+  `           CPU ${median(engineCpuMs).toFixed(0)} ms median (the process's user + system time, both cores), GC pauses ${median(engineGcMs).toFixed(0)} ms median (max ${Math.max(...engineGcMs).toFixed(0)})`,
   `reference: median ${ref.toFixed(1)} ms (least-loaded, no rules); engine / reference = ${(m / ref).toFixed(0)}×`,
   `memory:    result retained ${gc === undefined ? 'n/a (run with --expose-gc)' : mib(retainedBytes)} for ${verdicts.toLocaleString('en')} node verdicts; max RSS ${mib(process.resourceUsage().maxRSS * 1024)}`,
   `check:     ${problems.length === 0 ? 'all placed, no cluster shares a host, every cluster within zone maxSkew 1' : problems.slice(0, 5).join('; ')}`,
   `goal:      ≤ 1000 ms for ${input.instances.length} instances: ${m <= 1000 ? 'met' : 'NOT met'}; load average at end ${loadavg()[0]?.toFixed(2)}`,
 ];
+gcObserver.disconnect();
 process.stdout.write(`${lines.join('\n')}\n`);
 if (problems.length > 0) process.exitCode = 1;

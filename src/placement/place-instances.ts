@@ -174,7 +174,33 @@ class Snapshot {
     return inNamespace && this.podMatches(t.selector, pod);
   }
 
+  /** Required anti-affinity terms of pods in the snapshot, by selector (terms without one select nothing). */
+  private readonly antiTermsBySelector = new Map<LabelSelector, { term: Term; pod: Pod }[]>();
+
+  /** Pods with pod affinity, or preferred anti-affinity, that scoring must read. */
+  private readonly podsWithAffinity: Pod[] = [];
+  private readonly matchLists = new Map<LabelSelector, { pods: Pod[]; seen: number }>();
+
+  /** The pods a selector selects by labels (any namespace, terminating included), kept up to date as pods are added. */
+  private matching(sel: LabelSelector | undefined): readonly Pod[] {
+    if (sel === undefined) return [];
+    let entry = this.matchLists.get(sel);
+    if (entry === undefined) this.matchLists.set(sel, (entry = { pods: [], seen: 0 }));
+    for (; entry.seen < this.pods.length; entry.seen++) {
+      const p = this.pods[entry.seen];
+      if (p !== undefined && this.podMatches(sel, p)) entry.pods.push(p);
+    }
+    return entry.pods;
+  }
+
   private add(pod: Pod): void {
+    if (pod.requiredAffinity.length > 0 || pod.preferredAffinity.length > 0 || pod.preferredAntiAffinity.length > 0) this.podsWithAffinity.push(pod);
+    for (const term of pod.requiredAntiAffinity) {
+      if (term.selector === undefined) continue;
+      let holders = this.antiTermsBySelector.get(term.selector);
+      if (holders === undefined) this.antiTermsBySelector.set(term.selector, (holders = []));
+      holders.push({ term, pod });
+    }
     this.pods.push(pod);
     this.podsByNode[pod.node]?.push(pod);
   }
@@ -234,31 +260,41 @@ class Snapshot {
 
   /** Matching pods per domain over the nodes a DoNotSchedule constraint counts, empty domains included. */
   private spreadCounts(ctx: Context, c: Constraint, all: readonly Constraint[]): SpreadState {
-    const counts = new Map<string, number>();
+    const domains = this.topologyDomains(c.topologyKey);
+    const others = all.map((a) => this.topologyDomains(a.topologyKey).ids);
+    const counts = new Int32Array(domains.names.length);
+    const present = new Uint8Array(domains.names.length);
     const perNode = this.countsFor(c.selector, ctx.instance.namespace);
     for (let i = 0; i < this.nodes.length; i++) {
-      const node = this.node(i);
-      if (!hasAllKeys(node, all) || !includes(ctx, c, i)) continue;
-      const value = labelOf(node.labels, c.topologyKey) ?? '';
-      counts.set(value, (counts.get(value) ?? 0) + (perNode?.[i] ?? 0));
+      // Only nodes with every DoNotSchedule key count, and only those the inclusion policies admit.
+      if (others.some((ids) => (ids[i] ?? -1) < 0) || !includes(ctx, c, i)) continue;
+      const d = domains.ids[i] ?? -1;
+      present[d] = 1;
+      counts[d] = (counts[d] ?? 0) + (perNode?.[i] ?? 0);
     }
+    let size = 0;
     let min = Number.POSITIVE_INFINITY;
-    for (const n of counts.values()) min = Math.min(min, n);
+    for (let d = 0; d < counts.length; d++) {
+      if (present[d] !== 1) continue;
+      size += 1;
+      min = Math.min(min, counts[d] ?? 0);
+    }
     // Fewer domains than minDomains: the global minimum is taken as 0, so pods cannot pile up.
-    const belowMinDomains = counts.size < c.minDomains;
+    const belowMinDomains = size < c.minDomains;
     const selfMatch = selectorMatches(c.selector, ctx.instance.labels) ? 1 : 0;
-    return { counts, min: belowMinDomains || counts.size === 0 ? 0 : min, belowMinDomains, selfMatch };
+    return { counts, domainIds: domains.ids, size, min: belowMinDomains || size === 0 ? 0 : min, belowMinDomains, selfMatch };
   }
+
 
   private interPodCounts(ctx: Context): void {
     const self = ctx.self;
     const affinity = self.requiredAffinity;
     const anti = self.requiredAntiAffinity;
-    for (const pod of this.pods) {
-      const node = this.nodes[pod.node];
-      if (node === undefined) continue;
+    // Only pods the first term's selector selects can match all the terms.
+    for (const pod of affinity.length > 0 ? this.matching(affinity[0]?.selector) : []) {
+      const node = this.node(pod.node);
       const podNs = this.nsLabels(pod.namespace);
-      if (affinity.length > 0 && affinity.every((t) => this.selects(t, pod, podNs))) {
+      if (affinity.every((t) => this.selects(t, pod, podNs))) {
         for (let k = 0; k < affinity.length; k++) {
           const t = affinity[k];
           const m = ctx.affinityCounts[k];
@@ -268,16 +304,23 @@ class Snapshot {
           ctx.affinityTotal += 1;
         }
       }
-      for (let k = 0; k < anti.length; k++) {
-        const t = anti[k];
-        const m = ctx.antiAffinityHits[k];
-        const v = t === undefined ? undefined : labelOf(node.labels, t.topologyKey);
-        if (t === undefined || v === undefined || m === undefined || m.has(v) || !this.selects(t, pod, podNs)) continue;
+    }
+    for (let k = 0; k < anti.length; k++) {
+      const t = anti[k];
+      const m = ctx.antiAffinityHits[k];
+      if (t === undefined || m === undefined) continue;
+      for (const pod of this.matching(t.selector)) {
+        const v = labelOf(this.node(pod.node).labels, t.topologyKey);
+        if (v === undefined || m.has(v) || !this.selects(t, pod, this.nsLabels(pod.namespace))) continue;
         m.set(v, pod.name);
       }
-      // Symmetry: an existing pod's required anti-affinity keeps the new instance out of its domain.
-      for (const t of pod.requiredAntiAffinity) {
-        const v = labelOf(node.labels, t.topologyKey);
+    }
+    // Symmetry: an existing pod's required anti-affinity keeps the new instance out of its domain.
+    // Terms are grouped by selector, so one match against the instance's labels covers them all.
+    for (const [selector, holders] of this.antiTermsBySelector) {
+      if (!selectorMatches(selector, self.labels)) continue;
+      for (const { term: t, pod } of holders) {
+        const v = labelOf(this.node(pod.node).labels, t.topologyKey);
         if (v === undefined || !selectsSelf(ctx, t)) continue;
         let byValue = ctx.existingAntiHits.get(t.topologyKey);
         if (byValue === undefined) ctx.existingAntiHits.set(t.topologyKey, (byValue = new Map<string, string>()));
@@ -297,45 +340,55 @@ class Snapshot {
     if (taint !== undefined) return { filter: 'TaintToleration', reason: `untolerated taint ${describeTaint(taint)}` };
     const affinity = ctx.nodeAffinityOk[i] === true ? undefined : nodeAffinityRejection(inst, node);
     if (affinity !== undefined) return { filter: 'NodeAffinity', reason: affinity };
-    const spread = this.spreadRejection(ctx, node);
+    const spread = this.spreadRejection(ctx, node, i);
     if (spread !== undefined) return { filter: 'PodTopologySpread', reason: spread };
     const interPod = interPodRejection(ctx, node);
     if (interPod !== undefined) return { filter: 'InterPodAffinity', reason: interPod };
     return undefined;
   }
 
-  private spreadRejection(ctx: Context, node: PlacementNode): string | undefined {
+  private spreadRejection(ctx: Context, node: PlacementNode, i: number): string | undefined {
     for (let k = 0; k < ctx.hard.length; k++) {
       const c = ctx.hard[k];
       const state = ctx.spread[k];
       if (c === undefined || state === undefined) continue;
-      const value = labelOf(node.labels, c.topologyKey);
-      if (value === undefined) return `the node has no label ${c.topologyKey}, which a DoNotSchedule spread constraint needs`;
-      const skew = (state.counts.get(value) ?? 0) + state.selfMatch - state.min;
+      const d = state.domainIds[i] ?? -1;
+      if (d < 0) return `the node has no label ${c.topologyKey}, which a DoNotSchedule spread constraint needs`;
+      const skew = (state.counts[d] ?? 0) + state.selfMatch - state.min;
       if (skew > c.maxSkew) {
-        const why = state.belowMinDomains ? ` (only ${state.counts.size} domain(s), fewer than minDomains ${c.minDomains}, so the minimum counts as 0)` : '';
-        return `${c.topologyKey}=${value} would have skew ${skew} > maxSkew ${c.maxSkew}${why}`;
+        const why = state.belowMinDomains ? ` (only ${state.size} domain(s), fewer than minDomains ${c.minDomains}, so the minimum counts as 0)` : '';
+        return `${c.topologyKey}=${labelOf(node.labels, c.topologyKey) ?? ''} would have skew ${skew} > maxSkew ${c.maxSkew}${why}`;
       }
     }
     return undefined;
   }
 
+
   // ---- Scores over the feasible nodes, each normalized as its plugin does, then weighted.
 
+  // Most nodes share the same four plugin scores, and a run can hold a verdict per node per
+  // instance: identical score records are one frozen object rather than hundreds of thousands.
+  private readonly scoreRecords = new Map<number, Readonly<Record<ScorerName, number>>>();
+
+  private scoreRecord(nodeAffinity: number, interPod: number, spread: number, taints: number): Readonly<Record<ScorerName, number>> {
+    const key = ((nodeAffinity * 101 + interPod) * 101 + spread) * 101 + taints;
+    let r = this.scoreRecords.get(key);
+    if (r === undefined) {
+      r = Object.freeze({ NodeAffinity: nodeAffinity, InterPodAffinity: interPod, PodTopologySpread: spread, TaintToleration: taints });
+      this.scoreRecords.set(key, r);
+    }
+    return r;
+  }
+
   /** Scores indexed by node; only feasible nodes have one. */
-  private score(ctx: Context, feasible: readonly number[]): ({ total: number; byPlugin: Record<ScorerName, number> } | undefined)[] {
+  private score(ctx: Context, feasible: readonly number[]): ({ total: number; byPlugin: Readonly<Record<ScorerName, number>> } | undefined)[] {
     const nodeAffinity = defaultNormalize(feasible.map((i) => preferredNodeAffinityScore(ctx.instance, this.node(i))), false);
     const interPod = this.interPodScores(ctx, feasible);
     const spread = this.spreadScores(ctx, feasible);
     const taints = defaultNormalize(feasible.map((i) => intolerablePreferNoSchedule(this.node(i).taints, ctx.instance.tolerations)), true);
-    const result: ({ total: number; byPlugin: Record<ScorerName, number> } | undefined)[] = [];
+    const result: ({ total: number; byPlugin: Readonly<Record<ScorerName, number>> } | undefined)[] = [];
     for (let k = 0; k < feasible.length; k++) {
-      const byPlugin: Record<ScorerName, number> = {
-        NodeAffinity: nodeAffinity[k] ?? 0,
-        InterPodAffinity: interPod[k] ?? 0,
-        PodTopologySpread: spread[k] ?? 0,
-        TaintToleration: taints[k] ?? 0,
-      };
+      const byPlugin = this.scoreRecord(nodeAffinity[k] ?? 0, interPod[k] ?? 0, spread[k] ?? 0, taints[k] ?? 0);
       const total =
         SCORE_WEIGHTS.NodeAffinity * byPlugin.NodeAffinity +
         SCORE_WEIGHTS.InterPodAffinity * byPlugin.InterPodAffinity +
@@ -357,67 +410,80 @@ class Snapshot {
   private spreadScores(ctx: Context, feasible: readonly number[]): number[] {
     const constraints = ctx.soft;
     if (constraints.length === 0) return feasible.map(() => 0);
-    const values = constraints.map((c) => this.topologyValues(c.topologyKey));
-    const hasAll = (i: number): boolean => values.every((v) => v[i] !== undefined);
+    const domains = constraints.map((c) => this.topologyDomains(c.topologyKey));
+    const hasAll = new Uint8Array(this.nodes.length);
+    for (let i = 0; i < this.nodes.length; i++) hasAll[i] = domains.every((d) => (d.ids[i] ?? -1) >= 0) ? 1 : 0;
     // Candidates without every key are ignored: they score 0 and take no part in normalizing.
-    const ignored = feasible.map((i) => !hasAll(i));
-    const scored = feasible.length - ignored.filter(Boolean).length;
-    const pairCounts = constraints.map(() => new Map<string, number>());
-    feasible.forEach((i, f) => {
-      if (ignored[f] === true) return;
-      constraints.forEach((c, k) => {
-        if (c.topologyKey !== HOSTNAME) pairCounts[k]?.set(values[k]?.[i] ?? '', 0);
-      });
-    });
+    let scored = 0;
+    for (const i of feasible) scored += hasAll[i] ?? 0;
     const perNode = constraints.map((c) => this.countsFor(c.selector, ctx.instance.namespace));
-    const weights = constraints.map((c, k) => Math.log((c.topologyKey === HOSTNAME ? scored : (pairCounts[k]?.size ?? 0)) + 2));
-    for (let k = 0; k < constraints.length; k++) {
-      const c = constraints[k];
-      const m = pairCounts[k];
-      const counts = perNode[k];
-      const vs = values[k];
-      if (c === undefined || m === undefined || counts === undefined || vs === undefined || m.size === 0) continue;
+    // Per constraint (except hostname, counted per node): matching pods per domain of a scored candidate, -1 for other domains.
+    const pairCounts = constraints.map((c, k) => {
+      const d = domains[k];
+      const counts = new Int32Array(d?.names.length ?? 0).fill(-1);
+      if (c.topologyKey === HOSTNAME || d === undefined) return counts;
+      for (const i of feasible) if (hasAll[i] === 1) counts[d.ids[i] ?? 0] = 0;
+      const matching = perNode[k];
+      if (matching === undefined) return counts;
       for (let i = 0; i < this.nodes.length; i++) {
-        const v = vs[i];
-        const n = counts[i] ?? 0;
-        if (n === 0 || v === undefined || !m.has(v) || !hasAll(i) || !includes(ctx, c, i)) continue;
-        m.set(v, (m.get(v) ?? 0) + n);
+        const id = d.ids[i] ?? -1;
+        const n = matching[i] ?? 0;
+        if (n === 0 || id < 0 || (counts[id] ?? -1) < 0 || hasAll[i] !== 1 || !includes(ctx, c, i)) continue;
+        counts[id] = (counts[id] ?? 0) + n;
       }
-    }
-    const raw = feasible.map((i, f) => {
-      if (ignored[f] === true) return 0;
+      return counts;
+    });
+    const weights = constraints.map((c, k) => {
+      const size = c.topologyKey === HOSTNAME ? scored : (pairCounts[k]?.filter((n) => n >= 0).length ?? 0);
+      return Math.log(size + 2);
+    });
+    const raw = feasible.map((i) => {
+      if (hasAll[i] !== 1) return 0;
       let score = 0;
       for (let k = 0; k < constraints.length; k++) {
         const c = constraints[k];
-        const v = values[k]?.[i];
-        if (c === undefined || v === undefined) continue;
-        const count = c.topologyKey === HOSTNAME ? (perNode[k]?.[i] ?? 0) : (pairCounts[k]?.get(v) ?? 0);
+        if (c === undefined) continue;
+        const count = c.topologyKey === HOSTNAME ? (perNode[k]?.[i] ?? 0) : (pairCounts[k]?.[domains[k]?.ids[i] ?? 0] ?? 0);
         score += count * (weights[k] ?? 0) + (c.maxSkew - 1);
       }
       return Math.round(score);
     });
     let min = Number.POSITIVE_INFINITY;
     let max = 0;
-    raw.forEach((s, f) => {
-      if (ignored[f] === true) return;
-      min = Math.min(min, s);
-      max = Math.max(max, s);
+    feasible.forEach((i, f) => {
+      if (hasAll[i] !== 1) return;
+      min = Math.min(min, raw[f] ?? 0);
+      max = Math.max(max, raw[f] ?? 0);
     });
-    return raw.map((s, f) => {
-      if (ignored[f] === true) return 0;
+    return feasible.map((i, f) => {
+      if (hasAll[i] !== 1) return 0;
       if (max === 0) return MAX_NODE_SCORE;
-      return Math.trunc((MAX_NODE_SCORE * (max + min - s)) / max);
+      return Math.trunc((MAX_NODE_SCORE * (max + min - (raw[f] ?? 0))) / max);
     });
   }
 
-  private readonly topologyCache = new Map<string, (string | undefined)[]>();
 
-  /** Each node's value of a topology key (undefined: the node lacks it); nodes never change in a run. */
-  private topologyValues(key: string): (string | undefined)[] {
-    let v = this.topologyCache.get(key);
-    if (v === undefined) this.topologyCache.set(key, (v = this.nodes.map((n) => labelOf(n.labels, key))));
-    return v;
+  private readonly domainCache = new Map<string, { ids: Int32Array; names: string[] }>();
+
+  /** Each node's domain of a topology key as a small integer (-1: no such label), and the domains' values. */
+  private topologyDomains(key: string): { ids: Int32Array; names: string[] } {
+    let d = this.domainCache.get(key);
+    if (d === undefined) {
+      const byName = new Map<string, number>();
+      const ids = new Int32Array(this.nodes.length);
+      this.nodes.forEach((n, i) => {
+        const v = labelOf(n.labels, key);
+        let id = v === undefined ? -1 : byName.get(v);
+        if (id === undefined) byName.set(v ?? '', (id = byName.size));
+        ids[i] = id;
+      });
+      d = { ids, names: [...byName.keys()] };
+      this.domainCache.set(key, d);
+    }
+    return d;
   }
+
+
 
 
   /** InterPodAffinity's score: preferred terms both ways and existing pods' required affinity. */
@@ -431,12 +497,19 @@ class Snapshot {
       if (m === undefined) byTopology.set(t.topologyKey, (m = new Map<string, number>()));
       m.set(v, (m.get(v) ?? 0) + weight);
     };
-    for (const pod of this.pods) {
-      const node = this.nodes[pod.node];
-      if (node === undefined) continue;
-      const podNs = this.nsLabels(pod.namespace);
-      for (const w of self.preferredAffinity) if (this.selects(w.term, pod, podNs)) add(w.term, w.weight, node);
-      for (const w of self.preferredAntiAffinity) if (this.selects(w.term, pod, podNs)) add(w.term, -w.weight, node);
+    for (const [terms, sign] of [
+      [self.preferredAffinity, 1],
+      [self.preferredAntiAffinity, -1],
+    ] as const) {
+      for (const w of terms) {
+        for (const pod of this.matching(w.term.selector)) {
+          if (this.selects(w.term, pod, this.nsLabels(pod.namespace))) add(w.term, sign * w.weight, this.node(pod.node));
+        }
+      }
+    }
+    // Existing pods' terms about the instance: only pods that have such terms need a look.
+    for (const pod of this.podsWithAffinity) {
+      const node = this.node(pod.node);
       for (const t of pod.requiredAffinity) if (selectsSelf(ctx, t)) add(t, HARD_POD_AFFINITY_WEIGHT, node);
       for (const w of pod.preferredAffinity) if (selectsSelf(ctx, w.term)) add(w.term, w.weight, node);
       for (const w of pod.preferredAntiAffinity) if (selectsSelf(ctx, w.term)) add(w.term, -w.weight, node);
@@ -458,7 +531,12 @@ class Snapshot {
 }
 
 interface SpreadState {
-  readonly counts: ReadonlyMap<string, number>;
+  /** Matching pods per domain id (see topologyDomains); only domains of counted nodes are meaningful. */
+  readonly counts: Int32Array;
+  /** Domain id per node index, -1 when the node lacks the key. */
+  readonly domainIds: Int32Array;
+  /** Number of domains counted (empty ones included). */
+  readonly size: number;
   readonly min: number;
   readonly belowMinDomains: boolean;
   /** 1 when the instance's own labels match the selector: placing it adds to the domain. */
@@ -494,10 +572,6 @@ function includes(ctx: Context, c: Constraint, i: number): boolean {
   return true;
 }
 
-function hasAllKeys(node: PlacementNode, constraints: readonly Constraint[]): boolean {
-  for (const c of constraints) if (labelOf(node.labels, c.topologyKey) === undefined) return false;
-  return true;
-}
 
 function interPodRejection(ctx: Context, node: PlacementNode): string | undefined {
   const terms = ctx.self.requiredAffinity;
