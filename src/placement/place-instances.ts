@@ -136,7 +136,6 @@ class Snapshot {
     return { member: instance.member, instanceSet: instance.instanceSet, node: this.node(best).name, nodes: verdicts };
   }
 
-
   // Pods are only ever added, and selectors are immutable and shared by the instances of a set, so
   // each selector is matched against each pod once per run rather than once per instance placed.
   private readonly matchCache = new Map<LabelSelector, boolean[]>();

@@ -8,31 +8,11 @@ export function isEmptySelector(s: LabelSelector): boolean {
   return Object.keys(s.matchLabels).length === 0 && s.matchExpressions.length === 0;
 }
 
-/** A selector prepared for repeated matching: its matchLabels as an array. */
-interface CompiledSelector {
-  readonly labels: readonly (readonly [string, string])[];
-  readonly expressions: readonly LabelSelectorRequirement[];
-}
-
-// Selectors are immutable data, so their compiled form is cached by identity; placement matches
-// the same few selectors against every instance in the snapshot for every instance it places.
-const compiled = new WeakMap<LabelSelector, CompiledSelector>();
-
-function compile(s: LabelSelector): CompiledSelector {
-  let c = compiled.get(s);
-  if (c === undefined) {
-    c = { labels: Object.entries(s.matchLabels), expressions: s.matchExpressions };
-    compiled.set(s, c);
-  }
-  return c;
-}
-
 /** Does `labels` satisfy the selector? An undefined selector selects nothing, `{}` everything. */
 export function selectorMatches(s: LabelSelector | undefined, labels: Labels): boolean {
   if (s === undefined) return false;
-  const c = compile(s);
-  for (const [k, v] of c.labels) if (labelOf(labels, k) !== v) return false;
-  for (const r of c.expressions) if (!requirementMatches(r, labels)) return false;
+  for (const k in s.matchLabels) if (Object.hasOwn(s.matchLabels, k) && labelOf(labels, k) !== s.matchLabels[k]) return false;
+  for (const r of s.matchExpressions) if (!requirementMatches(r, labels)) return false;
   return true;
 }
 
