@@ -117,7 +117,7 @@ class Snapshot {
     const scores = this.score(ctx, feasible);
     let best: number | undefined;
     for (const i of feasible) {
-      if (best === undefined || this.isBetter(i, best, scores)) best = i;
+      if (best === undefined || this.isBetter(i, best, scores.totals)) best = i;
     }
     const verdicts: NodeVerdict[] = [];
     for (let i = 0; i < this.nodes.length; i++) {
@@ -127,9 +127,9 @@ class Snapshot {
         verdicts.push({ node: node.name, feasible: false, rejectedBy: rejection.filter, reason: rejection.reason });
         continue;
       }
-      const s = scores[i] ?? { total: 0, byPlugin: zeroScores() };
-      const reason = i === best ? chosenReason(s.total, feasible.length) : 'feasible';
-      verdicts.push({ node: node.name, feasible: true, score: s.total, scores: s.byPlugin, reason });
+      const total = scores.totals[i] ?? 0;
+      const reason = i === best ? chosenReason(total, feasible.length) : 'feasible';
+      verdicts.push({ node: node.name, feasible: true, score: total, scores: scores.records[i] ?? ZERO_SCORES, reason });
     }
     if (best === undefined) return { member: instance.member, instanceSet: instance.instanceSet, node: null, nodes: verdicts };
     this.add(podOf({ ...instance, name: instance.member, node: '', terminating: false }, best, this.pods.length));
@@ -204,9 +204,9 @@ class Snapshot {
     this.podsByNode[pod.node]?.push(pod);
   }
 
-  private isBetter(a: number, b: number, scores: readonly ({ total: number } | undefined)[]): boolean {
-    const sa = scores[a]?.total ?? 0;
-    const sb = scores[b]?.total ?? 0;
+  private isBetter(a: number, b: number, totals: Int32Array): boolean {
+    const sa = totals[a] ?? 0;
+    const sb = totals[b] ?? 0;
     if (sa !== sb) return sa > sb;
     const na = this.podsByNode[a]?.length ?? 0;
     const nb = this.podsByNode[b]?.length ?? 0;
@@ -379,23 +379,25 @@ class Snapshot {
     return r;
   }
 
-  /** Scores indexed by node; only feasible nodes have one. */
-  private score(ctx: Context, feasible: readonly number[]): ({ total: number; byPlugin: Readonly<Record<ScorerName, number>> } | undefined)[] {
+  /** Weighted totals and plugin scores indexed by node; only feasible nodes have them. */
+  private score(ctx: Context, feasible: readonly number[]): NodeScores {
     const nodeAffinity = defaultNormalize(feasible.map((i) => preferredNodeAffinityScore(ctx.instance, this.node(i))), false);
     const interPod = this.interPodScores(ctx, feasible);
     const spread = this.spreadScores(ctx, feasible);
     const taints = defaultNormalize(feasible.map((i) => intolerablePreferNoSchedule(this.node(i).taints, ctx.instance.tolerations)), true);
-    const result: ({ total: number; byPlugin: Readonly<Record<ScorerName, number>> } | undefined)[] = [];
+    const totals = new Int32Array(this.nodes.length);
+    const records: Readonly<Record<ScorerName, number>>[] = [];
     for (let k = 0; k < feasible.length; k++) {
+      const i = feasible[k] ?? 0;
       const byPlugin = this.scoreRecord(nodeAffinity[k] ?? 0, interPod[k] ?? 0, spread[k] ?? 0, taints[k] ?? 0);
-      const total =
+      totals[i] =
         SCORE_WEIGHTS.NodeAffinity * byPlugin.NodeAffinity +
         SCORE_WEIGHTS.InterPodAffinity * byPlugin.InterPodAffinity +
         SCORE_WEIGHTS.PodTopologySpread * byPlugin.PodTopologySpread +
         SCORE_WEIGHTS.TaintToleration * byPlugin.TaintToleration;
-      result[feasible[k] ?? -1] = { total, byPlugin };
+      records[i] = byPlugin;
     }
-    return result;
+    return { totals, records };
   }
 
 
@@ -527,6 +529,11 @@ class Snapshot {
     const max = Math.max(...raw);
     return raw.map((s) => (max - min > 0 ? Math.trunc(MAX_NODE_SCORE * ((s - min) / (max - min))) : 0));
   }
+}
+
+interface NodeScores {
+  readonly totals: Int32Array;
+  readonly records: readonly (Readonly<Record<ScorerName, number>> | undefined)[];
 }
 
 interface SpreadState {
@@ -722,9 +729,7 @@ function describeTaint(t: Taint): string {
   return `${t.key}${t.value === '' ? '' : `=${t.value}`}:${t.effect}`;
 }
 
-function zeroScores(): Record<ScorerName, number> {
-  return { NodeAffinity: 0, InterPodAffinity: 0, PodTopologySpread: 0, TaintToleration: 0 };
-}
+const ZERO_SCORES: Readonly<Record<ScorerName, number>> = Object.freeze({ NodeAffinity: 0, InterPodAffinity: 0, PodTopologySpread: 0, TaintToleration: 0 });
 
 function chosenReason(total: number, feasibleCount: number): string {
   return feasibleCount === 1 ? `chosen: the only feasible node (score ${total})` : `chosen: highest score ${total} of ${feasibleCount} feasible nodes (ties: fewest instances, then name)`;
