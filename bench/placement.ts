@@ -129,6 +129,9 @@ const referenceMs: number[] = [];
 let retainedBytes = 0;
 let last: PlacementResult | undefined;
 for (let r = 0; r < opts.runs; r++) {
+  // Drop the previous result first: a caller holds one plan at a time, and two would double the
+  // live heap that every collection during the run has to walk.
+  last = undefined;
   gc?.();
   const heapBefore = process.memoryUsage().heapUsed;
   const gcBefore = gcMs;
