@@ -65,7 +65,7 @@ const NODES = `nodes:
 
 const THREE_NODES = NODES.replace(/\n {4}taints: .*\n/, '\n');
 
-describe('warden plan', () => {
+describe('warden plan', { concurrency: true }, () => {
   let dir = '';
   const path = (name: string): string => join(dir, name);
   before(async () => {
