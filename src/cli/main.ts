@@ -8,6 +8,7 @@ import { listFromView, renderList } from './list.js';
 import { registerRouterCommands } from './router-commands.js';
 import { readClusterView, resolveTarget, type TargetOptions } from './target.js';
 import { registerOpsCommands } from './ops-commands.js';
+import { runPlan } from './plan-command.js';
 import { explainUpError, runUp } from './up-command.js';
 
 const useColor = process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
@@ -45,6 +46,16 @@ export function buildCli(): Command {
     .option('--dir <dir>', 'runtime directory', '.warden')
     .action(async (o: { file?: string; dir: string }) => {
       process.exitCode = await runUp({ ...(o.file === undefined ? {} : { file: o.file }), dir: o.dir, color: useColor }).catch(explainUpError);
+    });
+
+  program
+    .command('plan')
+    .description('dry-run placement: the node each instance would land on, or Pending with the rule each node broke (exit 3 when some stay Pending)')
+    .requiredOption('-f, --file <cluster.yaml>', 'cluster spec')
+    .option('--nodes <nodes.yaml>', 'nodes (labels, taints) and what already runs on them')
+    .addOption(formatOption())
+    .action(async (o: { file: string; nodes?: string; format: string }) => {
+      process.exitCode = await runPlan({ file: o.file, format: o.format, ...(o.nodes === undefined ? {} : { nodes: o.nodes }) });
     });
 
   program

@@ -124,6 +124,9 @@ describe('cluster spec: accepted files', () => {
       dynamicConfig: DEFAULT_DYNAMIC_CONFIG,
       etcdMembers: 3,
       restartDelaySeconds: 5,
+      namespace: 'default',
+      disableDefaultPodScheduling: false,
+      instanceSets: [{ name: 'instance1', labels: {}, tolerations: [], topologySpreadConstraints: [] }],
     });
   });
 
@@ -146,10 +149,10 @@ describe('cluster spec: accepted files', () => {
     assert.deepEqual(spec.dynamicConfig.postgresql.parameters, { max_connections: 200, shared_buffers: '256MB', log_min_duration_statement: 1000 });
     assert.equal(spec.dynamicConfig.ttl, DEFAULT_DYNAMIC_CONFIG.ttl);
     assert.deepEqual(notices, [
-      'cluster.yaml:5:3: metadata.namespace: not applied in the local runtime',
+      'cluster.yaml:5:3: metadata.namespace: used by `warden plan` for placement; not applied in the local runtime',
       'cluster.yaml:7:3: spec.image: not applied in the local runtime',
       'cluster.yaml:12:7: spec.instances[0].dataVolumeClaimSpec: not applied in the local runtime',
-      'cluster.yaml:18:7: spec.instances[0].affinity: not applied in the local runtime',
+      'cluster.yaml:18:7: spec.instances[0].affinity: used by `warden plan` for placement; not applied in the local runtime',
       'cluster.yaml:30:7: spec.instances[1].minAvailable: not applied in the local runtime',
       'cluster.yaml:31:7: spec.instances[1].dataVolumeClaimSpec: not applied in the local runtime',
       'cluster.yaml:34:3: spec.backups: not applied in the local runtime',

@@ -7,6 +7,8 @@ import type { SpecError, SpecNotice, SpecSite } from './spec-error.js';
 import { NOT_APPLIED, SpecReader } from './spec-reader.js';
 import { parseYamlTree } from './yaml-tree.js';
 import type { YamlValue } from './yaml-tree.js';
+import type { InstanceSetScheduling } from '../placement/index.js';
+import { readAffinity, readLabels, readTolerations, readTopologySpreadConstraints } from './scheduling-reader.js';
 
 /** Kinds accepted: Warden's own and those of the Crunchy (PGO) and Ivory operators, whose manifests work as they are. */
 export const CLUSTER_KINDS = ['Cluster', 'IvoryCluster', 'PostgresCluster'] as const;
@@ -34,6 +36,12 @@ export interface ClusterSpec {
   readonly dynamicConfig: DynamicConfig;
   readonly etcdMembers: number;
   readonly restartDelaySeconds: number;
+  /** `metadata.namespace` (default `default`): the namespace instances are in for pod affinity and spread. */
+  readonly namespace: string;
+  /** `spec.disableDefaultPodScheduling`: without it, the operators' two soft spread constraints apply. */
+  readonly disableDefaultPodScheduling: boolean;
+  /** Each instance set's scheduling fields, in spec order; used by placement, not by the local runtime. */
+  readonly instanceSets: readonly InstanceSetScheduling[];
 }
 
 export type ParseClusterSpecResult =
@@ -42,6 +50,9 @@ export type ParseClusterSpecResult =
 
 const DEFAULT_ETCD_MEMBERS = 3;
 const DEFAULT_RESTART_DELAY_SECONDS = 5;
+const DEFAULT_NAMESPACE = 'default';
+/** Fields placement reads but the local runtime, which runs every member on one machine, does not. */
+const PLACEMENT_ONLY = 'used by `warden plan` for placement; not applied in the local runtime';
 
 /** The spec `warden up` uses without a file: cluster "demo" with members demo-1..3 and default timings. */
 export function defaultClusterSpec(): ClusterSpec {
@@ -53,11 +64,17 @@ export function defaultClusterSpec(): ClusterSpec {
     dynamicConfig: DEFAULT_DYNAMIC_CONFIG,
     etcdMembers: DEFAULT_ETCD_MEMBERS,
     restartDelaySeconds: DEFAULT_RESTART_DELAY_SECONDS,
+    namespace: DEFAULT_NAMESPACE,
+    disableDefaultPodScheduling: false,
+    instanceSets: [unscheduledSet('instance1')],
   };
 }
 
+function unscheduledSet(name: string): InstanceSetScheduling {
+  return { name, labels: {}, tolerations: [], topologySpreadConstraints: [] };
+}
+
 const KUBERNETES_METADATA_FIELDS = [
-  'namespace',
   'labels',
   'annotations',
   'uid',
@@ -78,11 +95,7 @@ const KUBERNETES_INSTANCE_FIELDS = [
   'dataVolumeClaimSpec',
   'walVolumeClaimSpec',
   'resources',
-  'affinity',
-  'tolerations',
-  'topologySpreadConstraints',
   'priorityClassName',
-  'metadata',
   'sidecars',
   'containers',
   'tablespaceVolumes',
@@ -113,7 +126,6 @@ const NOT_APPLIED_SPEC_FIELDS = [
   'metadata',
   'postGISVersion',
   'databaseInitSQL',
-  'disableDefaultPodScheduling',
   'supplementalGroups',
   'authentication',
 ];
@@ -125,6 +137,7 @@ function notApplied(fields: readonly string[]): Record<string, string> {
 interface InstanceSet {
   readonly name: string;
   readonly replicas: number;
+  readonly scheduling: Omit<InstanceSetScheduling, 'name'>;
   /** Where the set's name was given (or the list item, for a defaulted name). */
   readonly site: SpecSite;
 }
@@ -161,6 +174,8 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
   let instancesSite: SpecSite | undefined;
   let etcdMembers = DEFAULT_ETCD_MEMBERS;
   let restartDelaySeconds = DEFAULT_RESTART_DELAY_SECONDS;
+  let namespace = DEFAULT_NAMESPACE;
+  let disableDefaultPodScheduling = false;
   const draft = new DynamicConfigDraft(reader);
 
   const readPause = (v: YamlValue, s: SpecSite): void => {
@@ -181,6 +196,14 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
               const problem = dnsLabelProblem(n);
               if (problem !== undefined) reader.error(ns, problem);
               else name = { value: n, site: ns };
+            },
+            namespace: (nv, ns) => {
+              const n = reader.string(nv, ns);
+              if (n === undefined) return;
+              const problem = dnsLabelProblem(n);
+              if (problem !== undefined) return reader.error(ns, problem);
+              namespace = n;
+              reader.notice(ns, PLACEMENT_ONLY);
             },
           },
           ignored: notApplied(KUBERNETES_METADATA_FIELDS),
@@ -221,6 +244,12 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
                 },
                 ignored: notApplied(['port', 'switchover', 'logging']),
               });
+            },
+            disableDefaultPodScheduling: (dv, ds) => {
+              const b = reader.boolean(dv, ds);
+              if (b === undefined) return;
+              disableDefaultPodScheduling = b;
+              reader.notice(ds, PLACEMENT_ONLY);
             },
             // Maintenance mode: nothing is started, stopped or promoted automatically.
             paused: readPause,
@@ -273,7 +302,8 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
   const members = checkMembers(reader, name, instanceSets, instancesSite);
   if (apiVersion === undefined || kind === undefined || dynamicConfig === undefined || members === undefined) return undefined;
   noteSynchronousLimits(reader, draft, dynamicConfig, members.length, anchor);
-  return { name: name.value, apiVersion, kind, members, dynamicConfig, etcdMembers, restartDelaySeconds };
+  const instanceSetScheduling = instanceSets.map((set) => ({ name: set.name, ...set.scheduling }));
+  return { name: name.value, apiVersion, kind, members, dynamicConfig, etcdMembers, restartDelaySeconds, namespace, disableDefaultPodScheduling, instanceSets: instanceSetScheduling };
 }
 
 function readInstanceSets(reader: SpecReader, value: YamlValue, site: SpecSite): InstanceSet[] | undefined {
@@ -283,7 +313,15 @@ function readInstanceSets(reader: SpecReader, value: YamlValue, site: SpecSite):
     let name: string | undefined;
     let nameSite: SpecSite | undefined;
     let replicas = 1;
+    let scheduling: InstanceSet['scheduling'] = { labels: {}, tolerations: [], topologySpreadConstraints: [] };
     const before = reader.errors.length;
+    // Scheduling fields are validated as Kubernetes would, then noted: only placement uses them.
+    const placementOnly = <T>(read: (v: YamlValue, s: SpecSite) => T | undefined, apply: (t: T) => void) => (v: YamlValue, s: SpecSite) => {
+      const t = read(v, s);
+      if (t === undefined) return;
+      apply(t);
+      reader.notice(s, PLACEMENT_ONLY);
+    };
     reader.mapping(item, itemSite, {
       read: {
         name: (v, s) => {
@@ -304,11 +342,34 @@ function readInstanceSets(reader: SpecReader, value: YamlValue, site: SpecSite):
           if (!ok2) reader.error(s, 'must be an integer ≥ 0 or a percentage such as "50%"');
           else reader.notice(s, NOT_APPLIED);
         },
+        affinity: placementOnly(
+          (v, s) => readAffinity(reader, v, s),
+          (affinity) => (scheduling = { ...scheduling, affinity }),
+        ),
+        tolerations: placementOnly(
+          (v, s) => readTolerations(reader, v, s),
+          (tolerations) => (scheduling = { ...scheduling, tolerations }),
+        ),
+        topologySpreadConstraints: placementOnly(
+          (v, s) => readTopologySpreadConstraints(reader, v, s),
+          (topologySpreadConstraints) => (scheduling = { ...scheduling, topologySpreadConstraints }),
+        ),
+        metadata: (v, s) => {
+          reader.mapping(v, s, {
+            read: {
+              labels: placementOnly(
+                (lv, ls) => readLabels(reader, lv, ls),
+                (labels) => (scheduling = { ...scheduling, labels }),
+              ),
+            },
+            ignored: { annotations: NOT_APPLIED },
+          });
+        },
       },
       ignored: notApplied(KUBERNETES_INSTANCE_FIELDS),
     });
     if (reader.errors.length > before) ok = false;
-    sets.push({ name: name ?? `instance${index + 1}`, replicas, site: nameSite ?? itemSite });
+    sets.push({ name: name ?? `instance${index + 1}`, replicas, scheduling, site: nameSite ?? itemSite });
   });
   if (!isList || !ok) return undefined;
   if (sets.length === 0) {

@@ -37,7 +37,9 @@ export type {
   PasswordFileReader,
 } from './agent-config.js';
 export { dnsLabelProblem, MAX_NAME_LENGTH } from './dns-label.js';
-export { loadAgentConfig, loadClusterSpec, loadRouterConfig } from './load-spec-files.js';
+export { loadAgentConfig, loadClusterSpec, loadNodesFile, loadRouterConfig } from './load-spec-files.js';
+export { parseNodesFile } from './nodes-file.js';
+export type { NodesFile, ParseNodesFileResult } from './nodes-file.js';
 export { parseRouterConfig, ROUTER_CONFIG_ENV, ROUTER_DEFAULTS, stringifyRouterConfig } from './router-config.js';
 export type { ParseRouterConfigResult, RouterConfig } from './router-config.js';
 export { validateDynamicConfig } from './dynamic-config-validate.js';

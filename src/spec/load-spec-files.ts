@@ -4,6 +4,8 @@ import { parseAgentConfig, withRunAsUserDefault } from './agent-config.js';
 import type { ParseAgentConfigResult } from './agent-config.js';
 import { parseClusterSpec } from './cluster-spec.js';
 import type { ParseClusterSpecResult } from './cluster-spec.js';
+import { parseNodesFile } from './nodes-file.js';
+import type { ParseNodesFileResult } from './nodes-file.js';
 import type { SpecError } from './spec-error.js';
 import { parseRouterConfig } from './router-config.js';
 import type { ParseRouterConfigResult } from './router-config.js';
@@ -14,6 +16,12 @@ import type { ParseRouterConfigResult } from './router-config.js';
 export async function loadClusterSpec(path: string): Promise<ParseClusterSpecResult> {
   const text = await readSpecFile(path, 'cluster spec');
   return typeof text === 'string' ? parseClusterSpec(text, path) : { ok: false, errors: [text] };
+}
+
+/** Reads and validates a nodes file (the hosts `warden plan` places on offline). */
+export async function loadNodesFile(path: string): Promise<ParseNodesFileResult> {
+  const text = await readSpecFile(path, 'nodes');
+  return typeof text === 'string' ? parseNodesFile(text, path) : { ok: false, errors: [text] };
 }
 
 /**
