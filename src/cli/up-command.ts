@@ -76,13 +76,18 @@ export async function runUp(opts: { file?: string; dir?: string; color: boolean 
       layout.members.map(async (m) => {
         try {
           const res = await fetch(`http://${m.host}:${m.apiPort}/patroni`, { signal: AbortSignal.timeout(1000) });
-          const body = (await res.json()) as { role?: string; state?: string; warden?: { isLeader?: boolean; reason?: { message?: string }; state?: string } };
-          return { name: m.name, leader: body.warden?.isLeader === true, role: body.role ?? '?', state: body.warden?.state ?? body.state ?? '?', reason: body.warden?.reason?.message ?? '' };
+          const body = (await res.json()) as { role?: string; state?: string; warden?: { isLeader?: boolean; reason?: { code?: string; message?: string }; state?: string } };
+          return { name: m.name, leader: body.warden?.isLeader === true, role: body.role ?? '?', state: body.warden?.state ?? body.state ?? '?', code: body.warden?.reason?.code ?? '', reason: body.warden?.reason?.message ?? '' };
         } catch {
-          return { name: m.name, leader: false, role: '?', state: 'agent starting', reason: '' };
+          return { name: m.name, leader: false, role: '?', state: 'agent starting', code: '', reason: '' };
         }
       }),
     );
+    // Every member gave up bootstrapping: waiting longer changes nothing, say why now.
+    if (states.length > 0 && states.every((s) => s.code === 'bootstrap-gave-up')) {
+      process.stderr.write(`the cluster could not be bootstrapped: ${states[0]?.reason ?? ''}\nsee ${dir}/members/*/agent.log; then \`warden down --dir ${dir} --purge\` and \`warden up\` again\n`);
+      return 1;
+    }
     for (const s of states) {
       const line = `${s.leader ? 'leader, ' : ''}${s.state}`;
       if (seen.get(s.name) !== line) {

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseLsn } from '../core/lsn.js';
 import type { ClusterView, HistoryEntry, MemberRecord, MemberTags } from './cluster-view.js';
-import { decide } from './decide.js';
+import { decide, MAX_BOOTSTRAP_ATTEMPTS } from './decide.js';
 import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from './dynamic-config.js';
-import type { LocalPostgresFacts, Observation, PeerFacts } from './observation.js';
+import type { AgentMemory, LocalPostgresFacts, Observation, PeerFacts } from './observation.js';
 
 const TAGS: MemberTags = { nofailover: false, failoverPriority: 1, nosync: false, noloadbalance: false };
 const NOW = 1_000_000;
@@ -74,6 +74,25 @@ describe('decide: bootstrap', () => {
     const d = decide({ ...o, dcs: { ok: true, view: view({ members: [] }) } }, {});
     assert.equal(d.reason.code, 'bootstrap-racing');
     assert.deepEqual(kinds(d), ['acquire-initialize', 'acquire-leader', 'bootstrap']);
+  });
+
+  it('stops racing after MAX_BOOTSTRAP_ATTEMPTS failed bootstraps and says why, instead of moving data aside forever', () => {
+    const missing = { dataDir: { kind: 'missing' as const }, process: 'stopped' as const };
+    let memory: AgentMemory = {};
+    const codes: string[] = [];
+    for (let i = 0; i < MAX_BOOTSTRAP_ATTEMPTS + 2; i++) {
+      // The shell reports a failure on the loop after actions failed; a loop without actions clears it.
+      const failure = codes.at(-1) === 'bootstrap-racing' ? { lastFailure: { action: 'bootstrap', message: 'postgres: invalid value for parameter "max_connections": "-1"' } } : {};
+      const o = obs('demo-1', { members: [] }, missing, failure);
+      const d = decide({ ...o, dcs: { ok: true, view: view({ members: [] }) } }, memory);
+      codes.push(d.reason.code);
+      memory = d.memory;
+      if (d.reason.code === 'bootstrap-gave-up') {
+        assert.deepEqual(d.actions, []);
+        assert.match(d.reason.message, /bootstrap failed 3 times, last: postgres: invalid value for parameter "max_connections"/);
+      }
+    }
+    assert.deepEqual(codes, ['bootstrap-racing', 'bootstrap-racing', 'bootstrap-racing', 'bootstrap-gave-up', 'bootstrap-gave-up']);
   });
 
   it('waits while another member bootstraps', () => {

@@ -16,6 +16,9 @@ export interface Decision {
   readonly operation?: LocalOperation['kind'];
 }
 
+/** Failed bootstrap attempts after which an agent stops trying (see 'bootstrap-gave-up'). */
+export const MAX_BOOTSTRAP_ATTEMPTS = 3;
+
 /** How long other members wait for a named switchover / failover candidate before racing normally. */
 export const CANDIDATE_WAIT_MS = 30_000;
 /** How long routers hold new connections for a planned switchover at most. */
@@ -94,6 +97,18 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
   }
 
   // ---- bootstrap ---------------------------------------------------------------------------
+  // A bootstrap that keeps failing (an invalid parameter, a full disk) must not loop: every attempt
+  // moves a data directory aside. After MAX_BOOTSTRAP_ATTEMPTS this agent stops and says why.
+  const failed = obs.lastFailure?.action === 'bootstrap' ? { count: (memory.bootstrapFailures?.count ?? 0) + 1, lastError: obs.lastFailure.message } : memory.bootstrapFailures;
+  if ((view.initialize === undefined || view.initialize.value === '') && failed !== undefined && failed.count >= MAX_BOOTSTRAP_ATTEMPTS && pg.dataDir.kind !== 'initialized') {
+    return done(
+      'bootstrap-gave-up',
+      `bootstrap failed ${failed.count} times, last: ${failed.lastError}; not trying again (each attempt moves a data directory aside): fix the cause, then restart this agent`,
+      [],
+      { ...memory, bootstrapFailures: failed },
+    );
+  }
+  if (failed !== memory.bootstrapFailures) memory = { ...memory, bootstrapFailures: failed };
   if (view.initialize === undefined) {
     if (pg.dataDir.kind === 'initialized') {
       return done('data-dir-without-cluster', `the data directory holds system ${pg.dataDir.systemIdentifier ?? '?'} but the cluster is not initialized in the DCS: refusing to guess, touching nothing`);

@@ -88,4 +88,6 @@ export interface AgentMemory {
   readonly lastReceivedTimeline?: number | undefined;
   /** Slot names last created on the leader (comma-joined), to avoid a query every loop. */
   readonly slotNames?: string | undefined;
+  /** Failed bootstraps (initdb, first start) by this agent, and the last error: bounded by MAX_BOOTSTRAP_ATTEMPTS. */
+  readonly bootstrapFailures?: { readonly count: number; readonly lastError: string } | undefined;
 }

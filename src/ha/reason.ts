@@ -8,6 +8,7 @@ export type ReasonCode =
   | 'data-dir-without-cluster'
   | 'waiting-for-lease'
   | 'bootstrap-racing'
+  | 'bootstrap-gave-up'
   | 'bootstrap-retrying'
   | 'bootstrap-waiting'
   | 'data-dir-foreign'
