@@ -434,3 +434,23 @@ describe('decide: a replica that cannot follow the new timeline', () => {
     assert.equal(d2.memory.mustRewind, true);
   });
 });
+
+describe('decide: a replica that never becomes consistent', () => {
+  const stuck: LocalPostgresFacts = { dataDir: { kind: 'initialized', systemIdentifier: SYSID, clusterState: 'in archive recovery' }, process: 'running', configuredAs: { kind: 'replica', upstream: 'demo-1' } };
+  it('waits up to replica_start_timeout, then moves the data aside to clone anew, saying why', () => {
+    const first = decide(obs('demo-2', { leader: 'demo-1' }, stuck), {});
+    assert.equal(first.reason.code, 'postgres-not-answering');
+    assert.equal(first.memory.notAnsweringSinceMs, NOW);
+    const later = decide({ ...obs('demo-2', { leader: 'demo-1' }, stuck), nowMs: NOW + 301_000 }, first.memory);
+    assert.equal(later.reason.code, 'replica-reseeding');
+    assert.deepEqual(kinds(later), ['stop', 'move-data-aside']);
+    assert.match(later.reason.message, /ran 301 s without becoming consistent \(replica_start_timeout 300 s/);
+  });
+
+  it('carries out an operator restart of a replica that does not answer instead of leaving it waiting', () => {
+    const d = decide({ ...obs('demo-2', { leader: 'demo-1' }, stuck), operation: { kind: 'restart' } }, {});
+    assert.equal(d.reason.code, 'restarting');
+    assert.equal(d.operation, 'restart');
+    assert.deepEqual(kinds(d), ['stop', 'configure', 'start']);
+  });
+});

@@ -165,7 +165,7 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
   if (iHoldLeaderKey && view.leader !== undefined) {
     return decideAsLeader(obs, memory, view, server, view.leader.modRevision);
   }
-  const mem: AgentMemory = { ...memory, primaryDownSinceMs: undefined, slotNames: undefined };
+  const mem: AgentMemory = { ...memory, primaryDownSinceMs: undefined, slotNames: undefined, notAnsweringSinceMs: undefined };
 
   // ---- an operator's request on a non-leader -------------------------------------------------
   const op = obs.operation;
@@ -211,7 +211,20 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
       ], { ...mem, notStreamingSinceMs: undefined });
     }
     if (server === undefined) {
-      return done('postgres-not-answering', 'PostgreSQL runs but does not answer status queries yet', [], mem);
+      // A restart is what an operator tries first on a stuck replica: it must not wait forever.
+      if (op !== undefined && op.kind === 'restart') {
+        return { ...done('restarting', 'restarting PostgreSQL as the operator asked (it was not answering)', [{ kind: 'stop', mode: 'fast' }, follow.configure, { kind: 'start' }], mem), operation: 'restart' };
+      }
+      const since = memory.notAnsweringSinceMs ?? obs.nowMs;
+      const waitedS = Math.round((obs.nowMs - since) / 1000);
+      if (obs.nowMs - since >= config.replica_start_timeout * 1000) {
+        // Its data is moved aside, never deleted (invariant 5); the next loop clones anew.
+        return done('replica-reseeding', `PostgreSQL ran ${waitedS} s without becoming consistent (replica_start_timeout ${config.replica_start_timeout} s; often WAL it needs is gone from ${up.name}): stopping it and moving the data aside to clone anew`, [
+          { kind: 'stop', mode: 'immediate' },
+          { kind: 'move-data-aside' },
+        ], { ...mem, notAnsweringSinceMs: undefined });
+      }
+      return done('postgres-not-answering', `PostgreSQL runs but does not answer status queries yet (${waitedS} s; re-seeded after replica_start_timeout ${config.replica_start_timeout} s)`, [], { ...mem, notAnsweringSinceMs: since });
     }
     const configured = pg.configuredAs;
     if (configured === undefined || configured.kind !== 'replica' || configured.upstream !== follow.upstream.name) {

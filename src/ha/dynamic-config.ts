@@ -14,6 +14,11 @@ export interface DynamicConfig {
   readonly maximum_lag_on_failover: number;
   /** Seconds a crashed primary may take to start again before the leader key is released. */
   readonly primary_start_timeout: number;
+  /**
+   * Seconds a replica's PostgreSQL may run without answering (not yet consistent: often waiting for
+   * WAL that is gone) before the agent moves its data aside and clones it anew.
+   */
+  readonly replica_start_timeout: number;
   readonly synchronous_mode: 'off' | 'on' | 'quorum';
   readonly synchronous_mode_strict: boolean;
   readonly synchronous_node_count: number;
@@ -38,6 +43,7 @@ export const DEFAULT_DYNAMIC_CONFIG: DynamicConfig = {
   retry_timeout: 0.75,
   maximum_lag_on_failover: 1024 * 1024,
   primary_start_timeout: 30,
+  replica_start_timeout: 300,
   synchronous_mode: 'off',
   synchronous_mode_strict: false,
   synchronous_node_count: 1,
@@ -66,6 +72,7 @@ export const DYNAMIC_CONFIG_BOUNDS = {
   loop_wait: { min: 0, exclusiveMin: true, max: 3600 },
   retry_timeout: { min: 0, exclusiveMin: true, max: 3600 },
   primary_start_timeout: { min: 0, max: 86_400 },
+  replica_start_timeout: { min: 1, max: 86_400 },
   maximum_lag_on_failover: { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true },
   synchronous_node_count: { min: 1, max: 64, integer: true },
 } as const satisfies Readonly<Record<string, SettingBounds>>;

@@ -80,6 +80,8 @@ export interface Observation {
 export interface AgentMemory {
   /** When the leader's PostgreSQL was first seen down (for primary_start_timeout). */
   readonly primaryDownSinceMs?: number | undefined;
+  /** When a running replica's PostgreSQL was first seen not answering (for replica_start_timeout). */
+  readonly notAnsweringSinceMs?: number | undefined;
   /** When a running replica was first seen not streaming. */
   readonly notStreamingSinceMs?: number | undefined;
   /** Set when a replica could not follow the leader's timeline: rewind before streaming again. */

@@ -26,6 +26,7 @@ export type ReasonCode =
   | 'rewinding'
   | 'starting-as-replica'
   | 'postgres-not-answering'
+  | 'replica-reseeding'
   | 'replica-repointing'
   | 'replica-streaming'
   | 'replica-diverged'

@@ -216,6 +216,7 @@ describe('cluster spec: accepted files', () => {
       retry_timeout: 10,
       maximum_lag_on_failover: 33554432,
       primary_start_timeout: 0,
+      replica_start_timeout: 300,
       synchronous_mode: 'quorum',
       synchronous_mode_strict: true,
       synchronous_node_count: 2,

@@ -140,6 +140,7 @@ export function readDynamicConfiguration(reader: SpecReader, value: YamlValue, s
       retry_timeout: bounded('retry_timeout'),
       maximum_lag_on_failover: bounded('maximum_lag_on_failover'),
       primary_start_timeout: bounded('primary_start_timeout'),
+      replica_start_timeout: bounded('replica_start_timeout'),
       synchronous_mode: (v, s) => {
         const mode = readSynchronousMode(reader, v, s);
         if (mode !== undefined) draft.set('synchronous_mode', mode, s);
