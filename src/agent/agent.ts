@@ -292,7 +292,7 @@ export class Agent {
     if (!maybePrimary) return;
     this.deps.log.error({ why }, 'fencing: immediate stop of PostgreSQL');
     this.snap = { ...this.snap, isLeader: false };
-    void this.deps.pg.stop('immediate', PG_TIMEOUTS.stop).catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, 'fencing stop failed'));
+    void this.deps.pg.stop('immediate', PG_TIMEOUTS.fence).catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, 'fencing stop failed'));
     this.wake?.();
   }
 

@@ -12,6 +12,8 @@ export const PG_TIMEOUTS = {
   initdb: 120_000,
   start: 120_000,
   stop: 60_000,
+  /** Immediate stop (a fence): SIGQUIT, then SIGKILL at 75 % of this if the postmaster has not gone. */
+  fence: 4_000,
   basebackup: 600_000,
   promote: 60_000,
   rewind: 600_000,
@@ -176,12 +178,13 @@ export class Executor {
           this.opts.hooks?.onEvent?.('on_start', 'replica');
           return;
         }
-        await this.pg.start(PG_TIMEOUTS.start);
+        await this.pg.start(action.timeoutMs ?? PG_TIMEOUTS.start);
         this.opts.hooks?.onEvent?.('on_start', this.configuredAs?.kind ?? 'replica');
         return;
       case 'stop':
         log.warn({ mode: action.mode }, 'stopping PostgreSQL');
-        await this.pg.stop(action.mode, PG_TIMEOUTS.stop);
+        // An immediate stop is a fence: it must end in seconds, not after the fast-stop budget.
+        await this.pg.stop(action.mode, action.mode === 'immediate' ? PG_TIMEOUTS.fence : PG_TIMEOUTS.stop);
         this.opts.hooks?.onEvent?.('on_stop', this.configuredAs?.kind ?? 'replica');
         return;
       case 'promote':
@@ -273,7 +276,7 @@ export class Executor {
       log.info({ systemIdentifier: after.systemIdentifier }, 'cluster bootstrapped');
     } catch (e) {
       log.error({ err: String(e) }, 'bootstrap failed: stopping, moving the data aside and freeing the bootstrap lock');
-      await this.pg.stop('immediate', PG_TIMEOUTS.stop).catch(() => undefined);
+      await this.pg.stop('immediate', PG_TIMEOUTS.fence).catch(() => undefined);
       const st = await this.pg.inspectDataDir().catch(() => undefined);
       if (st !== undefined && st.kind !== 'missing' && st.kind !== 'empty') await this.pg.moveDataDirAside().catch(() => undefined);
       const init = await this.dcs.get(this.key(KEYS.initialize), this.dcsOpts()).catch(() => undefined);

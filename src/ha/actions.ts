@@ -29,7 +29,12 @@ export type Action =
   | { readonly kind: 'configure'; readonly role: 'primary' }
   /** `cascade`: the upstream is another replica (replicatefrom), so no slot is used on it. */
   | { readonly kind: 'configure'; readonly role: 'replica'; readonly upstream?: Upstream; readonly cascade?: boolean }
-  | { readonly kind: 'start' }
+  /**
+   * Start PostgreSQL; `timeoutMs` bounds the wait for it to accept connections (the leader's
+   * in-place start gets what is left of primary_start_timeout, so a start that hangs cannot hold
+   * the loop past it).
+   */
+  | { readonly kind: 'start'; readonly timeoutMs?: number }
   | { readonly kind: 'stop'; readonly mode: 'fast' | 'immediate' }
   /**
    * Promote the local standby (after the pre_promote hook) and append the timeline switch to

@@ -164,11 +164,17 @@ describe('decide: the leader', () => {
     delete (crashed as { server?: unknown }).server;
     const d1 = decide(obs('demo-1', { leader: 'demo-1' }, crashed), {});
     assert.equal(d1.reason.code, 'leader-restarting-postgres');
-    assert.deepEqual(d1.actions, [{ kind: 'configure', role: 'primary' }, { kind: 'start' }]);
+    assert.deepEqual(d1.actions, [{ kind: 'configure', role: 'primary' }, { kind: 'start', timeoutMs: 30_000 }]);
+    // A start attempted later gets only what is left of primary_start_timeout: it cannot hold the loop past it.
+    const retry = decide({ ...obs('demo-1', { leader: 'demo-1' }, crashed), nowMs: NOW + 26_000 }, d1.memory);
+    assert.deepEqual(retry.actions[1], { kind: 'start', timeoutMs: 4_000 });
     const later = { ...obs('demo-1', { leader: 'demo-1' }, crashed), nowMs: NOW + 31_000 };
     const d2 = decide(later, d1.memory);
     assert.equal(d2.reason.code, 'primary-start-timeout');
     assert.deepEqual(d2.actions, [{ kind: 'release-leader', modRevision: 7 }]);
+    // A start that hangs (the server runs but never answers) is stopped before the key is released.
+    const hung = { ...obs('demo-1', { leader: 'demo-1' }, { ...crashed, process: 'running' }), nowMs: NOW + 31_000 };
+    assert.deepEqual(kinds(decide(hung, d1.memory)), ['stop', 'release-leader']);
   });
 
   it('takes the leader key over after an agent restart while its old lease lives', () => {

@@ -326,8 +326,13 @@ function decideAsLeader(
     const wasStandby = pg.dataDir.clusterState !== undefined && pg.dataDir.clusterState !== 'in production' && pg.dataDir.clusterState !== 'shut down';
     // A standby's data must be promoted (new timeline), never simply started read-write on the old
     // one, or a diverged former primary could not be told apart by pg_rewind.
+    // The start may hang (a crash recovery stuck on its disk): it gets what is left of
+    // primary_start_timeout, and the next loop releases the key if it did not come back.
+    const startTimeoutMs = Math.max(1000, config.primary_start_timeout * 1000 - (obs.nowMs - since));
     return {
-      actions: wasStandby ? [{ kind: 'configure', role: 'replica' }, { kind: 'start' }] : [{ kind: 'configure', role: 'primary' }, { kind: 'start' }],
+      actions: wasStandby
+        ? [{ kind: 'configure', role: 'replica' }, { kind: 'start', timeoutMs: startTimeoutMs }]
+        : [{ kind: 'configure', role: 'primary' }, { kind: 'start', timeoutMs: startTimeoutMs }],
       reason: {
         code: 'leader-restarting-postgres',
         message: `this member holds the leader key and PostgreSQL is ${pg.process}: starting it in place${wasStandby ? ' as a standby, to promote it next' : ''}`,

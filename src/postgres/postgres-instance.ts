@@ -322,6 +322,9 @@ export class LocalPostgres implements PostgresInstance {
     if (pid === undefined) return;
     // SIGINT is PostgreSQL's fast shutdown (walsenders send what is flushed); SIGQUIT is immediate.
     signalPid(pid, mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
+    // A stopped (SIGSTOP) postmaster acts on SIGQUIT only once continued: a fence must not wait
+    // for whoever froze it.
+    if (mode === 'immediate') signalPid(pid, 'SIGCONT');
     this.log('info', { pid, mode }, 'stopping postmaster');
     // An immediate stop is a fence: if the postmaster ignores SIGQUIT, SIGKILL it before the deadline.
     const killAt = mode === 'immediate' ? Date.now() + Math.floor(timeoutMs * 0.75) : Number.POSITIVE_INFINITY;

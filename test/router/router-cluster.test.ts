@@ -260,7 +260,13 @@ describe('the router of `warden up` with real etcd and PostgreSQL', { timeout: 6
   it('exits with a clear error for an unknown cluster, an unreachable etcd or a bad config', async () => {
     const [p1, p2] = await freePorts(2);
     const cfg = join(dir, 'bad-router.yaml');
-    await writeFile(cfg, `cluster: nosuch\netcd: { endpoints: [${state.etcd.join(', ')}] }\nlisten: { rw: 127.0.0.1:${p1} }\n`);
+    // warden up runs etcd with authentication: without the runtime's credentials etcd says no.
+    await writeFile(cfg, `cluster: demo\netcd: { endpoints: [${state.etcd.join(', ')}] }\nlisten: { rw: 127.0.0.1:${p1} }\n`);
+    const anonymous = await runWarden(['router', '--config', cfg], { timeoutMs: 30_000 });
+    assert.equal(anonymous.code, 1);
+    assert.match(anonymous.stderr, /cannot read cluster "demo" from etcd .*user name is empty/);
+    const auth = state.etcdAuth!;
+    await writeFile(cfg, `cluster: nosuch\netcd: { endpoints: [${state.etcd.join(', ')}], username: ${auth.username}, password_file: ${auth.passwordFile} }\nlisten: { rw: 127.0.0.1:${p1} }\n`);
     const unknown = await runWarden(['router', '--config', cfg], { timeoutMs: 30_000 });
     assert.equal(unknown.code, 1);
     assert.match(unknown.stderr, /cluster "nosuch" not found in etcd at http:\/\/127\.0\.0\.1:\d+/);
