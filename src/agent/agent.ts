@@ -7,6 +7,7 @@ import {
   clusterPrefix,
   decide,
   fenceMarginMs,
+  fencingVerdict,
   KEYS,
   streamsLeaderTimeline,
   parseClusterView,
@@ -61,6 +62,10 @@ export interface AgentSnapshot {
   readonly state: string;
   readonly role: 'primary' | 'replica' | 'uninitialized';
   readonly lastLoopAtMs: number;
+  /** When a loop last completed without throwing (0: never). */
+  readonly lastOkLoopAtMs: number;
+  /** Since when the loop has been carrying out actions decide() chose (a clone, a rewind, …), if it is. */
+  readonly actingSinceMs?: number;
   readonly loopDurationMs: number;
   readonly leaseDeadlineMs: number | undefined;
   /** The TTL of the lease this agent holds, as granted: what a `ttl` change has put in force. */
@@ -145,6 +150,7 @@ export class Agent {
       state: 'starting',
       role: 'uninitialized',
       lastLoopAtMs: 0,
+      lastOkLoopAtMs: 0,
       loopDurationMs: 0,
       leaseDeadlineMs: undefined,
       startedAtMs: now,
@@ -281,16 +287,21 @@ export class Agent {
     this.wake?.();
   }
 
-  /** Immediate stop of a primary whose lease is about to lapse (invariant 1); replicas are left alone. */
+  /** Immediate stop of a primary whose lease is about to lapse (invariant 1); the rule is fencingVerdict in src/ha. */
   private fence(why: string): void {
-    if (this.failsafeUntilMs > this.deps.clock.nowMs()) {
-      this.deps.log.warn({ why }, 'failsafe_mode: every member confirmed it cannot reach the DCS; not fencing');
+    const pgFacts = this.snap.pg;
+    const verdict = fencingVerdict({
+      nowMs: this.deps.clock.nowMs(),
+      failsafeUntilMs: this.failsafeUntilMs,
+      wasLeader: this.snap.isLeader,
+      inRecovery: pgFacts?.server?.inRecovery,
+      configuredAsPrimary: this.executor.configuredAs?.kind === 'primary',
+    });
+    if (verdict.kind === 'spare') {
+      if (this.failsafeUntilMs > this.deps.clock.nowMs()) this.deps.log.warn({ why }, `not fencing: ${verdict.why}`);
       return;
     }
-    const pgFacts = this.snap.pg;
-    const maybePrimary = this.snap.isLeader || pgFacts?.server?.inRecovery === false || this.executor.configuredAs?.kind === 'primary';
-    if (!maybePrimary) return;
-    this.deps.log.error({ why }, 'fencing: immediate stop of PostgreSQL');
+    this.deps.log.error({ why, because: verdict.why }, 'fencing: immediate stop of PostgreSQL');
     this.snap = { ...this.snap, isLeader: false };
     void this.deps.pg.stop('immediate', PG_TIMEOUTS.fence).catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, 'fencing stop failed'));
     this.wake?.();
@@ -299,13 +310,16 @@ export class Agent {
   private async loop(): Promise<void> {
     while (!this.stopping) {
       const started = this.deps.clock.nowMs();
+      let ok = false;
       try {
         await this.runOnce();
+        ok = true;
       } catch (e) {
         this.deps.log.error({ err: describeError(e) }, 'HA loop failed');
       }
       const took = this.deps.clock.nowMs() - started;
-      this.snap = { ...this.snap, loopDurationMs: took, lastLoopAtMs: this.deps.clock.nowMs() };
+      const now = this.deps.clock.nowMs();
+      this.snap = { ...this.snap, loopDurationMs: took, lastLoopAtMs: now, ...(ok ? { lastOkLoopAtMs: now } : {}) };
       if (this.stopping) break;
       const waitMs = this.lastFailure !== undefined ? Math.min(this.config.loop_wait * 1000, 250) : Math.max(0, this.config.loop_wait * 1000 - took);
       await new Promise<void>((resolve) => {
@@ -336,12 +350,21 @@ export class Agent {
     this.updateSnapshot(obs, decision.reason, isLeader);
     if (decision.actions.length > 0) {
       if (view !== undefined) await this.publishMember(obs, decision.reason, decision.actions[0]?.kind);
-      const failed = await this.executor.run(decision.actions, {
-        view,
-        leaseId: obs.lease?.id,
-        nowMs: obs.nowMs,
-        bootstrapConfig: this.id.bootstrapConfig,
-      });
+      // While the actions run (a clone can take minutes) the loop is alive in work decide() chose:
+      // /liveness says so instead of calling the agent dead.
+      this.snap = { ...this.snap, actingSinceMs: this.deps.clock.nowMs() };
+      let failed: Awaited<ReturnType<Executor['run']>>;
+      try {
+        failed = await this.executor.run(decision.actions, {
+          view,
+          leaseId: obs.lease?.id,
+          nowMs: obs.nowMs,
+          bootstrapConfig: this.id.bootstrapConfig,
+        });
+      } finally {
+        const { actingSinceMs: _done, ...rest } = this.snap;
+        this.snap = rest;
+      }
       this.dataDirCache = undefined;
       this.lastFailure = failed === undefined ? undefined : { action: failed.action.kind, message: describeError(failed.error) };
       this.answerOperation(decision, failed === undefined ? undefined : describeError(failed.error));

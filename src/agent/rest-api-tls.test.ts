@@ -26,6 +26,7 @@ function snap(): AgentSnapshot {
     state: 'starting',
     role: 'replica',
     lastLoopAtMs: Date.now(),
+    lastOkLoopAtMs: Date.now(),
     loopDurationMs: 1,
     leaseDeadlineMs: undefined,
     startedAtMs: Date.now(),

@@ -35,6 +35,7 @@ function snap(role: 'primary' | 'replica', over: Partial<AgentSnapshot> = {}): A
     state: inRecovery ? 'streaming' : 'running',
     role,
     lastLoopAtMs: Date.now(),
+    lastOkLoopAtMs: Date.now(),
     loopDurationMs: 3,
     leaseDeadlineMs: Date.now() + 1500,
     startedAtMs: 0,
@@ -72,8 +73,15 @@ describe('REST API (Patroni-compatible status codes)', () => {
     assert.equal((await call(s, '/readiness')).status, 503);
   });
 
-  it('answers 503 on /liveness when the loop has not run for long', async () => {
-    assert.equal((await call(snap('replica', { lastLoopAtMs: Date.now() - 60_000 }), '/liveness')).status, 503);
+  it('answers 503 on /liveness when no loop completed for long, and when every loop in that time failed', async () => {
+    assert.equal((await call(snap('replica', { lastLoopAtMs: Date.now() - 60_000, lastOkLoopAtMs: Date.now() - 60_000 }), '/liveness')).status, 503);
+    // Loops come round (lastLoopAtMs is fresh) but each one throws: not alive.
+    assert.equal((await call(snap('replica', { lastLoopAtMs: Date.now(), lastOkLoopAtMs: Date.now() - 60_000 }), '/liveness')).status, 503);
+  });
+
+  it('answers 200 on /liveness during a long action decide() chose (a 10-minute clone)', async () => {
+    const s = snap('replica', { lastLoopAtMs: Date.now() - 600_000, lastOkLoopAtMs: Date.now() - 600_000, actingSinceMs: Date.now() - 600_000 });
+    assert.equal((await call(s, '/liveness')).status, 200);
   });
 
   it('keeps a noloadbalance replica out of /replica', async () => {

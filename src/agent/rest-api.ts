@@ -5,6 +5,16 @@ import { WARDEN_VERSION } from './agent.js';
 import type { Registry } from 'prom-client';
 import { addOperationRoutes, type OperationsDeps } from './rest-operations.js';
 
+/**
+ * GET /liveness: the HA loop is alive. True while it carries out actions decide() chose (however
+ * long a clone or rewind takes), or when a loop completed without throwing within
+ * max(5 s, 3 × ttl). A loop that throws every time, or has not come round for that long, is dead.
+ */
+export function isAlive(s: AgentSnapshot, nowMs = Date.now()): boolean {
+  if (s.actingSinceMs !== undefined) return true;
+  return nowMs - s.lastOkLoopAtMs < Math.max(5000, (s.view?.config.ttl ?? 2) * 3000);
+}
+
 /** Patroni's /patroni shape (role, state, xlog, timeline, …) plus a `warden` block with the decision reason. */
 export function patroniStatus(s: AgentSnapshot): Record<string, unknown> {
   const st = s.status;
@@ -123,7 +133,7 @@ export function createRestApi(snapshot: () => AgentSnapshot, metrics: Registry, 
   health('/replica', isReplica);
   health('/read-only', (s, req) => isPrimary(s) || isReplica(s, req));
   health('/health', (s) => s.pg?.process === 'running' && s.status !== undefined);
-  health('/liveness', (s) => Date.now() - s.lastLoopAtMs < Math.max(5000, (s.view?.config.ttl ?? 2) * 3000));
+  health('/liveness', (s) => isAlive(s));
   health('/readiness', (s) => (isPrimary(s) || (s.status?.inRecovery === true && s.pg?.process === 'running')));
 
   app.get('/patroni', () => jsonReply(patroniStatus(snapshot())));

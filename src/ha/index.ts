@@ -1,6 +1,7 @@
 export * from './actions.js';
 export * from './cluster-view.js';
 export * from './decide.js';
+export * from './fencing.js';
 export * from './dynamic-config.js';
 export * from './observation.js';
 export * from './reason.js';
