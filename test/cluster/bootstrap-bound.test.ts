@@ -11,7 +11,9 @@ describe('a bootstrap that keeps failing stops after a bound', { timeout: 600_00
   let dir = '';
   after(async () => {
     if (dir !== '') {
-      await runWarden(['down', '--dir', dir, '--purge'], { timeoutMs: 120_000 });
+      // The runtime lives in DIR/rt: stop it there (its supervisor, etcd and agents), then remove all.
+      const down = await runWarden(['down', '--dir', join(dir, 'rt'), '--purge'], { timeoutMs: 120_000 });
+      assert.equal(down.code, 0, `${down.stdout}\n${down.stderr}`);
       await rm(dir, { recursive: true, force: true });
     }
   });
