@@ -437,3 +437,42 @@ describe('loadAgentConfig', () => {
     if (!r.ok) assert.deepEqual(r.errors.map(formatSpecError), ['/nonexistent/warden/agent.yaml: agent config file not found']);
   });
 });
+
+describe('agent config: etcd authentication and TLS', () => {
+  const withEtcd = (etcd: string): string => MINIMAL.replace(/etcd:.*\n(  endpoints:.*\n)?/, `${etcd}\n`);
+
+  it('reads etcd.username with a password file and TLS material, and writes them back', () => {
+    PASSWORDS['/secrets/etcd'] = 'etcd-secret\n';
+    const c = accept(withEtcd('etcd: { endpoints: [https://10.0.0.1:2379], username: warden, password_file: /secrets/etcd, cacert: /tls/ca.pem, cert: /tls/server.pem, key: /tls/server.key }'));
+    assert.deepEqual(c.etcdAuth, { username: 'warden', password: 'etcd-secret' });
+    assert.deepEqual(c.etcdTls, { ca: CERT, cert: CERT, key: KEY });
+    const text = stringifyAgentConfig({
+      name: 'demo-1',
+      cluster: 'demo',
+      etcdEndpoints: ['https://10.0.0.1:2379'],
+      etcdAuth: { username: 'warden', passwordFile: '/secrets/etcd' },
+      etcdTls: { cacert: '/tls/ca.pem', cert: '/tls/server.pem', key: '/tls/server.key' },
+      restApi: { listen: { host: '127.0.0.1', port: 8008 } },
+      postgres: { listen: { host: '127.0.0.1', port: 5432 }, dataDir: '/data/demo-1/pg', superuser: { username: 'postgres', passwordFile: '/secrets/superuser' }, replication: { username: 'replicator', passwordFile: '/secrets/replication' } },
+      tags: { replicatefrom: 'demo-2', clonefrom: true },
+    });
+    assert.ok(!text.includes('etcd-secret'), 'only the password file is written');
+    const back = accept(text);
+    assert.deepEqual(back.etcdAuth, c.etcdAuth);
+    assert.deepEqual(back.etcdTls, c.etcdTls);
+    assert.equal(back.tags.replicatefrom, 'demo-2', 'writing a config back keeps replicatefrom');
+    assert.equal(back.tags.clonefrom, true, 'and clonefrom');
+  });
+
+  it('takes the etcd password from WARDEN_ETCD_PASSWORD', () => {
+    const c = accept(withEtcd('etcd: { endpoints: [http://127.0.0.1:2379], username: warden }'), { WARDEN_ETCD_PASSWORD: 'from-env' });
+    assert.deepEqual(c.etcdAuth, { username: 'warden', password: 'from-env' });
+  });
+
+  it('refuses TLS settings with http:// endpoints, and a certificate without its key', () => {
+    const tlsOnHttp = reject(withEtcd('etcd: { endpoints: [http://127.0.0.1:2379], cacert: /tls/ca.pem }'));
+    assert.match(tlsOnHttp.map(formatSpecError).join('\n'), /etcd\.cacert: TLS settings need https:\/\/ etcd endpoints/);
+    const half = reject(withEtcd('etcd: { endpoints: [https://10.0.0.1:2379], cert: /tls/server.pem }'));
+    assert.match(half.map(formatSpecError).join('\n'), /etcd\.cert and etcd\.key go together/);
+  });
+});

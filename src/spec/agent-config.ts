@@ -569,17 +569,9 @@ class AgentConfigReader {
   /** restapi.certfile + keyfile (both or neither), cafile, verify_client (needs cafile unless none). */
   private restApiTls(): RestApiTls | undefined {
     const r = this.reader;
-    const pem = (path: 'restapi.certfile' | 'restapi.keyfile' | 'restapi.cafile', marker: RegExp, block: string): string | undefined =>
-      this.optional(path, (v, s) => {
-        const file = this.absolutePath(v, s);
-        if (file === undefined) return undefined;
-        const text = this.readFileText(file, s, 'file');
-        if (text === undefined) return undefined;
-        return marker.test(text) ? text : r.error(s, `${file} is not a PEM file with a ${block} (no "-----BEGIN ${block}-----" line)`);
-      });
-    const cert = pem('restapi.certfile', /-----BEGIN CERTIFICATE-----/, 'CERTIFICATE');
-    const key = pem('restapi.keyfile', /-----BEGIN [A-Z ]*PRIVATE KEY-----/, 'PRIVATE KEY');
-    const ca = pem('restapi.cafile', /-----BEGIN CERTIFICATE-----/, 'CERTIFICATE');
+    const cert = this.pemFile('restapi.certfile', 'CERTIFICATE');
+    const key = this.pemFile('restapi.keyfile', 'PRIVATE KEY');
+    const ca = this.pemFile('restapi.cafile', 'CERTIFICATE');
     const verifyClient = this.optional('restapi.verify_client', (v, s) =>
       v === 'none' || v === 'optional' || v === 'required' ? v : r.error(s, `must be none, optional or required (got ${JSON.stringify(v)})`),
     );
@@ -597,6 +589,18 @@ class AgentConfigReader {
     return { cert, key, ...(ca === undefined ? {} : { ca }), verifyClient: verifyClient ?? 'none' };
   }
 
+  /** The PEM text of the file a setting names, checked to hold a `block` (CERTIFICATE, PRIVATE KEY). */
+  private pemFile(path: 'restapi.certfile' | 'restapi.keyfile' | 'restapi.cafile' | 'etcd.cacert' | 'etcd.cert' | 'etcd.key', block: 'CERTIFICATE' | 'PRIVATE KEY'): string | undefined {
+    const marker = block === 'CERTIFICATE' ? /-----BEGIN CERTIFICATE-----/ : /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+    return this.optional(path, (v, s) => {
+      const file = this.absolutePath(v, s);
+      if (file === undefined) return undefined;
+      const text = this.readFileText(file, s, 'file');
+      if (text === undefined) return undefined;
+      return marker.test(text) ? text : this.reader.error(s, `${file} is not a PEM file with a ${block} (no "-----BEGIN ${block}-----" line)`);
+    });
+  }
+
   /** etcd.cacert, etcd.cert + etcd.key (both or neither): only with https:// endpoints. */
   private etcdTls(endpoints: readonly string[] | undefined): { ca?: string; cert?: string; key?: string } | undefined {
     const r = this.reader;
@@ -609,17 +613,9 @@ class AgentConfigReader {
     if ((this.pick('etcd.cert') === undefined) !== (this.pick('etcd.key') === undefined)) {
       return r.error(this.siteFor(this.pick('etcd.cert') === undefined ? 'etcd.key' : 'etcd.cert'), 'etcd.cert and etcd.key go together: set both or neither');
     }
-    const pem = (path: (typeof paths)[number], marker: RegExp, block: string): string | undefined =>
-      this.optional(path, (v, s) => {
-        const file = this.absolutePath(v, s);
-        if (file === undefined) return undefined;
-        const text = this.readFileText(file, s, 'file');
-        if (text === undefined) return undefined;
-        return marker.test(text) ? text : r.error(s, `${file} is not a PEM file with a ${block} (no "-----BEGIN ${block}-----" line)`);
-      });
-    const ca = pem('etcd.cacert', /-----BEGIN CERTIFICATE-----/, 'CERTIFICATE');
-    const cert = pem('etcd.cert', /-----BEGIN CERTIFICATE-----/, 'CERTIFICATE');
-    const key = pem('etcd.key', /-----BEGIN [A-Z ]*PRIVATE KEY-----/, 'PRIVATE KEY');
+    const ca = this.pemFile('etcd.cacert', 'CERTIFICATE');
+    const cert = this.pemFile('etcd.cert', 'CERTIFICATE');
+    const key = this.pemFile('etcd.key', 'PRIVATE KEY');
     return { ...(ca === undefined ? {} : { ca }), ...(cert === undefined ? {} : { cert }), ...(key === undefined ? {} : { key }) };
   }
 
