@@ -104,6 +104,32 @@ async function peersOf(view: ClusterView): Promise<Awaited<ReturnType<typeof fet
   return Promise.all([...view.members.values()].map((m) => fetchPeer(m.name, m.apiUrl, 2000, ctlTls())));
 }
 
+/**
+ * Waits for `call` and meanwhile says what the member is doing (its state and last decision,
+ * read from GET /patroni every 3 s, printed when they change): an operation never waits silently.
+ */
+async function withProgress<T>(name: string, apiUrl: string, call: Promise<T>): Promise<T> {
+  let last = '';
+  const started = Date.now();
+  const timer = setInterval(() => {
+    void callAgent(apiUrl, 'GET', '/patroni', { timeoutMs: 2000 })
+      .then((r) => {
+        const body = JSON.parse(r.text) as { warden?: { state?: string; reason?: { message?: string } } };
+        const line = `${body.warden?.state ?? '?'} — ${body.warden?.reason?.message ?? ''}`;
+        if (line !== last) {
+          last = line;
+          out(`  ${name} (${Math.round((Date.now() - started) / 1000)} s): ${line}`);
+        }
+      })
+      .catch(() => undefined);
+  }, 3000);
+  try {
+    return await call;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** Registers switchover, failover, restart, reload, reinit, pause, resume, edit-config, show-config, history, topology, dsn and remove. */
 export function registerOpsCommands(program: Command): void {
   withTarget(program.command('switchover'))
@@ -212,7 +238,8 @@ export function registerOpsCommands(program: Command): void {
           ...(o.scheduled !== undefined && (o.role === 'primary' || o.role === 'replica') ? { role: o.role } : {}),
           ...(o.scheduled === undefined ? {} : { schedule: o.scheduled }),
         };
-        report(m.name, await callAgent(m.apiUrl, 'POST', '/restart', { body: conditions, auth, timeoutMs: 150_000 }));
+        if (o.scheduled === undefined) out(`${m.name}: restarting PostgreSQL…`);
+        report(m.name, await withProgress(m.name, m.apiUrl, callAgent(m.apiUrl, 'POST', '/restart', { body: conditions, auth, timeoutMs: 150_000 })));
       }
     });
 
