@@ -231,6 +231,15 @@ describe('hardening against hostile input (real cluster)', { timeout: 900_000 },
     assert.ok(await isProcessAlive(supervisor), 'the supervisor (parent of etcd and every agent) survived');
   });
 
+  it('row 8: warden restart of a replica says what it is doing and finishes', async () => {
+    const l = await eventually(healthy, { timeoutMs: 90_000, what: 'a healthy cluster' });
+    const replica = l.members.find((m) => m.role !== 'leader')!;
+    const r = await runWarden(['restart', replica.name, '--dir', dir], { timeoutMs: 180_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`${replica.name}: restarting PostgreSQL…`));
+    await eventually(healthy, { timeoutMs: 90_000, what: 'the replica streaming again' });
+  });
+
   it('row 10: after kill -9 of the supervisor, `warden up` stops what it left running and brings the same cluster back', async () => {
     const l = await eventually(healthy, { timeoutMs: 90_000, what: 'a healthy cluster' });
     const sysid = l.systemIdentifier;
