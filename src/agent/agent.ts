@@ -336,12 +336,14 @@ export class Agent {
   /** One loop: observe, decide, publish intent, act, publish result. */
   async runOnce(): Promise<Decision> {
     this.startDueRestart();
+    // A ttl change seen by the last loop is put in force before this loop observes, so that the
+    // observation, decide() and the actions all see the lease that is really held.
+    if (this.lease.needsRotation()) await this.rotateLease();
     const obs = await this.observe();
     const decision = decide(obs, this.memory);
     this.memory = decision.memory;
     const view = obs.dcs.ok ? obs.dcs.view : undefined;
     if (view !== undefined) this.config = view.config;
-    if (this.lease.needsRotation()) await this.rotateLease();
     this.decisions.set(decision.reason.code, (this.decisions.get(decision.reason.code) ?? 0) + 1);
     if (decision.reason.code !== this.snap.reason.code || decision.actions.length > 0) {
       this.deps.log.info({ code: decision.reason.code, actions: decision.actions.map((a) => a.kind) }, decision.reason.message);
