@@ -336,10 +336,14 @@ export class Agent {
   /** One loop: observe, decide, publish intent, act, publish result. */
   async runOnce(): Promise<Decision> {
     this.startDueRestart();
-    // A ttl change seen by the last loop is put in force before this loop observes, so that the
-    // observation, decide() and the actions all see the lease that is really held.
-    if (this.lease.needsRotation()) await this.rotateLease();
-    const obs = await this.observe();
+    let obs = await this.observe();
+    // A ttl change is put in force at once, and the loop observes again, so that decide() and the
+    // actions see the lease that is really held (the old one has just been revoked).
+    if (obs.dcs.ok) this.config = obs.dcs.view.config;
+    if (this.lease.needsRotation()) {
+      await this.rotateLease();
+      obs = await this.observe();
+    }
     const decision = decide(obs, this.memory);
     this.memory = decision.memory;
     const view = obs.dcs.ok ? obs.dcs.view : undefined;
