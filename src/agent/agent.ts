@@ -37,6 +37,9 @@ import { validateDynamicConfig } from '../spec/index.js';
 
 export const WARDEN_VERSION = '0.1.0';
 
+/** From this many moved-aside data directories on, the agent warns (each one can be as large as the database). */
+const MOVED_ASIDE_WARNING = 3;
+
 /** Who this agent is and where it is reached. */
 export interface AgentIdentity {
   readonly name: string;
@@ -70,6 +73,8 @@ export interface AgentSnapshot {
   readonly leaseDeadlineMs: number | undefined;
   /** The TTL of the lease this agent holds, as granted: what a `ttl` change has put in force. */
   readonly leaseTtlMs?: number;
+  /** Data directories this member moved aside (never deleted): they take disk space until an operator removes them. */
+  readonly movedAside?: readonly string[];
   /** Why the `config` key in the DCS is not in force (the last valid configuration is), if it is not. */
   readonly configProblem?: string;
   readonly startedAtMs: number;
@@ -214,6 +219,7 @@ export class Agent {
    */
   async start(): Promise<void> {
     await this.checkDuplicateName();
+    await this.refreshMovedAside();
     this.lease.start();
     void this.watchLoop();
     this.loopDone = this.loop();
@@ -372,6 +378,7 @@ export class Agent {
         this.snap = rest;
       }
       this.dataDirCache = undefined;
+      if (decision.actions.some((a) => a.kind === 'move-data-aside' || a.kind === 'bootstrap')) await this.refreshMovedAside();
       this.lastFailure = failed === undefined ? undefined : { action: failed.action.kind, message: describeError(failed.error) };
       this.answerOperation(decision, failed === undefined ? undefined : describeError(failed.error));
       if (failed !== undefined) {
@@ -458,6 +465,15 @@ export class Agent {
       }
     }
     return { ...view, config: this.validConfig ?? this.config };
+  }
+
+  /** Lists the data directories moved aside and says so when there are several: nothing deletes them. */
+  private async refreshMovedAside(): Promise<void> {
+    const dirs = await this.deps.pg.listMovedAside().catch(() => [] as string[]);
+    if (dirs.length >= MOVED_ASIDE_WARNING && dirs.length !== this.snap.movedAside?.length) {
+      this.deps.log.warn({ count: dirs.length, newest: dirs.at(-1) }, `${dirs.length} data directories moved aside beside ${this.id.name}'s data directory; Warden never deletes them: remove the ones you do not need`);
+    }
+    this.snap = { ...this.snap, movedAside: dirs };
   }
 
   /** Re-attaches this member's keys to a lease with the configured ttl (see LeaseKeeper.rotate). */

@@ -37,6 +37,7 @@ export function createAgentMetrics(snapshot: () => AgentSnapshot): Registry {
   gauge('warden_loop_duration_seconds', 'duration of the last HA loop', (s) => s.loopDurationMs / 1000);
   gauge('warden_pending_restart', '1 when a changed parameter needs a restart', (s) => (s.status?.pendingRestart === true ? 1 : 0));
   gauge('warden_invalid_records', 'keys of this cluster in the DCS refused by their decoder (see warden list)', (s) => (s.view?.invalid.size ?? 0) + (s.configProblem === undefined ? 0 : 1));
+  gauge('warden_moved_aside_data_dirs', 'data directories this member moved aside (Warden never deletes them)', (s) => s.movedAside?.length ?? 0);
   gauge('warden_lease_ttl_seconds', 'TTL of the lease this agent holds, as etcd granted it (what a ttl change has put in force)', (s) => (s.leaseTtlMs ?? 0) / 1000);
   new Counter({
     name: 'warden_decisions_total',

@@ -42,6 +42,7 @@ export function patroniStatus(s: AgentSnapshot): Record<string, unknown> {
       // The TTL in force (a `ttl` change is applied by moving to a new lease): what etcd granted.
       leaseTtlMs: s.leaseTtlMs ?? null,
       ...(s.configProblem === undefined ? {} : { configProblem: s.configProblem }),
+      ...(s.movedAside === undefined || s.movedAside.length === 0 ? {} : { movedAside: s.movedAside }),
     },
   };
   if (st !== undefined) {

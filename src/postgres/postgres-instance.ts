@@ -466,6 +466,13 @@ export class LocalPostgres implements PostgresInstance {
     return `${out.stdout}${out.stderr}`;
   }
 
+  async listMovedAside(): Promise<string[]> {
+    const { dataDir } = this.config;
+    const prefix = `${basename(dataDir)}.moved-`;
+    const entries = await readdir(dirname(dataDir)).catch(() => [] as string[]);
+    return entries.filter((e) => e.startsWith(prefix)).sort().map((e) => join(dirname(dataDir), e));
+  }
+
   async moveDataDirAside(): Promise<string> {
     const { dataDir } = this.config;
     const state = await this.processState();

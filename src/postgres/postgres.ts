@@ -125,6 +125,8 @@ export interface PostgresInstance {
   rewind(source: Endpoint, timeoutMs: number): Promise<string>;
   /** Renames the data dir to `<dataDir>.moved-<timestamp>` and returns the new path (never deletes). */
   moveDataDirAside(): Promise<string>;
+  /** Data directories moved aside earlier (`<data_dir>.moved-<time>`), oldest first: never deleted by Warden, so they are reported. */
+  listMovedAside(): Promise<string[]>;
   /** Runs one SQL statement as the superuser and returns the rows. */
   query(sql: string, params: readonly unknown[], timeoutMs: number): Promise<readonly Record<string, unknown>[]>;
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { runWarden, traversableTempDir } from '../support/cli.js';
@@ -35,5 +35,13 @@ describe('a bootstrap that keeps failing stops after a bound', { timeout: 600_00
       const aside = entries.filter((e) => e.startsWith('data.moved-'));
       assert.ok(aside.length <= 3, `${m}: ${aside.length} directories moved aside`);
     }
+    // The agents report what they moved aside (nothing deletes it): GET /patroni warden.movedAside.
+    const layout = JSON.parse(await readFile(join(dir, 'rt', 'runtime.json'), 'utf8')) as { members: { name: string; host: string; apiPort: number }[] };
+    const reported = await Promise.all(layout.members.map(async (m) => {
+      const res = await fetch(`http://${m.host}:${m.apiPort}/patroni`, { signal: AbortSignal.timeout(5000) });
+      return ((await res.json()) as { warden?: { movedAside?: string[] } }).warden?.movedAside ?? [];
+    }));
+    assert.ok(reported.some((r) => r.length > 0), 'the moved-aside directories are reported');
+    assert.ok(reported.every((r) => r.length <= 3));
   });
 });
