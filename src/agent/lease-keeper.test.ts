@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { systemClock } from '../core/clock.js';
+import { FakeClock, systemClock } from '../core/clock.js';
 import { eventually } from '../core/deadline.js';
 import { MemoryDcs } from '../dcs/memory-dcs.js';
 import { LeaseKeeper } from './lease-keeper.js';
@@ -180,6 +180,51 @@ describe('LeaseKeeper after a ttl change', () => {
         return l !== undefined && l.id === rotated.id && l.deadlineMs > rotated.deadlineMs + 200 ? l : undefined;
       }, { timeoutMs: 900, intervalMs: 20, what: 'a renewal of the 1 s lease within its ttl' });
       assert.equal(renewed.ttlMs, 1_000);
+    } finally {
+      keeper.stop();
+      dcs.close();
+    }
+  });
+});
+
+describe('LeaseKeeper on a fake clock', () => {
+  const flush = async (): Promise<void> => {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
+
+  it('renews every interval, and fences at the last renewal send time + ttl − margin once renewals stop', async () => {
+    const clock = new FakeClock();
+    const dcs = new MemoryDcs({ clock });
+    let firedAtMs: number | undefined;
+    const keeper = new LeaseKeeper(dcs, clock, {
+      ttlMs: () => 1000,
+      intervalMs: () => 200,
+      callTimeoutMs: () => 150,
+      marginMs: () => 200,
+      onDeadline: () => (firedAtMs ??= clock.nowMs()),
+      log: silentLogger,
+    });
+    try {
+      keeper.start();
+      await flush();
+      const first = keeper.current()!;
+      assert.equal(first.deadlineMs, clock.nowMs() + 1000);
+      // Ten intervals: ten renewals, each moving the deadline to its send time + ttl.
+      for (let i = 0; i < 10; i++) {
+        clock.advance(200);
+        await flush();
+      }
+      const renewed = keeper.current()!;
+      assert.equal(renewed.id, first.id);
+      assert.equal(renewed.deadlineMs, clock.nowMs() + 1000);
+      assert.equal(firedAtMs, undefined);
+      dcs.setAvailable(false);
+      const lastDeadline = renewed.deadlineMs;
+      for (let i = 0; i < 40 && firedAtMs === undefined; i++) {
+        clock.advance(25);
+        await flush();
+      }
+      assert.equal(firedAtMs, lastDeadline - 200, 'the fence fires at the deadline minus the margin, not a tick later');
     } finally {
       keeper.stop();
       dcs.close();

@@ -1,4 +1,4 @@
-import type { Clock } from '../core/clock.js';
+import type { Clock, TimerHandle } from '../core/clock.js';
 import { describeError, isWardenError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
 import type { Logger } from './logger.js';
@@ -22,8 +22,8 @@ export interface LeaseState {
  */
 export class LeaseKeeper {
   private lease: LeaseState | undefined;
-  private ticker: NodeJS.Timeout | undefined;
-  private guard: NodeJS.Timeout | undefined;
+  private ticker: TimerHandle | undefined;
+  private guard: TimerHandle | undefined;
   private inFlight = false;
   private stopped = false;
 
@@ -57,15 +57,15 @@ export class LeaseKeeper {
     void this.renewOrGrant().then((ok) => {
       // A failed renewal is retried at once (briefly spaced), not a whole interval later: under
       // load one slow etcd answer must not cost the lease while time remains before the deadline.
-      if (!this.stopped && this.ticker === undefined) this.ticker = setTimeout(this.tick, ok ? this.renewIntervalMs() : RETRY_SPACING_MS);
+      if (!this.stopped && this.ticker === undefined) this.ticker = this.clock.setTimer(this.tick, ok ? this.renewIntervalMs() : RETRY_SPACING_MS);
     });
   };
 
   /** Replaces a pending renewal with one a renewal interval from now (after the lease's TTL changed). */
   private rescheduleRenewal(): void {
     if (this.stopped || this.ticker === undefined) return;
-    clearTimeout(this.ticker);
-    this.ticker = setTimeout(this.tick, this.renewIntervalMs());
+    this.clock.clearTimer(this.ticker);
+    this.ticker = this.clock.setTimer(this.tick, this.renewIntervalMs());
   }
 
   /**
@@ -169,15 +169,15 @@ export class LeaseKeeper {
   /** Stops the ticker and the guard. */
   stop(): void {
     this.stopped = true;
-    if (this.ticker) clearTimeout(this.ticker);
-    if (this.guard) clearTimeout(this.guard);
+    this.clock.clearTimer(this.ticker);
+    this.clock.clearTimer(this.guard);
   }
 
   private setLease(l: LeaseState): void {
     this.lease = l;
-    if (this.guard) clearTimeout(this.guard);
+    this.clock.clearTimer(this.guard);
     const delay = Math.max(0, l.deadlineMs - this.opts.marginMs() - this.clock.nowMs());
-    this.guard = setTimeout(() => {
+    this.guard = this.clock.setTimer(() => {
       if (this.lease === l) {
         this.opts.log.error({ leaseId: l.id }, 'lease deadline reached without a renewal');
         this.opts.onDeadline();
@@ -187,6 +187,6 @@ export class LeaseKeeper {
 
   private clearLease(): void {
     this.lease = undefined;
-    if (this.guard) clearTimeout(this.guard);
+    this.clock.clearTimer(this.guard);
   }
 }
