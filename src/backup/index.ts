@@ -6,3 +6,4 @@ export { pgBackRestErrorOf, pgBackRestFailure } from './pgbackrest-errors.js';
 export { PgBackRestRepository, targetFlags, type PgBackRestRepositoryConfig } from './pgbackrest-repository.js';
 export { recoveryPointOf, segmentEndLsn, WAL_SEGMENT_BYTES, type ArchiverStatus, type RecoveryPoint } from './recovery-point.js';
 export { runPgBackRest, type RunIdentity } from './run-pgbackrest.js';
+export { chooseBackupSource, type BackupSourceChoice, type MemberHealth } from './backup-source.js';
