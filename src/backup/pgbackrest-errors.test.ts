@@ -7,7 +7,8 @@ describe('pgBackRest errors', () => {
   const cases: ReadonlyArray<readonly [string, string, string, boolean, RegExp]> = [
     ['a held lock is a retryable conflict', 'ERROR: [050]: unable to acquire lock on file \'/x/demo-backup.lock\': Resource temporarily unavailable\n       HINT: is another pgBackRest process running?', 'conflict', true, /unable to acquire lock .* HINT: is another pgBackRest process running\? \[pgBackRest error 50\]/],
     ['no set before the target is not-found', "ERROR: [075]: unable to find backup set with stop time less than '2020-01-01 00:00:00+00'", 'not-found', false, /unable to find backup set/],
-    ['a repository of another system is a conflict', 'ERROR: [044]: backup and archive info files exist but do not match the database', 'conflict', false, /do not match the database/],
+    ['a repository of another system is a conflict (2.45 says so with file-invalid, 028)', 'ERROR: [028]: backup and archive info files exist but do not match the database\n       HINT: is this the correct stanza?\n       HINT: did an error occur during stanza-upgrade?', 'conflict', false, /do not match the database HINT: is this the correct stanza\? HINT: did an error occur during stanza-upgrade\? \[pgBackRest error 28\]/],
+    ['a damaged info file stays a command failure', 'ERROR: [028]: invalid checksum in \'/repo/backup/t/backup.info\'', 'backup-command-failed', false, /invalid checksum/],
     ['an unreachable server is retryable', 'ERROR: [056]: unable to connect to \'dbname=\'postgres\' port=5432\'', 'postgres-unavailable', true, /unable to connect/],
     ['an unknown code keeps the message', 'P00  ERROR: [104]: archive-push command encountered error(s)', 'backup-command-failed', false, /encountered error\(s\) \[pgBackRest error 104\]/],
   ];

@@ -49,7 +49,10 @@ export function pgBackRestFailure(what: string, exit: { code: number | null; sig
     const tail = output.trim().split('\n').slice(-5).join(' ').slice(-1000);
     return new WardenError('backup-command-failed', `pgbackrest ${what} ${how}${tail === '' ? '' : `: ${tail}`}`, { details: { exitCode: exit.code } });
   }
-  const mapped = CODES[found.code] ?? { code: 'backup-command-failed', retryable: false };
+  // pgBackRest 2.45 reports a repository of another system identifier as file-invalid (28), a
+  // code it also uses for damaged files: the message tells them apart (clone isolation, invariant 9).
+  const otherSystem = /do not match the database/.test(found.message);
+  const mapped = otherSystem ? { code: 'conflict' as const, retryable: false } : (CODES[found.code] ?? { code: 'backup-command-failed' as const, retryable: false });
   return new WardenError(mapped.code, `pgbackrest ${what}: ${found.message} [pgBackRest error ${found.code}]`, {
     retryable: mapped.retryable,
     details: { exitCode: exit.code, pgBackRestCode: found.code },
