@@ -177,4 +177,44 @@ describe('backups with pgBackRest in the local runtime (real pgBackRest, Postgre
     const leaderLogs = await filesUnder(join(rt, 'members', leader.name, 'pgbackrest', 'log'));
     assert.ok(leaderLogs.some((f) => f.includes('archive-push')), `the leader's archive-push log: ${leaderLogs.join(', ')}`);
   });
+
+  it('after a switchover the new leader archives: its timeline history and new WAL reach the repository', async () => {
+    const rt = join(dir, 'rt');
+    const before = await list();
+    const candidate = before.members.find((m) => m.role !== 'leader' && m.state === 'streaming');
+    assert.ok(candidate, 'a streaming replica');
+    const r = await runWarden(['switchover', '--dir', rt, '--candidate', candidate.name, '--force'], { timeoutMs: 120_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const l = await eventually(async () => {
+      const x = await list();
+      return x.members.some((m) => m.role === 'leader' && m.name === candidate.name && m.state === 'running') ? x : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 500, what: `${candidate.name} leading` });
+    const now = l.members.find((m) => m.name === candidate.name);
+    assert.ok(now !== undefined && (now.timeline ?? 0) >= 2);
+    await sql(rt, now.host, now.port, "INSERT INTO drill_rows SELECT g, 'after the switchover' FROM generate_series(60001, 61000) g");
+    await sql(rt, now.host, now.port, 'SELECT pg_switch_wal()');
+    const b = await eventually(
+      async () => {
+        const o = await backups();
+        return 'bytesNotArchived' in o.recoveryPoint && o.recoveryPoint.primary === candidate.name && o.recoveryPoint.bytesNotArchived === 0 ? o : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'the new leader\'s WAL archived' },
+    );
+    assert.ok(b.archive !== null && b.archive.max.startsWith(`0000000${now.timeline ?? 0}`), `archive max ${b.archive?.max ?? 'none'} on timeline ${now.timeline ?? 0}`);
+    const files = await filesUnder(join(rt, 'backup', 'repo1', 'archive'));
+    assert.ok(files.some((f) => f.endsWith(`0000000${now.timeline ?? 0}.history`)), `no ${now.timeline ?? 0}.history among ${files.length} archive files`);
+  });
+
+  it('runs a backup in the background without --wait, and lists it when done', async () => {
+    const rt = join(dir, 'rt');
+    const r = await runWarden(['backup', '--dir', rt, '--type', 'diff'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /diff backup started in the background \(pid \d+\)/);
+    const b = await eventually(async () => {
+      const o = await backups();
+      return o.backups.some((s) => s.type === 'diff') && o.running === null ? o : undefined;
+    }, { timeoutMs: 300_000, intervalMs: 1000, what: 'the background diff backup' });
+    const diff = b.backups.find((s) => s.type === 'diff');
+    assert.equal(diff?.prior, fullLabel);
+  });
 });
