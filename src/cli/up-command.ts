@@ -55,6 +55,9 @@ export async function runUp(opts: { file?: string; dir?: string; color: boolean 
     }
   }
   const layout = await prepareRuntimeDir(dir, spec, opts.file !== undefined);
+  if (spec.backups !== undefined && layout.backup === undefined) {
+    out(c.yellow(`note: spec.backups was not applied: ${dir} was set up without backups and keeps its layout (use a new --dir, or \`warden down --purge\` first)`));
+  }
   out(`${c.bold('warden up')}: cluster ${c.bold(layout.cluster)}, ${layout.members.length} PostgreSQL members, ${layout.etcd.members.length} etcd members, in ${dir}`);
   const pid = startSupervisor(dir);
   out(`supervisor started (pid ${pid}); logs in ${dir}/supervisor.log and ${dir}/members/*/agent.log`);
