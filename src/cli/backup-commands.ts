@@ -144,7 +144,11 @@ async function withBackupLock<T>(t: Target, record: RunningRecord, fn: (signal: 
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     if (timer !== undefined) clearTimeout(timer);
-    if (leaseId !== undefined) await client.revokeLease(leaseId, { timeoutMs: 5000 }).catch(() => undefined);
+    if (leaseId !== undefined) {
+      await client.revokeLease(leaseId, { timeoutMs: 5000 }).catch((e: unknown) => {
+        process.stderr.write(`warden backup: could not release ${KEYS.backupRunning} (${describeError(e)}); it frees itself within ${BACKUP_LEASE_MS / 1000} s\n`);
+      });
+    }
     client.close();
   }
 }
@@ -314,12 +318,18 @@ export interface BackupsOutput {
 async function runBackups(o: { dir: string; format: string }): Promise<number> {
   const rt = await openBackupRuntime(o.dir);
   const info: RepositoryInfo = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
-  const view = await readClusterView(rt.target).catch(() => undefined);
-  const leader = view?.leader?.name;
-  const leaderRecord = leader === undefined ? undefined : view?.members.get(leader);
+  // etcd being unreachable must not hide the repository's report: it is said in its place.
+  const view = await readClusterView(rt.target).then(
+    (v) => ({ ok: true as const, v }),
+    (e: unknown) => ({ ok: false as const, why: describeError(e) }),
+  );
+  const leader = view.ok ? view.v.leader?.name : undefined;
+  const leaderRecord = leader === undefined || !view.ok ? undefined : view.v.members.get(leader);
   let recoveryPoint: BackupsOutput['recoveryPoint'];
   let latestMs: number | null = null;
-  if (leaderRecord === undefined) {
+  if (!view.ok) {
+    recoveryPoint = { primary: null, error: view.why };
+  } else if (leaderRecord === undefined) {
     recoveryPoint = { primary: null, error: 'no leader: the recovery point is read from the primary' };
   } else {
     try {
@@ -340,13 +350,16 @@ async function runBackups(o: { dir: string; format: string }): Promise<number> {
       recoveryPoint = { primary: leaderRecord.name, error: describeError(e) };
     }
   }
-  const held = await readRunning(rt.target).catch(() => undefined);
+  const running = await readRunning(rt.target).then(
+    (held) => (held === undefined ? null : describeRunning(held)),
+    (e: unknown) => `unknown: cannot read ${KEYS.backupRunning} from etcd: ${describeError(e)}`,
+  );
   const first = info.sets[0];
   const result: BackupsOutput = {
     cluster: rt.layout.cluster,
     stanza: info.stanza,
     status: { code: info.statusCode, message: info.statusMessage },
-    running: held === undefined ? null : describeRunning(held),
+    running,
     backups: info.sets.map(setOutput),
     archive: info.archive ?? null,
     recoverableWindow: { earliest: iso(first?.stoppedAtMs), latest: first === undefined ? null : iso(latestMs) },
