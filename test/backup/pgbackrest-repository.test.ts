@@ -164,4 +164,11 @@ describe('PgBackRestRepository against real pgBackRest and PostgreSQL', { timeou
     const set = await repo.backup({ primary: serverOf(a) }, 'incr', { timeoutMs: 300_000 });
     assert.equal(set.type, 'incr');
   });
+
+  it('keeps what retention says: one full (repo1-retention-full 1) and nothing that depended on an older one', async () => {
+    const full = await repo.backup({ primary: serverOf(a) }, 'full', { timeoutMs: 300_000 });
+    await repo.expire({ timeoutMs: 120_000 });
+    const info = await repo.info({ timeoutMs: 30_000 });
+    assert.deepEqual(info.sets.map((s) => s.label), [full.label]);
+  });
 });
