@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what Warden needs on a fresh Debian 12 machine with Node 20: PostgreSQL 15, etcd, the
+# Installs what Warden needs on a fresh Debian 12 machine with Node 20: PostgreSQL 15, etcd, pgBackRest, the
 # tools the tests use (iproute2, nftables, util-linux's setpriv), then the npm packages and the build.
 # As root it runs apt-get itself; otherwise it prints the exact command to run.
 set -euo pipefail
@@ -11,6 +11,8 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v pgbench >/dev/null 2>&1 || need+=(postgresql-contrib)
+# pgBackRest (Debian 12: 2.45): the WAL archive, backups and restores of `warden up` and its tests.
+command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
 # HAProxy: `warden haproxy-config` is tested against Debian's, and bench/router.ts compares with it.
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)

@@ -9,6 +9,7 @@ import { describeError } from '../core/errors.js';
 import { isPortInUse } from '../core/free-port.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
 import { LocalPostgres } from '../postgres/postgres-instance.js';
+import { archiveCommand, restoreCommand } from '../backup/index.js';
 import { formatSpecError, loadAgentConfig } from '../spec/index.js';
 import { withRunAsUserDefault } from '../spec/agent-config.js';
 
@@ -48,6 +49,14 @@ export async function runAgentCommand(configFile: string): Promise<number> {
       superuser: cfg.postgres.superuser,
       replication: cfg.postgres.replication,
       parameters: cfg.bootstrapDynamicConfig.postgresql.parameters,
+      ...(cfg.postgres.archive === undefined
+        ? {}
+        : {
+            archive: {
+              archiveCommand: archiveCommand(cfg.postgres.archive.pgbackrestConfig, cfg.postgres.archive.stanza),
+              restoreCommand: restoreCommand(cfg.postgres.archive.pgbackrestConfig, cfg.postgres.archive.stanza),
+            },
+          }),
     },
     log,
   );

@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { describeError, WardenError } from '../core/errors.js';
 import { runSupervisor } from '../controller/supervisor.js';
 import { runAgentCommand } from './agent-command.js';
+import { registerBackupCommands } from './backup-commands.js';
 import { registerChaosCommands } from './chaos-command.js';
 import { runDown } from './down-command.js';
 import { listFromView, renderList } from './list.js';
@@ -100,6 +101,7 @@ export function buildCli(): Command {
   registerChaosCommands(program);
 
   registerOpsCommands(program);
+  registerBackupCommands(program);
   return program;
 }
 

@@ -7,6 +7,7 @@ import { findOrphans, stopOrphans } from '../controller/orphans.js';
 import { prepareRuntimeDir, runningSupervisor, startSupervisor } from '../controller/local-up.js';
 import { readStateFile } from '../controller/state-file.js';
 import { defaultClusterSpec, formatSpecError, loadClusterSpec, type ClusterSpec } from '../spec/index.js';
+import { setUpStanza } from './backup-commands.js';
 import { listFromView, renderList } from './list.js';
 import { routerReport } from './router-commands.js';
 import { readClusterView, resolveTarget } from './target.js';
@@ -54,6 +55,9 @@ export async function runUp(opts: { file?: string; dir?: string; color: boolean 
     }
   }
   const layout = await prepareRuntimeDir(dir, spec, opts.file !== undefined);
+  if (spec.backups !== undefined && layout.backup === undefined) {
+    out(c.yellow(`note: spec.backups was not applied: ${dir} was set up without backups and keeps its layout (use a new --dir, or \`warden down --purge\` first)`));
+  }
   out(`${c.bold('warden up')}: cluster ${c.bold(layout.cluster)}, ${layout.members.length} PostgreSQL members, ${layout.etcd.members.length} etcd members, in ${dir}`);
   const pid = startSupervisor(dir);
   out(`supervisor started (pid ${pid}); logs in ${dir}/supervisor.log and ${dir}/members/*/agent.log`);
@@ -61,6 +65,7 @@ export async function runUp(opts: { file?: string; dir?: string; color: boolean 
   const startedAt = Date.now();
   const deadline = startedAt + UP_TIMEOUT_MS;
   const seen = new Map<string, string>();
+  let leader: string | undefined;
   for (;;) {
     if (Date.now() > deadline) {
       process.stderr.write(`the cluster did not become healthy within ${UP_TIMEOUT_MS / 1000} s; see ${dir}/members/*/agent.log\n`);
@@ -97,10 +102,25 @@ export async function runUp(opts: { file?: string; dir?: string; color: boolean 
     }
     const leaders = states.filter((s) => s.leader && s.role === 'primary' && s.state === 'running');
     const replicasOk = states.filter((s) => !s.leader && s.state === 'streaming');
-    if (leaders.length === 1 && replicasOk.length === states.length - 1) break;
+    if (leaders.length === 1 && replicasOk.length === states.length - 1) {
+      leader = leaders[0]?.name;
+      break;
+    }
     await new Promise((r) => setTimeout(r, 300));
   }
   out(c.green('cluster is healthy'));
+  // The stanza is created here, once the cluster is healthy: it needs a running primary, `up` is
+  // the one place that knows the cluster just came up, and stanza-create is idempotent (it also
+  // refuses a repository of another system identifier). Until then WAL waits in pg_wal as .ready.
+  if (layout.backup !== undefined && leader !== undefined) {
+    try {
+      await setUpStanza(dir, leader, out);
+    } catch (e) {
+      process.stderr.write(`warden up: backups: ${describeError(e)} (the cluster runs; WAL stays in pg_wal until archiving works)\n`);
+      await report(dir, c, out);
+      return 1;
+    }
+  }
   await report(dir, c, out);
   return 0;
 }

@@ -11,6 +11,7 @@ import type { ClusterSpec } from '../spec/index.js';
 import { stringifyAgentConfig } from '../spec/agent-config.js';
 import { ensureMemberFiles, layoutPath, readLayout, supervisorPidPath, writeLayout, type RunUser, type RuntimeEtcdAuth, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
 import { ensureRouter, prepareRouter, ROUTER_PORT_COUNT } from './router-runtime.js';
+import { checkPgBackRestInstalled, memberPgBackRest, prepareBackup } from './backup-runtime.js';
 import { wardenArgv } from './supervisor.js';
 
 export const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
@@ -83,6 +84,7 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
     for (const m of existing.members) await ensureMemberFiles(m, runUserOf(run));
     return ensureRouter(dir, existing);
   }
+  if (spec.backups !== undefined) checkPgBackRestInstalled();
   await mkdir(dir, { recursive: true });
   await mkdir(join(dir, 'secrets'), { recursive: true, mode: 0o700 });
   const secret = (): string => randomBytes(18).toString('base64url');
@@ -125,6 +127,8 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
     await mkdir(join(m.dataDir, '..'), { recursive: true, mode: 0o700 });
   }
 
+  const backups = spec.backups;
+  const backup = backups === undefined ? undefined : await prepareBackup(dir, spec.name, backups, runUserOf(run));
   const members: RuntimeMember[] = [];
   for (const sm of spec.members) {
     const memberDir = join(dir, 'members', sm.name);
@@ -138,7 +142,8 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
       configFile: join(memberDir, 'agent.yaml'),
       logFile: join(memberDir, 'agent.log'),
     };
-    const m: RuntimeMember = { ...base, agentConfig: stringifyAgentConfig({
+    const pgbackrest = backup === undefined || backups === undefined ? undefined : memberPgBackRest(backup, backups, base);
+    const m: RuntimeMember = { ...base, ...(pgbackrest === undefined ? {} : { pgbackrest }), agentConfig: stringifyAgentConfig({
       name: base.name,
       cluster: spec.name,
       etcdEndpoints: etcd.members.map((e) => e.clientUrl),
@@ -153,6 +158,8 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
         ...(run.runAsUser === undefined ? {} : { runAsUser: run.runAsUser }),
         superuser: { username: 'postgres', passwordFile: superFile },
         replication: { username: 'replicator', passwordFile: replFile },
+        // Continuous archiving from the first minute: every member is bootstrapped with it.
+        ...(pgbackrest === undefined ? {} : { archive: { pgbackrestConfig: pgbackrest.configFile, stanza: spec.name } }),
       },
       bootstrapDynamicConfig: spec.dynamicConfig,
       log: { level: 'info', file: base.logFile },
@@ -169,6 +176,7 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
     router,
     restartDelaySeconds: spec.restartDelaySeconds,
     etcdAuth,
+    ...(backup === undefined ? {} : { backup }),
     superuser: 'postgres',
     pgpassFile,
     createdAt: new Date().toISOString(),

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeJson, list, num, obj, optional, port, str, type Decoder } from '../core/decode.js';
+import { decodeJson, list, num, obj, oneOf, optional, port, str, type Decoder } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
 import { writeFileAtomically } from './state-file.js';
 import type { EtcdClusterSpec } from '../dcs/etcd-server.js';
@@ -23,6 +23,32 @@ export interface RuntimeMember {
    * member directory is recreated. Absent in dirs made before it was recorded.
    */
   readonly agentConfig?: string;
+  /** This member's pgBackRest files when the runtime archives (absent otherwise, and in older dirs). */
+  readonly pgbackrest?: RuntimeMemberPgBackRest;
+}
+
+/** A member's own pgBackRest config (archive-push/get) and its lock, log and spool dirs. */
+export interface RuntimeMemberPgBackRest {
+  readonly configFile: string;
+  /** The text of configFile as first written: a deleted member directory gets it back. */
+  readonly configText: string;
+  readonly lockPath: string;
+  readonly logPath: string;
+  readonly spoolPath: string;
+}
+
+/** The runtime's backup repository (spec.backups.pgbackrest): DIR/backup. */
+export interface RuntimeBackup {
+  readonly engine: 'pgbackrest';
+  /** The pgBackRest stanza: the cluster's name. */
+  readonly stanza: string;
+  /** DIR/backup: the repositories, and the lock and log dirs of backup, expire, info and restore. */
+  readonly dir: string;
+  /** The repository-level pgbackrest.conf (no servers: each command names them). */
+  readonly configFile: string;
+  readonly lockPath: string;
+  readonly logPath: string;
+  readonly repos: readonly { readonly name: string; readonly path: string }[];
 }
 
 /** The local runtime's router: its ports, fixed at the first `up` and reused after. */
@@ -58,6 +84,8 @@ export interface RuntimeLayout {
    * Absent in dirs made before etcd had authentication (they run without).
    */
   readonly etcdAuth?: RuntimeEtcdAuth;
+  /** Continuous archiving and backups; absent when the spec has no spec.backups.pgbackrest. */
+  readonly backup?: RuntimeBackup;
   readonly superuser: string;
   readonly pgpassFile: string;
   readonly createdAt: string;
@@ -90,10 +118,24 @@ const RUNTIME_LAYOUT: Decoder<RuntimeLayout> = obj({
     heartbeatMs: optional(num({ min: 1 })),
     electionMs: optional(num({ min: 1 })),
   }),
-  members: list(obj({ name: str, host: str, pgPort: port, apiPort: port, memberDir: str, dataDir: str, configFile: str, logFile: str, agentConfig: optional(str) })),
+  members: list(
+    obj({
+      name: str,
+      host: str,
+      pgPort: port,
+      apiPort: port,
+      memberDir: str,
+      dataDir: str,
+      configFile: str,
+      logFile: str,
+      agentConfig: optional(str),
+      pgbackrest: optional(obj({ configFile: str, configText: str, lockPath: str, logPath: str, spoolPath: str })),
+    }),
+  ),
   router: optional(obj({ host: str, rwPort: port, roPort: port, adminPort: port, dir: str, configFile: str, logFile: str })),
   restartDelaySeconds: num({ min: 0 }),
   etcdAuth: optional(obj({ username: str, passwordFile: str, rootPasswordFile: str })),
+  backup: optional(obj({ engine: oneOf('pgbackrest'), stanza: str, dir: str, configFile: str, lockPath: str, logPath: str, repos: list(obj({ name: str, path: str })) })),
   superuser: str,
   pgpassFile: str,
   createdAt: str,
@@ -140,6 +182,20 @@ export async function ensureMemberFiles(m: RuntimeMember, run: RunUser | undefin
   if (run !== undefined) {
     await chown(m.memberDir, run.uid, run.gid);
     await chown(runDir, run.uid, run.gid);
+  }
+  const b = m.pgbackrest;
+  if (b !== undefined) {
+    for (const d of [join(m.memberDir, 'pgbackrest'), b.lockPath, b.logPath, b.spoolPath]) {
+      if (existsSync(d)) continue;
+      await mkdir(d, { recursive: true, mode: 0o750 });
+      if (run !== undefined) await chown(d, run.uid, run.gid);
+      made.push(d);
+    }
+    if (!existsSync(b.configFile)) {
+      await writeFile(b.configFile, b.configText, { mode: 0o640 });
+      if (run !== undefined) await chown(b.configFile, run.uid, run.gid);
+      made.push(b.configFile);
+    }
   }
   if (!existsSync(m.configFile)) {
     if (m.agentConfig === undefined) throw new WardenError('not-found', `${m.configFile} is missing and this runtime dir keeps no copy of it (made by an older warden): \`warden down --purge\` and \`warden up\` again`);

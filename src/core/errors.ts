@@ -7,6 +7,7 @@ export type WardenErrorCode =
   | 'lease-not-found'
   | 'postgres-unavailable'
   | 'postgres-command-failed'
+  | 'backup-command-failed'
   | 'config-invalid'
   | 'data-dir-foreign'
   | 'port-in-use'

@@ -16,6 +16,8 @@ export const KEYS = {
   history: 'history',
   /** Planned-switchover announcement for routers: {"from","to","untilMs"}. */
   routerPause: 'router/pause',
+  /** The one backup running for the cluster, under its runner's lease (`warden backup`). */
+  backupRunning: 'backup/running',
 } as const;
 
 /** The key prefix of one cluster. */

@@ -29,6 +29,18 @@ export interface PostgresInstanceConfig {
   readonly replication: Credentials;
   /** User-chosen parameters (spec's postgresql.parameters); Warden's own required ones win. */
   readonly parameters: Readonly<Record<string, string | number | boolean>>;
+  /**
+   * Continuous archiving: archive_mode=on with these shell commands. Only a primary archives (a
+   * server in recovery does not run archive_command with archive_mode=on); a replica runs
+   * restoreCommand when streaming cannot serve it. Absent: archiving stays as the parameters say.
+   */
+  readonly archive?: ArchiveCommands;
+}
+
+/** PostgreSQL's archive_command and restore_command for a backup engine's WAL archive. */
+export interface ArchiveCommands {
+  readonly archiveCommand: string;
+  readonly restoreCommand: string;
 }
 
 /** What pg_controldata says about a data directory. */

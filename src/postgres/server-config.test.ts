@@ -110,6 +110,38 @@ describe('warden.conf settings', () => {
   });
 });
 
+describe('warden.conf archive settings', () => {
+  const ARCHIVE = { archiveCommand: "pgbackrest '--config=/w/m1/pgbackrest.conf' '--stanza=demo' archive-push \"%p\"", restoreCommand: "pgbackrest '--config=/w/m1/pgbackrest.conf' '--stanza=demo' archive-get %f \"%p\"" };
+  const withArchive = (role: ReplicationRole, parameters: Record<string, SettingValue> = {}): ReturnType<typeof wardenSettings> =>
+    wardenSettings({ config: { ...CONFIG, parameters, archive: ARCHIVE }, runtime: {}, role, pgpassPath: '/p' });
+
+  const cases: ReadonlyArray<readonly [string, ReplicationRole, string, SettingValue | undefined]> = [
+    ['turns archiving on for a primary (on, not always: only the leader archives)', { kind: 'primary' }, 'archive_mode', 'on'],
+    ['keeps archive_mode on for a replica, which does not archive while in recovery and does once promoted', { kind: 'replica', upstream: { host: '10.0.5.8', port: 5432 } }, 'archive_mode', 'on'],
+    ['gives a primary the archive command', { kind: 'primary' }, 'archive_command', ARCHIVE.archiveCommand],
+    ['gives a replica the restore command for when streaming cannot serve it', { kind: 'replica', upstream: { host: '10.0.5.8', port: 5432 } }, 'restore_command', ARCHIVE.restoreCommand],
+    ['archives at least once a minute on a quiet cluster', { kind: 'primary' }, 'archive_timeout', '60s'],
+  ];
+  for (const [name, role, key, want] of cases) {
+    it(name, () => assert.equal(withArchive(role).settings.get(key), want));
+  }
+
+  it('ignores and names archive parameters of the user when Warden archives', () => {
+    const { settings, ignored } = withArchive({ kind: 'primary' }, { archive_mode: 'off', archive_command: '/bin/true', archive_timeout: '5min' });
+    assert.equal(settings.get('archive_mode'), 'on');
+    assert.equal(settings.get('archive_command'), ARCHIVE.archiveCommand);
+    assert.equal(settings.get('archive_timeout'), '5min');
+    assert.deepEqual(ignored.sort(), ['archive_command', 'archive_mode']);
+  });
+
+  it('leaves archiving to the user\'s parameters when no archive is configured', () => {
+    const { settings, ignored } = settingsFor({ kind: 'primary' }, { parameters: { archive_mode: 'on', archive_command: '/bin/true' } });
+    assert.equal(settings.get('archive_command'), '/bin/true');
+    assert.equal(settings.has('archive_timeout'), false);
+    assert.deepEqual(ignored, []);
+  });
+});
+
 describe('warden.conf text', () => {
   const valueCases: { name: string; value: SettingValue; want: string }[] = [
     { name: 'writes true as on', value: true, want: "'on'" },

@@ -36,6 +36,15 @@ export const REQUIRED_NAMES: ReadonlySet<string> = new Set([
   'ident_file',
 ]);
 
+/** Settings Warden owns when continuous archiving is configured (PostgresInstanceConfig.archive). */
+export const ARCHIVE_NAMES: ReadonlySet<string> = new Set(['archive_mode', 'archive_command', 'archive_library', 'restore_command']);
+
+/**
+ * With archiving: a segment is archived at least once a minute even when little is written, so
+ * the recovery point stays bounded on a quiet cluster (a user may change it).
+ */
+const ARCHIVE_DEFAULTS: Readonly<Record<string, string>> = { archive_timeout: '60s' };
+
 /** Floors that a user may raise but not lower. */
 const MINIMUMS: Readonly<Record<string, number>> = { max_wal_senders: 10, max_replication_slots: 10 };
 
@@ -48,7 +57,7 @@ export type SettingValue = string | number | boolean;
 
 /** What `wardenSettings` needs to know about the instance and its role. */
 export interface WardenSettingsInput {
-  readonly config: Pick<PostgresInstanceConfig, 'name' | 'listen' | 'socketDir' | 'replication' | 'parameters'>;
+  readonly config: Pick<PostgresInstanceConfig, 'name' | 'listen' | 'socketDir' | 'replication' | 'parameters' | 'archive'>;
   /** The runtime settings last given (their parameters replace the config's). */
   readonly runtime: RuntimeSettings;
   readonly role: ReplicationRole;
@@ -58,8 +67,8 @@ export interface WardenSettingsInput {
 
 /**
  * The settings of warden.conf for `role`: Warden's defaults, then the user's parameters (the ones
- * Warden sets itself are left out and named in `ignored`), the floors, and Warden's required
- * settings last. Throws 'config-invalid' for a replica slot name PostgreSQL would refuse.
+ * Warden sets itself are left out and named in `ignored`; with `config.archive`, the archive settings
+ * too), the floors, and Warden's required settings last. Throws 'config-invalid' for a replica slot name PostgreSQL would refuse.
  */
 export function wardenSettings(input: WardenSettingsInput): { settings: Map<string, SettingValue>; ignored: string[] } {
   const { config, runtime, role, pgpassPath } = input;
@@ -67,9 +76,11 @@ export function wardenSettings(input: WardenSettingsInput): { settings: Map<stri
   const parameters = runtime.parameters ?? config.parameters;
   const settings = new Map<string, SettingValue>();
   const ignored: string[] = [];
+  const archive = config.archive;
   for (const [k, v] of Object.entries(DEFAULTS)) settings.set(k, v);
+  if (archive !== undefined) for (const [k, v] of Object.entries(ARCHIVE_DEFAULTS)) settings.set(k, v);
   for (const [k, v] of Object.entries(parameters)) {
-    if (REQUIRED_NAMES.has(k)) {
+    if (REQUIRED_NAMES.has(k) || (archive !== undefined && ARCHIVE_NAMES.has(k))) {
       ignored.push(k);
       continue;
     }
@@ -88,6 +99,13 @@ export function wardenSettings(input: WardenSettingsInput): { settings: Map<stri
   settings.set('password_encryption', 'scram-sha-256');
   settings.set('recovery_target_timeline', 'latest');
   settings.set('synchronous_standby_names', role.kind === 'primary' ? (runtime.synchronousStandbyNames ?? '') : '');
+  if (archive !== undefined) {
+    // `on`, not `always`: a replica must not archive (invariant 9 in docs/architecture.md: only the
+    // leader archives); after a promotion the same setting makes the new primary archive.
+    settings.set('archive_mode', 'on');
+    settings.set('archive_command', archive.archiveCommand);
+    settings.set('restore_command', archive.restoreCommand);
+  }
   if (role.kind === 'replica' && role.upstream !== undefined) {
     settings.set('primary_conninfo', primaryConninfo({ upstream: role.upstream, user: replication.username, passfile: pgpassPath, applicationName: name }));
     if (role.slotName !== undefined) {

@@ -408,6 +408,45 @@ describe('stringifyAgentConfig', () => {
   });
 });
 
+describe('postgresql.archive', () => {
+  const base = {
+    name: 'demo-1',
+    cluster: 'demo',
+    etcdEndpoints: ['http://127.0.0.1:2379'],
+    restApi: { listen: { host: '127.0.0.1', port: 18008 } },
+    postgres: {
+      listen: { host: '127.0.0.1', port: 15432 },
+      dataDir: '/tmp/warden/demo-1/data',
+      superuser: { username: 'postgres', passwordFile: '/secrets/superuser' },
+      replication: { username: 'replicator', passwordFile: '/secrets/replication' },
+    },
+  } satisfies AgentConfigFileInput;
+
+  it('writes and reads back the member\'s pgbackrest.conf and stanza', () => {
+    const text = stringifyAgentConfig({ ...base, postgres: { ...base.postgres, archive: { pgbackrestConfig: '/tmp/warden/demo-1/pgbackrest.conf', stanza: 'demo' } } });
+    assert.deepEqual(accept(text).postgres.archive, { pgbackrestConfig: '/tmp/warden/demo-1/pgbackrest.conf', stanza: 'demo' });
+  });
+
+  it('leaves archiving off when the section is absent', () => {
+    assert.equal(accept(stringifyAgentConfig(base)).postgres.archive, undefined);
+  });
+
+  it('takes both settings from WARDEN_PG_ARCHIVE_* variables', () => {
+    const c = accept(stringifyAgentConfig(base), { WARDEN_PG_ARCHIVE_PGBACKREST_CONFIG: '/etc/warden/pgbackrest.conf', WARDEN_PG_ARCHIVE_STANZA: 'demo' });
+    assert.deepEqual(c.postgres.archive, { pgbackrestConfig: '/etc/warden/pgbackrest.conf', stanza: 'demo' });
+  });
+
+  it('refuses a config file without a stanza, naming the missing setting', () => {
+    const errors = reject(stringifyAgentConfig(base), { WARDEN_PG_ARCHIVE_PGBACKREST_CONFIG: '/etc/warden/pgbackrest.conf' });
+    assert.match(errors.map(formatSpecError).join('\n'), /postgresql\.archive\.stanza: required: the pgBackRest stanza/);
+  });
+
+  it('refuses a relative config path', () => {
+    const errors = reject(stringifyAgentConfig(base), { WARDEN_PG_ARCHIVE_PGBACKREST_CONFIG: 'pgbackrest.conf', WARDEN_PG_ARCHIVE_STANZA: 'demo' });
+    assert.match(errors.map(formatSpecError).join('\n'), /WARDEN_PG_ARCHIVE_PGBACKREST_CONFIG/);
+  });
+});
+
 describe('loadAgentConfig', () => {
   it('reads the file and its password files, naming a missing password file', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'warden-agent-'));

@@ -72,6 +72,8 @@ export interface AgentConfig {
     readonly prePromote?: string;
     /** Shell commands run after a role or state change, with (action, role, cluster) as arguments. */
     readonly callbacks: { readonly onStart?: string; readonly onStop?: string; readonly onRoleChange?: string };
+    /** Continuous archiving through pgBackRest: this member's pgbackrest.conf and the stanza (postgresql.archive). */
+    readonly archive?: { readonly pgbackrestConfig: string; readonly stanza: string };
   };
   readonly tags: AgentTags;
   /** Written to the DCS `config` key only by the member that bootstraps the cluster. */
@@ -130,6 +132,8 @@ export const AGENT_CONFIG_ENV = {
   'postgresql.callbacks.on_start': 'WARDEN_PG_CALLBACK_ON_START',
   'postgresql.callbacks.on_stop': 'WARDEN_PG_CALLBACK_ON_STOP',
   'postgresql.callbacks.on_role_change': 'WARDEN_PG_CALLBACK_ON_ROLE_CHANGE',
+  'postgresql.archive.pgbackrest_config': 'WARDEN_PG_ARCHIVE_PGBACKREST_CONFIG',
+  'postgresql.archive.stanza': 'WARDEN_PG_ARCHIVE_STANZA',
   'postgresql.listen': 'WARDEN_PG_LISTEN',
   'postgresql.connect_address': 'WARDEN_PG_CONNECT_ADDRESS',
   'postgresql.data_dir': 'WARDEN_PG_DATA_DIR',
@@ -261,6 +265,7 @@ class AgentConfigReader {
     const onStart = command('postgresql.callbacks.on_start');
     const onStop = command('postgresql.callbacks.on_stop');
     const onRoleChange = command('postgresql.callbacks.on_role_change');
+    const archive = this.archive();
 
     const tags: AgentTags = {
       nofailover: this.bool('tags.nofailover') ?? false,
@@ -321,6 +326,7 @@ class AgentConfigReader {
           ...(onStop === undefined ? {} : { onStop }),
           ...(onRoleChange === undefined ? {} : { onRoleChange }),
         },
+        ...(archive === undefined ? {} : { archive }),
       },
       tags,
       bootstrapDynamicConfig,
@@ -393,6 +399,7 @@ class AgentConfigReader {
             on_role_change: store('postgresql.callbacks.on_role_change'),
           }),
           authentication: section('postgresql.authentication', { superuser: credentials('superuser'), replication: credentials('replication') }),
+          archive: section('postgresql.archive', { pgbackrest_config: store('postgresql.archive.pgbackrest_config'), stanza: store('postgresql.archive.stanza') }),
         }),
         tags: section(
           'tags',
@@ -420,6 +427,17 @@ class AgentConfigReader {
       },
       hints: { scope: 'cluster', etcd3: 'etcd' },
     });
+  }
+
+  /** postgresql.archive: both settings or neither (a config file without a stanza cannot archive). */
+  private archive(): { pgbackrestConfig: string; stanza: string } | undefined {
+    const config = this.optional('postgresql.archive.pgbackrest_config', (v, s) => this.absolutePath(v, s));
+    const stanza = this.optional('postgresql.archive.stanza', (v, s) => this.dnsLabel(v, s));
+    const given = this.pick('postgresql.archive.pgbackrest_config') !== undefined || this.pick('postgresql.archive.stanza') !== undefined;
+    if (!given) return undefined;
+    if (this.pick('postgresql.archive.pgbackrest_config') === undefined) return this.missing('postgresql.archive.pgbackrest_config', 'the pgbackrest.conf of this member');
+    if (this.pick('postgresql.archive.stanza') === undefined) return this.missing('postgresql.archive.stanza', 'the pgBackRest stanza (the cluster name)');
+    return config === undefined || stanza === undefined ? undefined : { pgbackrestConfig: config, stanza };
   }
 
   // ---- settings: environment first, then the file --------------------------------------------
@@ -747,6 +765,7 @@ export interface AgentConfigFileInput {
     readonly runAsUser?: string;
     readonly superuser: { readonly username: string; readonly passwordFile: string };
     readonly replication: { readonly username: string; readonly passwordFile: string };
+    readonly archive?: { readonly pgbackrestConfig: string; readonly stanza: string };
   };
   readonly tags?: Partial<AgentTags>;
   /** Written as bootstrap.dcs; a full DynamicConfig (e.g. a ClusterSpec's) fits. */
@@ -789,6 +808,7 @@ export function stringifyAgentConfig(input: AgentConfigFileInput): string {
         superuser: { username: p.superuser.username, password_file: p.superuser.passwordFile },
         replication: { username: p.replication.username, password_file: p.replication.passwordFile },
       },
+      ...(p.archive === undefined ? {} : { archive: { pgbackrest_config: p.archive.pgbackrestConfig, stanza: p.archive.stanza } }),
     },
     ...(input.tags === undefined
       ? {}

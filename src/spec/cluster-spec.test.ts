@@ -109,6 +109,47 @@ spec:
       - name: repo1
 `;
 
+describe('cluster spec: spec.backups.pgbackrest', () => {
+  const backups = (body: string): string => `${header}spec:\n  instances: [{ replicas: 2 }]\n  backups:\n    pgbackrest:\n${body}`;
+
+  it('reads volume repositories and passes global options through as text', () => {
+    const { spec, notices } = accept(backups('      global: { repo1-retention-full: 7, compress-type: lz4, archive-check: false }\n      repos:\n        - name: repo1\n          volume: {}\n'));
+    assert.deepEqual(spec.backups, { repos: [{ name: 'repo1' }], global: { 'repo1-retention-full': '7', 'compress-type': 'lz4', 'archive-check': 'n' } });
+    assert.deepEqual(notices, ['cluster.yaml:12:11: spec.backups.pgbackrest.repos[0].volume: the local runtime keeps this repository in DIR/backup/<name>; the volume claim is not applied']);
+  });
+
+  it('notes schedules, manual and restore as not applied yet', () => {
+    const { notices } = accept(backups('      manual: { repoName: repo1 }\n      repos:\n        - name: repo1\n          schedules: { full: "0 1 * * 0" }\n'));
+    assert.deepEqual(notices, [
+      'cluster.yaml:9:7: spec.backups.pgbackrest.manual: not applied in the local runtime',
+      'cluster.yaml:12:11: spec.backups.pgbackrest.repos[0].schedules: not applied in the local runtime yet: run `warden backup`',
+    ]);
+  });
+
+  it('runs without backups, and says so, when every repository is in a cloud', () => {
+    const { spec, notices } = accept(backups('      repos:\n        - name: repo1\n          s3: { bucket: b, endpoint: e, region: r }\n'));
+    assert.equal(spec.backups, undefined);
+    assert.deepEqual(notices, [
+      'cluster.yaml:9:7: spec.backups.pgbackrest.repos: not applied in the local runtime: no volume repository, so this cluster runs without backups',
+      'cluster.yaml:11:11: spec.backups.pgbackrest.repos[0].s3: a cloud repository is not applied in the local runtime (it runs volume repositories only)',
+    ]);
+  });
+
+  const bad: ReadonlyArray<readonly [string, string, string]> = [
+    ['refuses a repository name pgBackRest would not know', '      repos: [{ name: backups, volume: {} }]\n', 'spec.backups.pgbackrest.repos[0].name: must be repo1, repo2, repo3 or repo4 (got "backups"): pgBackRest numbers its repositories'],
+    ['refuses an option Warden sets itself', '      global: { repo1-path: /tmp/x }\n      repos: [{ name: repo1 }]\n', 'spec.backups.pgbackrest.global.repo1-path: Warden sets this option itself (repository paths, servers, lock, log and spool paths, asynchronous archiving)'],
+    ['refuses an option name that is not pgBackRest\'s shape', '      global: { Repo1_Retention: 2 }\n      repos: [{ name: repo1 }]\n', 'spec.backups.pgbackrest.global.Repo1_Retention: not a pgBackRest option name (lowercase words joined by -, e.g. repo1-retention-full)'],
+    ['refuses a pgbackrest section without repositories', '      global: {}\n', 'spec.backups.pgbackrest.repos: required: at least one repository, e.g. "repos: [{ name: repo1, volume: {} }]"'],
+    ['refuses the same repository twice', '      repos: [{ name: repo1 }, { name: repo1 }]\n', 'spec.backups.pgbackrest.repos[1].name: repository repo1 is listed twice'],
+  ];
+  for (const [name, body, message] of bad) {
+    it(name, () => {
+      const errors = reject(backups(body)).map((e) => `${e.field}: ${e.message}`);
+      assert.ok(errors.includes(message), errors.join('\n'));
+    });
+  }
+});
+
 describe('cluster spec: accepted files', () => {
   it('the default spec is cluster demo with members demo-1..3 and default timings', () => {
     const spec = defaultClusterSpec();
@@ -155,7 +196,8 @@ describe('cluster spec: accepted files', () => {
       'cluster.yaml:18:7: spec.instances[0].affinity: used by `warden plan` for placement; not applied in the local runtime',
       'cluster.yaml:30:7: spec.instances[1].minAvailable: not applied in the local runtime',
       'cluster.yaml:31:7: spec.instances[1].dataVolumeClaimSpec: not applied in the local runtime',
-      'cluster.yaml:34:3: spec.backups: not applied in the local runtime',
+      'cluster.yaml:36:7: spec.backups.pgbackrest.image: not applied in the local runtime',
+      'cluster.yaml:39:11: spec.backups.pgbackrest.repos[0].volume: the local runtime keeps this repository in DIR/backup/<name>; the volume claim is not applied',
       'cluster.yaml:54:11: spec.patroni.dynamicConfiguration.postgresql.parameters.port: set by Warden for each member; this value is ignored',
       'cluster.yaml:55:9: spec.patroni.dynamicConfiguration.postgresql.pg_hba: known Patroni setting, not implemented by Warden yet; ignored (pg_hba.conf is written by Warden)',
     ]);
@@ -173,8 +215,8 @@ describe('cluster spec: accepted files', () => {
     assert.deepEqual(notices, [
       'ivory.yaml:6:3: spec.image: not applied in the local runtime',
       'ivory.yaml:11:7: spec.instances[0].dataVolumeClaimSpec: not applied in the local runtime',
-      'ivory.yaml:20:3: spec.backups: not applied in the local runtime',
     ]);
+    assert.deepEqual(spec.backups, { repos: [{ name: 'repo1' }], global: {} });
   });
 
   it('several instance sets name members <cluster>-<set>-N, and unnamed sets are instance<N>', () => {

@@ -9,6 +9,7 @@ import { parseYamlTree } from './yaml-tree.js';
 import type { YamlValue } from './yaml-tree.js';
 import type { InstanceSetScheduling } from '../placement/index.js';
 import { readAffinity, readLabels, readTolerations, readTopologySpreadConstraints } from './scheduling-reader.js';
+import { readBackups, type BackupsSpec } from './backups-reader.js';
 
 /** Kinds accepted: Warden's own and those of the Crunchy (PGO) and Ivory operators, whose manifests work as they are. */
 export const CLUSTER_KINDS = ['Cluster', 'IvoryCluster', 'PostgresCluster'] as const;
@@ -42,6 +43,8 @@ export interface ClusterSpec {
   readonly disableDefaultPodScheduling: boolean;
   /** Each instance set's scheduling fields, in spec order; used by placement, not by the local runtime. */
   readonly instanceSets: readonly InstanceSetScheduling[];
+  /** spec.backups.pgbackrest: continuous archiving and backups; absent means none. */
+  readonly backups?: BackupsSpec;
 }
 
 export type ParseClusterSpecResult =
@@ -110,7 +113,6 @@ const NOT_APPLIED_SPEC_FIELDS = [
   'port',
   'users',
   'databases',
-  'backups',
   'monitoring',
   'proxy',
   'service',
@@ -176,6 +178,7 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
   let restartDelaySeconds = DEFAULT_RESTART_DELAY_SECONDS;
   let namespace = DEFAULT_NAMESPACE;
   let disableDefaultPodScheduling = false;
+  let backups: BackupsSpec | undefined;
   const draft = new DynamicConfigDraft(reader);
 
   const readPause = (v: YamlValue, s: SpecSite): void => {
@@ -251,6 +254,9 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
               disableDefaultPodScheduling = b;
               reader.notice(ds, PLACEMENT_ONLY);
             },
+            backups: (bv, bs) => {
+              backups = readBackups(reader, bv, bs);
+            },
             // Maintenance mode: nothing is started, stopped or promoted automatically.
             paused: readPause,
             pause: readPause,
@@ -303,7 +309,19 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
   if (apiVersion === undefined || kind === undefined || dynamicConfig === undefined || members === undefined) return undefined;
   noteSynchronousLimits(reader, draft, dynamicConfig, members.length, anchor);
   const instanceSetScheduling = instanceSets.map((set) => ({ name: set.name, ...set.scheduling }));
-  return { name: name.value, apiVersion, kind, members, dynamicConfig, etcdMembers, restartDelaySeconds, namespace, disableDefaultPodScheduling, instanceSets: instanceSetScheduling };
+  return {
+    name: name.value,
+    apiVersion,
+    kind,
+    members,
+    dynamicConfig,
+    etcdMembers,
+    restartDelaySeconds,
+    namespace,
+    disableDefaultPodScheduling,
+    instanceSets: instanceSetScheduling,
+    ...(backups === undefined ? {} : { backups }),
+  };
 }
 
 function readInstanceSets(reader: SpecReader, value: YamlValue, site: SpecSite): InstanceSet[] | undefined {

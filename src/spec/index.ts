@@ -11,6 +11,7 @@ export {
   RECOMMENDED_API_VERSION,
 } from './cluster-spec.js';
 export type { ClusterKind, ClusterMember, ClusterSpec, ParseClusterSpecResult } from './cluster-spec.js';
+export type { BackupRepoSpec, BackupsSpec } from './backups-reader.js';
 export {
   AGENT_CONFIG_ENV,
   DEFAULT_PG_BIN_DIR,

@@ -1,0 +1,106 @@
+import { assertNever, WardenError } from '../core/errors.js';
+import type { BackupCallOptions, BackupRepository, BackupSet, BackupSource, BackupType, PgServer, RepositoryInfo, RestoreRequest, RestoreTarget } from './backup-repository.js';
+import { pgOptions } from './pgbackrest-config.js';
+import { parsePgBackRestInfo } from './pgbackrest-info.js';
+import { runPgBackRest, type RunIdentity } from './run-pgbackrest.js';
+
+/** What the pgBackRest adapter needs: the stanza and the repository-level config file. */
+export interface PgBackRestRepositoryConfig {
+  /** The stanza: the cluster's name. */
+  readonly stanza: string;
+  /** A pgbackrest.conf with the repositories, their options and this adapter's lock and log paths (no pg servers: each call names them). */
+  readonly configFile: string;
+  /** Run pgbackrest as this OS user (PostgreSQL's run user when Warden runs as root). */
+  readonly identity?: RunIdentity;
+  /** The pgbackrest binary (default: `pgbackrest` on PATH). */
+  readonly binary?: string;
+}
+
+/**
+ * The backup port on pgBackRest's CLI. The servers each call works on are passed as pgN-* options, so
+ * one config file serves every member; backup and expire run here, where the repository is local
+ * (a pgBackRest 2.45 rule).
+ */
+export class PgBackRestRepository implements BackupRepository {
+  constructor(readonly config: PgBackRestRepositoryConfig) {}
+
+  async createStanza(primary: PgServer, opts: BackupCallOptions): Promise<void> {
+    await this.run('stanza-create', [...flags(pgOptions(1, primary))], opts);
+  }
+
+  async check(primary: PgServer, opts: BackupCallOptions): Promise<void> {
+    await this.run('check', [...flags(pgOptions(1, primary))], opts);
+  }
+
+  async backup(source: BackupSource, type: BackupType, opts: BackupCallOptions): Promise<BackupSet> {
+    // With backup-standby, pgBackRest copies files from the standby and only starts and stops the
+    // backup on the primary; it finds which of pg1/pg2 is which itself.
+    const servers = source.standby === undefined ? [flags(pgOptions(1, source.primary))] : [flags(pgOptions(1, source.standby)), flags(pgOptions(2, source.primary)), ['--backup-standby']];
+    const started = Date.now();
+    await this.run('backup', [...servers.flat(), `--type=${type}`], opts);
+    const info = await this.info({ timeoutMs: Math.max(10_000, opts.timeoutMs - (Date.now() - started)), ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
+    // The repository lock was ours for the whole run: the newest set is the one just taken.
+    const set = info.sets.at(-1);
+    if (set === undefined || set.type !== type) {
+      throw new WardenError('backup-command-failed', `pgbackrest backup succeeded but info lists no new ${type} set for stanza ${this.config.stanza}`);
+    }
+    return set;
+  }
+
+  async info(opts: BackupCallOptions): Promise<RepositoryInfo> {
+    const out = await this.run('info', ['--output=json'], opts);
+    const parsed = parsePgBackRestInfo(out.stdout, this.config.stanza);
+    if (!parsed.ok) throw new WardenError('backup-command-failed', parsed.error);
+    return parsed.value;
+  }
+
+  async restore(request: RestoreRequest, opts: BackupCallOptions): Promise<void> {
+    const args = [
+      `--pg1-path=${request.dataDir}`,
+      `--lock-path=${request.lockPath}`,
+      `--log-path=${request.logPath}`,
+      `--archive-mode=${request.archiveMode}`,
+      ...(request.delta === true ? ['--delta'] : []),
+      ...(request.setLabel === undefined ? [] : [`--set=${request.setLabel}`]),
+      ...targetFlags(request.target),
+    ];
+    await this.run('restore', args, opts);
+  }
+
+  async expire(opts: BackupCallOptions): Promise<void> {
+    await this.run('expire', [], opts);
+  }
+
+  private async run(command: string, args: readonly string[], opts: BackupCallOptions): Promise<{ stdout: string }> {
+    return runPgBackRest([`--config=${this.config.configFile}`, `--stanza=${this.config.stanza}`, ...args, command], {
+      what: `${command} (stanza ${this.config.stanza})`,
+      timeoutMs: opts.timeoutMs,
+      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+      ...(this.config.identity === undefined ? {} : { identity: this.config.identity }),
+      ...(this.config.binary === undefined ? {} : { binary: this.config.binary }),
+    });
+  }
+}
+
+function flags(options: Readonly<Record<string, string>>): string[] {
+  return Object.entries(options).map(([k, v]) => `--${k}=${v}`);
+}
+
+/** restore's --type/--target options; a target other than `latest` ends recovery by promoting (the copy becomes writable). */
+export function targetFlags(t: RestoreTarget): string[] {
+  const exclusive = (e: boolean | undefined): string[] => (e === true ? ['--target-exclusive'] : []);
+  switch (t.kind) {
+    case 'latest':
+      return [];
+    case 'time':
+      return ['--type=time', `--target=${t.time}`, ...exclusive(t.exclusive), '--target-action=promote'];
+    case 'lsn':
+      return ['--type=lsn', `--target=${t.lsn}`, ...exclusive(t.exclusive), '--target-action=promote'];
+    case 'xid':
+      return ['--type=xid', `--target=${t.xid}`, ...exclusive(t.exclusive), '--target-action=promote'];
+    case 'name':
+      return ['--type=name', `--target=${t.name}`, '--target-action=promote'];
+    default:
+      return assertNever(t);
+  }
+}

@@ -1,0 +1,520 @@
+// `warden backup`, `warden backups` and `warden restore-drill` for the local runtime, where the
+// repository is local (pgBackRest 2.45 runs backup and expire where the repository is).
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { chown, mkdir, readFile, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import pg from 'pg';
+import {
+  BACKUP_TYPES,
+  chooseBackupSource,
+  PgBackRestRepository,
+  recoveryPointOf,
+  type BackupSet,
+  type BackupType,
+  type PgServer,
+  type RecoveryPoint,
+  type RepositoryInfo,
+} from '../backup/index.js';
+import { decode, nullable, num, obj, oneOf, str } from '../core/decode.js';
+import { describeError, WardenError } from '../core/errors.js';
+import { eventually } from '../core/deadline.js';
+import { freePort } from '../core/free-port.js';
+import { lagBytes, parseLsn } from '../core/lsn.js';
+import { PG_BIN_DIR } from '../controller/local-up.js';
+import { lookupRunUser, readLayout, type RuntimeBackup, type RuntimeLayout, type RuntimeMember } from '../controller/runtime-layout.js';
+import { wardenArgv } from '../controller/supervisor.js';
+import { clusterPrefix, KEYS, type ClusterView } from '../ha/index.js';
+import { LocalPostgres } from '../postgres/postgres-instance.js';
+import { etcdClientFor, readClusterView, resolveTarget, type Target } from './target.js';
+
+/** A full backup of a large database takes long; the default leaves room, --timeout-seconds changes it. */
+const DEFAULT_BACKUP_TIMEOUT_S = 6 * 3600;
+/** The `backup/running` key's lease: long enough to ride out a slow etcd, short enough that a crashed runner frees it soon. */
+const BACKUP_LEASE_MS = 15_000;
+const INFO_TIMEOUT_MS = 60_000;
+const PG_QUERY_TIMEOUT_MS = 5_000;
+
+/** The local runtime's backup setup: its layout, repository and a client for it. */
+interface BackupRuntime {
+  readonly dir: string;
+  readonly target: Target;
+  readonly layout: RuntimeLayout;
+  readonly backup: RuntimeBackup;
+  readonly repo: PgBackRestRepository;
+}
+
+/** Opens DIR's backup setup; a runtime without spec.backups.pgbackrest is told so. */
+export async function openBackupRuntime(dirArg: string): Promise<BackupRuntime> {
+  const dir = resolve(dirArg);
+  const layout = await readLayout(dir);
+  if (layout === undefined) throw new WardenError('not-found', `no local runtime in ${dir} (no runtime.json): run \`warden up --dir ${dir}\``);
+  const backup = layout.backup;
+  if (backup === undefined) {
+    throw new WardenError('config-invalid', `cluster "${layout.cluster}" in ${dir} was started without backups: set spec.backups.pgbackrest.repos (e.g. [{ name: repo1, volume: {} }]) in a new runtime dir`);
+  }
+  const target = await resolveTarget({ dir });
+  const identity = lookupRunUser();
+  const repo = new PgBackRestRepository({ stanza: backup.stanza, configFile: backup.configFile, ...(identity === undefined ? {} : { identity }) });
+  return { dir, target, layout, backup, repo };
+}
+
+/** The server of a member as pgBackRest reaches it: data dir and unix socket. */
+export function serverOf(m: RuntimeMember): PgServer {
+  return { dataDir: m.dataDir, port: m.pgPort, socketDir: join(m.memberDir, 'run') };
+}
+
+function memberOf(layout: RuntimeLayout, name: string): RuntimeMember {
+  const m = layout.members.find((x) => x.name === name);
+  if (m === undefined) throw new WardenError('not-found', `member ${name} is not part of this runtime`);
+  return m;
+}
+
+/** Creates the stanza for the leader's cluster (idempotent) and checks that WAL reaches the repository. */
+export async function setUpStanza(dirArg: string, leader: string, out: (s: string) => void): Promise<void> {
+  const rt = await openBackupRuntime(dirArg);
+  const primary = serverOf(memberOf(rt.layout, leader));
+  await rt.repo.createStanza(primary, { timeoutMs: 120_000 });
+  // check forces a WAL switch and waits for that segment in the repository: archiving works end to end.
+  await rt.repo.check(primary, { timeoutMs: 180_000 });
+  out(`backups: stanza ${rt.backup.stanza} ready; WAL is archived to ${rt.backup.repos.map((r) => r.path).join(', ')}`);
+}
+
+// ---- the backup/running key -------------------------------------------------------------------
+
+const RUNNING_RECORD = obj({ type: oneOf(...BACKUP_TYPES), from: str, primary: str, startedAtMs: num({ min: 0 }), pid: num({ integer: true, min: 0 }) });
+type RunningRecord = { readonly type: BackupType; readonly from: string; readonly primary: string; readonly startedAtMs: number; readonly pid: number };
+
+async function readRunning(t: Target): Promise<RunningRecord | { invalid: string } | undefined> {
+  const client = etcdClientFor(t, 3000);
+  try {
+    const kv = await client.get(`${clusterPrefix(t.cluster)}${KEYS.backupRunning}`, { timeoutMs: 3000 });
+    if (kv === undefined) return undefined;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(kv.value);
+    } catch {
+      return { invalid: 'not JSON' };
+    }
+    const d = decode(RUNNING_RECORD, parsed);
+    return d.ok ? d.value : { invalid: d.error };
+  } finally {
+    client.close();
+  }
+}
+
+function describeRunning(r: RunningRecord | { invalid: string }): string {
+  if ('invalid' in r) return `the ${KEYS.backupRunning} key is held but unreadable (${r.invalid})`;
+  return `a ${r.type} backup from ${r.from} started at ${new Date(r.startedAtMs).toISOString()} (pid ${r.pid}) is running`;
+}
+
+/**
+ * Runs `fn` while holding `backup/running` under a lease of our own: at most one backup per cluster.
+ * If the lease is lost (etcd says it expired), `fn`'s signal aborts, since another backup may start.
+ */
+async function withBackupLock<T>(t: Target, record: RunningRecord, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const client = etcdClientFor(t, 5000);
+  const key = `${clusterPrefix(t.cluster)}${KEYS.backupRunning}`;
+  const abort = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  let leaseId: string | undefined;
+  const onSignal = (): void => abort.abort(new WardenError('backup-command-failed', 'interrupted'));
+  try {
+    const lease = await client.grantLease(BACKUP_LEASE_MS, { timeoutMs: 5000 });
+    leaseId = lease.id;
+    if (!(await client.create(key, JSON.stringify(record), { leaseId, timeoutMs: 5000 }))) {
+      const held = await readRunning(t);
+      throw new WardenError('conflict', `another backup holds the cluster's backup lock: ${held === undefined ? 'it just ended; try again' : describeRunning(held)}`);
+    }
+    const id = leaseId;
+    const renew = (): void => {
+      timer = setTimeout(() => {
+        client.keepAlive(id, { timeoutMs: 3000 }).then(renew, (e: unknown) => {
+          if (e instanceof WardenError && e.code === 'lease-not-found') abort.abort(new WardenError('conflict', 'lost the backup lock (its lease expired)', { cause: e }));
+          else renew(); // etcd briefly unreachable: the lease outlives a few missed renewals.
+        });
+      }, BACKUP_LEASE_MS / 4);
+    };
+    renew();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    return await fn(abort.signal);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (timer !== undefined) clearTimeout(timer);
+    if (leaseId !== undefined) {
+      await client.revokeLease(leaseId, { timeoutMs: 5000 }).catch((e: unknown) => {
+        process.stderr.write(`warden backup: could not release ${KEYS.backupRunning} (${describeError(e)}); it frees itself within ${BACKUP_LEASE_MS / 1000} s\n`);
+      });
+    }
+    client.close();
+  }
+}
+
+// ---- warden backup ----------------------------------------------------------------------------
+
+/** One backup set as `warden backup` and `warden backups` print it (JSON names are the contract). */
+interface SetOutput {
+  readonly label: string;
+  readonly type: BackupType;
+  readonly prior: string | null;
+  readonly startedAt: string;
+  readonly stoppedAt: string;
+  readonly durationSeconds: number;
+  readonly databaseBytes: number;
+  readonly copiedBytes: number;
+  readonly repositoryBytes: number;
+  readonly walStart: string;
+  readonly walStop: string;
+}
+
+function setOutput(s: BackupSet): SetOutput {
+  return {
+    label: s.label,
+    type: s.type,
+    prior: s.prior ?? null,
+    startedAt: new Date(s.startedAtMs).toISOString(),
+    stoppedAt: new Date(s.stoppedAtMs).toISOString(),
+    durationSeconds: s.durationMs / 1000,
+    databaseBytes: s.databaseBytes,
+    copiedBytes: s.copiedBytes,
+    repositoryBytes: s.repositoryBytes,
+    walStart: s.walStart,
+    walStop: s.walStop,
+  };
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+function healthOf(view: ClusterView): Parameters<typeof chooseBackupSource>[0] {
+  const leaderName = view.leader?.name;
+  const leaderPos = (leaderName === undefined ? undefined : view.members.get(leaderName)?.walPosition) ?? undefined;
+  return [...view.members.values()].map((m) => ({
+    name: m.name,
+    isLeader: m.name === leaderName,
+    role: m.role,
+    state: m.state,
+    timeline: m.timeline,
+    lagBytes: leaderPos === undefined || m.walPosition === undefined ? undefined : lagBytes(parseLsn(leaderPos), parseLsn(m.walPosition)),
+  }));
+}
+
+async function runBackup(o: { dir: string; type: BackupType; wait: boolean; timeoutSeconds: number; format: string }): Promise<number> {
+  const rt = await openBackupRuntime(o.dir);
+  if (!o.wait) {
+    const held = await readRunning(rt.target);
+    if (held !== undefined) throw new WardenError('conflict', describeRunning(held));
+    const logFile = join(rt.backup.logPath, `warden-backup-${Date.now()}.log`);
+    const { command, args } = wardenArgv(['backup', '--dir', rt.dir, '--type', o.type, '--wait', '--timeout-seconds', String(o.timeoutSeconds)]);
+    const fd = openSync(logFile, 'a');
+    try {
+      const child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd], env: process.env });
+      child.unref();
+      process.stdout.write(`${o.type} backup started in the background (pid ${child.pid ?? '?'}); its output: ${logFile}; \`warden backups\` lists it when done\n`);
+    } finally {
+      closeSync(fd);
+    }
+    return 0;
+  }
+  const view = await readClusterView(rt.target);
+  const choice = chooseBackupSource(healthOf(view));
+  if (!choice.ok) throw new WardenError('conflict', `cannot back up now: ${choice.reason}`);
+  const from = choice.standby ?? choice.primary;
+  const record: RunningRecord = { type: o.type, from, primary: choice.primary, startedAtMs: Date.now(), pid: process.pid };
+  if (o.format !== 'json') process.stdout.write(`${choice.reason}\n`);
+  const set = await withBackupLock(rt.target, record, (signal) =>
+    rt.repo.backup(
+      { primary: serverOf(memberOf(rt.layout, choice.primary)), ...(choice.standby === undefined ? {} : { standby: serverOf(memberOf(rt.layout, choice.standby)) }) },
+      o.type,
+      { timeoutMs: o.timeoutSeconds * 1000, signal },
+    ),
+  );
+  if (o.format === 'json') process.stdout.write(`${JSON.stringify({ from, primary: choice.primary, set: setOutput(set) }, null, 2)}\n`);
+  else process.stdout.write(`${set.type} backup ${set.label} from ${from}: ${mb(set.databaseBytes)} in ${(set.durationMs / 1000).toFixed(0)} s (${mb(set.repositoryDeltaBytes)} added to the repository)\n`);
+  return 0;
+}
+
+// ---- warden backups ---------------------------------------------------------------------------
+
+const ARCHIVER_ROW = obj({
+  lsn: str,
+  last_archived_wal: nullable(str),
+  archived_ms: nullable(str),
+  last_failed_wal: nullable(str),
+  failed_ms: nullable(str),
+  failed_count: str,
+  now_ms: str,
+});
+
+/** pg_stat_archiver on the primary, decoded. */
+async function archiverStatus(rt: BackupRuntime, host: string, port: number): Promise<{ point: RecoveryPoint; lastArchivedWal: string | null; lastArchivedAtMs: number | null; lastFailedWal: string | null; lastFailedAtMs: number | null; failedCount: number }> {
+  const password = (await readFile(join(rt.dir, 'secrets', 'superuser.password'), 'utf8')).trim();
+  const client = new pg.Client({ host, port, user: rt.layout.superuser, password, database: 'postgres', connectionTimeoutMillis: PG_QUERY_TIMEOUT_MS, query_timeout: PG_QUERY_TIMEOUT_MS });
+  await client.connect();
+  try {
+    const r = await client.query(
+      `SELECT pg_current_wal_lsn()::text AS lsn, last_archived_wal, (extract(epoch FROM last_archived_time) * 1000)::bigint::text AS archived_ms,
+              last_failed_wal, (extract(epoch FROM last_failed_time) * 1000)::bigint::text AS failed_ms, failed_count::text AS failed_count,
+              (extract(epoch FROM now()) * 1000)::bigint::text AS now_ms
+         FROM pg_stat_archiver`,
+    );
+    const d = decode(ARCHIVER_ROW, r.rows[0]);
+    if (!d.ok) throw new WardenError('postgres-command-failed', `pg_stat_archiver: ${d.error}`);
+    const row = d.value;
+    const ms = (v: string | null): number | undefined => (v === null ? undefined : Number(v));
+    const point = recoveryPointOf({
+      currentLsn: parseLsn(row.lsn),
+      lastArchivedWal: row.last_archived_wal ?? undefined,
+      lastArchivedAtMs: ms(row.archived_ms),
+      lastFailedWal: row.last_failed_wal ?? undefined,
+      lastFailedAtMs: ms(row.failed_ms),
+      failedCount: Number(row.failed_count),
+      nowMs: Number(row.now_ms),
+    });
+    return {
+      point,
+      lastArchivedWal: row.last_archived_wal,
+      lastArchivedAtMs: ms(row.archived_ms) ?? null,
+      lastFailedWal: row.last_failed_wal,
+      lastFailedAtMs: ms(row.failed_ms) ?? null,
+      failedCount: Number(row.failed_count),
+    };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
+
+/** `warden backups --format json` (names are the contract). */
+export interface BackupsOutput {
+  readonly cluster: string;
+  readonly stanza: string;
+  readonly status: { readonly code: number; readonly message: string };
+  readonly running: string | null;
+  readonly backups: readonly SetOutput[];
+  readonly archive: { readonly min: string; readonly max: string } | null;
+  /** Earliest: the end of the oldest backup; latest: when the newest WAL segment reached the repository. */
+  readonly recoverableWindow: { readonly earliest: string | null; readonly latest: string | null };
+  readonly recoveryPoint:
+    | {
+        readonly primary: string;
+        readonly bytesNotArchived: number | null;
+        readonly secondsNotArchived: number | null;
+        readonly failing: boolean;
+        readonly lastArchivedWal: string | null;
+        readonly lastArchivedAt: string | null;
+        readonly lastFailedWal: string | null;
+        readonly lastFailedAt: string | null;
+        readonly failedCount: number;
+      }
+    | { readonly primary: string | null; readonly error: string };
+}
+
+async function runBackups(o: { dir: string; format: string }): Promise<number> {
+  const rt = await openBackupRuntime(o.dir);
+  const info: RepositoryInfo = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
+  // etcd being unreachable must not hide the repository's report: it is said in its place.
+  const view = await readClusterView(rt.target).then(
+    (v) => ({ ok: true as const, v }),
+    (e: unknown) => ({ ok: false as const, why: describeError(e) }),
+  );
+  const leader = view.ok ? view.v.leader?.name : undefined;
+  const leaderRecord = leader === undefined || !view.ok ? undefined : view.v.members.get(leader);
+  let recoveryPoint: BackupsOutput['recoveryPoint'];
+  let latestMs: number | null = null;
+  if (!view.ok) {
+    recoveryPoint = { primary: null, error: view.why };
+  } else if (leaderRecord === undefined) {
+    recoveryPoint = { primary: null, error: 'no leader: the recovery point is read from the primary' };
+  } else {
+    try {
+      const a = await archiverStatus(rt, leaderRecord.host, leaderRecord.port);
+      latestMs = a.lastArchivedAtMs;
+      recoveryPoint = {
+        primary: leaderRecord.name,
+        bytesNotArchived: a.point.bytesNotArchived ?? null,
+        secondsNotArchived: a.point.secondsNotArchived ?? null,
+        failing: a.point.isFailing,
+        lastArchivedWal: a.lastArchivedWal,
+        lastArchivedAt: iso(a.lastArchivedAtMs),
+        lastFailedWal: a.lastFailedWal,
+        lastFailedAt: iso(a.lastFailedAtMs),
+        failedCount: a.failedCount,
+      };
+    } catch (e) {
+      recoveryPoint = { primary: leaderRecord.name, error: describeError(e) };
+    }
+  }
+  const running = await readRunning(rt.target).then(
+    (held) => (held === undefined ? null : describeRunning(held)),
+    (e: unknown) => `unknown: cannot read ${KEYS.backupRunning} from etcd: ${describeError(e)}`,
+  );
+  const first = info.sets[0];
+  const result: BackupsOutput = {
+    cluster: rt.layout.cluster,
+    stanza: info.stanza,
+    status: { code: info.statusCode, message: info.statusMessage },
+    running,
+    backups: info.sets.map(setOutput),
+    archive: info.archive ?? null,
+    recoverableWindow: { earliest: iso(first?.stoppedAtMs), latest: first === undefined ? null : iso(latestMs) },
+    recoveryPoint,
+  };
+  if (o.format === 'json') {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    return 0;
+  }
+  const lines = [`stanza ${result.stanza}: ${result.status.message}${result.running === null ? '' : `; ${result.running}`}`];
+  if (result.backups.length === 0) lines.push('no backups yet: run `warden backup --wait`');
+  for (const s of result.backups) lines.push(`  ${s.label.padEnd(34)} ${s.type.padEnd(4)} ${s.stoppedAt}  ${mb(s.databaseBytes).padStart(10)}  repo ${mb(s.repositoryBytes).padStart(10)}  ${s.durationSeconds.toFixed(0)} s`);
+  lines.push(`recoverable window: ${result.recoverableWindow.earliest ?? '—'} … ${result.recoverableWindow.latest ?? '—'}${result.archive === null ? '' : ` (WAL ${result.archive.min} … ${result.archive.max})`}`);
+  const rp = result.recoveryPoint;
+  if ('error' in rp) lines.push(`recovery point: unknown (${rp.error})`);
+  else lines.push(`recovery point now: ${rp.bytesNotArchived ?? '?'} bytes, ${rp.secondsNotArchived === null ? '?' : rp.secondsNotArchived.toFixed(0)} s of WAL not yet archived on ${rp.primary}${rp.failing ? ` — ARCHIVING IS FAILING (${rp.failedCount} failures, last ${rp.lastFailedWal ?? '?'} at ${rp.lastFailedAt ?? '?'})` : ''}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
+// ---- warden restore-drill ---------------------------------------------------------------------
+
+/** `warden restore-drill --format json` (names are the contract). */
+export interface RestoreDrillOutput {
+  readonly label: string;
+  readonly databaseBytes: number;
+  readonly restoreSeconds: number;
+  readonly megabytesPerSecond: number;
+  /** From starting the restored copy until it finished recovery and accepted writes. */
+  readonly recoverySeconds: number;
+  readonly timeline: number;
+  readonly check: { readonly sql: string; readonly value: string | null };
+}
+
+async function runRestoreDrill(o: { dir: string; format: string; checkSql: string; timeoutSeconds: number }): Promise<number> {
+  const rt = await openBackupRuntime(o.dir);
+  const info = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
+  const set = info.sets.at(-1);
+  if (set === undefined) throw new WardenError('not-found', 'no backup in the repository yet: run `warden backup --wait` first');
+  const run = lookupRunUser();
+  const scratch = join(rt.backup.dir, `drill-${Date.now()}`);
+  const deadline = Date.now() + o.timeoutSeconds * 1000;
+  const left = (): number => Math.max(1000, deadline - Date.now());
+  await mkdir(scratch, { mode: 0o700 });
+  if (run !== undefined) await chown(scratch, run.uid, run.gid);
+  let server: LocalPostgres | undefined;
+  try {
+    const dataDir = join(scratch, 'data');
+    const t0 = Date.now();
+    // archive-mode=off: the drill's copy must push nothing into this cluster's repository.
+    await rt.repo.restore({ dataDir, target: { kind: 'latest' }, setLabel: set.label, archiveMode: 'off', lockPath: join(scratch, 'lock'), logPath: join(scratch, 'log') }, { timeoutMs: left() });
+    const restoreMs = Date.now() - t0;
+    const password = (await readFile(join(rt.dir, 'secrets', 'superuser.password'), 'utf8')).trim();
+    const replication = (await readFile(join(rt.dir, 'secrets', 'replication.password'), 'utf8')).trim();
+    const port = await freePort('127.0.0.1');
+    server = new LocalPostgres({
+      name: `${rt.layout.cluster}-drill`,
+      dataDir,
+      binDir: PG_BIN_DIR,
+      listen: { host: '127.0.0.1', port },
+      socketDir: join(scratch, 'run'),
+      ...(run === undefined ? {} : { runAsUser: 'postgres' }),
+      superuser: { username: rt.layout.superuser, password },
+      replication: { username: 'replicator', password: replication },
+      // Also in postgresql.auto.conf (pgBackRest's --archive-mode=off); said twice on purpose.
+      parameters: { archive_mode: 'off' },
+    });
+    const socketDir = join(scratch, 'run');
+    await mkdir(socketDir, { mode: 0o700 });
+    if (run !== undefined) await chown(socketDir, run.uid, run.gid);
+    // Its own port and socket, no upstream, no standby.signal: a standalone server.
+    await server.configure({ kind: 'primary' });
+    const t1 = Date.now();
+    await server.start(left());
+    const drill = server;
+    await eventually(async () => ((await drill.query('SELECT pg_is_in_recovery() AS r', [], PG_QUERY_TIMEOUT_MS))[0]?.['r'] === false ? true : undefined), { timeoutMs: left(), intervalMs: 200, what: 'the restored copy to finish recovery' });
+    const recoveryMs = Date.now() - t1;
+    const status = await drill.status(PG_QUERY_TIMEOUT_MS);
+    const rows = await drill.query(o.checkSql, [], Math.min(left(), 60_000));
+    const firstRow = rows[0];
+    const firstValue = firstRow === undefined ? undefined : Object.values(firstRow)[0];
+    const result: RestoreDrillOutput = {
+      label: set.label,
+      databaseBytes: set.databaseBytes,
+      restoreSeconds: restoreMs / 1000,
+      megabytesPerSecond: set.databaseBytes / 1e6 / Math.max(0.001, restoreMs / 1000),
+      recoverySeconds: recoveryMs / 1000,
+      timeline: status.timeline,
+      check: { sql: o.checkSql, value: textOf(firstValue) },
+    };
+    if (o.format === 'json') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else {
+      process.stdout.write(
+        `restored ${set.label} (${mb(set.databaseBytes)}) in ${result.restoreSeconds.toFixed(1)} s (${result.megabytesPerSecond.toFixed(1)} MB/s); recovered and writable after ${result.recoverySeconds.toFixed(1)} s more, on timeline ${result.timeline}\n` +
+          `check: ${o.checkSql} → ${result.check.value ?? 'no rows'}\n`,
+      );
+    }
+    return 0;
+  } finally {
+    if (server !== undefined) await server.stop('fast', 60_000).catch((e: unknown) => process.stderr.write(`warden restore-drill: stopping the restored copy: ${describeError(e)}\n`));
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** A SQL value as text for the report (what psql would print, roughly). */
+function textOf(v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  return JSON.stringify(v);
+}
+
+// ---- registration -----------------------------------------------------------------------------
+
+function formatOption(): Option {
+  return new Option('--format <format>', 'output format').choices(['pretty', 'json']).default('pretty');
+}
+
+function positiveSeconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new WardenError('config-invalid', `--timeout-seconds: must be a positive number of seconds (got ${JSON.stringify(v)})`);
+  return n;
+}
+
+/** Registers `backup`, `backups` and `restore-drill`. */
+export function registerBackupCommands(program: Command): void {
+  program
+    .command('backup')
+    .description('take a backup (from a healthy standby, else the primary; one at a time per cluster)')
+    .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
+    .addOption(new Option('--type <type>', 'full copy, or changes since the last full (diff) or the last backup (incr)').choices([...BACKUP_TYPES]).default('full'))
+    .option('--wait', 'run in the foreground and print the set when it is complete', false)
+    .option('--timeout-seconds <s>', 'give up (and stop pgBackRest) after this long', positiveSeconds, DEFAULT_BACKUP_TIMEOUT_S)
+    .addOption(formatOption())
+    .action(async (o: { dir: string; type: BackupType; wait: boolean; timeoutSeconds: number; format: string }) => {
+      process.exitCode = await runBackup(o);
+    });
+
+  program
+    .command('backups')
+    .description('backup sets, the recoverable window and the recovery point now (WAL not yet archived)')
+    .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
+    .addOption(formatOption())
+    .action(async (o: { dir: string; format: string }) => {
+      process.exitCode = await runBackups(o);
+    });
+
+  program
+    .command('restore-drill')
+    .description('restore the latest backup into scratch space, start it standalone, check it, report restore time and MB/s, remove it')
+    .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
+    .option('--check-sql <sql>', 'a query run on the restored copy; its first value is reported', 'SELECT count(*) FROM pg_database')
+    .option('--timeout-seconds <s>', 'give up after this long', positiveSeconds, 3600)
+    .addOption(formatOption())
+    .action(async (o: { dir: string; format: string; checkSql: string; timeoutSeconds: number }) => {
+      process.exitCode = await runRestoreDrill(o);
+    });
+}

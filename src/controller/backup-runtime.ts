@@ -1,0 +1,66 @@
+import { spawnSync } from 'node:child_process';
+import { chown, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { renderPgBackRestConf } from '../backup/index.js';
+import { WardenError } from '../core/errors.js';
+import type { BackupsSpec } from '../spec/index.js';
+import type { RunUser, RuntimeBackup, RuntimeMemberPgBackRest } from './runtime-layout.js';
+
+/** Refuses to set up backups without the pgbackrest binary, naming the package. */
+export function checkPgBackRestInstalled(): void {
+  if (spawnSync('pgbackrest', ['version'], { stdio: 'ignore' }).status !== 0) {
+    throw new WardenError('not-found', 'spec.backups.pgbackrest needs pgBackRest — install with: sudo apt-get install -y pgbackrest');
+  }
+}
+
+/** mkdir -p of a dir the run user owns (pgBackRest runs as it and writes there). */
+async function ownedDir(path: string, run: RunUser | undefined): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o750 });
+  if (run !== undefined) await chown(path, run.uid, run.gid);
+}
+
+async function ownedFile(path: string, text: string, run: RunUser | undefined): Promise<void> {
+  await writeFile(path, text, { mode: 0o640 });
+  if (run !== undefined) await chown(path, run.uid, run.gid);
+}
+
+/**
+ * DIR/backup for a new runtime dir: one posix repository per volume repo (DIR/backup/<name>), the
+ * lock and log dirs of the repository's own commands (backup, expire, info, restore), and their
+ * pgbackrest.conf.
+ */
+export async function prepareBackup(dir: string, stanza: string, spec: BackupsSpec, run: RunUser | undefined): Promise<RuntimeBackup> {
+  const backupDir = join(dir, 'backup');
+  const backup: RuntimeBackup = {
+    engine: 'pgbackrest',
+    stanza,
+    dir: backupDir,
+    configFile: join(backupDir, 'pgbackrest.conf'),
+    lockPath: join(backupDir, 'lock'),
+    logPath: join(backupDir, 'log'),
+    repos: spec.repos.map((r) => ({ name: r.name, path: join(backupDir, r.name) })),
+  };
+  for (const d of [backupDir, backup.lockPath, backup.logPath, ...backup.repos.map((r) => r.path)]) await ownedDir(d, run);
+  const { text } = renderPgBackRestConf({ stanza, repos: backup.repos, globalOptions: spec.global, lockPath: backup.lockPath, logPath: backup.logPath });
+  await ownedFile(backup.configFile, text, run);
+  return backup;
+}
+
+/**
+ * A member's own pgBackRest files: its config (pg1 = its server, async archive-push with its own
+ * spool) and lock, log and spool dirs under DIR/members/<name>/pgbackrest — per member, because
+ * pgBackRest's default paths would be shared by every member on the machine.
+ */
+export function memberPgBackRest(backup: RuntimeBackup, spec: BackupsSpec, m: { memberDir: string; dataDir: string; pgPort: number }): RuntimeMemberPgBackRest {
+  const base = join(m.memberDir, 'pgbackrest');
+  const paths = { lockPath: join(base, 'lock'), logPath: join(base, 'log'), spoolPath: join(base, 'spool') };
+  const { text } = renderPgBackRestConf({
+    stanza: backup.stanza,
+    repos: backup.repos,
+    globalOptions: spec.global,
+    lockPath: paths.lockPath,
+    logPath: paths.logPath,
+    member: { spoolPath: paths.spoolPath, server: { dataDir: m.dataDir, port: m.pgPort, socketDir: join(m.memberDir, 'run') } },
+  });
+  return { configFile: join(m.memberDir, 'pgbackrest.conf'), configText: text, ...paths };
+}
