@@ -478,7 +478,7 @@ describe('loadAgentConfig', () => {
 });
 
 describe('agent config: etcd authentication and TLS', () => {
-  const withEtcd = (etcd: string): string => MINIMAL.replace(/etcd:.*\n(  endpoints:.*\n)?/, `${etcd}\n`);
+  const withEtcd = (etcd: string): string => MINIMAL.replace(/etcd:.*\n( {2}endpoints:.*\n)?/, `${etcd}\n`);
 
   it('reads etcd.username with a password file and TLS material, and writes them back', () => {
     PASSWORDS['/secrets/etcd'] = 'etcd-secret\n';
