@@ -23,6 +23,21 @@ export async function eventually<T>(
   }
 }
 
+/**
+ * Checks `check` every `intervalMs` for `durationMs` (a bounded watch that something keeps
+ * holding: "no failover for 12 s"); rejects with the first failing check.
+ */
+export async function holdsFor(check: () => Promise<void> | void, opts: { durationMs: number; intervalMs: number }): Promise<number> {
+  const until = Date.now() + opts.durationMs;
+  let checks = 0;
+  while (Date.now() < until) {
+    await check();
+    checks++;
+    await sleep(Math.min(opts.intervalMs, Math.max(0, until - Date.now())));
+  }
+  return checks;
+}
+
 /** Resolves after `ms`, or early (rejecting) when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -150,9 +150,8 @@ describe('PgBackRestRepository against real pgBackRest and PostgreSQL', { timeou
   });
 
   it('stops pgbackrest when the signal aborts, with a retryable error', async () => {
-    const abort = new AbortController();
-    const running = repo.backup({ primary: serverOf(a) }, 'full', { timeoutMs: 300_000, signal: abort.signal });
-    setTimeout(() => abort.abort(), 300);
+    // The caller's signal aborts 300 ms into the backup.
+    const running = repo.backup({ primary: serverOf(a) }, 'full', { timeoutMs: 300_000, signal: AbortSignal.timeout(300) });
     await assert.rejects(running, (e: unknown) => {
       assert.ok(isWardenError(e, 'backup-command-failed'), String(e));
       assert.equal(e.retryable, true);

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { eventually } from '../../src/core/deadline.js';
+import { eventually, holdsFor } from '../../src/core/deadline.js';
 import { isProcessAlive, signalPid, waitForExit } from '../../src/core/process-info.js';
 import { EtcdClient } from '../../src/dcs/etcd-client.js';
 import type { ListOutput } from '../../src/cli/list.js';
@@ -127,20 +127,12 @@ describe('hardening against hostile input (real cluster)', { timeout: 900_000 },
     const ttlOf = async (apiUrl: string): Promise<number | undefined> => ((await patroni(apiUrl))?.warden as { leaseTtlMs?: number } | undefined)?.leaseTtlMs;
     for (const m of l.members) await eventually(async () => ((await ttlOf(m.apiUrl)) === 30_000 ? true : undefined), { timeoutMs: 30_000, what: `${m.name} on a 30 s lease` });
     // Before the fix a 2 s lease renewed every 10 s lapsed within seconds: watch well past that.
-    const until = Date.now() + 12_000;
-    while (Date.now() < until) {
-      assert.equal(leaderOf(await list()).name, lead.name, 'no unplanned failover after ttl 2 → 30');
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+    await holdsFor(async () => assert.equal(leaderOf(await list()).name, lead.name, 'no unplanned failover after ttl 2 → 30'), { durationMs: 12_000, intervalMs: 1000 });
     const shorter = await runWarden(['edit-config', '--dir', dir, '--set', 'ttl=2', '--set', 'loop_wait=0.5', '--set', 'retry_timeout=0.75', '--force'], { timeoutMs: 15_000 });
     assert.equal(shorter.code, 0, shorter.stderr);
     for (const m of l.members) await eventually(async () => ((await ttlOf(m.apiUrl)) === 2_000 ? true : undefined), { timeoutMs: 40_000, what: `${m.name} back on a 2 s lease` });
     // The renewal timed for the 30 s lease must not let the new 2 s lease lapse: watch past it.
-    const until2 = Date.now() + 10_000;
-    while (Date.now() < until2) {
-      assert.equal(leaderOf(await list()).name, lead.name, 'no unplanned failover after ttl 30 → 2');
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    await holdsFor(async () => assert.equal(leaderOf(await list()).name, lead.name, 'no unplanned failover after ttl 30 → 2'), { durationMs: 10_000, intervalMs: 500 });
     assert.equal(await historyLength(), before, 'no failover in either direction');
   });
 
@@ -202,9 +194,8 @@ describe('hardening against hostile input (real cluster)', { timeout: 900_000 },
       const x = await healthy();
       return x !== undefined && leaderOf(x).name !== lead.name ? x : undefined;
     }, { timeoutMs: 90_000, what: 'a new leader and the old one streaming' });
-    // Let any second promotion (the old defect) happen before counting.
-    await new Promise((r) => setTimeout(r, 3000));
-    assert.equal(await historyLength(), before + 1, 'exactly one promotion');
+    // Any second promotion (the old defect) would come within seconds: watch for it.
+    await holdsFor(async () => assert.equal(await historyLength(), before + 1, 'exactly one promotion'), { durationMs: 3000, intervalMs: 500 });
     const h = JSON.parse((await runWarden(['history', '--dir', dir, '--format', 'json'], { timeoutMs: 15_000 })).stdout) as { reason: string; timeline: number }[];
     assert.match(h[h.length - 1]?.reason ?? '', /switchover/);
     assert.equal(leaderOf(healed).timeline, tl + 1);

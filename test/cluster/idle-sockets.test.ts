@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { eventually } from '../../src/core/deadline.js';
+import { eventually, holdsFor } from '../../src/core/deadline.js';
 import type { ListOutput } from '../../src/cli/list.js';
 import { REPO, runWarden, traversableTempDir } from '../support/cli.js';
 import { readState, sql } from '../support/cluster.js';
@@ -73,11 +73,8 @@ describe('2,000 idle sockets on every listening port for 60 s', { timeout: 600_0
     const half = Math.ceil(targets.length / 2);
     const flooding = Promise.all([flood(targets.slice(0, half)), flood(targets.slice(half))]);
     const failures: string[] = [];
-    let checks = 0;
-    const end = Date.now() + FLOOD_SECONDS * 1000 - 3000;
-    await new Promise((r) => setTimeout(r, 8000)); // let the flooders fill every port first
-    while (Date.now() < end) {
-      checks++;
+    // The first rounds run while the flooders fill the ports; every round must pass.
+    const checks = await holdsFor(async () => {
       await sql(dir, leader.host, leader.port, 'SELECT 1').catch((e: unknown) => failures.push(`direct superuser: ${String(e)}`));
       await sql(dir, router.rw.host, router.rw.port, 'SELECT 1').catch((e: unknown) => failures.push(`through the router: ${String(e)}`));
       const l = await list().catch((e: unknown) => {
@@ -85,8 +82,7 @@ describe('2,000 idle sockets on every listening port for 60 s', { timeout: 600_0
         return undefined;
       });
       if (l !== undefined && l.members.find((m) => m.role === 'leader')?.name !== leader.name) failures.push(`leader changed to ${l.members.find((m) => m.role === 'leader')?.name ?? 'nobody'}`);
-      await new Promise((r) => setTimeout(r, 2000));
-    }
+    }, { durationMs: FLOOD_SECONDS * 1000 - 3000, intervalMs: 2000 });
     const [a, b] = await flooding;
     const figures = { ...a, ...b };
     process.stdout.write(`# idle-socket flood: ${checks} checks; per port ${JSON.stringify(figures)}\n`);
