@@ -9,6 +9,7 @@ import {
   parseRestartConditions,
   parseScheduledAt,
   restartBlocker,
+  synchronousCountProblem,
   type ClusterView,
   type DynamicConfig,
   type FailoverRequest,
@@ -236,6 +237,8 @@ export function addOperationRoutes(app: HttpApp, deps: OperationsDeps): void {
     const next = merge ? mergePatch(view.config, body) : body;
     const valid = validateDynamicConfig(next);
     if (!valid.ok) return answer(400, `invalid configuration: ${valid.errors.join('; ')}`);
+    const tooMany = synchronousCountProblem(view.config, valid.config, view.members.size);
+    if (tooMany !== undefined) return answer(400, `invalid configuration: ${tooMany}`);
     const text = JSON.stringify(valid.config);
     try {
       const ok =

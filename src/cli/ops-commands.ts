@@ -5,7 +5,7 @@ import { eventually } from '../core/deadline.js';
 import { WardenError } from '../core/errors.js';
 import { lagBytes, parseLsn } from '../core/lsn.js';
 import { fetchPeer } from '../agent/peers.js';
-import { clusterPrefix, KEYS, parseScheduledAt, switchoverCandidate, type ClusterView, type DynamicConfig } from '../ha/index.js';
+import { clusterPrefix, KEYS, parseScheduledAt, switchoverCandidate, synchronousCountProblem, type ClusterView, type DynamicConfig } from '../ha/index.js';
 import { validateDynamicConfig } from '../spec/index.js';
 import { callAgent, confirm, confirmByTyping, ctlTls, restAuthFor } from './agent-client.js';
 import { listFromView } from './list.js';
@@ -319,6 +319,12 @@ export function registerOpsCommands(program: Command): void {
       const valid = validateDynamicConfig(next);
       if (!valid.ok) {
         for (const e of valid.errors) process.stderr.write(`invalid: ${e}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const tooMany = synchronousCountProblem(view.config, valid.config, view.members.size);
+      if (tooMany !== undefined) {
+        process.stderr.write(`invalid: ${tooMany}\n`);
         process.exitCode = 2;
         return;
       }

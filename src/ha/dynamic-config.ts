@@ -88,3 +88,16 @@ export function timingRuleViolation(c: Pick<DynamicConfig, 'ttl' | 'loop_wait' |
   }
   return undefined;
 }
+
+/**
+ * An edit that asks for more synchronous standbys than the cluster has replicas, or undefined.
+ * Only the edit is judged (`before` is the config in force): a cluster that shrank under a valid
+ * setting is not blocked from unrelated edits.
+ */
+export function synchronousCountProblem(before: DynamicConfig, after: DynamicConfig, memberCount: number): string | undefined {
+  if (after.synchronous_mode === 'off') return undefined;
+  const changed = after.synchronous_node_count !== before.synchronous_node_count || after.synchronous_mode !== before.synchronous_mode;
+  const replicas = Math.max(0, memberCount - 1);
+  if (!changed || after.synchronous_node_count <= Math.max(1, replicas)) return undefined;
+  return `synchronous_node_count: ${after.synchronous_node_count} is more than the cluster's ${replicas} replica(s) (${memberCount} members): at most ${Math.max(1, replicas)} can be synchronous`;
+}

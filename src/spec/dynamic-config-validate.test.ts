@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_DYNAMIC_CONFIG } from '../ha/dynamic-config.js';
+import { DEFAULT_DYNAMIC_CONFIG, synchronousCountProblem } from '../ha/dynamic-config.js';
 import { validateDynamicConfig } from './dynamic-config-validate.js';
 
 const errorsOf = (candidate: unknown): string[] => {
@@ -35,5 +35,18 @@ describe('dynamic config edits are refused before anything is written', () => {
   it('refuses an explicit edit of a parameter Warden manages instead of answering "no change"', () => {
     const r = errorsOf({ ...DEFAULT_DYNAMIC_CONFIG, postgresql: { use_pg_rewind: true, parameters: { port: 6000 } } });
     assert.match(r.join('\n'), /^postgresql\.parameters\.port: set by Warden for each member; it cannot be set cluster-wide$/m);
+  });
+});
+
+describe('synchronous_node_count against the cluster size', () => {
+  const sync = (n: number) => ({ ...DEFAULT_DYNAMIC_CONFIG, synchronous_mode: 'on' as const, synchronous_node_count: n });
+  it('refuses an edit asking for more synchronous standbys than there are replicas', () => {
+    assert.match(synchronousCountProblem(sync(1), sync(100), 3) ?? '', /synchronous_node_count: 100 is more than the cluster's 2 replica\(s\) \(3 members\): at most 2 can be synchronous/);
+  });
+  it('accepts a count the cluster can honour, asynchronous mode, and edits that leave the count alone', () => {
+    assert.equal(synchronousCountProblem(sync(1), sync(2), 3), undefined);
+    assert.equal(synchronousCountProblem(DEFAULT_DYNAMIC_CONFIG, { ...DEFAULT_DYNAMIC_CONFIG, synchronous_node_count: 5 }, 3), undefined);
+    // The cluster shrank under a valid setting: unrelated edits are not blocked.
+    assert.equal(synchronousCountProblem(sync(3), { ...sync(3), loop_wait: 0.4 }, 2), undefined);
   });
 });

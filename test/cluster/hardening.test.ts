@@ -105,6 +105,7 @@ describe('hardening against hostile input (real cluster)', { timeout: 900_000 },
       [['--pg', 'max_connections=abc'], /invalid value for parameter "max_connections": "abc"/],
       [['--pg', 'work_mem=4MB\nfsync=off'], /control characters/],
       [['--pg', 'port=6000'], /port: set by Warden for each member; it cannot be set cluster-wide/],
+      [['--set', 'synchronous_mode=on', '--set', 'synchronous_node_count=50'], /synchronous_node_count: 50 is more than the cluster's 2 replica\(s\)/],
     ];
     for (const [args, why] of cases) {
       const r = await runWarden(['edit-config', '--dir', dir, ...args, '--force'], { timeoutMs: 15_000 });
