@@ -6,7 +6,7 @@ import { eventually } from '../../src/core/deadline.js';
 import { isProcessAlive, signalPid } from '../../src/core/process-info.js';
 import type { ListOutput } from '../../src/cli/list.js';
 import { runWarden, traversableTempDir } from '../support/cli.js';
-import { readState, sql } from '../support/cluster.js';
+import { listCluster, readState, sql } from '../support/cluster.js';
 
 // "Agent shell": kill -9 of the leader's postmaster, and every postmaster the agent starts next on
 // that data directory frozen (SIGSTOP: a crash recovery that hangs, as on a stuck disk). With
@@ -16,11 +16,7 @@ import { readState, sql } from '../support/cluster.js';
 describe('a leader whose PostgreSQL start hangs fails over after primary_start_timeout', { timeout: 600_000 }, () => {
   let dir = '';
   const frozen = new Set<number>();
-  const list = async (): Promise<ListOutput> => {
-    const r = await runWarden(['list', '--dir', dir, '--format', 'json'], { timeoutMs: 20_000 });
-    assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as ListOutput;
-  };
+  const list = (): Promise<ListOutput> => listCluster(dir);
 
   before(async () => {
     dir = await traversableTempDir('warden-hang-');

@@ -10,7 +10,7 @@ import { isProcessAlive, signalPid, waitForExit } from '../../src/core/process-i
 import { EtcdClient } from '../../src/dcs/etcd-client.js';
 import type { ListOutput } from '../../src/cli/list.js';
 import { runWarden, traversableTempDir } from '../support/cli.js';
-import { patroni, readState, sql } from '../support/cluster.js';
+import { listCluster, patroni, readState, sql } from '../support/cluster.js';
 
 // What a hostile new user broke in one afternoon ("Hardening"), against one real cluster: each case
 // failed before its fix.
@@ -41,11 +41,7 @@ describe('hardening against hostile input (real cluster)', { timeout: 900_000 },
   let auth = '';
   let etcd: EtcdClient | undefined;
 
-  const list = async (): Promise<ListOutput> => {
-    const r = await runWarden(['list', '--dir', dir, '--format', 'json'], { timeoutMs: 15_000 });
-    assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as ListOutput;
-  };
+  const list = (): Promise<ListOutput> => listCluster(dir);
   const healthy = async (): Promise<ListOutput | undefined> => {
     const l = await list();
     const leaders = l.members.filter((m) => m.role === 'leader' && m.state === 'running');

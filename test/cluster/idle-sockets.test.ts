@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { eventually, holdsFor } from '../../src/core/deadline.js';
 import type { ListOutput } from '../../src/cli/list.js';
 import { REPO, runWarden, traversableTempDir } from '../support/cli.js';
-import { readState, sql } from '../support/cluster.js';
+import { listCluster, readState, sql } from '../support/cluster.js';
 
 const FLOOD_SECONDS = 60;
 const SOCKETS_PER_PORT = 2000;
@@ -34,11 +34,7 @@ function flood(targets: readonly string[]): Promise<Record<string, { open: numbe
 // before the startup packet and caps them itself (2 × max_connections, authentication_timeout).
 describe('2,000 idle sockets on every listening port for 60 s', { timeout: 600_000 }, () => {
   let dir = '';
-  const list = async (): Promise<ListOutput> => {
-    const r = await runWarden(['list', '--dir', dir, '--format', 'json'], { timeoutMs: 20_000 });
-    assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as ListOutput;
-  };
+  const list = (): Promise<ListOutput> => listCluster(dir);
 
   before(async () => {
     dir = await traversableTempDir('warden-idle-');

@@ -1,7 +1,10 @@
+import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
+import type { ListOutput } from '../../src/cli/list.js';
 import type { StateFile } from '../../src/controller/state-file.js';
+import { runWarden } from './cli.js';
 
 /** Reads DIR/state.json. */
 export async function readState(dir: string): Promise<StateFile> {
@@ -38,3 +41,10 @@ export async function sql(dir: string, host: string, port: number, text: string,
 
 // Process trees and postmaster PIDs are read the same way the chaos faults read them.
 export { postmasterPid, processTree } from '../../src/chaos/processes.js';
+
+/** `warden list --dir DIR --format json`, asserting it succeeds. */
+export async function listCluster(dir: string, timeoutMs = 20_000): Promise<ListOutput> {
+  const r = await runWarden(['list', '--dir', dir, '--format', 'json'], { timeoutMs });
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as ListOutput;
+}
