@@ -13,6 +13,8 @@ export type WardenErrorCode =
   | 'port-in-use'
   | 'not-found'
   | 'conflict'
+  /** An operation was cancelled through its AbortSignal (the loop chose to, or the agent stops). */
+  | 'operation-cancelled'
   | 'internal';
 
 /** An error that carries a stable code, whether retrying can help, and the underlying cause. */

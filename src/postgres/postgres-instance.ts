@@ -25,6 +25,7 @@ import { sleep } from '../core/deadline.js';
 import type {
   DataDirState,
   Endpoint,
+  OperationOptions,
   PostgresInstance,
   PostgresInstanceConfig,
   ProcessState,
@@ -33,6 +34,7 @@ import type {
   ServerStatus,
 } from './postgres.js';
 import { dataDirStateFromControlData, isCleanShutdown } from './control-data.js';
+import { cancelledError, parseCopyProgress } from './progress.js';
 import {
   LIBPQ_CONNECT_TIMEOUT_S,
   SLOT_NAME,
@@ -70,6 +72,8 @@ const INSPECT_TIMEOUT_MS = 10_000;
 /** Grace between SIGTERM and SIGKILL for a command that passed its timeout. */
 const KILL_GRACE_MS = 2_000;
 const POLL_MS = 50;
+/** How long a cancelled start waits for the postmaster it started to go (SIGQUIT, then SIGKILL). */
+const CANCEL_STOP_MS = 4_000;
 const OUTPUT_TAIL_BYTES = 64 * 1024;
 const MESSAGE_TAIL_CHARS = 2_000;
 const ROLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
@@ -92,6 +96,10 @@ interface CommandOptions {
   /** Short name of the operation, used in error messages. */
   readonly what: string;
   readonly env?: Readonly<Record<string, string>>;
+  /** Aborting ends the command's process group and rejects with 'operation-cancelled'. */
+  readonly signal?: AbortSignal;
+  /** Called with each chunk of stderr (progress reports). */
+  readonly onStderr?: (text: string) => void;
 }
 
 interface CommandOutput {
@@ -145,7 +153,7 @@ export class LocalPostgres implements PostgresInstance {
     return dataDirStateFromControlData(out.stdout);
   }
 
-  async initdb(timeoutMs: number): Promise<void> {
+  async initdb(timeoutMs: number, opts: OperationOptions = {}): Promise<void> {
     const { dataDir, superuser } = this.config;
     const before = await this.inspectDataDir();
     if (before.kind !== 'missing' && before.kind !== 'empty') {
@@ -174,7 +182,7 @@ export class LocalPostgres implements PostgresInstance {
           '--encoding=UTF8',
           '--locale=C',
         ],
-        { timeoutMs, what: 'initdb' },
+        { timeoutMs, what: 'initdb', ...withSignal(opts) },
       );
     } catch (e) {
       await removeWhatWeWrote(dataDir, created);
@@ -203,7 +211,7 @@ export class LocalPostgres implements PostgresInstance {
     this.log('info', { replicationUser: replication.username }, 'roles created');
   }
 
-  async basebackup(source: Endpoint, timeoutMs: number): Promise<void> {
+  async basebackup(source: Endpoint, timeoutMs: number, opts: OperationOptions = {}): Promise<void> {
     const { dataDir, replication } = this.config;
     const before = await this.inspectDataDir();
     if (before.kind !== 'missing' && before.kind !== 'empty') {
@@ -216,8 +224,8 @@ export class LocalPostgres implements PostgresInstance {
     try {
       await this.runCommand(
         'pg_basebackup',
-        ['-D', dataDir, '-h', source.host, '-p', String(source.port), '-U', replication.username, '-X', 'stream', '-c', 'fast', '--no-password'],
-        { timeoutMs, what: 'pg_basebackup', env: this.libpqEnv() },
+        ['-D', dataDir, '-h', source.host, '-p', String(source.port), '-U', replication.username, '-X', 'stream', '-c', 'fast', '--no-password', '--progress'],
+        { timeoutMs, what: 'pg_basebackup', env: this.libpqEnv(), ...withSignal(opts), ...progressFrom(opts) },
       );
     } catch (e) {
       await removeWhatWeWrote(dataDir, created);
@@ -248,13 +256,15 @@ export class LocalPostgres implements PostgresInstance {
     this.log('info', { role: role.kind }, 'configured');
   }
 
-  async start(timeoutMs: number): Promise<void> {
+  async start(timeoutMs: number, opts: OperationOptions = {}): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    const signal = opts.signal;
+    if (signal?.aborted === true) throw cancelledError('start', signal);
     const state = await this.processState();
     if (state.kind === 'running') {
       const own = this.child;
       if (own !== undefined && own.exit === undefined && own.pid === state.pid) {
-        await this.waitAcceptingConnections(own, deadline, 0);
+        await this.waitAcceptingConnections(own, deadline, 0, signal);
         return;
       }
       throw new WardenError(
@@ -311,10 +321,17 @@ export class LocalPostgres implements PostgresInstance {
       this.log(level, { pid, code, signal }, own.stopRequested ? 'postmaster exited' : 'postmaster exited unexpectedly');
     });
     this.log('info', { pid, logPath: this.logPath }, 'postmaster started');
-    await this.waitAcceptingConnections(own, deadline, logOffset);
+    try {
+      await this.waitAcceptingConnections(own, deadline, logOffset, signal);
+    } catch (e) {
+      // A cancelled start leaves no postmaster behind: the loop chose to give up on it (a leader
+      // past primary_start_timeout must not come back as a primary later).
+      if (e instanceof WardenError && e.code === 'operation-cancelled') await this.stop('immediate', CANCEL_STOP_MS).catch(() => undefined);
+      throw e;
+    }
   }
 
-  async stop(mode: 'fast' | 'immediate', timeoutMs: number): Promise<void> {
+  async stop(mode: 'fast' | 'immediate', timeoutMs: number, opts: OperationOptions = {}): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const own = this.child;
     const pid = own !== undefined && own.exit === undefined ? own.pid : await this.livePostmasterPid();
@@ -337,6 +354,7 @@ export class LocalPostgres implements PostgresInstance {
         this.log('warn', { pid }, 'postmaster ignored an immediate shutdown; sending SIGKILL');
         signalPid(pid, 'SIGKILL');
       }
+      if (opts.signal?.aborted === true) throw cancelledError(`stop (${mode}) of postmaster ${pid}`, opts.signal);
       if (Date.now() >= deadline) {
         throw new WardenError('postgres-command-failed', `postmaster ${pid} did not stop (${mode}) within ${timeoutMs} ms`, {
           retryable: true,
@@ -422,7 +440,7 @@ export class LocalPostgres implements PostgresInstance {
     });
   }
 
-  async recoverCrashed(timeoutMs: number): Promise<void> {
+  async recoverCrashed(timeoutMs: number, opts: OperationOptions = {}): Promise<void> {
     const { dataDir } = this.config;
     const state = await this.processState();
     if (state.kind === 'running') {
@@ -437,7 +455,7 @@ export class LocalPostgres implements PostgresInstance {
     await rm(join(dataDir, 'standby.signal'), { force: true });
     await rm(join(dataDir, 'recovery.signal'), { force: true });
     // stdin is /dev/null: the backend replays WAL, reads EOF and shuts down with a checkpoint.
-    await this.runCommand('postgres', ['--single', '-D', dataDir, 'template1'], { timeoutMs, what: 'postgres --single' });
+    await this.runCommand('postgres', ['--single', '-D', dataDir, 'template1'], { timeoutMs, what: 'postgres --single', ...withSignal(opts) });
     const after = await this.inspectDataDir();
     if (!isCleanShutdown(after.clusterState)) {
       throw new WardenError('postgres-command-failed', `crash recovery left ${dataDir} in state ${after.clusterState ?? 'unknown'}`);
@@ -445,7 +463,7 @@ export class LocalPostgres implements PostgresInstance {
     this.log('info', { from: before.clusterState, to: after.clusterState }, 'crash recovery done');
   }
 
-  async rewind(source: Endpoint, timeoutMs: number): Promise<string> {
+  async rewind(source: Endpoint, timeoutMs: number, opts: OperationOptions = {}): Promise<string> {
     const state = await this.processState();
     if (state.kind === 'running') {
       throw new WardenError('postgres-command-failed', `cannot pg_rewind ${this.config.dataDir}: postmaster ${state.pid} is running`);
@@ -461,6 +479,8 @@ export class LocalPostgres implements PostgresInstance {
       timeoutMs: Math.max(1, deadline - Date.now()),
       what: 'pg_rewind',
       env: this.libpqEnv(),
+      ...withSignal(opts),
+      ...progressFrom(opts),
     });
     this.log('info', { source }, 'pg_rewind done');
     return `${out.stdout}${out.stderr}`;
@@ -600,13 +620,29 @@ export class LocalPostgres implements PostgresInstance {
       const stdout = new TailBuffer();
       const stderr = new TailBuffer();
       proc.stdout.on('data', (b: Buffer) => stdout.push(b));
-      proc.stderr.on('data', (b: Buffer) => stderr.push(b));
+      proc.stderr.on('data', (b: Buffer) => {
+        stderr.push(b);
+        opts.onStderr?.(b.toString('utf8'));
+      });
       let timedOut = false;
+      let cancelled = false;
       let settled = false;
       const timers: NodeJS.Timeout[] = [];
+      const onAbort = (): void => {
+        if (settled || opts.signal === undefined) return;
+        cancelled = true;
+        if (proc.pid !== undefined) killGroup(proc.pid, 'SIGTERM');
+        timers.push(
+          setTimeout(() => {
+            if (proc.pid !== undefined) killGroup(proc.pid, 'SIGKILL');
+            timers.push(setTimeout(() => settle(cancelledError(opts.what, opts.signal as AbortSignal)), KILL_GRACE_MS));
+          }, KILL_GRACE_MS),
+        );
+      };
       const settle = (err: WardenError | undefined): void => {
         if (settled) return;
         settled = true;
+        opts.signal?.removeEventListener('abort', onAbort);
         for (const t of timers) clearTimeout(t);
         if (err === undefined) resolve({ stdout: stdout.text(), stderr: stderr.text() });
         else reject(err);
@@ -632,9 +668,12 @@ export class LocalPostgres implements PostgresInstance {
           );
         }, opts.timeoutMs),
       );
+      if (opts.signal?.aborted === true) onAbort();
+      else opts.signal?.addEventListener('abort', onAbort, { once: true });
       proc.on('error', (e) => settle(fail(`could not run ${cmd}`, e)));
       proc.on('close', (code, signal) => {
-        if (timedOut) settle(fail(`timed out after ${opts.timeoutMs} ms`));
+        if (cancelled && opts.signal !== undefined) settle(cancelledError(opts.what, opts.signal));
+        else if (timedOut) settle(fail(`timed out after ${opts.timeoutMs} ms`));
         else if (code === 0) settle(undefined);
         else settle(fail(code === null ? `was killed by ${signal ?? 'a signal'}` : `exited with code ${code}`));
       });
@@ -687,8 +726,9 @@ export class LocalPostgres implements PostgresInstance {
     }
   }
 
-  private async waitAcceptingConnections(own: OwnChild, deadline: number, logOffset: number): Promise<void> {
+  private async waitAcceptingConnections(own: OwnChild, deadline: number, logOffset: number, signal?: AbortSignal): Promise<void> {
     for (;;) {
+      if (signal?.aborted === true) throw cancelledError(`start (postmaster ${own.pid})`, signal);
       if (own.exit !== undefined) {
         const logTail = await readTail(this.logPath, logOffset);
         throw new WardenError(
@@ -946,6 +986,23 @@ function signalPid(pid: number, sig: NodeJS.Signals): boolean {
 }
 
 /** Signals the process group led by `pid` (commands run detached, so it is their own), else the PID. */
+/** The signal of `opts`, as CommandOptions wants it (absent when there is none). */
+function withSignal(opts: OperationOptions): { signal?: AbortSignal } {
+  return opts.signal === undefined ? {} : { signal: opts.signal };
+}
+
+/** Feeds the copy progress a tool prints on stderr to `opts.onProgress`. */
+function progressFrom(opts: OperationOptions): { onStderr?: (text: string) => void } {
+  const cb = opts.onProgress;
+  if (cb === undefined) return {};
+  return {
+    onStderr: (text) => {
+      const p = parseCopyProgress(text);
+      if (p !== undefined) cb(p);
+    },
+  };
+}
+
 function killGroup(pid: number, sig: NodeJS.Signals): void {
   if (!signalPid(-pid, sig)) signalPid(pid, sig);
 }

@@ -90,6 +90,23 @@ export interface ServerStatus {
   readonly pendingRestart: boolean;
 }
 
+/** How far a long copy (pg_basebackup, pg_rewind) has got, as the tool reports it. */
+export interface OperationProgress {
+  readonly doneBytes: number;
+  /** The tool's estimate of the whole (pg_basebackup's grows while it copies); undefined when unknown. */
+  readonly totalBytes?: number;
+}
+
+/**
+ * Options of a long operation (docs/architecture.md, 'How one HA loop runs': one operation in
+ * flight). Aborting `signal` ends the child process (its process group) and rejects with
+ * 'operation-cancelled'; a start that is cancelled stops the postmaster it started (immediate).
+ */
+export interface OperationOptions {
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (p: OperationProgress) => void;
+}
+
 /** The running state of the managed postmaster process. */
 export type ProcessState =
   | { readonly kind: 'stopped' }
@@ -106,11 +123,11 @@ export interface PostgresInstance {
   /** Inspects the data directory with pg_controldata, without changing it. */
   inspectDataDir(): Promise<DataDirState>;
   /** initdb (scram-sha-256, data checksums off, wal_log_hints on) into an empty or missing dir. */
-  initdb(timeoutMs: number): Promise<void>;
+  initdb(timeoutMs: number, opts?: OperationOptions): Promise<void>;
   /** Creates or updates the superuser password and the replication role on a running primary. */
   createRoles(timeoutMs: number): Promise<void>;
   /** pg_basebackup from `source` into an empty or missing data dir, streaming WAL. */
-  basebackup(source: Endpoint, timeoutMs: number): Promise<void>;
+  basebackup(source: Endpoint, timeoutMs: number, opts?: OperationOptions): Promise<void>;
   /** Writes warden.conf (ports, replication settings, parameters), pg_hba.conf and standby.signal as `role` says. */
   configure(role: ReplicationRole): Promise<void>;
   /**
@@ -120,9 +137,12 @@ export interface PostgresInstance {
    */
   updateSettings(settings: RuntimeSettings): Promise<void>;
   /** Starts the postmaster as a child that dies with the agent; resolves when it accepts connections. */
-  start(timeoutMs: number): Promise<void>;
-  /** Stops the postmaster: 'fast' streams remaining WAL to standbys (switchover), 'immediate' fences. */
-  stop(mode: 'fast' | 'immediate', timeoutMs: number): Promise<void>;
+  start(timeoutMs: number, opts?: OperationOptions): Promise<void>;
+  /**
+   * Stops the postmaster: 'fast' streams remaining WAL to standbys (switchover), 'immediate' fences.
+   * Aborting `opts.signal` only stops the waiting: the shutdown that was asked for goes on.
+   */
+  stop(mode: 'fast' | 'immediate', timeoutMs: number, opts?: OperationOptions): Promise<void>;
   /** Current state of the postmaster process (also detects one left running by a previous agent). */
   processState(): Promise<ProcessState>;
   /** Promotes a running standby and waits until it accepts writes. */
@@ -132,9 +152,9 @@ export interface PostgresInstance {
   /** Creates missing physical replication slots in `names` and drops other non-active slots this agent manages. */
   syncSlots(names: readonly string[], timeoutMs: number): Promise<void>;
   /** Runs crash recovery in single-user mode so that pg_rewind accepts the directory. */
-  recoverCrashed(timeoutMs: number): Promise<void>;
+  recoverCrashed(timeoutMs: number, opts?: OperationOptions): Promise<void>;
   /** pg_rewind from `source`; resolves with pg_rewind's output. */
-  rewind(source: Endpoint, timeoutMs: number): Promise<string>;
+  rewind(source: Endpoint, timeoutMs: number, opts?: OperationOptions): Promise<string>;
   /** Renames the data dir to `<dataDir>.moved-<timestamp>` and returns the new path (never deletes). */
   moveDataDirAside(): Promise<string>;
   /** Data directories moved aside earlier (`<data_dir>.moved-<time>`), oldest first: never deleted by Warden, so they are reported. */
