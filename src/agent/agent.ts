@@ -123,7 +123,7 @@ export class Agent {
 
   constructor(
     private readonly id: AgentIdentity,
-    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger; hooks?: Hooks; restAuth?: { username: string; password: string }; peerTls?: ClientTls },
+    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger; hooks?: Hooks; restAuth?: { username: string; password: string }; peerTls?: ClientTls; fetchPeer?: typeof fetchPeer },
   ) {
     this.prefix = clusterPrefix(id.cluster);
     this.config = id.bootstrapConfig;
@@ -258,7 +258,7 @@ export class Agent {
       } catch (e) {
         if (e instanceof WardenError && e.code === 'conflict') throw e;
         this.deps.log.warn({ attempt, err: describeError(e) }, `cannot reach etcd yet; retrying every ${Math.min(5, attempt)} s`);
-        await new Promise((r) => setTimeout(r, Math.min(5, attempt) * 1000));
+        await this.sleep(Math.min(5, attempt) * 1000);
       }
     }
   }
@@ -272,7 +272,7 @@ export class Agent {
       return Promise.resolve({ ok: false, reason: { code: this.snap.reason.code, message: `another operation (${this.pendingOp.op.kind}) is in progress` } });
     }
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
+      const t = this.deps.clock.setTimer(() => {
         if (this.pendingOp?.op === op) this.pendingOp = undefined;
         resolve({ ok: false, reason: this.snap.reason, error: `timed out after ${timeoutMs} ms` });
       }, timeoutMs);
@@ -280,7 +280,7 @@ export class Agent {
         op,
         queuedAtMs: this.deps.clock.nowMs(),
         resolve: (r) => {
-          clearTimeout(t);
+          this.deps.clock.clearTimer(t);
           resolve(r);
         },
       };
@@ -329,9 +329,9 @@ export class Agent {
       if (this.stopping) break;
       const waitMs = this.lastFailure !== undefined ? Math.min(this.config.loop_wait * 1000, 250) : Math.max(0, this.config.loop_wait * 1000 - took);
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, waitMs);
+        const t = this.deps.clock.setTimer(resolve, waitMs);
         this.wake = () => {
-          clearTimeout(t);
+          this.deps.clock.clearTimer(t);
           resolve();
         };
       });
@@ -426,7 +426,8 @@ export class Agent {
       dcs.ok && dcs.view.initialize !== undefined && ((dcs.view.leader === undefined && !namedCandidate) || (dcs.view.failover !== undefined && dcs.view.leader?.name === this.id.name));
     if (needPeers && dcs.ok) {
       const others = [...dcs.view.members.values()].filter((m) => m.name !== this.id.name);
-      peers = await Promise.all(others.map((m) => fetchPeer(m.name, m.apiUrl, this.config.retry_timeout * 1000, this.deps.peerTls)));
+      const readPeer = this.deps.fetchPeer ?? fetchPeer;
+      peers = await Promise.all(others.map((m) => readPeer(m.name, m.apiUrl, this.config.retry_timeout * 1000, this.deps.peerTls)));
     }
     if (!dcs.ok) await this.checkFailsafe();
     const lease = this.lease.current();
@@ -672,12 +673,17 @@ export class Agent {
 
   private watchFrom = 0;
 
+  /** Waits on the agent's clock (a test's FakeClock moves it). */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.deps.clock.setTimer(resolve, ms));
+  }
+
   /** Watches the prefix between loops so that a vanished leader key wakes the loop at once. */
   private async watchLoop(): Promise<void> {
     const signal = this.watchAbort.signal;
     while (!signal.aborted) {
       if (this.watchFrom === 0) {
-        await new Promise((r) => setTimeout(r, 100));
+        await this.sleep(100);
         continue;
       }
       try {
@@ -691,7 +697,7 @@ export class Agent {
         if (signal.aborted) return;
         this.deps.log.debug({ err: describeError(e) }, 'watch ended; resuming');
         // Resume from the next loop's snapshot revision, after a short pause.
-        await new Promise((r) => setTimeout(r, Math.min(1000, this.config.loop_wait * 1000)));
+        await this.sleep(Math.min(1000, this.config.loop_wait * 1000));
       }
     }
   }
