@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock.js';
-import { describeError, WardenError } from '../core/errors.js';
+import { describeError, isWardenError, WardenError } from '../core/errors.js';
 import { httpCall, type ClientTls } from '../core/http-app.js';
 import { formatLsn } from '../core/lsn.js';
 import type { Dcs } from '../dcs/dcs.js';
@@ -9,26 +9,33 @@ import {
   fenceMarginMs,
   fencingVerdict,
   KEYS,
+  leaseRenewalVerdict,
+  renewalHeartbeatMs,
   streamsLeaderTimeline,
   parseClusterView,
   parseScheduledRestartRecord,
   restartBlocker,
   scheduledRestartRecord,
+  type Action,
+  type ActionKind,
   type AgentMemory,
   type ClusterView,
   type Decision,
   type DynamicConfig,
+  type InFlightOperation,
   type LocalOperation,
   type LocalPostgresFacts,
+  type MemberOperationRecord,
   type MemberRecord,
   type MemberTags,
   type Observation,
   type PeerFacts,
   type Reason,
+  type ReasonCode,
   type ScheduledRestart,
   type ServerFacts,
 } from '../ha/index.js';
-import type { DataDirState, PostgresInstance, ServerStatus } from '../postgres/postgres.js';
+import type { DataDirState, OperationProgress, PostgresInstance, ServerStatus } from '../postgres/postgres.js';
 import { Executor, PG_TIMEOUTS, type Hooks } from './executor.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { Logger } from './logger.js';
@@ -39,6 +46,21 @@ export const WARDEN_VERSION = '0.1.0';
 
 /** From this many moved-aside data directories on, the agent warns (each one can be as large as the database). */
 const MOVED_ASIDE_WARNING = 3;
+
+/** How long cancelling the operation in flight waits for it to end (a cancelled start stops its postmaster: ≤ 4 s). */
+const CANCEL_WAIT_MS = 15_000;
+
+/** The operation this agent runs in the background (see InFlightOperation). */
+interface RunningOperation {
+  readonly plan: readonly ActionKind[];
+  readonly startedBy: ReasonCode;
+  readonly startedAtMs: number;
+  readonly startedMonoMs: number;
+  readonly source?: string;
+  progress?: OperationProgress;
+  readonly abort: AbortController;
+  done: Promise<void>;
+}
 
 /** Who this agent is and where it is reached. */
 export interface AgentIdentity {
@@ -67,8 +89,8 @@ export interface AgentSnapshot {
   readonly lastLoopAtMs: number;
   /** When a loop last completed without throwing (0: never). */
   readonly lastOkLoopAtMs: number;
-  /** Since when the loop has been carrying out actions decide() chose (a clone, a rewind, …), if it is. */
-  readonly actingSinceMs?: number;
+  /** The operation running in the background (a clone, a rewind, a start, …), if any. */
+  readonly operation?: InFlightOperation;
   readonly loopDurationMs: number;
   readonly leaseDeadlineMs: number | undefined;
   /** The TTL of the lease this agent holds, as granted: what a `ttl` change has put in force. */
@@ -120,6 +142,10 @@ export class Agent {
   /** modRevision of the `config` key last checked, and why it was refused (undefined: in force). */
   private configCheckedRevision: number | undefined = -1;
   private configProblem: string | undefined;
+  /** The one operation in flight (docs/architecture.md, 'How one HA loop runs'). */
+  private op: RunningOperation | undefined;
+  /** Monotonic time of the end of the last cycle that did not throw: the loop's heartbeat. */
+  private lastOkCycleMonoMs: number;
 
   constructor(
     private readonly id: AgentIdentity,
@@ -133,6 +159,16 @@ export class Agent {
       callTimeoutMs: () => this.config.retry_timeout * 1000,
       marginMs: () => fenceMarginMs(this.config),
       onDeadline: () => this.fence('lease deadline passed without a renewal'),
+      mayRenew: () =>
+        leaseRenewalVerdict({
+          nowMonoMs: this.deps.clock.monotonicMs(),
+          lastOkCycleMonoMs: this.lastOkCycleMonoMs,
+          heartbeatMs: renewalHeartbeatMs(this.config.ttl),
+          holdsLeaderKey: this.snap.isLeader,
+          paused: this.config.pause,
+          servesAsPrimary: this.snap.pg?.process === 'running' && this.snap.pg.server?.inRecovery === false,
+          operationInFlight: this.op !== undefined,
+        }),
       log: deps.log,
     });
     this.executor = new Executor(deps.dcs, deps.pg, {
@@ -144,6 +180,7 @@ export class Agent {
       ...(deps.hooks === undefined ? {} : { hooks: deps.hooks }),
     });
     const now = deps.clock.nowMs();
+    this.lastOkCycleMonoMs = deps.clock.monotonicMs();
     this.snap = {
       identity: id,
       view: undefined,
@@ -166,7 +203,8 @@ export class Agent {
   /** The latest snapshot for the REST API and metrics. */
   snapshot(): AgentSnapshot {
     const lease = this.lease.current();
-    return { ...this.snap, leaseDeadlineMs: lease?.deadlineMs, ...(lease === undefined ? {} : { leaseTtlMs: lease.ttlMs }), ...(this.configProblem === undefined ? {} : { configProblem: this.configProblem }), ...(this.scheduledRestart === undefined ? {} : { scheduledRestart: this.scheduledRestart }) };
+    const operation = this.inFlightFacts();
+    return { ...this.snap, leaseDeadlineMs: this.lease.deadlineWallMs(), ...(operation === undefined ? {} : { operation }), ...(lease === undefined ? {} : { leaseTtlMs: lease.ttlMs }), ...(this.configProblem === undefined ? {} : { configProblem: this.configProblem }), ...(this.scheduledRestart === undefined ? {} : { scheduledRestart: this.scheduledRestart }) };
   }
 
   /** Schedules a restart of PostgreSQL (one at a time); its conditions are checked when it is due. */
@@ -231,6 +269,7 @@ export class Agent {
     this.watchAbort.abort();
     this.wake?.();
     await this.loopDone;
+    await this.cancelOperation('the agent is stopping');
     this.lease.stop();
     await this.deps.pg.stop('fast', PG_TIMEOUTS.stop).catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, 'stopping PostgreSQL failed'));
     // Revoking deletes the leader and member keys at once, so a successor need not wait for the TTL.
@@ -309,6 +348,8 @@ export class Agent {
     }
     this.deps.log.error({ why, because: verdict.why }, 'fencing: immediate stop of PostgreSQL');
     this.snap = { ...this.snap, isLeader: false };
+    // Whatever runs (a start, a promotion) must not bring a primary back behind the fence.
+    this.op?.abort.abort(new Error(`fencing: ${why}`));
     void this.deps.pg.stop('immediate', PG_TIMEOUTS.fence).catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, 'fencing stop failed'));
     this.wake?.();
   }
@@ -325,6 +366,7 @@ export class Agent {
       }
       const took = this.deps.clock.nowMs() - started;
       const now = this.deps.clock.nowMs();
+      if (ok) this.lastOkCycleMonoMs = this.deps.clock.monotonicMs();
       this.snap = { ...this.snap, loopDurationMs: took, lastLoopAtMs: now, ...(ok ? { lastOkLoopAtMs: now } : {}) };
       if (this.stopping) break;
       const waitMs = this.lastFailure !== undefined ? Math.min(this.config.loop_wait * 1000, 250) : Math.max(0, this.config.loop_wait * 1000 - took);
@@ -339,19 +381,26 @@ export class Agent {
     }
   }
 
-  /** One loop: observe, decide, publish intent, act, publish result. */
+  /**
+   * One cycle: observe, decide, publish, and start the decision's actions as the operation in
+   * flight (docs/architecture.md, 'How one HA loop runs'). The cycle never waits for the operation:
+   * the next one observes while it runs, and decide() lets it run or cancels it.
+   */
   async runOnce(): Promise<Decision> {
     this.startDueRestart();
     let obs = await this.observe();
     // A ttl change is put in force at once, and the loop observes again, so that decide() and the
-    // actions see the lease that is really held (the old one has just been revoked).
+    // actions see the lease that is really held (the old one has just been revoked). Not while an
+    // operation runs: it may be writing keys under the lease it started with.
     if (obs.dcs.ok) this.config = obs.dcs.view.config;
-    if (this.lease.needsRotation()) {
+    if (this.op === undefined && this.lease.needsRotation()) {
       await this.rotateLease();
       obs = await this.observe();
     }
     const decision = decide(obs, this.memory);
     this.memory = decision.memory;
+    // A failure is decided on once (outside an operation's cycles): the next decision starts afresh.
+    if (obs.inFlight === undefined) this.lastFailure = undefined;
     const view = obs.dcs.ok ? obs.dcs.view : undefined;
     if (view !== undefined) this.config = view.config;
     this.decisions.set(decision.reason.code, (this.decisions.get(decision.reason.code) ?? 0) + 1);
@@ -360,42 +409,94 @@ export class Agent {
     }
     const isLeader = view?.leader?.name === this.id.name && view.leader.lease === obs.lease?.id;
     this.updateSnapshot(obs, decision.reason, isLeader);
-    if (decision.actions.length > 0) {
-      if (view !== undefined) await this.publishMember(obs, decision.reason, decision.actions[0]?.kind);
-      // While the actions run (a clone can take minutes) the loop is alive in work decide() chose:
-      // /liveness says so instead of calling the agent dead.
-      this.snap = { ...this.snap, actingSinceMs: this.deps.clock.nowMs() };
-      let failed: Awaited<ReturnType<Executor['run']>>;
-      try {
-        failed = await this.executor.run(decision.actions, {
-          view,
-          leaseId: obs.lease?.id,
-          nowMs: obs.nowMs,
-          bootstrapConfig: this.id.bootstrapConfig,
-        });
-      } finally {
-        const { actingSinceMs: _done, ...rest } = this.snap;
-        this.snap = rest;
-      }
-      this.dataDirCache = undefined;
-      if (decision.actions.some((a) => a.kind === 'move-data-aside' || a.kind === 'bootstrap')) await this.refreshMovedAside();
-      this.lastFailure = failed === undefined ? undefined : { action: failed.action.kind, message: describeError(failed.error) };
-      this.answerOperation(decision, failed === undefined ? undefined : describeError(failed.error));
-      if (failed !== undefined) {
-        this.deps.log.warn({ action: failed.action.kind, err: this.lastFailure?.message }, 'action failed');
-      }
-      // Re-read PostgreSQL so that what we publish reflects what the actions did.
-      const after = await this.observePostgres();
-      const obs2: Observation = { ...obs, pg: after.facts };
-      this.updateSnapshot(obs2, decision.reason, isLeader || decision.actions.some((a) => a.kind === 'acquire-leader') && failed === undefined, after.status);
-      if (view !== undefined) await this.publishMember(obs2, decision.reason, undefined);
+    let actions = decision.actions;
+    const first = actions[0];
+    if (first?.kind === 'cancel-operation') {
+      const cancelled = await this.cancelOperation(first.why);
+      actions = actions.slice(1);
+      // The rest was decided on an operation still running; if it ended by itself meanwhile, the
+      // next cycle decides on what it left (an immediate stop is always safe to carry out).
+      const onlyFence = actions.length === 1 && actions[0]?.kind === 'stop' && actions[0].mode === 'immediate';
+      if (!cancelled && !onlyFence) actions = [];
+    }
+    if (actions.length > 0 && this.op === undefined) {
+      if (view !== undefined) await this.publishMember(obs, decision.reason, actions[0]?.kind);
+      this.launch(decision, actions, obs);
     } else {
-      this.lastFailure = undefined;
-      this.answerOperation(decision, undefined);
+      if (this.op === undefined && decision.actions.length === 0) this.answerOperation(decision, undefined);
       if (view !== undefined) await this.publishMember(obs, decision.reason, undefined);
     }
     if (isLeader && this.snap.status !== undefined && !this.snap.status.inRecovery) await this.publishLeaderStatus(this.snap.status);
     return decision;
+  }
+
+  /** The operation in flight as decide() and the API see it. */
+  private inFlightFacts(): InFlightOperation | undefined {
+    const op = this.op;
+    if (op === undefined) return undefined;
+    return {
+      kind: this.executor.current ?? op.plan[0] ?? 'configure',
+      plan: op.plan,
+      startedBy: op.startedBy,
+      startedAtMs: op.startedAtMs,
+      elapsedMs: this.deps.clock.monotonicMs() - op.startedMonoMs,
+      ...(op.source === undefined ? {} : { source: op.source }),
+      ...(op.progress === undefined ? {} : { progress: op.progress }),
+    };
+  }
+
+  /** Starts `actions` as the operation in flight; it wakes the loop when it ends. */
+  private launch(decision: Decision, actions: readonly Action[], obs: Observation): void {
+    const view = obs.dcs.ok ? obs.dcs.view : undefined;
+    const copy = actions.find((a) => a.kind === 'clone' || a.kind === 'rewind');
+    const op: RunningOperation = {
+      plan: actions.map((a) => a.kind),
+      startedBy: decision.reason.code,
+      startedAtMs: this.deps.clock.nowMs(),
+      startedMonoMs: this.deps.clock.monotonicMs(),
+      ...(copy !== undefined && (copy.kind === 'clone' || copy.kind === 'rewind') ? { source: copy.from.name } : {}),
+      abort: new AbortController(),
+      done: Promise.resolve(),
+    };
+    this.op = op;
+    const ctx = { view, leaseId: obs.lease?.id, nowMs: obs.nowMs, bootstrapConfig: this.id.bootstrapConfig };
+    op.done = this.executor
+      .run(actions, ctx, { signal: op.abort.signal, onProgress: (p) => (op.progress = p) })
+      .catch((error: unknown) => ({ action: actions[0] as Action, error }))
+      .then((failed) => this.finishOperation(op, decision, actions, failed));
+  }
+
+  private async finishOperation(op: RunningOperation, decision: Decision, actions: readonly Action[], failed: { action: Action; error: unknown } | undefined): Promise<void> {
+    this.lastFailure = failed === undefined ? undefined : { action: failed.action.kind, message: describeError(failed.error) };
+    if (this.op === op) this.op = undefined;
+    this.dataDirCache = undefined;
+    const tookS = Math.round((this.deps.clock.monotonicMs() - op.startedMonoMs) / 100) / 10;
+    if (failed === undefined) {
+      if (tookS >= 1) this.deps.log.info({ plan: op.plan, tookS }, `${op.startedBy}: done`);
+    } else if (isWardenError(failed.error, 'operation-cancelled')) {
+      this.deps.log.warn({ action: failed.action.kind, tookS, err: this.lastFailure?.message }, 'operation cancelled');
+    } else {
+      this.deps.log.warn({ action: failed.action.kind, tookS, err: this.lastFailure?.message }, 'action failed');
+    }
+    this.answerOperation(decision, failed === undefined ? undefined : describeError(failed.error));
+    if (actions.some((a) => a.kind === 'move-data-aside' || a.kind === 'bootstrap')) await this.refreshMovedAside();
+    this.wake?.();
+  }
+
+  /**
+   * Aborts the operation in flight and waits (bounded) until it has ended; true when there was one
+   * and it ended, false when none was running (it may have just ended by itself) or it outlived
+   * the wait.
+   */
+  private async cancelOperation(why: string): Promise<boolean> {
+    const op = this.op;
+    if (op === undefined) return false;
+    this.deps.log.warn({ plan: op.plan, why }, 'cancelling the operation in flight');
+    op.abort.abort(new Error(why));
+    let timer: ReturnType<Clock['setTimer']> | undefined;
+    await Promise.race([op.done, new Promise<void>((resolve) => (timer = this.deps.clock.setTimer(resolve, CANCEL_WAIT_MS)))]);
+    this.deps.clock.clearTimer(timer);
+    return this.op !== op;
   }
 
   private answerOperation(decision: Decision, error: string | undefined): void {
@@ -407,6 +508,9 @@ export class Agent {
   }
 
   private async observe(): Promise<Observation> {
+    // Read before the DCS: an operation whose acquire-leader has succeeded is then always seen
+    // together with the leader key it wrote.
+    const inFlight = this.inFlightFacts();
     let dcs: Observation['dcs'];
     try {
       const snap = await this.deps.dcs.range(this.prefix, { timeoutMs: this.config.retry_timeout * 1000 });
@@ -431,12 +535,14 @@ export class Agent {
     }
     if (!dcs.ok) await this.checkFailsafe();
     const lease = this.lease.current();
+    const deadlineMs = this.lease.deadlineWallMs();
     return {
       nowMs: this.deps.clock.nowMs(),
       ...(this.failsafeUntilMs > 0 ? { failsafeUntilMs: this.failsafeUntilMs } : {}),
       self: { name: this.id.name, tags: this.id.tags, host: this.id.pgHost, port: this.id.pgPort },
       dcs,
-      ...(lease === undefined ? {} : { lease: { id: lease.id, deadlineMs: lease.deadlineMs } }),
+      ...(lease === undefined || deadlineMs === undefined ? {} : { lease: { id: lease.id, deadlineMs } }),
+      ...(inFlight === undefined ? {} : { inFlight }),
       pg: facts,
       ...(peers === undefined ? {} : { peers }),
       ...(this.lastFailure === undefined ? {} : { lastFailure: this.lastFailure }),
@@ -568,7 +674,7 @@ export class Agent {
     } else {
       dataDir = this.dataDirCache ?? (await this.deps.pg.inspectDataDir());
       // pg_controldata only changes when the server runs or an action ran; cache it between loops.
-      if (proc.kind !== 'running') this.dataDirCache = dataDir;
+      if (proc.kind !== 'running' && this.op === undefined) this.dataDirCache = dataDir;
     }
     const configuredAs = this.executor.configuredAs;
     const standbyNames = this.executor.standbyNames;
@@ -643,6 +749,7 @@ export class Agent {
       reason,
       pendingRestart: this.snap.status?.pendingRestart ?? false,
       ...(this.scheduledRestart === undefined ? {} : { scheduledRestart: scheduledRestartRecord(this.scheduledRestart) }),
+      ...operationRecord(this.inFlightFacts()),
       agentPid: process.pid,
       version: WARDEN_VERSION,
     };
@@ -701,4 +808,20 @@ export class Agent {
       }
     }
   }
+}
+
+/** The member record's `operation` field (progress rounded to MiB, so that a clone rewrites the key about once per MiB-change, not per byte). */
+function operationRecord(f: InFlightOperation | undefined): { operation?: MemberOperationRecord } {
+  if (f === undefined) return {};
+  const mib = (b: number): number => Math.floor(b / 1048576) * 1048576;
+  const p = f.progress;
+  return {
+    operation: {
+      kind: f.kind,
+      startedBy: f.startedBy,
+      startedAtMs: f.startedAtMs,
+      ...(f.source === undefined ? {} : { source: f.source }),
+      ...(p === undefined ? {} : { doneBytes: mib(p.doneBytes), ...(p.totalBytes === undefined ? {} : { totalBytes: mib(p.totalBytes) }) }),
+    },
+  };
 }

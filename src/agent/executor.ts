@@ -4,7 +4,8 @@ import { formatLsn } from '../core/lsn.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { KEYS, slotNameFor, type Action, type ClusterView, type DynamicConfig, type HistoryEntry, type SyncSet } from '../ha/index.js';
 import { parseLsn } from '../core/lsn.js';
-import type { PostgresInstance, ReplicationRole } from '../postgres/postgres.js';
+import type { OperationOptions, PostgresInstance, ReplicationRole } from '../postgres/postgres.js';
+import { cancelledError } from '../postgres/progress.js';
 import type { Logger } from './logger.js';
 
 /** Timeouts of the long PostgreSQL operations, in ms. */
@@ -75,12 +76,17 @@ export class Executor {
     this.appliedParameters = JSON.stringify(opts.initialParameters);
   }
 
-  /** Runs `actions`; resolves with the failed action and error, or undefined when all succeeded. */
-  async run(actions: readonly Action[], ctx: ExecutionContext): Promise<{ action: Action; error: unknown } | undefined> {
+  /**
+   * Runs `actions`; resolves with the failed action and error, or undefined when all succeeded.
+   * Aborting `op.signal` ends the running PostgreSQL command and runs nothing after it (the failure
+   * is 'operation-cancelled').
+   */
+  async run(actions: readonly Action[], ctx: ExecutionContext, op: OperationOptions = {}): Promise<{ action: Action; error: unknown } | undefined> {
     for (const action of actions) {
+      if (op.signal?.aborted === true) return { action, error: cancelledError(action.kind, op.signal) };
       this.current = action.kind;
       try {
-        await this.execute(action, ctx);
+        await this.execute(action, ctx, op);
       } catch (error) {
         return { action, error };
       } finally {
@@ -103,7 +109,7 @@ export class Executor {
     return ctx.leaseId;
   }
 
-  private async execute(action: Action, ctx: ExecutionContext): Promise<void> {
+  private async execute(action: Action, ctx: ExecutionContext, op: OperationOptions): Promise<void> {
     const log = this.opts.log;
     switch (action.kind) {
       case 'acquire-initialize': {
@@ -134,10 +140,10 @@ export class Executor {
         return;
       }
       case 'bootstrap':
-        return this.bootstrap(ctx);
+        return this.bootstrap(ctx, op);
       case 'clone': {
         log.info({ from: action.from.name }, 'cloning with pg_basebackup');
-        await this.pg.basebackup({ host: action.from.host, port: action.from.port }, PG_TIMEOUTS.basebackup);
+        await this.pg.basebackup({ host: action.from.host, port: action.from.port }, PG_TIMEOUTS.basebackup, op);
         return;
       }
       case 'configure': {
@@ -169,7 +175,7 @@ export class Executor {
           // WAL from the leader: do not hold the loop for it. A server still recovering after the
           // bound is left running; the next loops watch it ("PostgreSQL runs but does not answer").
           try {
-            await this.pg.start(REPLICA_START_WAIT_MS);
+            await this.pg.start(REPLICA_START_WAIT_MS, op);
           } catch (e) {
             if (!isWardenError(e, 'postgres-unavailable')) throw e;
             log.warn({ err: describeError(e) }, 'standby still recovering; the loop goes on');
@@ -178,13 +184,13 @@ export class Executor {
           this.opts.hooks?.onEvent?.('on_start', 'replica');
           return;
         }
-        await this.pg.start(action.timeoutMs ?? PG_TIMEOUTS.start);
+        await this.pg.start(action.timeoutMs ?? PG_TIMEOUTS.start, op);
         this.opts.hooks?.onEvent?.('on_start', this.configuredAs?.kind ?? 'replica');
         return;
       case 'stop':
         log.warn({ mode: action.mode }, 'stopping PostgreSQL');
         // An immediate stop is a fence: it must end in seconds, not after the fast-stop budget.
-        await this.pg.stop(action.mode, action.mode === 'immediate' ? PG_TIMEOUTS.fence : PG_TIMEOUTS.stop);
+        await this.pg.stop(action.mode, action.mode === 'immediate' ? PG_TIMEOUTS.fence : PG_TIMEOUTS.stop, op);
         this.opts.hooks?.onEvent?.('on_stop', this.configuredAs?.kind ?? 'replica');
         return;
       case 'promote':
@@ -196,9 +202,9 @@ export class Executor {
         const state = await this.pg.inspectDataDir();
         if (state.clusterState !== 'shut down' && state.clusterState !== 'shut down in recovery') {
           log.warn({ clusterState: state.clusterState }, 'crash recovery in single-user mode before pg_rewind');
-          await this.pg.recoverCrashed(PG_TIMEOUTS.recover);
+          await this.pg.recoverCrashed(PG_TIMEOUTS.recover, op);
         }
-        const out = await this.pg.rewind({ host: action.from.host, port: action.from.port }, PG_TIMEOUTS.rewind);
+        const out = await this.pg.rewind({ host: action.from.host, port: action.from.port }, PG_TIMEOUTS.rewind, op);
         log.info({ from: action.from.name, output: out.slice(-500) }, 'pg_rewind finished');
         return;
       }
@@ -217,7 +223,7 @@ export class Executor {
         await new Promise((r) => setTimeout(r, ROUTER_PAUSE_GRACE_MS));
         return;
       case 'await-caught-up':
-        return this.awaitCaughtUp(action.candidate);
+        return this.awaitCaughtUp(action.candidate, op.signal);
       case 'name-failover-candidate':
         if (!(await this.dcs.compareAndSwap(this.key(KEYS.failover), JSON.stringify(action.request), action.modRevision, this.dcsOpts()))) {
           throw new WardenError('conflict', 'the failover key changed while naming the candidate');
@@ -241,6 +247,9 @@ export class Executor {
         log.info({ members: action.set.members, quorum: action.set.quorum }, 'sync key written');
         return;
       }
+      case 'cancel-operation':
+        // The shell carries this one out itself (it ends the operation this executor runs).
+        throw new WardenError('internal', 'cancel-operation reached the executor');
       case 'update-parameters':
         await this.pg.updateSettings({ parameters: action.parameters });
         this.appliedParameters = JSON.stringify(action.parameters);
@@ -252,7 +261,7 @@ export class Executor {
   }
 
   /** initdb → primary → roles → config key → system identifier; undone (data moved aside, keys freed) on failure. */
-  private async bootstrap(ctx: ExecutionContext): Promise<void> {
+  private async bootstrap(ctx: ExecutionContext, op: OperationOptions): Promise<void> {
     const log = this.opts.log;
     try {
       const before = await this.pg.inspectDataDir();
@@ -260,10 +269,10 @@ export class Executor {
         throw new WardenError('data-dir-foreign', `refusing to bootstrap over an existing data directory (${this.pg.config.dataDir})`);
       }
       log.info({}, 'bootstrapping a new cluster with initdb');
-      await this.pg.initdb(PG_TIMEOUTS.initdb);
+      await this.pg.initdb(PG_TIMEOUTS.initdb, op);
       await this.pg.configure({ kind: 'primary' });
       this.configuredAs = { kind: 'primary' };
-      await this.pg.start(PG_TIMEOUTS.start);
+      await this.pg.start(PG_TIMEOUTS.start, op);
       await this.pg.createRoles(PG_TIMEOUTS.query);
       await this.dcs.create(this.key(KEYS.config), JSON.stringify(ctx.bootstrapConfig), this.dcsOpts());
       const after = await this.pg.inspectDataDir();
@@ -295,7 +304,7 @@ export class Executor {
    * Lossless switchover check: after the fast shutdown, the candidate must have received WAL past
    * this server's shutdown checkpoint (the walsenders stream everything before the shutdown ends).
    */
-  private async awaitCaughtUp(candidate: { name: string; host: string; port: number }): Promise<void> {
+  private async awaitCaughtUp(candidate: { name: string; host: string; port: number }, signal?: AbortSignal): Promise<void> {
     const st = await this.pg.inspectDataDir();
     if (st.clusterState !== 'shut down' || st.checkpointLsn === undefined) {
       throw new WardenError('conflict', `PostgreSQL did not shut down cleanly (${st.clusterState ?? 'unknown state'}): cannot prove the candidate is caught up`);
@@ -308,6 +317,7 @@ export class Executor {
     let client: pg.Client | undefined;
     try {
       while (Date.now() < deadline) {
+        if (signal?.aborted === true) throw cancelledError('await-caught-up', signal);
         try {
           if (client === undefined) {
             client = new pg.Client({ host: candidate.host, port: candidate.port, user: username, password, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 1000 });

@@ -25,7 +25,7 @@ describe('LeaseKeeper', () => {
       const first = await eventually(() => keeper.current(), { timeoutMs: 2000, intervalMs: 10 });
       const later = await eventually(() => {
         const l = keeper.current();
-        return l !== undefined && l.deadlineMs > first.deadlineMs + 300 ? l : undefined;
+        return l !== undefined && l.deadlineMonoMs > first.deadlineMonoMs + 300 ? l : undefined;
       }, { timeoutMs: 3000, intervalMs: 20 });
       assert.equal(later.id, first.id);
     } finally {
@@ -39,14 +39,14 @@ describe('LeaseKeeper', () => {
     let firedAt: number | undefined;
     let deadlineAtFire: number | undefined;
     const keeper = make(dcs, () => {
-      firedAt ??= Date.now();
-      deadlineAtFire ??= keeper.current()?.deadlineMs;
+      firedAt ??= performance.now();
+      deadlineAtFire ??= keeper.current()?.deadlineMonoMs;
     });
     try {
       keeper.start();
       await eventually(() => keeper.current(), { timeoutMs: 2000, intervalMs: 10 });
       dcs.setAvailable(false);
-      const lastDeadline = keeper.current()!.deadlineMs;
+      const lastDeadline = keeper.current()!.deadlineMonoMs;
       await eventually(() => firedAt, { timeoutMs: 3000, intervalMs: 10, what: 'the fence' });
       // The fence fires ahead of the local deadline (send time of the last renewal + TTL).
       assert.ok(firedAt! < (deadlineAtFire ?? lastDeadline), `fired at ${firedAt}, deadline ${deadlineAtFire ?? lastDeadline}`);
@@ -177,7 +177,7 @@ describe('LeaseKeeper after a ttl change', () => {
       // Before the fix the renewal timed for the 30 s lease (7.5 s away) let this one lapse.
       const renewed = await eventually(() => {
         const l = keeper.current();
-        return l !== undefined && l.id === rotated.id && l.deadlineMs > rotated.deadlineMs + 200 ? l : undefined;
+        return l !== undefined && l.id === rotated.id && l.deadlineMonoMs > rotated.deadlineMonoMs + 200 ? l : undefined;
       }, { timeoutMs: 900, intervalMs: 20, what: 'a renewal of the 1 s lease within its ttl' });
       assert.equal(renewed.ttlMs, 1_000);
     } finally {
@@ -201,14 +201,14 @@ describe('LeaseKeeper on a fake clock', () => {
       intervalMs: () => 200,
       callTimeoutMs: () => 150,
       marginMs: () => 200,
-      onDeadline: () => (firedAtMs ??= clock.nowMs()),
+      onDeadline: () => (firedAtMs ??= clock.monotonicMs()),
       log: silentLogger,
     });
     try {
       keeper.start();
       await flush();
       const first = keeper.current()!;
-      assert.equal(first.deadlineMs, clock.nowMs() + 1000);
+      assert.equal(first.deadlineMonoMs, clock.monotonicMs() + 1000);
       // Ten intervals: ten renewals, each moving the deadline to its send time + ttl.
       for (let i = 0; i < 10; i++) {
         clock.advance(200);
@@ -216,15 +216,54 @@ describe('LeaseKeeper on a fake clock', () => {
       }
       const renewed = keeper.current()!;
       assert.equal(renewed.id, first.id);
-      assert.equal(renewed.deadlineMs, clock.nowMs() + 1000);
+      assert.equal(renewed.deadlineMonoMs, clock.monotonicMs() + 1000);
       assert.equal(firedAtMs, undefined);
       dcs.setAvailable(false);
-      const lastDeadline = renewed.deadlineMs;
+      const lastDeadline = renewed.deadlineMonoMs;
       for (let i = 0; i < 40 && firedAtMs === undefined; i++) {
         clock.advance(25);
         await flush();
       }
       assert.equal(firedAtMs, lastDeadline - 200, 'the fence fires at the deadline minus the margin, not a tick later');
+    } finally {
+      keeper.stop();
+      dcs.close();
+    }
+  });
+
+  it('withholds renewals while mayRenew says no, lets the lease lapse into a fence, and renews again once it says yes', async () => {
+    const clock = new FakeClock();
+    const dcs = new MemoryDcs({ clock });
+    let fired = 0;
+    let healthy = true;
+    const keeper = new LeaseKeeper(dcs, clock, {
+      ttlMs: () => 1000,
+      intervalMs: () => 200,
+      callTimeoutMs: () => 150,
+      marginMs: () => 200,
+      onDeadline: () => fired++,
+      mayRenew: () => (healthy ? { renew: true } : { renew: false, why: 'the loop is wedged' }),
+      log: silentLogger,
+    });
+    try {
+      keeper.start();
+      await flush();
+      const granted = keeper.current()!;
+      healthy = false;
+      for (let i = 0; i < 20; i++) {
+        clock.advance(50);
+        await flush();
+      }
+      assert.equal(keeper.current()?.deadlineMonoMs, granted.deadlineMonoMs, 'no renewal while withheld');
+      assert.equal(fired, 1, 'the guard fenced at the deadline minus the margin');
+      healthy = true;
+      for (let i = 0; i < 6; i++) {
+        clock.advance(50);
+        await flush();
+      }
+      // The local deadline passed; etcd's lease may still live (it is renewed) or be gone (a new one is granted).
+      const after = keeper.current();
+      assert.ok(after !== undefined && after.deadlineMonoMs > granted.deadlineMonoMs, 'renewals resume once the loop is healthy');
     } finally {
       keeper.stop();
       dcs.close();

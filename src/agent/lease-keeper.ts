@@ -1,18 +1,22 @@
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { describeError, isWardenError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
+import type { RenewalVerdict } from '../ha/fencing.js';
 import type { Logger } from './logger.js';
 
 const RETRY_SPACING_MS = 50;
 
-/** The lease as the agent knows it: id and the local deadline (send time of last renewal + granted TTL). */
+/**
+ * The lease as the agent knows it: id and the local deadline (send time of last renewal + granted
+ * TTL), on the monotonic clock, so that a wall-clock step never moves a fence.
+ */
 export interface LeaseState {
   readonly id: string;
   /** What etcd granted (it may exceed what was asked: its floor follows its election timeout). */
   readonly ttlMs: number;
   /** What this agent asked for: the `ttl` in force when the lease was granted. */
   readonly requestedTtlMs: number;
-  readonly deadlineMs: number;
+  readonly deadlineMonoMs: number;
 }
 
 /**
@@ -26,6 +30,8 @@ export class LeaseKeeper {
   private guard: TimerHandle | undefined;
   private inFlight = false;
   private stopped = false;
+  /** Why renewals are being withheld (logged once when it starts and once when it ends). */
+  private withheld: string | undefined;
 
   constructor(
     private readonly dcs: Dcs,
@@ -36,6 +42,8 @@ export class LeaseKeeper {
       callTimeoutMs: () => number;
       marginMs: () => number;
       onDeadline: () => void;
+      /** Asked before each renewal (the lease follows the loop, see leaseRenewalVerdict); absent: always renew. */
+      mayRenew?: () => RenewalVerdict;
       log: Logger;
     },
   ) {}
@@ -43,6 +51,12 @@ export class LeaseKeeper {
   /** The current lease, or undefined when none is held. */
   current(): LeaseState | undefined {
     return this.lease;
+  }
+
+  /** The local deadline of the held lease on the wall clock (for records and the API), or undefined. */
+  deadlineWallMs(): number | undefined {
+    const l = this.lease;
+    return l === undefined ? undefined : this.clock.nowMs() + (l.deadlineMonoMs - this.clock.monotonicMs());
   }
 
   /** Starts renewing every interval. */
@@ -54,6 +68,18 @@ export class LeaseKeeper {
   private readonly tick = (): void => {
     if (this.stopped) return;
     this.ticker = undefined;
+    const verdict = this.lease === undefined ? undefined : this.opts.mayRenew?.();
+    if (verdict !== undefined && !verdict.renew) {
+      if (this.withheld === undefined) this.opts.log.error({ leaseId: this.lease?.id }, `lease renewal withheld: ${verdict.why}; the lease will lapse and PostgreSQL be fenced unless this recovers`);
+      this.withheld = verdict.why;
+      // Asked again soon: one healthy cycle is enough to renew before the deadline.
+      this.ticker = this.clock.setTimer(this.tick, Math.min(100, this.renewIntervalMs()));
+      return;
+    }
+    if (this.withheld !== undefined) {
+      this.opts.log.info({ leaseId: this.lease?.id }, 'lease renewals resume: the HA loop is healthy again');
+      this.withheld = undefined;
+    }
     void this.renewOrGrant().then((ok) => {
       // A failed renewal is retried at once (briefly spaced), not a whole interval later: under
       // load one slow etcd answer must not cost the lease while time remains before the deadline.
@@ -97,7 +123,7 @@ export class LeaseKeeper {
     const old = this.lease;
     if (old === undefined) return 'none';
     const want = this.opts.ttlMs();
-    const sentAt = this.clock.nowMs();
+    const sentAt = this.clock.monotonicMs();
     const timeoutMs = this.opts.callTimeoutMs();
     let grant: { id: string; ttlMs: number };
     try {
@@ -114,7 +140,7 @@ export class LeaseKeeper {
       await this.dcs.revokeLease(grant.id, { timeoutMs }).catch(() => undefined);
       return 'failed';
     }
-    this.setLease({ id: grant.id, ttlMs: grant.ttlMs, requestedTtlMs: want, deadlineMs: sentAt + grant.ttlMs });
+    this.setLease({ id: grant.id, ttlMs: grant.ttlMs, requestedTtlMs: want, deadlineMonoMs: sentAt + grant.ttlMs });
     // The pending renewal was timed for the old TTL: 30 s → 2 s would otherwise wait 7.5 s to renew
     // a 2 s lease.
     this.rescheduleRenewal();
@@ -128,21 +154,21 @@ export class LeaseKeeper {
   async renewOrGrant(): Promise<boolean> {
     if (this.inFlight) return true;
     this.inFlight = true;
-    const sentAt = this.clock.nowMs();
+    const sentAt = this.clock.monotonicMs();
     // Never wait past the point where the guard would fence anyway.
-    const timeoutMs = this.lease === undefined ? this.opts.callTimeoutMs() : Math.max(100, Math.min(this.opts.callTimeoutMs(), this.lease.deadlineMs - this.opts.marginMs() - sentAt));
+    const timeoutMs = this.lease === undefined ? this.opts.callTimeoutMs() : Math.max(100, Math.min(this.opts.callTimeoutMs(), this.lease.deadlineMonoMs - this.opts.marginMs() - sentAt));
     try {
       if (this.lease === undefined) {
         const want = this.opts.ttlMs();
         const g = await this.dcs.grantLease(want, { timeoutMs });
-        this.setLease({ id: g.id, ttlMs: g.ttlMs, requestedTtlMs: want, deadlineMs: sentAt + g.ttlMs });
+        this.setLease({ id: g.id, ttlMs: g.ttlMs, requestedTtlMs: want, deadlineMonoMs: sentAt + g.ttlMs });
         this.opts.log.info({ leaseId: g.id, ttlMs: g.ttlMs }, 'lease granted');
       } else {
         const id = this.lease.id;
         const r = await this.dcs.keepAlive(id, { timeoutMs });
         // The lease may have been replaced while this call was in flight.
         const held = this.lease;
-        if (held?.id === id) this.setLease({ ...held, ttlMs: r.ttlMs, deadlineMs: sentAt + r.ttlMs });
+        if (held?.id === id) this.setLease({ ...held, ttlMs: r.ttlMs, deadlineMonoMs: sentAt + r.ttlMs });
       }
       return true;
     } catch (e) {
@@ -176,7 +202,7 @@ export class LeaseKeeper {
   private setLease(l: LeaseState): void {
     this.lease = l;
     this.clock.clearTimer(this.guard);
-    const delay = Math.max(0, l.deadlineMs - this.opts.marginMs() - this.clock.nowMs());
+    const delay = Math.max(0, l.deadlineMonoMs - this.opts.marginMs() - this.clock.monotonicMs());
     this.guard = this.clock.setTimer(() => {
       if (this.lease === l) {
         this.opts.log.error({ leaseId: l.id }, 'lease deadline reached without a renewal');

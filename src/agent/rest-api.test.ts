@@ -79,8 +79,9 @@ describe('REST API (Patroni-compatible status codes)', () => {
     assert.equal((await call(snap('replica', { lastLoopAtMs: Date.now(), lastOkLoopAtMs: Date.now() - 60_000 }), '/liveness')).status, 503);
   });
 
-  it('answers 200 on /liveness during a long action decide() chose (a 10-minute clone)', async () => {
-    const s = snap('replica', { lastLoopAtMs: Date.now() - 600_000, lastOkLoopAtMs: Date.now() - 600_000, actingSinceMs: Date.now() - 600_000 });
+  it('answers 200 on /liveness during a 10-minute clone: the loop goes on cycling beside the operation', async () => {
+    const operation = { kind: 'clone' as const, plan: ['clone' as const, 'configure' as const, 'start' as const], startedBy: 'creating-replica' as const, startedAtMs: Date.now() - 600_000, elapsedMs: 600_000 };
+    const s = snap('replica', { lastLoopAtMs: Date.now() - 300, lastOkLoopAtMs: Date.now() - 300, operation });
     assert.equal((await call(s, '/liveness')).status, 200);
   });
 

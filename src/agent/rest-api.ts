@@ -6,12 +6,11 @@ import type { Registry } from 'prom-client';
 import { addOperationRoutes, type OperationsDeps } from './rest-operations.js';
 
 /**
- * GET /liveness: the HA loop is alive. True while it carries out actions decide() chose (however
- * long a clone or rewind takes), or when a loop completed without throwing within
- * max(5 s, 3 × ttl). A loop that throws every time, or has not come round for that long, is dead.
+ * GET /liveness: the HA loop is alive — a cycle completed without throwing within
+ * max(5 s, 3 × ttl). Long operations (a clone, a rewind) run beside the loop, which keeps cycling,
+ * so they never make it look dead; a loop that throws every time, or has not come round, is.
  */
 export function isAlive(s: AgentSnapshot, nowMs = Date.now()): boolean {
-  if (s.actingSinceMs !== undefined) return true;
   return nowMs - s.lastOkLoopAtMs < Math.max(5000, (s.view?.config.ttl ?? 2) * 3000);
 }
 

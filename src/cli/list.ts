@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
 import pc from 'picocolors';
 import { lagBytes, parseLsn } from '../core/lsn.js';
-import { KEYS, type ClusterView } from '../ha/index.js';
+import { KEYS, type ClusterView, type MemberOperationRecord } from '../ha/index.js';
 
 /** One row of `warden list --format json` (names are part of the public contract). */
 export interface ListMember {
@@ -17,6 +17,43 @@ export interface ListMember {
   readonly pendingRestart: boolean;
   /** When a scheduled restart is due (ISO-8601), or null. */
   readonly scheduledRestart: string | null;
+  /** The operation the member's agent runs (a clone, a rewind, a start), with its progress, or null. */
+  readonly operation: ListOperation | null;
+}
+
+/** A member's operation in flight in `warden list`. */
+export interface ListOperation {
+  readonly kind: string;
+  readonly startedBy: string;
+  readonly startedAt: string;
+  readonly runningForS: number;
+  readonly source: string | null;
+  readonly doneBytes: number | null;
+  readonly totalBytes: number | null;
+  /** doneBytes / totalBytes in percent (capped at 100: pg_basebackup's total is an estimate), or null. */
+  readonly percent: number | null;
+}
+
+function listOperation(op: MemberOperationRecord | undefined, nowMs: number): ListOperation | null {
+  if (op === undefined) return null;
+  const percent = op.doneBytes !== undefined && op.totalBytes !== undefined && op.totalBytes > 0 ? Math.min(100, Math.floor((op.doneBytes / op.totalBytes) * 100)) : null;
+  return {
+    kind: op.kind,
+    startedBy: op.startedBy,
+    startedAt: new Date(op.startedAtMs).toISOString(),
+    runningForS: Math.max(0, Math.round((nowMs - op.startedAtMs) / 1000)),
+    source: op.source ?? null,
+    doneBytes: op.doneBytes ?? null,
+    totalBytes: op.totalBytes ?? null,
+    percent,
+  };
+}
+
+/** "clone from demo-1 45% (460 of 1024 MB), 12 s". */
+export function describeListOperation(op: ListOperation): string {
+  const mb = (b: number): string => String(Math.round(b / 1048576));
+  const size = op.doneBytes === null ? '' : op.totalBytes === null ? ` ${mb(op.doneBytes)} MB` : ` ${op.percent ?? 0}% (${mb(op.doneBytes)} of ${mb(op.totalBytes)} MB)`;
+  return `${op.kind}${op.source === null ? '' : ` from ${op.source}`}${size}, ${op.runningForS} s`;
 }
 
 /** `warden list --format json`. */
@@ -31,7 +68,7 @@ export interface ListOutput {
 }
 
 /** Builds the list rows from a cluster view: lag against the leader's last published position. */
-export function listFromView(cluster: string, view: ClusterView): ListOutput {
+export function listFromView(cluster: string, view: ClusterView, nowMs: number = Date.now()): ListOutput {
   const leaderName = view.leader?.name;
   const leaderRecord = leaderName !== undefined ? view.members.get(leaderName) : undefined;
   const leaderPos = leaderRecord?.walPosition !== undefined ? parseLsn(leaderRecord.walPosition) : view.status?.lsn;
@@ -53,6 +90,7 @@ export function listFromView(cluster: string, view: ClusterView): ListOutput {
         reason: m.reason ?? null,
         pendingRestart: m.pendingRestart === true,
         scheduledRestart: m.scheduledRestart?.at ?? null,
+        operation: listOperation(m.operation, nowMs),
       };
     });
   // A member key that does not decode still names a member someone expects to see: show it, with why.
@@ -70,6 +108,7 @@ export function listFromView(cluster: string, view: ClusterView): ListOutput {
       reason: null,
       pendingRestart: false,
       scheduledRestart: null,
+      operation: null,
     }));
   const invalidRecords = [...view.invalid.entries()].map(([key, why]) => ({ key, why }));
   if (view.configError !== undefined) invalidRecords.push({ key: KEYS.config, why: view.configError });
@@ -91,7 +130,8 @@ export function renderList(out: ListOutput, opts: { extended: boolean; color: bo
   const table = new Table({ head, style: { head: [], border: [] } });
   for (const m of out.members) {
     const role = m.role === 'leader' ? c.bold(c.green('Leader')) : m.role === 'sync_standby' ? 'Sync Standby' : 'Replica';
-    const state = m.state === 'running' || m.state === 'streaming' ? m.state : c.yellow(m.state);
+    const stateText = m.operation === null ? m.state : `${m.state} (${describeListOperation(m.operation)})`;
+    const state = m.state === 'running' || m.state === 'streaming' ? stateText : c.yellow(stateText);
     const lag = m.lagBytes === null ? 'unknown' : m.role === 'leader' ? '' : String(m.lagBytes);
     const restart = [m.pendingRestart ? '*' : '', m.scheduledRestart === null ? '' : `scheduled ${m.scheduledRestart}`].filter((x) => x !== '').join(' ');
     const row = [m.name, m.port === 0 ? '' : `${m.host}:${m.port}`, role, state, m.timeline === null ? '' : String(m.timeline), lag, restart];

@@ -64,6 +64,12 @@ export type Action =
   | { readonly kind: 'rewind'; readonly from: Upstream }
   /** Rename the data directory aside (never delete) so that it can be cloned anew. */
   | { readonly kind: 'move-data-aside' }
+  /**
+   * Abort the operation in flight (its child process is ended; a cancelled start leaves no
+   * postmaster) and wait until it has stopped; only ever first in a list. The rest of the list runs
+   * once it has.
+   */
+  | { readonly kind: 'cancel-operation'; readonly why: string }
   /** Create the physical slots of these members on the leader and drop stale inactive ones. */
   | { readonly kind: 'sync-slots'; readonly slots: readonly string[] };
 

@@ -56,8 +56,20 @@ export interface MemberRecord {
   readonly pendingRestart?: boolean;
   /** A restart the operator scheduled on this member (see scheduled-restart.ts). */
   readonly scheduledRestart?: ScheduledRestartRecord;
+  /** The operation the member's agent runs in the background (a clone, a rewind, a start), with its progress. */
+  readonly operation?: MemberOperationRecord;
   readonly agentPid?: number;
   readonly version: string;
+}
+
+/** A member's operation in flight as published (see InFlightOperation). */
+export interface MemberOperationRecord {
+  readonly kind: string;
+  readonly startedBy: string;
+  readonly startedAtMs: number;
+  readonly source?: string;
+  readonly doneBytes?: number;
+  readonly totalBytes?: number;
 }
 
 /** One timeline switch, appended by the new leader after a promotion. */
@@ -217,6 +229,16 @@ export const MEMBER_RECORD: Decoder<MemberRecord> = obj({
   reason: optional(obj({ code: str, message: str })),
   pendingRestart: optional(bool),
   scheduledRestart: optional(SCHEDULED_RESTART_RECORD),
+  operation: optional(
+    obj({
+      kind: str,
+      startedBy: str,
+      startedAtMs: num(),
+      source: optional(str),
+      doneBytes: optional(num({ integer: true, min: 0 })),
+      totalBytes: optional(num({ integer: true, min: 0 })),
+    }),
+  ),
   agentPid: optional(num({ integer: true, min: 1 })),
   version: str,
 });

@@ -460,3 +460,65 @@ describe('decide: a replica that never becomes consistent', () => {
     assert.deepEqual(kinds(d), ['stop', 'configure', 'start']);
   });
 });
+
+describe('decide: one operation in flight', () => {
+  const inFlight = (over: Partial<NonNullable<Observation['inFlight']>> = {}): NonNullable<Observation['inFlight']> => ({
+    kind: 'clone',
+    plan: ['clone', 'configure', 'start'],
+    startedBy: 'creating-replica',
+    startedAtMs: NOW - 60_000,
+    elapsedMs: 60_000,
+    ...over,
+  });
+  const empty: LocalPostgresFacts = { dataDir: { kind: 'invalid' }, process: 'stopped' };
+
+  it('lets a clone run, even though its half-copied data directory looks invalid (never moved aside mid-copy)', () => {
+    const d = decide(obs('demo-3', { leader: 'demo-1' }, empty, { inFlight: inFlight({ source: 'demo-1', progress: { doneBytes: 400 * 1048576, totalBytes: 1024 * 1048576 } }) }), {});
+    assert.equal(d.reason.code, 'operation-in-progress');
+    assert.deepEqual(kinds(d), []);
+    assert.match(d.reason.message, /clone in progress for 60 s \(creating-replica from demo-1, 400 of 1024 MB\)/);
+  });
+
+  it('cancels a clone whose source is no longer a member', () => {
+    const members = [member('demo-2', { role: 'primary', state: 'running' }), member('demo-3')];
+    const d = decide(obs('demo-3', { leader: 'demo-2', members }, empty, { inFlight: inFlight({ source: 'demo-1' }) }), {});
+    assert.equal(d.reason.code, 'operation-cancelled');
+    assert.deepEqual(kinds(d), ['cancel-operation']);
+  });
+
+  it("enforces primary_start_timeout while the leader's in-place start is in flight: cancel, then release the key", () => {
+    const down: LocalPostgresFacts = { dataDir: { kind: 'initialized', systemIdentifier: SYSID, clusterState: 'in crash recovery' }, process: 'running' };
+    const op = inFlight({ kind: 'start', plan: ['configure', 'start'], startedBy: 'leader-restarting-postgres', elapsedMs: 4_000 });
+    const w = { leader: 'demo-1', config: { primary_start_timeout: 5 } };
+    const early = decide(obs('demo-1', w, down, { inFlight: op }), { primaryDownSinceMs: NOW - 4_000 });
+    assert.equal(early.reason.code, 'operation-in-progress');
+    assert.equal(early.memory.primaryDownSinceMs, NOW - 4_000, 'the start is measured from when PostgreSQL was first seen down');
+    const late = decide(obs('demo-1', w, down, { inFlight: { ...op, elapsedMs: 5_500 } }), { primaryDownSinceMs: NOW - 5_500 });
+    assert.equal(late.reason.code, 'primary-start-timeout');
+    assert.deepEqual(kinds(late), ['cancel-operation', 'release-leader']);
+  });
+
+  it('fences a primary whose lease lapsed even while an operation runs, cancelling it first, and does not restart a fencing stop', () => {
+    const lapsed = { lease: { id: 'lease-demo-1', deadlineMs: NOW - 1 } };
+    const op = inFlight({ kind: 'sync-slots', plan: ['sync-slots'], startedBy: 'leader-healthy' });
+    const d = decide(obs('demo-1', { leader: 'demo-1' }, primaryPg(), { ...lapsed, inFlight: op }), {});
+    assert.equal(d.reason.code, 'lease-expired-demoting');
+    assert.deepEqual(kinds(d), ['cancel-operation', 'stop']);
+    const again = decide(obs('demo-1', { leader: 'demo-1' }, primaryPg(), { ...lapsed, inFlight: inFlight({ kind: 'stop', plan: ['stop'], startedBy: 'lease-expired-demoting' }) }), {});
+    assert.equal(again.reason.code, 'lease-expired-demoting');
+    assert.deepEqual(kinds(again), [], 'the immediate stop under way is left to finish');
+  });
+
+  it("cancels a race winner's promotion when another member holds the leader key (its own lease lapsed meanwhile)", () => {
+    const op = inFlight({ kind: 'promote', plan: ['acquire-leader', 'promote'], startedBy: 'promoting' });
+    const d = decide(obs('demo-2', { leader: 'demo-3' }, replicaPg(), { inFlight: op }), {});
+    assert.equal(d.reason.code, 'operation-cancelled');
+    assert.deepEqual(kinds(d), ['cancel-operation']);
+  });
+
+  it('leaves an operation to finish in maintenance mode', () => {
+    const d = decide(obs('demo-3', { leader: 'demo-2', members: [member('demo-2', { role: 'primary', state: 'running' })], config: { pause: true } }, empty, { inFlight: inFlight() }), {});
+    assert.equal(d.reason.code, 'operation-in-progress');
+    assert.deepEqual(kinds(d), []);
+  });
+});

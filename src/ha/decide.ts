@@ -3,7 +3,7 @@ import { lagBytes } from '../core/lsn.js';
 import type { Action, Upstream } from './actions.js';
 import { latestHistoryTimeline, slotNameFor, type ClusterView, type MemberRecord } from './cluster-view.js';
 import { DEFAULT_DYNAMIC_CONFIG as DEFAULT_FALLBACK, type DynamicConfig } from './dynamic-config.js';
-import type { AgentMemory, LocalOperation, Observation, PeerFacts, SelfFacts, ServerFacts } from './observation.js';
+import type { AgentMemory, InFlightOperation, LocalOperation, Observation, PeerFacts, SelfFacts, ServerFacts } from './observation.js';
 import { desiredSyncSet, keyFor, nextSyncStep, standbyNamesFor, type SyncCandidate } from './sync.js';
 import type { Reason, ReasonCode } from './reason.js';
 
@@ -59,6 +59,14 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
   const server = pg.process === 'running' ? pg.server : undefined;
   const runningPrimary = server !== undefined && !server.inRecovery;
 
+  // Stops PostgreSQL at once (invariant 1), cancelling whatever runs first; an immediate stop
+  // already under way for a fencing reason is left to finish rather than started again.
+  const fenceNow = (code: ReasonCode, message: string, mem: AgentMemory = memory): Decision => {
+    const f = obs.inFlight;
+    if (f !== undefined && f.plan.includes('stop') && FENCING_CODES.has(f.startedBy)) return done(code, `${message} (the stop is under way)`, [], mem);
+    return done(code, message, [...(f === undefined ? [] : [{ kind: 'cancel-operation', why: message } as const]), { kind: 'stop', mode: 'immediate' }], mem);
+  };
+
   if (!obs.dcs.ok) {
     // failsafe_mode: every other member confirmed, over the REST API, that it cannot reach the DCS
     // either and still follows this leader — nobody can be promoted, so the primary keeps serving.
@@ -67,11 +75,9 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
     }
     // Invariant 1: without the DCS we cannot renew; keep writing only while the lease is still ours.
     if (runningPrimary && (obs.lease === undefined || obs.nowMs >= obs.lease.deadlineMs - fenceMarginMs(defaultsFor(obs)))) {
-      return done('dcs-unreachable-demoting', `DCS unreachable (${obs.dcs.error}) and the lease deadline has passed: stopping PostgreSQL`, [
-        { kind: 'stop', mode: 'immediate' },
-      ]);
+      return fenceNow('dcs-unreachable-demoting', `DCS unreachable (${obs.dcs.error}) and the lease deadline has passed: stopping PostgreSQL`);
     }
-    return done('dcs-unreachable', `DCS unreachable: ${obs.dcs.error}`);
+    return done('dcs-unreachable', `DCS unreachable: ${obs.dcs.error}${obs.inFlight === undefined ? '' : `; ${describeInFlight(obs.inFlight)}`}`);
   }
   const view = obs.dcs.view;
   const config = view.config;
@@ -82,15 +88,15 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
 
   // Invariant 1 before anything else: a primary without a valid lease stops now.
   if (runningPrimary && !leaseOk) {
-    return done('lease-expired-demoting', 'the lease could not be renewed before its deadline: stopping PostgreSQL (fencing)', [
-      { kind: 'stop', mode: 'immediate' },
-    ], { ...memory, slotNames: undefined });
+    return fenceNow('lease-expired-demoting', 'the lease could not be renewed before its deadline: stopping PostgreSQL (fencing)', { ...memory, slotNames: undefined });
   }
   if (runningPrimary && view.leader !== undefined && view.leader.name !== me) {
-    return done('demoting-other-leader', `${view.leader.name} holds the leader key but this member runs as primary: stopping it to rejoin as a replica`, [
-      { kind: 'stop', mode: 'immediate' },
-    ], { ...memory, slotNames: undefined });
+    return fenceNow('demoting-other-leader', `${view.leader.name} holds the leader key but this member runs as primary: stopping it to rejoin as a replica`, { ...memory, slotNames: undefined });
   }
+
+  // One operation at a time: while it runs, nothing else touches PostgreSQL (only the checks above
+  // may cut it short); it is let run, cancelled, or acted around.
+  if (obs.inFlight !== undefined) return decideAroundInFlight(obs, obs.inFlight, memory, view, iHoldLeaderKey);
 
   if (config.pause) {
     return done('paused', 'maintenance mode: nothing is started, stopped or promoted automatically');
@@ -300,6 +306,52 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
     { kind: 'acquire-leader' },
     promoteAction(`leader ${view.status?.leader ?? 'unknown'} lost; ${me} promoted`),
   ], mem);
+}
+
+/** Decision reasons whose immediate stop is a fence: one under way is not restarted. */
+const FENCING_CODES: ReadonlySet<ReasonCode> = new Set(['dcs-unreachable-demoting', 'lease-expired-demoting', 'demoting-other-leader']);
+
+/** "clone in progress for 12 s (creating-replica, 412 of 1024 MB)". */
+export function describeInFlight(f: InFlightOperation): string {
+  const p = f.progress;
+  const mb = (b: number): string => String(Math.round(b / (1024 * 1024)));
+  const progress = p === undefined ? '' : p.totalBytes === undefined ? `, ${mb(p.doneBytes)} MB` : `, ${mb(p.doneBytes)} of ${mb(p.totalBytes)} MB`;
+  return `${f.kind} in progress for ${Math.round(f.elapsedMs / 1000)} s (${f.startedBy}${f.source === undefined ? '' : ` from ${f.source}`}${progress})`;
+}
+
+/**
+ * While an operation runs: let it run, unless it can no longer end well — the leader's in-place
+ * start past primary_start_timeout (cancelled, leader key released), a copy whose source left the
+ * cluster, a promotion of a member that lost the leader key meanwhile.
+ */
+function decideAroundInFlight(obs: Observation, f: InFlightOperation, memory: AgentMemory, view: ClusterView, iHoldLeaderKey: boolean): Decision {
+  const config = view.config;
+  const me = obs.self.name;
+  const wait: Decision = { actions: [], reason: { code: 'operation-in-progress', message: describeInFlight(f) }, memory };
+  if (config.pause) return { ...wait, reason: { code: 'operation-in-progress', message: `${describeInFlight(f)}; maintenance mode: it is left to finish` } };
+  if (iHoldLeaderKey && view.leader !== undefined && f.startedBy === 'leader-restarting-postgres') {
+    const since = memory.primaryDownSinceMs ?? obs.nowMs - f.elapsedMs;
+    if (obs.nowMs - since > config.primary_start_timeout * 1000) {
+      const why = `PostgreSQL did not come back within primary_start_timeout (${config.primary_start_timeout} s)`;
+      return {
+        actions: [{ kind: 'cancel-operation', why }, { kind: 'release-leader', modRevision: view.leader.modRevision }],
+        reason: { code: 'primary-start-timeout', message: `${why}: cancelling the start and releasing the leader key for a failover` },
+        memory: { ...memory, primaryDownSinceMs: undefined, slotNames: undefined },
+      };
+    }
+    return wait;
+  }
+  if (f.source !== undefined && (f.kind === 'clone' || f.kind === 'rewind') && !view.members.has(f.source)) {
+    const why = `${f.source}, the source of the ${f.kind}, is no longer a member`;
+    return { actions: [{ kind: 'cancel-operation', why }], reason: { code: 'operation-cancelled', message: `${why}: cancelling the ${f.kind}` }, memory };
+  }
+  // The leader key is read before the operation's state (see the shell's observe), so a promotion
+  // whose acquire-leader has succeeded always sees the key here.
+  if (f.kind === 'promote' && !iHoldLeaderKey && view.leader !== undefined && view.leader.name !== me) {
+    const why = `${view.leader.name} holds the leader key`;
+    return { actions: [{ kind: 'cancel-operation', why }], reason: { code: 'operation-cancelled', message: `${why}: cancelling this member's promotion` }, memory };
+  }
+  return wait;
 }
 
 function decideAsLeader(

@@ -31,3 +31,42 @@ export function fencingVerdict(f: FencingFacts): FencingVerdict {
   if (f.configuredAsPrimary) return { kind: 'fence', why: 'PostgreSQL is configured as a primary (it may be starting or promoting)' };
   return { kind: 'spare', why: 'a replica: it cannot accept writes' };
 }
+
+/**
+ * Whether the lease may be renewed now — the lease follows the loop (docs/architecture.md,
+ * invariant 1): a member holding the leader key renews only while its loop completes cycles and
+ * its last observation is healthy; otherwise the lease lapses and the lease guard fences this
+ * primary before etcd can expire the lease anywhere else. Members without the key always renew
+ * (their lease carries only their member key).
+ */
+export interface RenewalFacts {
+  /** Monotonic time now, and when the loop last completed a cycle without throwing. */
+  readonly nowMonoMs: number;
+  readonly lastOkCycleMonoMs: number;
+  /** A loop with no successful cycle for this long is wedged or failing (see renewalHeartbeatMs). */
+  readonly heartbeatMs: number;
+  readonly holdsLeaderKey: boolean;
+  /** Maintenance mode: the operator is in charge, the leader keeps its key while the loop lives. */
+  readonly paused: boolean;
+  /** The last observation saw PostgreSQL answer as a primary. */
+  readonly servesAsPrimary: boolean;
+  /** An operation decide() started or let run is in flight (a start in place, a promotion, …). */
+  readonly operationInFlight: boolean;
+}
+
+export type RenewalVerdict = { readonly renew: true } | { readonly renew: false; readonly why: string };
+
+/** How long a leader's loop may go without a successful cycle before its lease is let lapse: 2 × ttl. */
+export function renewalHeartbeatMs(ttlSeconds: number): number {
+  return Math.max(1000, 2 * ttlSeconds * 1000);
+}
+
+export function leaseRenewalVerdict(f: RenewalFacts): RenewalVerdict {
+  if (!f.holdsLeaderKey) return { renew: true };
+  const silentMs = f.nowMonoMs - f.lastOkCycleMonoMs;
+  if (silentMs > f.heartbeatMs) {
+    return { renew: false, why: `the HA loop has not completed a cycle for ${Math.round(silentMs)} ms (limit ${f.heartbeatMs} ms): it is wedged or failing` };
+  }
+  if (f.paused || f.servesAsPrimary || f.operationInFlight) return { renew: true };
+  return { renew: false, why: 'PostgreSQL does not answer as a primary and no operation to bring it back is in flight' };
+}

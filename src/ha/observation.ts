@@ -1,5 +1,7 @@
 import type { Lsn } from '../core/lsn.js';
+import type { ActionKind } from './actions.js';
 import type { ClusterView, MemberTags } from './cluster-view.js';
+import type { ReasonCode } from './reason.js';
 
 /** What the data directory holds, as far as the decision needs to know. */
 export interface DataDirFacts {
@@ -51,6 +53,28 @@ export interface PeerFacts {
   readonly tags?: MemberTags;
 }
 
+/**
+ * The one operation this agent runs in the background (docs/architecture.md, 'How one HA loop
+ * runs'): the actions of one decision, started by `startedBy`. The loop goes on observing while it
+ * runs; decide() lets it run, cancels it, or acts around it.
+ */
+export interface InFlightOperation {
+  /** The action running now (clone, rewind, start, stop, promote, …). */
+  readonly kind: ActionKind;
+  /** Every action of the operation, in order. */
+  readonly plan: readonly ActionKind[];
+  /** The decision that started it. */
+  readonly startedBy: ReasonCode;
+  /** Wall-clock start time (for display). */
+  readonly startedAtMs: number;
+  /** How long it has run, on the monotonic clock. */
+  readonly elapsedMs: number;
+  /** The member a clone or rewind copies from. */
+  readonly source?: string;
+  /** Copy progress, when the running tool reports it. */
+  readonly progress?: { readonly doneBytes: number; readonly totalBytes?: number };
+}
+
 /** Who this agent is. */
 export interface SelfFacts {
   readonly name: string;
@@ -72,6 +96,8 @@ export interface Observation {
   readonly failsafeUntilMs?: number;
   /** An operator's pending request (restart, reinitialize, reload), if any. */
   readonly operation?: LocalOperation;
+  /** The operation running in the background, if any: while it runs, decide() starts no other. */
+  readonly inFlight?: InFlightOperation;
   /** The action that failed in the previous loop, if any. */
   readonly lastFailure?: { readonly action: string; readonly message: string };
 }

@@ -50,7 +50,9 @@ export type ReasonCode =
   | 'switchover-candidate-ineligible'
   | 'switching-over'
   | 'switchover-scheduled'
-  | 'failsafe-mode';
+  | 'failsafe-mode'
+  | 'operation-in-progress'
+  | 'operation-cancelled';
 
 /** One sentence that explains a loop, with a code that stays the same across releases. */
 export interface Reason {
