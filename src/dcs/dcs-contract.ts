@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { eventually } from '../core/deadline.js';
 import { isWardenError } from '../core/errors.js';
 import type { WardenErrorCode } from '../core/errors.js';
 import type { Dcs, WatchEvent } from './dcs.js';
@@ -218,16 +219,20 @@ export function dcsContract(name: string, make: () => Promise<DcsContractSubject
         const started = Date.now();
         await assertCode(dcs.get(`${p}k`, { timeoutMs: 300 }), 'dcs-timeout');
         const elapsed = Date.now() - started;
-        assert.ok(elapsed >= 250 && elapsed < 2_000, `gave up after ${elapsed} ms`);
-        const ac = new AbortController();
-        setTimeout(() => ac.abort(), 100);
-        await assertCode(dcs.put(`${p}k`, 'v', { signal: ac.signal, timeoutMs: 10_000 }), 'dcs-timeout');
-        assert.ok(Date.now() - started < 4_000);
+        // It gives up near its timeout, never before; the upper bound is loose (a loaded machine
+        // may run the timer late): this checks behaviour, the figures are for benchmarks.
+        assert.ok(elapsed >= 250 && elapsed < 10_000, `gave up after ${elapsed} ms`);
+        const abortedAt = Date.now();
+        await assertCode(dcs.put(`${p}k`, 'v', { signal: AbortSignal.timeout(100), timeoutMs: 60_000 }), 'dcs-timeout');
+        assert.ok(Date.now() - abortedAt < 20_000, 'the signal, not the 60 s timeout, ended the call');
       } finally {
         await resume();
       }
-      await dcs.put(`${p}k`, 'after');
-      assert.equal((await dcs.get(`${p}k`))?.value, 'after');
+      // A store that was stalled may need a moment to serve again (etcd re-elects its leader).
+      await eventually(async () => {
+        await dcs.put(`${p}k`, 'after');
+        return (await dcs.get(`${p}k`))?.value === 'after' ? true : undefined;
+      }, { timeoutMs: 30_000, what: 'the store to serve again after the stall' });
     });
   });
 }
