@@ -14,6 +14,8 @@ export type { ClusterKind, ClusterMember, ClusterSpec, ParseClusterSpecResult } 
 export type { BackupRepoSpec, BackupsSpec } from './backups-reader.js';
 export {
   AGENT_CONFIG_ENV,
+  AGENT_CONFIG_TABLE,
+  AGENT_SETTINGS,
   DEFAULT_PG_BIN_DIR,
   DEFAULT_PG_LISTEN,
   DEFAULT_RESTAPI_LISTEN,
@@ -23,12 +25,15 @@ export {
   LOG_LEVELS,
   parseAgentConfig,
   parseHostPort,
+  readAgentSettings,
   stringifyAgentConfig,
   withRunAsUserDefault,
 } from './agent-config.js';
 export type {
   AgentConfig,
-  AgentConfigFileInput,
+  AgentSettingKey,
+  AgentSettings,
+  AgentSettingsInput,
   AgentTags,
   Credentials,
   HostPort,
@@ -36,6 +41,7 @@ export type {
   ParseAgentConfigOptions,
   ParseAgentConfigResult,
   PasswordFileReader,
+  ReadAgentSettingsResult,
 } from './agent-config.js';
 export { dnsLabelProblem, MAX_NAME_LENGTH } from './dns-label.js';
 export { loadAgentConfig, loadClusterSpec, loadNodesFile, loadRouterConfig } from './load-spec-files.js';
