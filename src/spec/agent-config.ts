@@ -109,8 +109,8 @@ const NOT_IMPLEMENTED_BOOTSTRAP = `known Patroni bootstrap setting, ${NOT_APPLIE
 function credentials<B extends string, E extends string>(base: B, envBase: E, defaultUser: string, who: string) {
   return [
     { key: `${base}.username`, env: `${envBase}_USERNAME`, type: { kind: 'text' }, default: defaultUser, describe: `${who}: user name` },
-    { key: `${base}.password`, env: `${envBase}_PASSWORD`, type: { kind: 'secret' }, describe: `${who}: password (prefer password_file)` },
-    { key: `${base}.password_file`, env: `${envBase}_PASSWORD_FILE`, type: { kind: 'path' }, exclusiveWith: `${base}.password`, describe: `${who}: file holding the password (one trailing newline ignored)` },
+    { key: `${base}.password`, env: `${envBase}_PASSWORD`, type: { kind: 'secret' }, describe: `${who}: password; prefer password_file` },
+    { key: `${base}.password_file`, env: `${envBase}_PASSWORD_FILE`, type: { kind: 'path' }, exclusiveWith: `${base}.password`, describe: `${who}: file holding the password, one trailing newline ignored` },
   ] as const;
 }
 
@@ -124,12 +124,12 @@ export const AGENT_SETTINGS = [
   { key: 'etcd.endpoints', env: 'WARDEN_ETCD_ENDPOINTS', type: { kind: 'etcd-urls' }, required: true, describe: 'the etcd client URLs, e.g. [http://127.0.0.1:2379]' },
   ...credentials('etcd', 'WARDEN_ETCD', 'root', 'etcd authentication'),
   { key: 'etcd.cacert', env: 'WARDEN_ETCD_CACERT', type: { kind: 'path' }, describe: 'PEM file of the CA that signs etcd\'s certificate (https:// endpoints only)' },
-  { key: 'etcd.cert', env: 'WARDEN_ETCD_CERT', type: { kind: 'path' }, pairedWith: 'etcd.key', describe: 'PEM client certificate for etcd (issue it without a CommonName)' },
+  { key: 'etcd.cert', env: 'WARDEN_ETCD_CERT', type: { kind: 'path' }, pairedWith: 'etcd.key', describe: "PEM client certificate for etcd, issued without a CommonName (etcd's JSON gateway refuses one that has it)" },
   { key: 'etcd.key', env: 'WARDEN_ETCD_KEY', type: { kind: 'path' }, describe: 'PEM private key of etcd.cert' },
   { key: 'restapi.listen', env: 'WARDEN_RESTAPI_LISTEN', type: { kind: 'host-port', wildcard: true }, default: { host: '127.0.0.1', port: 8008 }, describe: 'where the REST API listens' },
   { key: 'restapi.connect_address', env: 'WARDEN_RESTAPI_CONNECT_ADDRESS', type: { kind: 'host-port', wildcard: false }, derived: 'restapi.listen (required when that is a wildcard)', describe: 'the REST address other members and tools use' },
   ...credentials('restapi.authentication', 'WARDEN_RESTAPI', 'warden', 'basic auth of mutating REST calls'),
-  { key: 'restapi.allowlist', env: 'WARDEN_RESTAPI_ALLOWLIST', type: { kind: 'ip-list' }, describe: 'addresses allowed to call mutating endpoints (others get 403); comma-separated in the variable' },
+  { key: 'restapi.allowlist', env: 'WARDEN_RESTAPI_ALLOWLIST', type: { kind: 'ip-list' }, describe: 'addresses allowed to call mutating endpoints (others get 403); any when unset' },
   { key: 'restapi.certfile', env: 'WARDEN_RESTAPI_CERTFILE', type: { kind: 'path' }, pairedWith: 'restapi.keyfile', describe: 'PEM certificate: the REST API serves HTTPS, and presents it to peers' },
   { key: 'restapi.keyfile', env: 'WARDEN_RESTAPI_KEYFILE', type: { kind: 'path' }, describe: 'PEM private key of restapi.certfile' },
   { key: 'restapi.cafile', env: 'WARDEN_RESTAPI_CAFILE', type: { kind: 'path' }, describe: 'PEM CA that signs client certificates' },

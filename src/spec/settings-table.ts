@@ -454,12 +454,22 @@ export function describeType(type: SettingType): string {
     case 'host-port':
       return type.wildcard ? 'host:port' : 'host:port (not a wildcard)';
     case 'etcd-urls':
-      return 'list of http(s) URLs';
+      return 'list of http(s) URLs (comma-separated in the variable)';
     case 'ip-list':
-      return 'list of IPs / CIDR blocks';
+      return 'list of IPs / CIDR blocks (comma-separated in the variable)';
     case 'dynamic-config':
       return 'mapping (Patroni dynamic configuration)';
   }
+}
+
+/** The pair and either-or rules of a setting, as the README states them. */
+function constraints(table: SettingsTable, s: SettingSpec): string {
+  const notes: string[] = [];
+  const partner = s.pairedWith ?? table.settings.find((o) => o.pairedWith === s.key)?.key;
+  if (partner !== undefined) notes.push(`set together with \`${partner}\``);
+  const alternative = s.exclusiveWith ?? table.settings.find((o) => o.exclusiveWith === s.key)?.key;
+  if (alternative !== undefined) notes.push(`not with \`${alternative}\``);
+  return notes.map((n) => `; ${n}`).join('');
 }
 
 /** The markdown reference table of a settings table: key, variable, type, default, description. */
@@ -476,7 +486,7 @@ export function renderSettingsTable(table: SettingsTable): string {
             : `\`${JSON.stringify(fileValue(s.type, s.default)).replace(/^"(.*)"$/, '$1')}\``
           : s.derived ?? 'unset';
     const type = s.type.kind === 'enum' ? s.type.values.map((v) => `\`${v}\``).join(' \\| ') : cell(describeType(s.type));
-    lines.push(`| \`${s.key}\` | ${s.env === undefined ? '—' : `\`${s.env}\``} | ${type} | ${def} | ${cell(s.describe)} |`);
+    lines.push(`| \`${s.key}\` | ${s.env === undefined ? '—' : `\`${s.env}\``} | ${type} | ${def} | ${cell(s.describe)}${constraints(table, s)} |`);
   }
   return `${lines.join('\n')}\n`;
 }
