@@ -6,7 +6,7 @@ import type { HostPort } from './addresses.js';
 import { sortSpecErrors } from './spec-error.js';
 import type { SpecError, SpecNotice, SpecSite } from './spec-error.js';
 import { NOT_APPLIED, SpecReader } from './spec-reader.js';
-import { SettingsReader, stringifySettings, WILDCARD_HOSTS } from './settings-table.js';
+import { readSettings, SettingsReader, stringifySettings, WILDCARD_HOSTS } from './settings-table.js';
 import type { SettingSpec, SettingsInputOf, SettingsOf, SettingsTable } from './settings-table.js';
 import { parseYamlTree } from './yaml-tree.js';
 
@@ -204,14 +204,8 @@ export type ReadAgentSettingsResult =
  * files they name: stringifyAgentConfig writes these back to a file that reads back the same. Pure.
  */
 export function readAgentSettings(text: string, file: string, env: Readonly<Record<string, string | undefined>>): ReadAgentSettingsResult {
-  const tree = parseYamlTree(text, file);
-  if (!tree.ok) return { ok: false, errors: tree.errors };
-  const reader = new SpecReader(file);
-  reader.notices.push(...tree.warnings);
-  const settings = new SettingsReader(AGENT_CONFIG_TABLE, reader, env);
-  const values = settings.readFile(tree.root) ? settings.values() : undefined;
-  if (values === undefined || reader.errors.length > 0) return { ok: false, errors: sortSpecErrors(reader.errors) };
-  return { ok: true, settings: values as AgentSettings, notices: sortSpecErrors(reader.notices) };
+  const r = readSettings(AGENT_CONFIG_TABLE, text, file, env);
+  return r.ok ? { ok: true, settings: r.values as AgentSettings, notices: r.notices } : r;
 }
 
 /**

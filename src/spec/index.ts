@@ -49,6 +49,6 @@ export { parseNodesFile } from './nodes-file.js';
 export type { NodesFile, ParseNodesFileResult } from './nodes-file.js';
 export { parseRouterConfig, ROUTER_CONFIG_ENV, ROUTER_CONFIG_TABLE, ROUTER_DEFAULTS, ROUTER_SETTINGS, routerSettings, stringifyRouterConfig } from './router-config.js';
 export type { ParseRouterConfigResult, RouterConfig, RouterSettingKey, RouterSettings } from './router-config.js';
-export { renderSettingsTable } from './settings-table.js';
-export type { SettingSpec, SettingsTable, SettingType } from './settings-table.js';
+export { readSettings, renderSettingsTable, stringifySettings } from './settings-table.js';
+export type { ReadSettingsResult, SettingSpec, SettingsTable, SettingType } from './settings-table.js';
 export { validateDynamicConfig } from './dynamic-config-validate.js';

@@ -7,10 +7,11 @@ import { formatHostPort, normalizeEtcdUrl, parseHostPort } from './addresses.js'
 import type { HostPort } from './addresses.js';
 import { dnsLabelProblem } from './dns-label.js';
 import { DynamicConfigDraft, readDynamicConfiguration } from './dynamic-config-reader.js';
-import type { SpecSite } from './spec-error.js';
-import { describeNumberRule } from './spec-reader.js';
-import type { SpecReader } from './spec-reader.js';
+import { sortSpecErrors } from './spec-error.js';
+import type { SpecError, SpecNotice, SpecSite } from './spec-error.js';
+import { describeNumberRule, SpecReader } from './spec-reader.js';
 import type { FieldRead, MappingRules, NumberRule } from './spec-reader.js';
+import { parseYamlTree } from './yaml-tree.js';
 import type { YamlValue } from './yaml-tree.js';
 
 // Settings declared once (STYLE.md shape 14): one table per config kind drives reading the file,
@@ -114,6 +115,26 @@ export const ENVIRONMENT = 'environment';
 
 export function envSite(variable: string): SpecSite {
   return { file: ENVIRONMENT, line: 0, col: 0, field: variable };
+}
+
+export type ReadSettingsResult =
+  | { readonly ok: true; readonly values: Readonly<Record<string, unknown>>; readonly notices: readonly SpecNotice[] }
+  | { readonly ok: false; readonly errors: readonly SpecError[] };
+
+/**
+ * The settings of a config file by `table`, variables in `env` winning over the file: each setting
+ * typed and checked, with the pair and either-or rules, but none of a config kind's cross-setting
+ * rules. What stringifySettings writes reads back to the same values. Pure.
+ */
+export function readSettings(table: SettingsTable, text: string, file: string, env: Readonly<Record<string, string | undefined>>): ReadSettingsResult {
+  const tree = parseYamlTree(text, file);
+  if (!tree.ok) return { ok: false, errors: tree.errors };
+  const reader = new SpecReader(file);
+  reader.notices.push(...tree.warnings);
+  const settings = new SettingsReader(table, reader, env);
+  const values = settings.readFile(tree.root) ? settings.values() : undefined;
+  if (values === undefined || reader.errors.length > 0) return { ok: false, errors: sortSpecErrors(reader.errors) };
+  return { ok: true, values, notices: sortSpecErrors(reader.notices) };
 }
 
 /** A setting's raw value: from the file (a YAML value) or from the environment (text), with where. */
