@@ -181,6 +181,25 @@ function resolvable(v: Values): Values {
 const TABLES = { agent: AGENT_CONFIG_TABLE, router: ROUTER_CONFIG_TABLE } as const;
 const CASES = 300;
 
+describe('settings tables: each table is consistent', () => {
+  for (const [kind, table] of Object.entries(TABLES)) {
+    it(`${kind}: keys and variables are unique, pairs and either-ors name real settings, defaults read back as themselves`, () => {
+      const keys = table.settings.map((s) => s.key);
+      assert.equal(new Set(keys).size, keys.length, 'duplicate key');
+      const vars = table.settings.flatMap((s) => (s.env === undefined ? [] : [s.env]));
+      assert.equal(new Set(vars).size, vars.length, 'duplicate variable');
+      for (const s of table.settings) {
+        for (const other of [s.pairedWith, s.exclusiveWith]) if (other !== undefined) assert.ok(keys.includes(other), `${s.key} names ${other}`);
+        assert.ok(!(s.required === true && s.default !== undefined), `${s.key} is required and has a default`);
+        assert.ok(s.key.split('.').every((part) => !keys.includes(part) || part === s.key), `${s.key} sits under a setting`);
+      }
+      // Each default, written explicitly for a setting that has one, reads back to the same value.
+      const text = stringifySettings({ ...table, settings: table.settings.map(({ default: _default, ...s }) => s as SettingSpec) }, withDefaults(table, randomSettings(table, mulberry32(1))), '');
+      assert.deepEqual(read(table, text), withDefaults(table, randomSettings(table, mulberry32(1))));
+    });
+  }
+});
+
 describe('settings tables: write then read gives the same settings', () => {
   for (const [kind, table] of Object.entries(TABLES)) {
     it(`${CASES} random ${kind} configs read back identically after writing (seeded)`, () => {

@@ -14,8 +14,8 @@ import type { FieldRead, MappingRules, NumberRule } from './spec-reader.js';
 import { parseYamlTree } from './yaml-tree.js';
 import type { YamlValue } from './yaml-tree.js';
 
-// Settings declared once (STYLE.md shape 14): one table per config kind drives reading the file,
-// the environment overrides, writing a config back and the README's reference tables.
+// Settings declared once (docs/architecture.md, 'Code shapes' 15): one table per config kind drives
+// reading the file, the environment overrides, writing a config back and the README's tables.
 
 /** What a setting holds and how its text is checked. */
 export type SettingType =
@@ -113,6 +113,7 @@ export type SettingsInputOf<T extends readonly SettingSpec[]> = {
 /** SpecError.file of problems with environment variables (their field is the variable's name). */
 export const ENVIRONMENT = 'environment';
 
+/** The site of a problem with an environment variable. */
 export function envSite(variable: string): SpecSite {
   return { file: ENVIRONMENT, line: 0, col: 0, field: variable };
 }
@@ -194,10 +195,6 @@ export class SettingsReader {
   /** True when the file or the environment gives the setting (a default does not count). */
   isSet(key: string): boolean {
     return this.pick(key) !== undefined;
-  }
-
-  fromEnv(key: string): boolean {
-    return this.pick(key)?.from === 'env';
   }
 
   /** Where a setting was given, or, when it was not, its parent section (or the document) with its field. */
