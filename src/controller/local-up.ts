@@ -146,23 +146,27 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
     const m: RuntimeMember = { ...base, ...(pgbackrest === undefined ? {} : { pgbackrest }), agentConfig: stringifyAgentConfig({
       name: base.name,
       cluster: spec.name,
-      etcdEndpoints: etcd.members.map((e) => e.clientUrl),
-      etcdAuth: { username: etcdAuth.username, passwordFile: etcdAuth.passwordFile },
+      'etcd.endpoints': etcd.members.map((e) => e.clientUrl),
+      'etcd.username': etcdAuth.username,
+      'etcd.password_file': etcdAuth.passwordFile,
+      'restapi.listen': { host: HOST, port: base.apiPort },
       // Mutating REST calls (switchover, restart, config) need the generated password (CLI: --dir reads it).
-      restApi: { listen: { host: HOST, port: base.apiPort }, authentication: { username: REST_USER, passwordFile: restFile } },
-      postgres: {
-        listen: { host: HOST, port: base.pgPort },
-        dataDir: base.dataDir,
-        binDir: PG_BIN_DIR,
-        socketDir: join(memberDir, 'run'),
-        ...(run.runAsUser === undefined ? {} : { runAsUser: run.runAsUser }),
-        superuser: { username: 'postgres', passwordFile: superFile },
-        replication: { username: 'replicator', passwordFile: replFile },
-        // Continuous archiving from the first minute: every member is bootstrapped with it.
-        ...(pgbackrest === undefined ? {} : { archive: { pgbackrestConfig: pgbackrest.configFile, stanza: spec.name } }),
-      },
-      bootstrapDynamicConfig: spec.dynamicConfig,
-      log: { level: 'info', file: base.logFile },
+      'restapi.authentication.username': REST_USER,
+      'restapi.authentication.password_file': restFile,
+      'postgresql.listen': { host: HOST, port: base.pgPort },
+      'postgresql.data_dir': base.dataDir,
+      'postgresql.bin_dir': PG_BIN_DIR,
+      'postgresql.socket_dir': join(memberDir, 'run'),
+      ...(run.runAsUser === undefined ? {} : { 'postgresql.run_as_user': run.runAsUser }),
+      'postgresql.authentication.superuser.username': 'postgres',
+      'postgresql.authentication.superuser.password_file': superFile,
+      'postgresql.authentication.replication.username': 'replicator',
+      'postgresql.authentication.replication.password_file': replFile,
+      // Continuous archiving from the first minute: every member is bootstrapped with it.
+      ...(pgbackrest === undefined ? {} : { 'postgresql.archive.pgbackrest_config': pgbackrest.configFile, 'postgresql.archive.stanza': spec.name }),
+      'bootstrap.dcs': spec.dynamicConfig,
+      'log.level': 'info',
+      'log.file': base.logFile,
     }) };
     await ensureMemberFiles(m, runUserOf(run));
     members.push(m);

@@ -14,7 +14,7 @@ import {
   stringifyAgentConfig,
   withRunAsUserDefault,
 } from './index.js';
-import type { AgentConfig, AgentConfigFileInput, SpecError } from './index.js';
+import type { AgentConfig, AgentSettingsInput, SpecError } from './index.js';
 
 const CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 const KEY = '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n';
@@ -373,21 +373,21 @@ describe('agent config: errors', () => {
 });
 
 describe('stringifyAgentConfig', () => {
-  const input: AgentConfigFileInput = {
+  const input: AgentSettingsInput = {
     name: 'demo-2',
     cluster: 'demo',
-    etcdEndpoints: ['http://127.0.0.1:2379', 'http://127.0.0.1:2381'],
-    restApi: { listen: { host: '127.0.0.1', port: 18008 } },
-    postgres: {
-      listen: { host: '::1', port: 15432 },
-      dataDir: '/tmp/warden/demo-2/data',
-      socketDir: '/tmp/warden/demo-2/run',
-      superuser: { username: 'postgres', passwordFile: '/secrets/superuser' },
-      replication: { username: 'replicator', passwordFile: '/secrets/replication' },
-    },
-    tags: { failoverPriority: 3 },
-    bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG, synchronous_mode: 'on', postgresql: { use_pg_rewind: true, parameters: { work_mem: '8MB' } } },
-    log: { level: 'debug' },
+    'etcd.endpoints': ['http://127.0.0.1:2379', 'http://127.0.0.1:2381'],
+    'restapi.listen': { host: '127.0.0.1', port: 18008 },
+    'postgresql.listen': { host: '::1', port: 15432 },
+    'postgresql.data_dir': '/tmp/warden/demo-2/data',
+    'postgresql.socket_dir': '/tmp/warden/demo-2/run',
+    'postgresql.authentication.superuser.username': 'postgres',
+    'postgresql.authentication.superuser.password_file': '/secrets/superuser',
+    'postgresql.authentication.replication.username': 'replicator',
+    'postgresql.authentication.replication.password_file': '/secrets/replication',
+    'tags.failover_priority': 3,
+    'bootstrap.dcs': { ...DEFAULT_DYNAMIC_CONFIG, synchronous_mode: 'on', postgresql: { use_pg_rewind: true, parameters: { work_mem: '8MB' } } },
+    'log.level': 'debug',
   };
 
   it('writes a file that parses back to the same settings, with password file paths only', () => {
@@ -396,7 +396,7 @@ describe('stringifyAgentConfig', () => {
     assert.match(text, /password_file: \/secrets\/superuser/);
     const c = accept(text, {}, 'demo-2.yaml');
     assert.equal(c.name, 'demo-2');
-    assert.deepEqual(c.etcdEndpoints, input.etcdEndpoints);
+    assert.deepEqual(c.etcdEndpoints, input['etcd.endpoints']);
     assert.deepEqual(c.restApi.connectAddress, { host: '127.0.0.1', port: 18008 });
     assert.deepEqual(c.postgres.listen, { host: '::1', port: 15432 });
     assert.equal(c.postgres.socketDir, '/tmp/warden/demo-2/run');
@@ -412,18 +412,16 @@ describe('postgresql.archive', () => {
   const base = {
     name: 'demo-1',
     cluster: 'demo',
-    etcdEndpoints: ['http://127.0.0.1:2379'],
-    restApi: { listen: { host: '127.0.0.1', port: 18008 } },
-    postgres: {
-      listen: { host: '127.0.0.1', port: 15432 },
-      dataDir: '/tmp/warden/demo-1/data',
-      superuser: { username: 'postgres', passwordFile: '/secrets/superuser' },
-      replication: { username: 'replicator', passwordFile: '/secrets/replication' },
-    },
-  } satisfies AgentConfigFileInput;
+    'etcd.endpoints': ['http://127.0.0.1:2379'],
+    'restapi.listen': { host: '127.0.0.1', port: 18008 },
+    'postgresql.listen': { host: '127.0.0.1', port: 15432 },
+    'postgresql.data_dir': '/tmp/warden/demo-1/data',
+    'postgresql.authentication.superuser.password_file': '/secrets/superuser',
+    'postgresql.authentication.replication.password_file': '/secrets/replication',
+  } satisfies AgentSettingsInput;
 
   it('writes and reads back the member\'s pgbackrest.conf and stanza', () => {
-    const text = stringifyAgentConfig({ ...base, postgres: { ...base.postgres, archive: { pgbackrestConfig: '/tmp/warden/demo-1/pgbackrest.conf', stanza: 'demo' } } });
+    const text = stringifyAgentConfig({ ...base, 'postgresql.archive.pgbackrest_config': '/tmp/warden/demo-1/pgbackrest.conf', 'postgresql.archive.stanza': 'demo' });
     assert.deepEqual(accept(text).postgres.archive, { pgbackrestConfig: '/tmp/warden/demo-1/pgbackrest.conf', stanza: 'demo' });
   });
 
@@ -488,12 +486,17 @@ describe('agent config: etcd authentication and TLS', () => {
     const text = stringifyAgentConfig({
       name: 'demo-1',
       cluster: 'demo',
-      etcdEndpoints: ['https://10.0.0.1:2379'],
-      etcdAuth: { username: 'warden', passwordFile: '/secrets/etcd' },
-      etcdTls: { cacert: '/tls/ca.pem', cert: '/tls/server.pem', key: '/tls/server.key' },
-      restApi: { listen: { host: '127.0.0.1', port: 8008 } },
-      postgres: { listen: { host: '127.0.0.1', port: 5432 }, dataDir: '/data/demo-1/pg', superuser: { username: 'postgres', passwordFile: '/secrets/superuser' }, replication: { username: 'replicator', passwordFile: '/secrets/replication' } },
-      tags: { replicatefrom: 'demo-2', clonefrom: true },
+      'etcd.endpoints': ['https://10.0.0.1:2379'],
+      'etcd.username': 'warden',
+      'etcd.password_file': '/secrets/etcd',
+      'etcd.cacert': '/tls/ca.pem',
+      'etcd.cert': '/tls/server.pem',
+      'etcd.key': '/tls/server.key',
+      'postgresql.data_dir': '/data/demo-1/pg',
+      'postgresql.authentication.superuser.password_file': '/secrets/superuser',
+      'postgresql.authentication.replication.password_file': '/secrets/replication',
+      'tags.replicatefrom': 'demo-2',
+      'tags.clonefrom': true,
     });
     assert.ok(!text.includes('etcd-secret'), 'only the password file is written');
     const back = accept(text);

@@ -14,6 +14,8 @@ export type { ClusterKind, ClusterMember, ClusterSpec, ParseClusterSpecResult } 
 export type { BackupRepoSpec, BackupsSpec } from './backups-reader.js';
 export {
   AGENT_CONFIG_ENV,
+  AGENT_CONFIG_TABLE,
+  AGENT_SETTINGS,
   DEFAULT_PG_BIN_DIR,
   DEFAULT_PG_LISTEN,
   DEFAULT_RESTAPI_LISTEN,
@@ -23,12 +25,15 @@ export {
   LOG_LEVELS,
   parseAgentConfig,
   parseHostPort,
+  readAgentSettings,
   stringifyAgentConfig,
   withRunAsUserDefault,
 } from './agent-config.js';
 export type {
   AgentConfig,
-  AgentConfigFileInput,
+  AgentSettingKey,
+  AgentSettings,
+  AgentSettingsInput,
   AgentTags,
   Credentials,
   HostPort,
@@ -36,11 +41,14 @@ export type {
   ParseAgentConfigOptions,
   ParseAgentConfigResult,
   PasswordFileReader,
+  ReadAgentSettingsResult,
 } from './agent-config.js';
 export { dnsLabelProblem, MAX_NAME_LENGTH } from './dns-label.js';
 export { loadAgentConfig, loadClusterSpec, loadNodesFile, loadRouterConfig } from './load-spec-files.js';
 export { parseNodesFile } from './nodes-file.js';
 export type { NodesFile, ParseNodesFileResult } from './nodes-file.js';
-export { parseRouterConfig, ROUTER_CONFIG_ENV, ROUTER_DEFAULTS, stringifyRouterConfig } from './router-config.js';
-export type { ParseRouterConfigResult, RouterConfig } from './router-config.js';
+export { parseRouterConfig, ROUTER_CONFIG_ENV, ROUTER_CONFIG_TABLE, ROUTER_DEFAULTS, ROUTER_SETTINGS, routerSettings, stringifyRouterConfig } from './router-config.js';
+export type { ParseRouterConfigResult, RouterConfig, RouterSettingKey, RouterSettings } from './router-config.js';
+export { readSettings, renderSettingsTable, stringifySettings } from './settings-table.js';
+export type { ReadSettingsResult, SettingSpec, SettingsTable, SettingType } from './settings-table.js';
 export { validateDynamicConfig } from './dynamic-config-validate.js';

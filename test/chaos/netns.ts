@@ -168,19 +168,20 @@ export class NetnsCluster implements ChaosCluster {
       const yaml = stringifyAgentConfig({
         name: n.name,
         cluster: this.name,
-        etcdEndpoints: this.etcdNodes.map((e) => `http://${e.ip}:2379`),
-        restApi: { listen: { host: n.ip, port: 8008 } },
-        postgres: {
-          listen: { host: n.ip, port: 5432 },
-          dataDir: join(md, 'data'),
-          binDir: PG_BIN_DIR,
-          socketDir: join(md, 'run'),
-          runAsUser: 'postgres',
-          superuser: { username: 'postgres', passwordFile: join(secrets, 'superuser') },
-          replication: { username: 'replicator', passwordFile: join(secrets, 'replication') },
-        },
-        bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG, postgresql: { use_pg_rewind: true, parameters: { shared_buffers: '16MB', max_connections: 50, fsync: false } } },
-        log: { level: 'info', file: join(md, 'agent.log') },
+        'etcd.endpoints': this.etcdNodes.map((e) => `http://${e.ip}:2379`),
+        'restapi.listen': { host: n.ip, port: 8008 },
+        'postgresql.listen': { host: n.ip, port: 5432 },
+        'postgresql.data_dir': join(md, 'data'),
+        'postgresql.bin_dir': PG_BIN_DIR,
+        'postgresql.socket_dir': join(md, 'run'),
+        'postgresql.run_as_user': 'postgres',
+        'postgresql.authentication.superuser.username': 'postgres',
+        'postgresql.authentication.superuser.password_file': join(secrets, 'superuser'),
+        'postgresql.authentication.replication.username': 'replicator',
+        'postgresql.authentication.replication.password_file': join(secrets, 'replication'),
+        'bootstrap.dcs': { ...DEFAULT_DYNAMIC_CONFIG, postgresql: { use_pg_rewind: true, parameters: { shared_buffers: '16MB', max_connections: 50, fsync: false } } },
+        'log.level': 'info',
+        'log.file': join(md, 'agent.log'),
       });
       writeFileSync(join(md, 'agent.yaml'), yaml, { mode: 0o600 });
     }
