@@ -543,7 +543,12 @@ export class FakePostgres implements PostgresInstance {
       const from = this.reachableSource(source, 'CHECKPOINT before pg_rewind');
       const src = from.cluster;
       if (src.systemIdentifier !== target.systemIdentifier) throw this.commandFailed(what, 'fatal: source and target clusters are from different systems');
-      if (!isCleanShutdown(target.clusterState)) throw this.commandFailed(what, 'fatal: target server must be shut down cleanly');
+      if (!isCleanShutdown(target.clusterState)) {
+        // pg_rewind (13+) runs crash recovery on the target itself first, in single-user mode.
+        await this.delay(this.timings.recoverMs, g);
+        target.standbySignal = false;
+        target.clusterState = 'shut down';
+      }
       const fork = divergence(target, src);
       if (fork === undefined) return `${what}: source and target cluster are on the same timeline\n${what}: no rewind required\n`;
       const totalBytes = Math.min(target.dataBytes, 64 * 1024 * 1024);
