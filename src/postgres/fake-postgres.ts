@@ -66,6 +66,22 @@ const RESTART_PARAMETERS: ReadonlySet<string> = new Set([
 ]);
 const PROGRESS_INTERVAL_MS = 1_000;
 
+/** A FakePostgres as a test sees it at one instant (FakePostgres.facts()). */
+export interface FakePostgresFacts {
+  readonly process: ProcessState['kind'];
+  /** The postmaster accepts connections (started, not stopping). */
+  readonly accepting: boolean;
+  /** A primary that accepts connections: it takes writes. */
+  readonly writable: boolean;
+  readonly dataDir: DataDirState['kind'];
+  readonly systemIdentifier?: string;
+  readonly timeline?: number;
+  readonly walPosition?: Lsn;
+  readonly clusterState?: string;
+  /** The member whose WAL this standby streams now. */
+  readonly streamingFrom?: string;
+}
+
 /** One timeline switch of a cluster's history: `timeline` began at `forkLsn` (pg's NNNNNNNN.history). */
 interface TimelineSwitch {
   readonly timeline: number;
@@ -257,6 +273,21 @@ export class FakePostgres implements PostgresInstance {
       throw new WardenError('internal', `${this.config.name}: plantDataDir needs a missing or empty data dir, it is ${this.dir.kind}`);
     }
     this.dir = kind === 'empty' ? { kind: 'empty' } : { kind: 'invalid' };
+  }
+
+  /** What a test may assert on at any instant, read without a query (and so without fake time passing). */
+  facts(): FakePostgresFacts {
+    const pm = this.pm;
+    const c = this.cluster();
+    const state = pm !== undefined ? 'running' : this.exited !== undefined ? 'crashed' : 'stopped';
+    return {
+      process: state,
+      accepting: pm !== undefined && pm.ready && pm.stopping === undefined,
+      writable: pm !== undefined && pm.ready && pm.stopping === undefined && !pm.inRecovery,
+      dataDir: this.dir.kind,
+      ...(c === undefined ? {} : { systemIdentifier: c.systemIdentifier, timeline: c.timeline, walPosition: c.walPosition, clusterState: c.clusterState }),
+      ...(this.receiver === undefined ? {} : { streamingFrom: this.receiver.from.config.name }),
+    };
   }
 
   /** Long operations (initdb, basebackup, start, stop, promote, recovery, rewind) still running. */
