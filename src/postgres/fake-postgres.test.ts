@@ -72,6 +72,7 @@ postgresContract('FakePostgres', async () => {
     },
     makeLarge: async (pg) => asFake(pg).growDatabase(300 * 1024 * 1024),
     plantDataDir: async (pg, kind) => asFake(pg).plantDataDir(kind),
+    holdsCluster: async (pg, path) => asFake(pg).movedAsideHoldsCluster(path),
     leftoverCommands: async (pg) => (asFake(pg).operationsInFlight() > 0 ? [`${asFake(pg).operationsInFlight()} operation(s) in flight`] : []),
     cleanup: async () => undefined,
   };

@@ -613,6 +613,11 @@ export class FakePostgres implements PostgresInstance {
     return path;
   }
 
+  /** True when the directory moved aside to `path` holds a cluster (tests: nothing was deleted). */
+  movedAsideHoldsCluster(path: string): boolean {
+    return this.movedAside.find((m) => m.path === path)?.dir.kind === 'initialized';
+  }
+
   async listMovedAside(): Promise<string[]> {
     return this.movedAside.map((m) => m.path).sort();
   }

@@ -23,6 +23,8 @@ export interface PostgresContractSubject {
   readonly makeLarge: (pg: PostgresInstance) => Promise<void>;
   /** Creates the missing data dir of `pg`: empty, or holding a file that is no cluster. */
   readonly plantDataDir: (pg: PostgresInstance, kind: 'empty' | 'foreign') => Promise<void>;
+  /** True when the directory at `path` (one that `pg` moved aside) still holds its cluster's files. */
+  readonly holdsCluster: (pg: PostgresInstance, path: string) => Promise<boolean>;
   /** Commands (a pg_basebackup, a postmaster) still running on the data dir of `pg`. */
   readonly leftoverCommands: (pg: PostgresInstance) => Promise<string[]>;
   readonly cleanup: () => Promise<void>;
@@ -249,6 +251,7 @@ export function postgresContract(name: string, make: () => Promise<PostgresContr
       assert.ok(moved.startsWith(`${a.config.dataDir}.moved-`), moved);
       assert.deepEqual(await a.inspectDataDir(), { kind: 'missing' });
       assert.deepEqual(await a.listMovedAside(), [...before, moved].sort());
+      assert.equal(await s.holdsCluster(a, moved), true, 'the moved-aside directory keeps its files');
       await assert.rejects(a.moveDataDirAside(), code('not-found'));
     });
 

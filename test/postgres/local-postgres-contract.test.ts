@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -74,6 +75,7 @@ postgresContract('LocalPostgres with PostgreSQL 15', async () => {
       await mkdir(pg.config.dataDir, { recursive: true });
       if (kind === 'foreign') await writeFile(join(pg.config.dataDir, 'precious.txt'), 'not a cluster');
     },
+    holdsCluster: async (_pg, path) => existsSync(join(path, 'PG_VERSION')) && existsSync(join(path, 'global', 'pg_control')),
     leftoverCommands: (pg) => commandsNaming(pg.config.dataDir),
     cleanup: () => sandbox.cleanup(),
   };
