@@ -339,7 +339,7 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', () => {
     assert.deepEqual(st.replicas?.map((r) => r.applicationName).sort(), NAMES.filter((n) => n !== leader.name));
   });
 
-  it('fails over when the leader PostgreSQL crashes for good: a replica leads on timeline 2 and the other follows it', async () => {
+  it('fails over when the leader PostgreSQL crashes for good: a replica leads on timeline 2 and the other follows it', async (t) => {
     const s = (scenario = new Scenario(NAMES, { primary_start_timeout: 5 }));
     await s.start();
     const old = await s.healthy();
@@ -351,6 +351,7 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', () => {
       return l !== undefined && l.pg.facts().writable ? l : undefined;
     });
     const tookMs = s.clock.monotonicMs() - crashedAt;
+    t.diagnostic(`crash for good: ${next.name} writable ${tookMs} ms (fake) after the crash; primary_start_timeout 5 s`);
     assert.ok(tookMs >= 5_000, `the leader kept its key while primary_start_timeout ran (${tookMs} ms)`);
     assert.equal(next.pg.facts().timeline, 2);
     const third = s.members.find((m) => m !== old && m !== next);
@@ -366,7 +367,7 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', () => {
     assert.deepEqual(history.map((h) => [h.timeline, h.leader]), [[2, next.name]]);
   });
 
-  it('fences a leader cut off from the DCS before its lease can expire there, fails over, and lets it rejoin as a replica', async () => {
+  it('fences a leader cut off from the DCS before its lease can expire there, fails over, and lets it rejoin as a replica', async (t) => {
     const s = (scenario = new Scenario(NAMES));
     await s.start();
     const old = await s.healthy();
@@ -384,6 +385,7 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', () => {
     });
     assert.ok(fencedAt !== undefined, 'the old primary was stopped');
     assert.ok(keyGoneAt !== undefined, 'the old leader key went away');
+    t.diagnostic(`cut off: fenced ${fencedAt - cutAt} ms, key gone ${keyGoneAt - cutAt} ms, ${next.name} writable ${s.clock.monotonicMs() - cutAt} ms after the cut (fake; ttl ${s.config.ttl} s)`);
     assert.ok(fencedAt < keyGoneAt, `fenced at ${fencedAt - cutAt} ms after the cut, before its key expired at ${keyGoneAt - cutAt} ms`);
     assert.equal(next.pg.facts().timeline, 2);
     old.dcs.heal();
@@ -406,7 +408,7 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', () => {
     for (const m of s.members) assert.equal(m.pg.facts().timeline, 1, `${m.name} still on timeline 1`);
   });
 
-  it('releases the key when every start of the leader PostgreSQL hangs: a replica leads within primary_start_timeout + ttl + a few loops', async () => {
+  it('releases the key when every start of the leader PostgreSQL hangs: a replica leads within primary_start_timeout + ttl + a few loops', async (t) => {
     const s = (scenario = new Scenario(NAMES, { primary_start_timeout: 5 }));
     await s.start();
     const old = await s.healthy();
@@ -418,9 +420,25 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', () => {
       const l = s.members.find((m) => m !== old && m.name === s.leaderChanges.at(-1));
       return l !== undefined && l.pg.facts().writable ? l : undefined;
     });
+    t.diagnostic(`hanging starts: ${next.name} writable ${s.clock.monotonicMs() - crashedAt} ms (fake) after the crash; budget ${budgetMs} ms`);
     assert.ok(s.clock.monotonicMs() - crashedAt >= s.config.primary_start_timeout * 1000, 'not before primary_start_timeout');
     assert.equal(next.pg.facts().timeline, 2);
     await s.until('the frozen postmaster of the old leader is stopped, not left running', 10_000, () => (old.pg.facts().process !== 'running' ? true : undefined));
+  });
+
+  it('releases the key when the leader PostgreSQL runs but stops answering, and a replica takes over', async () => {
+    const s = (scenario = new Scenario(NAMES, { primary_start_timeout: 5 }));
+    await s.start();
+    const old = await s.healthy();
+    old.pg.hangStatus();
+    const hungAt = s.clock.monotonicMs();
+    const next = await s.until('a replica leads and takes writes', 5_000 + 2_000 + 3_000, () => {
+      const l = s.members.find((m) => m !== old && m.name === s.leaderChanges.at(-1));
+      return l !== undefined && l.pg.facts().writable ? l : undefined;
+    });
+    assert.ok(s.clock.monotonicMs() - hungAt >= 5_000, 'the leader waited primary_start_timeout for its server to answer');
+    assert.equal(next.pg.facts().timeline, 2);
+    assert.equal(old.pg.facts().writable, false, 'the hung primary was stopped');
   });
 
   it('keeps leading past bad records (a member without tags, a config with ttl "abc") and reports them', async () => {
@@ -462,7 +480,8 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', () => {
       await s.holds(10_000, () => {
         assert.ok(m2.pg.operationsInFlight() > 0, 'the clone is still in flight');
         const snap = m2.agent.snapshot();
-        assert.ok(s.clock.nowMs() - snap.lastLoopAtMs <= 2 * loopWaitMs + STEP_MS, `m2's last loop ended ${s.clock.nowMs() - snap.lastLoopAtMs} ms ago, during the clone`);
+        const sinceMs = s.clock.nowMs() - snap.lastLoopAtMs;
+        assert.ok(snap.lastLoopAtMs > 0 && sinceMs <= 2 * loopWaitMs + STEP_MS, snap.lastLoopAtMs === 0 ? 'm2 has completed no loop since its clone began' : `m2's last loop ended ${sinceMs} ms ago, during the clone`);
       });
       await s.healthy(120_000);
     },
