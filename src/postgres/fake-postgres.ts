@@ -202,6 +202,8 @@ export class FakePostgres implements PostgresInstance {
   private readonly listeners = new Set<() => void>();
   private frozenStarts = false;
   private failingStarts: { message: string; left: number } | undefined;
+  /** The log line of the last start that failed (failNextStart), for the start's error. */
+  private lastStartFailure: string | undefined;
   private statusHung = false;
   private inFlight = 0;
 
@@ -710,8 +712,6 @@ export class FakePostgres implements PostgresInstance {
   }
 
   // ---- processes ---------------------------------------------------------------------------------
-
-  private lastStartFailure: string | undefined;
 
   private spawn(c: ClusterData): Postmaster {
     this.exited = undefined;
