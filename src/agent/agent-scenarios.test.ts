@@ -228,6 +228,7 @@ class Scenario {
 
   /** One step: move the clock, let every promise that can run run, check invariant 1, track the leader. */
   async step(ms = STEP_MS): Promise<void> {
+    if (Date.now() - this.startedAtReal > REAL_LIMIT_MS) assert.fail(`over ${REAL_LIMIT_MS} ms of real time\n${this.describe()}`);
     this.clock.advance(ms);
     await flush();
     const leader = await this.leaderKey();
@@ -309,7 +310,7 @@ async function flush(): Promise<void> {
 
 const NAMES = ['m1', 'm2', 'm3'];
 
-describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', () => {
+describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', { timeout: 300_000 }, () => {
   let scenario: Scenario | undefined;
   afterEach(async () => {
     await scenario?.stopAll();
@@ -439,6 +440,48 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', () => {
     assert.ok(s.clock.monotonicMs() - hungAt >= 5_000, 'the leader waited primary_start_timeout for its server to answer');
     assert.equal(next.pg.facts().timeline, 2);
     assert.equal(old.pg.facts().writable, false, 'the hung primary was stopped');
+  });
+
+  it('hands over at once when the leader agent stops gracefully: its lease is revoked, a replica leads well within the ttl', async (t) => {
+    const s = (scenario = new Scenario(NAMES));
+    await s.start();
+    const old = await s.healthy();
+    old.stopped = true;
+    const stoppedAt = s.clock.monotonicMs();
+    const stopping = old.agent.stop();
+    const next = await s.until('a replica leads and takes writes', s.config.ttl * 1000, () => {
+      const l = s.members.find((m) => m !== old && m.name === s.leaderChanges.at(-1));
+      return l !== undefined && l.pg.facts().writable ? l : undefined;
+    });
+    const tookMs = s.clock.monotonicMs() - stoppedAt;
+    t.diagnostic(`graceful stop: ${next.name} writable ${tookMs} ms (fake) after the leader agent was told to stop`);
+    await s.settle(stopping, 10_000, 'the old leader agent stopping');
+    assert.ok(tookMs < s.config.ttl * 1000, `a successor need not wait for the ttl (${tookMs} ms)`);
+    assert.equal(old.pg.facts().process, 'stopped');
+    assert.equal(old.pg.facts().clusterState, 'shut down', 'stopped fast: a clean shutdown checkpoint');
+    assert.equal(await s.store.get(PREFIX + KEYS.membersDir + old.name), undefined, 'its member key went with its lease');
+  });
+
+  it('clones again from the new leader when the leader it was cloning from fails mid-copy', async () => {
+    const s = (scenario = new Scenario(NAMES, { primary_start_timeout: 5 }));
+    await s.start(['m1', 'm2']);
+    const old = await s.healthy();
+    // 4 GB at the fake's 256 MB/s: a clone of about 16 s of fake time.
+    old.pg.growDatabase(4 * 1024 * 1024 * 1024);
+    await s.start(['m3']);
+    const m3 = s.member('m3');
+    await s.until('m3 is cloning', 5_000, () => (m3.pg.operationsInFlight() > 0 ? true : undefined));
+    old.pg.failNextStart('FATAL: could not open file "global/pg_control": Input/output error', Number.POSITIVE_INFINITY);
+    old.pg.crash();
+    const next = await s.until('the other replica leads', 12_000, () => {
+      const l = s.members.find((m) => m !== old && m !== m3 && m.name === s.leaderChanges.at(-1));
+      return l !== undefined && l.pg.facts().writable ? l : undefined;
+    });
+    await s.until('m3 streams from the new leader on timeline 2', 60_000, () =>
+      m3.pg.facts().streamingFrom === next.name && m3.pg.facts().timeline === 2 ? true : undefined,
+    );
+    assert.equal(m3.pg.facts().systemIdentifier, next.pg.facts().systemIdentifier);
+    assert.deepEqual(await m3.pg.listMovedAside(), [], 'the failed copy was removed, not moved aside: it held no cluster');
   });
 
   it('keeps leading past bad records (a member without tags, a config with ttl "abc") and reports them', async () => {
