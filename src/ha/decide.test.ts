@@ -342,6 +342,14 @@ describe('decide: switchover and failover requests', () => {
     assert.deepEqual(kinds(d), ['delete-failover']);
   });
 
+  it('drops the request while starting PostgreSQL again when the switchover failed after its fast stop (no second stop for it)', () => {
+    const stopped: LocalPostgresFacts = { dataDir: { kind: 'initialized', systemIdentifier: SYSID, clusterState: 'shut down' }, process: 'stopped', configuredAs: { kind: 'primary' } };
+    const d = decide(withRequest('demo-1', { leader: 'demo-1' }, stopped, request(), { peers: peersOk, lastFailure: { action: 'await-caught-up', message: 'demo-2 did not receive WAL past the shutdown checkpoint' } }), {});
+    assert.equal(d.reason.code, 'switchover-failed');
+    assert.deepEqual(kinds(d), ['delete-failover', 'configure', 'start']);
+    assert.match(d.reason.message, /did not receive WAL/);
+  });
+
   it('waits for a scheduled switchover', () => {
     const d = decide(withRequest('demo-1', { leader: 'demo-1' }, primaryPg(), request({ scheduledAtMs: NOW + 60_000 }), { peers: peersOk }), { slotNames: 'demo_2,demo_3' });
     assert.equal(d.reason.code, 'switchover-scheduled');

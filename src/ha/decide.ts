@@ -308,6 +308,9 @@ export function decide(obs: Observation, memory: AgentMemory): Decision {
   ], mem);
 }
 
+/** The actions of a switchover; one of them failing ends the request (see 'switchover-failed'). */
+const SWITCHOVER_STEPS: readonly string[] = ['name-failover-candidate', 'announce-switchover', 'stop', 'await-caught-up', 'release-leader'];
+
 /** Decision reasons whose immediate stop is a fence: one under way is not restarted. */
 const FENCING_CODES: ReadonlySet<ReasonCode> = new Set(['dcs-unreachable-demoting', 'lease-expired-demoting', 'demoting-other-leader']);
 
@@ -375,16 +378,28 @@ function decideAsLeader(
     if (pg.process === 'running') {
       return { actions: [], reason: { code: 'postgres-not-answering', message: 'PostgreSQL runs but does not answer yet' }, memory: { ...memory, primaryDownSinceMs: since } };
     }
+    // A switchover that failed after its fast stop (the candidate never got the last WAL, the key
+    // could not be handed over) leaves the leader stopped with the request still there: drop the
+    // request while starting again, or the next cycle would stop the primary for it once more.
+    const failedRequest = view.failover !== undefined && obs.lastFailure !== undefined && SWITCHOVER_STEPS.includes(obs.lastFailure.action) ? view.failover : undefined;
     const wasStandby = pg.dataDir.clusterState !== undefined && pg.dataDir.clusterState !== 'in production' && pg.dataDir.clusterState !== 'shut down';
     // A standby's data must be promoted (new timeline), never simply started read-write on the old
     // one, or a diverged former primary could not be told apart by pg_rewind.
     // The start may hang (a crash recovery stuck on its disk): it gets what is left of
     // primary_start_timeout, and the next loop releases the key if it did not come back.
     const startTimeoutMs = Math.max(1000, config.primary_start_timeout * 1000 - (obs.nowMs - since));
+    const startActions: Action[] = wasStandby
+      ? [{ kind: 'configure', role: 'replica' }, { kind: 'start', timeoutMs: startTimeoutMs }]
+      : [{ kind: 'configure', role: 'primary' }, { kind: 'start', timeoutMs: startTimeoutMs }];
+    if (failedRequest !== undefined && obs.lastFailure !== undefined) {
+      return {
+        actions: [{ kind: 'delete-failover', modRevision: failedRequest.modRevision }, ...startActions],
+        reason: { code: 'switchover-failed', message: `the ${failedRequest.kind} failed (${obs.lastFailure.message}): staying leader, starting PostgreSQL again and dropping the request` },
+        memory: { ...memory, primaryDownSinceMs: since },
+      };
+    }
     return {
-      actions: wasStandby
-        ? [{ kind: 'configure', role: 'replica' }, { kind: 'start', timeoutMs: startTimeoutMs }]
-        : [{ kind: 'configure', role: 'primary' }, { kind: 'start', timeoutMs: startTimeoutMs }],
+      actions: startActions,
       reason: {
         code: 'leader-restarting-postgres',
         message: `this member holds the leader key and PostgreSQL is ${pg.process}: starting it in place${wasStandby ? ' as a standby, to promote it next' : ''}`,
@@ -423,7 +438,7 @@ function decideAsLeader(
       reason: { code, message },
       memory: mem,
     });
-    if (obs.lastFailure !== undefined && ['name-failover-candidate', 'announce-switchover', 'await-caught-up', 'release-leader'].includes(obs.lastFailure.action)) {
+    if (obs.lastFailure !== undefined && SWITCHOVER_STEPS.includes(obs.lastFailure.action)) {
       return drop('switchover-failed', `the ${request.kind} failed (${obs.lastFailure.message}): staying leader`);
     }
     if (request.leader !== undefined && request.leader !== me) {
