@@ -150,6 +150,8 @@ class Scenario {
   /** Every leader key value seen, in order, one entry per change ('' when there was none). */
   readonly leaderChanges: string[] = [];
   private readonly startedAtReal = Date.now();
+  /** When false, a switchover's check of the candidate's received WAL fails (it never catches up). */
+  candidatesAnswer = true;
 
   constructor(names: readonly string[], config: Partial<DynamicConfig> = {}) {
     this.config = { ...DEFAULT_DYNAMIC_CONFIG, ...config };
@@ -173,7 +175,22 @@ class Scenario {
       const apiUrl = `http://${listen.host}:8008`;
       const agent = new Agent(
         { name, cluster: CLUSTER, apiUrl, pgHost: listen.host, pgPort: listen.port, tags: TAGS, bootstrapConfig: this.config },
-        { dcs, pg, clock: this.clock, log, fetchPeer: (peer, url) => this.readPeer(peer, url) },
+        {
+          dcs,
+          pg,
+          clock: this.clock,
+          log,
+          fetchPeer: (peer, url) => this.readPeer(peer, url),
+          // A switchover's candidate is asked through the fake network, as the real one asks its PostgreSQL.
+          candidateReceiveLsn: async (c, timeoutMs) => {
+            if (!this.candidatesAnswer) throw new Error('the candidate does not answer');
+            const target = this.network.at(c);
+            if (target === undefined) throw new Error(`nothing listens on ${c.host}:${c.port}`);
+            const rows = await target.query('SELECT pg_last_wal_receive_lsn()::text AS lsn', [], timeoutMs);
+            const lsn = rows[0]?.['lsn'];
+            return typeof lsn === 'string' ? lsn : null;
+          },
+        },
       );
       this.members.push({ name, agent, pg, dcs, log, apiUrl, stopped: false });
     });
@@ -440,6 +457,38 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', { timeout:
     assert.ok(s.clock.monotonicMs() - hungAt >= 5_000, 'the leader waited primary_start_timeout for its server to answer');
     assert.equal(next.pg.facts().timeline, 2);
     assert.equal(old.pg.facts().writable, false, 'the hung primary was stopped');
+  });
+
+  it('switches over on request: the leader stops fast, the named candidate has every WAL byte and leads, the old leader streams from it', async (t) => {
+    const s = (scenario = new Scenario(NAMES));
+    await s.start();
+    const old = await s.healthy();
+    const candidate = s.members.find((m) => m !== old)!;
+    const requestedAt = s.clock.monotonicMs();
+    await s.store.put(PREFIX + KEYS.failover, JSON.stringify({ kind: 'switchover', leader: old.name, candidate: candidate.name, requestedAtMs: s.clock.nowMs() }));
+    const next = await s.until('the candidate leads and takes writes', 20_000, () => (s.leaderChanges.at(-1) === candidate.name && candidate.pg.facts().writable ? candidate : undefined));
+    t.diagnostic(`switchover: ${next.name} writable ${s.clock.monotonicMs() - requestedAt} ms (fake) after the request`);
+    assert.equal(await s.store.get(PREFIX + KEYS.failover), undefined, 'the request is done and deleted');
+    const again = await s.healthy(60_000);
+    assert.equal(again.name, candidate.name);
+    assert.equal(old.pg.facts().writable, false);
+    assert.equal(candidate.pg.facts().timeline, 2, 'one promotion, one new timeline');
+  });
+
+  it('a switchover whose candidate never confirms the last WAL fails once: the request is dropped and the leader serves again, without stopping for it twice', async () => {
+    const s = (scenario = new Scenario(NAMES));
+    await s.start();
+    const old = await s.healthy();
+    const candidate = s.members.find((m) => m !== old)!;
+    s.candidatesAnswer = false;
+    await s.store.put(PREFIX + KEYS.failover, JSON.stringify({ kind: 'switchover', leader: old.name, candidate: candidate.name, requestedAtMs: s.clock.nowMs() }));
+    await s.until('the request is dropped', 30_000, async () => ((await s.store.get(PREFIX + KEYS.failover)) === undefined ? true : undefined));
+    await s.until('the old leader takes writes again', 10_000, () => (old.pg.facts().writable ? true : undefined));
+    await s.holds(10_000, () => {
+      assert.equal(s.leaderChanges.at(-1), old.name);
+      assert.ok(old.pg.facts().writable, 'no second stop for a dropped request');
+    });
+    assert.equal(old.agent.snapshot().reason.code, 'leader-healthy');
   });
 
   it('hands over at once when the leader agent stops gracefully: its lease is revoked, a replica leads well within the ttl', async (t) => {

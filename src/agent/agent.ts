@@ -36,7 +36,7 @@ import {
   type ServerFacts,
 } from '../ha/index.js';
 import type { DataDirState, OperationProgress, PostgresInstance, ServerStatus } from '../postgres/postgres.js';
-import { Executor, PG_TIMEOUTS, type Hooks } from './executor.js';
+import { Executor, PG_TIMEOUTS, type CandidateReceiveLsn, type Hooks } from './executor.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { Logger } from './logger.js';
 import { fetchPeer } from './peers.js';
@@ -61,6 +61,9 @@ interface RunningOperation {
   readonly abort: AbortController;
   done: Promise<void>;
 }
+
+/** Asks one member (its REST API at `apiUrl`) whether it too cannot reach the DCS and follows `leader`; true = yes. */
+export type PostFailsafe = (apiUrl: string, leader: string, timeoutMs: number) => Promise<boolean>;
 
 /** Who this agent is and where it is reached. */
 export interface AgentIdentity {
@@ -149,7 +152,7 @@ export class Agent {
 
   constructor(
     private readonly id: AgentIdentity,
-    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger; hooks?: Hooks; restAuth?: { username: string; password: string }; peerTls?: ClientTls; fetchPeer?: typeof fetchPeer },
+    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger; hooks?: Hooks; restAuth?: { username: string; password: string }; peerTls?: ClientTls; fetchPeer?: typeof fetchPeer; candidateReceiveLsn?: CandidateReceiveLsn; postFailsafe?: PostFailsafe },
   ) {
     this.prefix = clusterPrefix(id.cluster);
     this.config = id.bootstrapConfig;
@@ -177,7 +180,9 @@ export class Agent {
       dcsTimeoutMs: () => this.config.retry_timeout * 1000,
       log: deps.log,
       initialParameters: id.bootstrapConfig.postgresql.parameters,
+      clock: deps.clock,
       ...(deps.hooks === undefined ? {} : { hooks: deps.hooks }),
+      ...(deps.candidateReceiveLsn === undefined ? {} : { candidateReceiveLsn: deps.candidateReceiveLsn }),
     });
     const now = deps.clock.nowMs();
     this.lastOkCycleMonoMs = deps.clock.monotonicMs();
@@ -612,31 +617,29 @@ export class Agent {
     const others = [...view.members.values()].filter((m) => m.name !== this.id.name);
     if (others.length === 0) return;
     const sentAt = this.deps.clock.nowMs();
-    const auth = this.deps.restAuth;
-    const answers = await Promise.all(
-      others.map(async (m) => {
-        try {
-          const res = await httpCall(new URL('/failsafe', m.apiUrl), {
-            method: 'POST',
-            headers: {
-              'content-type': 'application/json',
-              ...(auth === undefined ? {} : { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` }),
-            },
-            body: JSON.stringify({ leader: this.id.name }),
-            timeoutMs: Math.min(500, this.config.retry_timeout * 1000),
-            ...(this.deps.peerTls === undefined ? {} : { tls: this.deps.peerTls }),
-          });
-          return res.status === 200;
-        } catch {
-          return false;
-        }
-      }),
-    );
+    const post = this.deps.postFailsafe ?? ((apiUrl, leader, timeoutMs) => this.postFailsafeHttp(apiUrl, leader, timeoutMs));
+    const answers = await Promise.all(others.map((m) => post(m.apiUrl, this.id.name, Math.min(500, this.config.retry_timeout * 1000)).catch(() => false)));
     if (answers.every(Boolean)) {
       this.failsafeUntilMs = sentAt + this.config.ttl * 1000;
     } else {
       this.deps.log.warn({ confirmed: answers.filter(Boolean).length, of: answers.length }, 'failsafe_mode: not every member confirmed');
     }
+  }
+
+  /** The default PostFailsafe: POST /failsafe over HTTP(S), with the REST credentials. */
+  private async postFailsafeHttp(apiUrl: string, leader: string, timeoutMs: number): Promise<boolean> {
+    const auth = this.deps.restAuth;
+    const res = await httpCall(new URL('/failsafe', apiUrl), {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...(auth === undefined ? {} : { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` }),
+      },
+      body: JSON.stringify({ leader }),
+      timeoutMs,
+      ...(this.deps.peerTls === undefined ? {} : { tls: this.deps.peerTls }),
+    });
+    return res.status === 200;
   }
 
   private async observePostgres(): Promise<{ facts: LocalPostgresFacts; status: ServerStatus | undefined }> {

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import type { Clock } from '../core/clock.js';
 import { assertNever, describeError, isWardenError, WardenError } from '../core/errors.js';
 import { formatLsn } from '../core/lsn.js';
 import type { Dcs } from '../dcs/dcs.js';
@@ -39,6 +40,9 @@ export interface Hooks {
   readonly onEvent?: (event: 'on_start' | 'on_stop' | 'on_role_change', role: 'primary' | 'replica') => void;
 }
 
+/** Asks a switchover candidate's PostgreSQL how far it has received WAL. */
+export type CandidateReceiveLsn = (candidate: { readonly host: string; readonly port: number }, timeoutMs: number) => Promise<string | null>;
+
 /** What the executor needs from the agent for one loop. */
 export interface ExecutionContext {
   readonly view: ClusterView | undefined;
@@ -71,6 +75,14 @@ export class Executor {
       log: Logger;
       initialParameters: Readonly<Record<string, string | number | boolean>>;
       hooks?: Hooks;
+      /** Every wait of the executor runs on this clock (a test's FakeClock moves it). */
+      clock: Clock;
+      /**
+       * The candidate's pg_last_wal_receive_lsn() as text (null: it has received none), asked of
+       * its PostgreSQL itself; default: a direct connection as the superuser. Throws when it cannot
+       * be asked.
+       */
+      candidateReceiveLsn?: CandidateReceiveLsn;
     },
   ) {
     this.appliedParameters = JSON.stringify(opts.initialParameters);
@@ -220,7 +232,7 @@ export class Executor {
         await this.dcs.put(this.key(KEYS.routerPause), JSON.stringify({ from: this.opts.name, to: action.to, untilMs: action.untilMs }), this.dcsOpts());
         // Routers see the key through their watch within milliseconds; a connection they handed to
         // this primary just before must finish logging in before the shutdown, or it fails.
-        await new Promise((r) => setTimeout(r, ROUTER_PAUSE_GRACE_MS));
+        await this.sleep(ROUTER_PAUSE_GRACE_MS);
         return;
       case 'await-caught-up':
         return this.awaitCaughtUp(action.candidate, op.signal);
@@ -310,37 +322,35 @@ export class Executor {
       throw new WardenError('conflict', `PostgreSQL did not shut down cleanly (${st.clusterState ?? 'unknown state'}): cannot prove the candidate is caught up`);
     }
     const target = st.checkpointLsn;
-    const deadline = Date.now() + AWAIT_CAUGHT_UP_MS;
+    const clock = this.opts.clock;
+    const deadline = clock.monotonicMs() + AWAIT_CAUGHT_UP_MS;
     let last = 'no answer';
     // Asked of the candidate's PostgreSQL itself (not its agent, whose status is a loop old).
-    const { username, password } = this.pg.config.superuser;
-    let client: pg.Client | undefined;
+    const direct = this.opts.candidateReceiveLsn === undefined ? new DirectReceiveLsn(this.pg.config.superuser) : undefined;
+    const ask: CandidateReceiveLsn = this.opts.candidateReceiveLsn ?? ((c, t) => (direct as DirectReceiveLsn).ask(c, t));
     try {
-      while (Date.now() < deadline) {
+      while (clock.monotonicMs() < deadline) {
         if (signal?.aborted === true) throw cancelledError('await-caught-up', signal);
         try {
-          if (client === undefined) {
-            client = new pg.Client({ host: candidate.host, port: candidate.port, user: username, password, database: 'postgres', connectionTimeoutMillis: 1000, query_timeout: 1000 });
-            client.on('error', () => undefined);
-            await client.connect();
-          }
-          const r = await client.query<{ lsn: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS lsn');
-          const lsn = r.rows[0]?.lsn;
-          if (lsn !== null && lsn !== undefined) {
+          const lsn = await ask(candidate, 1000);
+          if (lsn !== null) {
             last = lsn;
             if (parseLsn(lsn) > target) return;
           }
         } catch (e) {
+          if (isWardenError(e, 'operation-cancelled')) throw e;
           last = describeError(e);
-          await client?.end().catch(() => undefined);
-          client = undefined;
         }
-        await new Promise((r) => setTimeout(r, 20));
+        await this.sleep(20);
       }
     } finally {
-      await client?.end().catch(() => undefined);
+      await direct?.close();
     }
     throw new WardenError('conflict', `${candidate.name} did not receive WAL past the shutdown checkpoint ${formatLsn(target)} within ${AWAIT_CAUGHT_UP_MS} ms (last seen ${last})`);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.opts.clock.setTimer(resolve, ms));
   }
 
   /** Promotes, then records the timeline switch in `history` (compare-and-swap append). */
@@ -371,5 +381,35 @@ export class Executor {
       if (ok) return;
     }
     throw new WardenError('conflict', 'could not append to the history key after 5 attempts');
+  }
+}
+
+/** The default CandidateReceiveLsn: one kept connection to the candidate as the superuser, reopened after an error. */
+class DirectReceiveLsn {
+  private client: pg.Client | undefined;
+
+  constructor(private readonly superuser: { readonly username: string; readonly password: string }) {}
+
+  async ask(candidate: { readonly host: string; readonly port: number }, timeoutMs: number): Promise<string | null> {
+    try {
+      if (this.client === undefined) {
+        const { username, password } = this.superuser;
+        const c = new pg.Client({ host: candidate.host, port: candidate.port, user: username, password, database: 'postgres', connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
+        c.on('error', () => undefined);
+        this.client = c;
+        await c.connect();
+      }
+      const r = await this.client.query<{ lsn: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS lsn');
+      return r.rows[0]?.lsn ?? null;
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => undefined);
   }
 }

@@ -758,9 +758,15 @@ export class FakePostgres implements PostgresInstance {
     if (this.pm !== pm) return;
     const c = this.cluster();
     if (mode === 'fast' && pm.ready && c !== undefined) {
-      // The shutdown checkpoint; walsenders send it to the standbys before the primary goes.
-      c.walPosition += pm.inRecovery ? 0n : CHECKPOINT_RECORD_BYTES;
-      c.checkpointLsn = c.walPosition;
+      // The shutdown checkpoint; walsenders send it to the standbys before the primary goes. As in
+      // pg_controldata, the checkpoint location is where its record starts: a standby that has it
+      // has received past that location (what a switchover checks).
+      if (!pm.inRecovery) {
+        c.checkpointLsn = c.walPosition;
+        c.walPosition += CHECKPOINT_RECORD_BYTES;
+      } else {
+        c.checkpointLsn = c.walPosition;
+      }
       this.changed();
       c.clusterState = pm.inRecovery ? 'shut down in recovery' : 'shut down';
     }
