@@ -196,6 +196,11 @@ class Scenario {
     });
   }
 
+  /** Writes a switchover request from `from` to `to`, as `warden switchover` does. */
+  async requestSwitchover(from: Member, to: Member): Promise<void> {
+    await this.store.put(PREFIX + KEYS.failover, JSON.stringify({ kind: 'switchover', leader: from.name, candidate: to.name, requestedAtMs: this.clock.nowMs() }));
+  }
+
   member(name: string): Member {
     const m = this.members.find((x) => x.name === name);
     assert.ok(m !== undefined, `no member ${name}`);
@@ -329,6 +334,15 @@ const NAMES = ['m1', 'm2', 'm3'];
 
 describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', { timeout: 300_000 }, () => {
   let scenario: Scenario | undefined;
+  /** Three healthy members, the leader and a candidate for a switchover. */
+  const switchoverScenario = async (): Promise<{ s: Scenario; old: Member; candidate: Member }> => {
+    const s = (scenario = new Scenario(NAMES));
+    await s.start();
+    const old = await s.healthy();
+    const candidate = s.members.find((m) => m !== old);
+    assert.ok(candidate !== undefined);
+    return { s, old, candidate };
+  };
   afterEach(async () => {
     await scenario?.stopAll();
     scenario = undefined;
@@ -460,12 +474,9 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', { timeout:
   });
 
   it('switches over on request: the leader stops fast, the named candidate has every WAL byte and leads, the old leader streams from it', async (t) => {
-    const s = (scenario = new Scenario(NAMES));
-    await s.start();
-    const old = await s.healthy();
-    const candidate = s.members.find((m) => m !== old)!;
+    const { s, old, candidate } = await switchoverScenario();
     const requestedAt = s.clock.monotonicMs();
-    await s.store.put(PREFIX + KEYS.failover, JSON.stringify({ kind: 'switchover', leader: old.name, candidate: candidate.name, requestedAtMs: s.clock.nowMs() }));
+    await s.requestSwitchover(old, candidate);
     const next = await s.until('the candidate leads and takes writes', 20_000, () => (s.leaderChanges.at(-1) === candidate.name && candidate.pg.facts().writable ? candidate : undefined));
     t.diagnostic(`switchover: ${next.name} writable ${s.clock.monotonicMs() - requestedAt} ms (fake) after the request`);
     assert.equal(await s.store.get(PREFIX + KEYS.failover), undefined, 'the request is done and deleted');
@@ -476,12 +487,9 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', { timeout:
   });
 
   it('a switchover whose candidate never confirms the last WAL fails once: the request is dropped and the leader serves again, without stopping for it twice', async () => {
-    const s = (scenario = new Scenario(NAMES));
-    await s.start();
-    const old = await s.healthy();
-    const candidate = s.members.find((m) => m !== old)!;
+    const { s, old, candidate } = await switchoverScenario();
     s.candidatesAnswer = false;
-    await s.store.put(PREFIX + KEYS.failover, JSON.stringify({ kind: 'switchover', leader: old.name, candidate: candidate.name, requestedAtMs: s.clock.nowMs() }));
+    await s.requestSwitchover(old, candidate);
     await s.until('the request is dropped', 30_000, async () => ((await s.store.get(PREFIX + KEYS.failover)) === undefined ? true : undefined));
     await s.until('the old leader takes writes again', 10_000, () => (old.pg.facts().writable ? true : undefined));
     await s.holds(10_000, () => {
