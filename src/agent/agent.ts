@@ -47,6 +47,9 @@ export const WARDEN_VERSION = '0.1.0';
 /** From this many moved-aside data directories on, the agent warns (each one can be as large as the database). */
 const MOVED_ASIDE_WARNING = 3;
 
+/** The pause before the cycle after a failed operation (at most loop_wait). */
+const FAILED_OPERATION_PAUSE_MS = 250;
+
 /** How long cancelling the operation in flight waits for it to end (a cancelled start stops its postmaster: ≤ 4 s). */
 const CANCEL_WAIT_MS = 15_000;
 
@@ -129,6 +132,7 @@ export class Agent {
   private snap: AgentSnapshot;
   private config: DynamicConfig;
   private wake: (() => void) | undefined;
+  private wakePending = false;
   private stopping = false;
   private loopDone: Promise<void> | undefined;
   private readonly watchAbort = new AbortController();
@@ -220,7 +224,7 @@ export class Agent {
     }
     this.scheduledRestart = s;
     this.deps.log.info({ at: new Date(s.atMs).toISOString(), role: s.role, restartPending: s.restartPending }, 'restart scheduled');
-    this.wake?.();
+    this.poke();
     return { ok: true };
   }
 
@@ -230,7 +234,7 @@ export class Agent {
     this.scheduledRestart = undefined;
     if (s !== undefined) {
       this.deps.log.info({ at: new Date(s.atMs).toISOString() }, 'scheduled restart cancelled');
-      this.wake?.();
+      this.poke();
     }
     return s;
   }
@@ -272,7 +276,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopping = true;
     this.watchAbort.abort();
-    this.wake?.();
+    this.poke();
     await this.loopDone;
     await this.cancelOperation('the agent is stopping');
     this.lease.stop();
@@ -328,13 +332,14 @@ export class Agent {
           resolve(r);
         },
       };
-      this.wake?.();
+      this.poke();
     });
   }
 
-  /** Wakes the loop now (after an operator wrote a key the loop should see). */
+  /** Wakes the loop now (after an operator wrote a key the loop should see); during a cycle, the next one starts at once. */
   poke(): void {
-    this.wake?.();
+    if (this.wake !== undefined) this.wake();
+    else this.wakePending = true;
   }
 
   /** Immediate stop of a primary whose lease is about to lapse (invariant 1); the rule is fencingVerdict in src/ha. */
@@ -356,7 +361,7 @@ export class Agent {
     // Whatever runs (a start, a promotion) must not bring a primary back behind the fence.
     this.op?.abort.abort(new Error(`fencing: ${why}`));
     void this.deps.pg.stop('immediate', PG_TIMEOUTS.fence).catch((e: unknown) => this.deps.log.error({ err: describeError(e) }, 'fencing stop failed'));
-    this.wake?.();
+    this.poke();
   }
 
   private async loop(): Promise<void> {
@@ -374,7 +379,13 @@ export class Agent {
       if (ok) this.lastOkCycleMonoMs = this.deps.clock.monotonicMs();
       this.snap = { ...this.snap, loopDurationMs: took, lastLoopAtMs: now, ...(ok ? { lastOkLoopAtMs: now } : {}) };
       if (this.stopping) break;
-      const waitMs = this.lastFailure !== undefined ? Math.min(this.config.loop_wait * 1000, 250) : Math.max(0, this.config.loop_wait * 1000 - took);
+      const waitMs = Math.max(0, this.config.loop_wait * 1000 - took);
+      // A wake-up that came during the cycle (the leader key vanished, an operation ended) is not
+      // lost: the next cycle starts at once instead of a loop_wait later.
+      if (this.wakePending) {
+        this.wakePending = false;
+        continue;
+      }
       await new Promise<void>((resolve) => {
         const t = this.deps.clock.setTimer(resolve, waitMs);
         this.wake = () => {
@@ -383,6 +394,7 @@ export class Agent {
         };
       });
       this.wake = undefined;
+      this.wakePending = false;
     }
   }
 
@@ -485,7 +497,10 @@ export class Agent {
     }
     this.answerOperation(decision, failed === undefined ? undefined : describeError(failed.error));
     if (actions.some((a) => a.kind === 'move-data-aside' || a.kind === 'bootstrap')) await this.refreshMovedAside();
-    this.wake?.();
+    // The next cycle decides on what the operation left: at once after a success, after a short
+    // pause after a failure (an action that fails at once must not be retried in a tight loop).
+    if (failed === undefined) this.poke();
+    else this.deps.clock.setTimer(() => this.poke(), Math.min(this.config.loop_wait * 1000, FAILED_OPERATION_PAUSE_MS));
   }
 
   /**
@@ -800,7 +815,7 @@ export class Agent {
         await this.deps.dcs.watch(this.prefix, this.watchFrom, (events, revision) => {
           this.watchFrom = revision + 1;
           if (events.some((ev) => ev.kv.key === this.prefix + KEYS.leader || ev.kv.key === this.prefix + KEYS.config || ev.kv.key === this.prefix + KEYS.initialize)) {
-            this.wake?.();
+            this.poke();
           }
         }, signal);
       } catch (e) {
