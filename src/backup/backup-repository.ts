@@ -115,4 +115,10 @@ export interface BackupRepository {
   restore(request: RestoreRequest, opts: BackupCallOptions): Promise<void>;
   /** Removes the sets (and their WAL) that the retention options no longer keep. */
   expire(opts: BackupCallOptions): Promise<void>;
+  /**
+   * Which of `names` (WAL files as pg_wal names them: segments, `.partial`, `.history`, `.backup`)
+   * every repository holds in the current database's archive. Read-only; used just before a
+   * promotion (src/backup/archive-continuity.ts), so it must be quick.
+   */
+  archivedWal(names: readonly string[], opts: BackupCallOptions): Promise<ReadonlySet<string>>;
 }

@@ -1,9 +1,11 @@
 // The backup port and the pgBackRest adapter behind it (docs/architecture.md, "Backups").
 export * from './backup-repository.js';
-export { archiveCommand, isWardenOwnedOption, PGBACKREST_DEFAULTS, PGBACKREST_OPTION_NAME, pgOptions, renderPgBackRestConf, restoreCommand, shellQuote, type PgBackRestConfInput, type PosixRepo } from './pgbackrest-config.js';
-export { parsePgBackRestInfo, quoteSystemIds } from './pgbackrest-info.js';
+export { archiveCommand, isWardenOwnedOption, PGBACKREST_DEFAULTS, PGBACKREST_OPTION_NAME, pgOptions, renderPgBackRestConf, repoIndexesOf, restoreCommand, shellQuote, type PgBackRestConfInput, type PosixRepo } from './pgbackrest-config.js';
+export { currentArchiveId, parsePgBackRestInfo, parseRepoLs, quoteSystemIds, type RepoLsEntry } from './pgbackrest-info.js';
 export { pgBackRestErrorOf, pgBackRestFailure } from './pgbackrest-errors.js';
 export { PgBackRestRepository, targetFlags, type PgBackRestRepositoryConfig } from './pgbackrest-repository.js';
 export { recoveryPointOf, segmentEndLsn, WAL_SEGMENT_BYTES, type ArchiverStatus, type RecoveryPoint } from './recovery-point.js';
 export { runPgBackRest, type RunIdentity } from './run-pgbackrest.js';
 export { chooseBackupSource, type BackupSourceChoice, type MemberHealth } from './backup-source.js';
+export { doneWalFiles, planArchiveContinuity, repoDirsOf, walFileOf, walNameOfRepoEntry, type ArchiveContinuityPlan, type ArchiveStatusInput, type WalFile, type WalFileKind } from './archive-continuity.js';
+export { markUnarchivedWalReady, type ArchiveContinuityReport } from './mark-unarchived-wal.js';

@@ -1,19 +1,27 @@
+import { spawnSync } from 'node:child_process';
 import { setPriority } from 'node:os';
 import { Agent } from '../agent/agent.js';
 import { createLogger } from '../agent/logger.js';
 import { createAgentMetrics } from '../agent/metrics.js';
-import { commandHooks } from '../agent/hooks.js';
+import { commandHooks, withPrePromoteStep } from '../agent/hooks.js';
+import type { Logger } from '../agent/logger.js';
 import { createRestApi } from '../agent/rest-api.js';
 import { systemClock } from '../core/clock.js';
 import { describeError } from '../core/errors.js';
 import { isPortInUse } from '../core/free-port.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
 import { LocalPostgres } from '../postgres/postgres-instance.js';
-import { archiveCommand, restoreCommand } from '../backup/index.js';
+import { archiveCommand, markUnarchivedWalReady, PgBackRestRepository, restoreCommand, type RunIdentity } from '../backup/index.js';
 import { formatSpecError, loadAgentConfig } from '../spec/index.js';
 import { withRunAsUserDefault } from '../spec/agent-config.js';
 
 const AGENT_NICE = -5;
+
+/**
+ * How long a promotion waits for the repository to say which WAL it holds (archive continuity,
+ * below): a failover is late by at most this much; past it every done segment is pushed again.
+ */
+const ARCHIVE_CONTINUITY_TIMEOUT_MS = 3_000;
 
 /** `warden agent --config FILE`: runs one member's HA loop and REST API until SIGTERM/SIGINT. Returns the exit code. */
 export async function runAgentCommand(configFile: string): Promise<number> {
@@ -75,7 +83,10 @@ export async function runAgentCommand(configFile: string): Promise<number> {
       pg,
       clock: systemClock,
       log,
-      hooks: commandHooks(cfg.postgres, cfg.cluster, log),
+      hooks:
+        cfg.postgres.archive === undefined
+          ? commandHooks(cfg.postgres, cfg.cluster, log)
+          : withPrePromoteStep(commandHooks(cfg.postgres, cfg.cluster, log), archiveContinuityStep(cfg.postgres.dataDir, cfg.postgres.archive, cfg.postgres.runAsUser, log)),
       ...(cfg.restApi.authentication === undefined ? {} : { restAuth: cfg.restApi.authentication }),
       // Calls to peers (leader race, failsafe) trust the same CA and present this member's certificate.
       ...(cfg.restApi.tls === undefined ? {} : { peerTls: { cert: cfg.restApi.tls.cert, key: cfg.restApi.tls.key, ...(cfg.restApi.tls.ca === undefined ? {} : { ca: cfg.restApi.tls.ca }) } }),
@@ -123,6 +134,34 @@ export async function runAgentCommand(configFile: string): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/**
+ * Before a standby is promoted, the WAL it received but the old primary never archived is marked
+ * for archiving again (invariant 9 in docs/architecture.md; src/backup/archive-continuity.ts). It
+ * never blocks the promotion: a broken repository is logged, the promotion goes on.
+ */
+function archiveContinuityStep(dataDir: string, archive: { pgbackrestConfig: string; stanza: string }, runAsUser: string | undefined, log: Logger): () => Promise<void> {
+  const identity = runAsUser === undefined ? undefined : identityOf(runAsUser);
+  const repo = new PgBackRestRepository({ stanza: archive.stanza, configFile: archive.pgbackrestConfig, ...(identity === undefined ? {} : { identity }) });
+  return async () => {
+    try {
+      const r = await markUnarchivedWalReady(dataDir, repo, { timeoutMs: ARCHIVE_CONTINUITY_TIMEOUT_MS });
+      const fields = { markedReady: r.markedReady, alreadyArchived: r.archived, elapsedMs: r.elapsedMs, ...(r.repositoryError === undefined ? {} : { repositoryError: r.repositoryError }) };
+      if (r.repositoryError !== undefined) log.warn(fields, `archive continuity: the repository could not be asked; ${r.markedReady.length} received WAL files marked for archiving again`);
+      else log.info(fields, `archive continuity: ${r.markedReady.length} received WAL files the repository lacks marked for archiving, ${r.archived} already archived`);
+    } catch (e) {
+      log.error({ err: describeError(e) }, 'archive continuity: could not mark unarchived WAL before promotion; the repository may miss old-timeline WAL');
+    }
+  };
+}
+
+/** uid and gid of an OS user (pgBackRest runs as PostgreSQL's run user), or undefined when unknown. */
+function identityOf(user: string): RunIdentity | undefined {
+  const uid = spawnSync('id', ['-u', user], { encoding: 'utf8' });
+  const gid = spawnSync('id', ['-g', user], { encoding: 'utf8' });
+  if (uid.status !== 0 || gid.status !== 0) return undefined;
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
 
 /**
