@@ -9,3 +9,4 @@ export { runPgBackRest, type RunIdentity } from './run-pgbackrest.js';
 export { chooseBackupSource, type BackupSourceChoice, type MemberHealth } from './backup-source.js';
 export { doneWalFiles, planArchiveContinuity, repoDirsOf, walFileOf, walNameOfRepoEntry, type ArchiveContinuityPlan, type ArchiveStatusInput, type WalFile, type WalFileKind } from './archive-continuity.js';
 export { markUnarchivedWalReady, type ArchiveContinuityReport } from './mark-unarchived-wal.js';
+export { ARCHIVE_HEALTH, ARCHIVE_HEALTH_STALE_MS, ARCHIVER_QUERY, archiverStatusOfRow, describeArchiveHealth, nextArchiveHealth, type ArchiveHealth } from './archive-health.js';

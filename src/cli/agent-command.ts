@@ -5,7 +5,9 @@ import { createLogger } from '../agent/logger.js';
 import { createAgentMetrics } from '../agent/metrics.js';
 import { commandHooks, withPrePromoteStep } from '../agent/hooks.js';
 import type { Logger } from '../agent/logger.js';
-import { createRestApi } from '../agent/rest-api.js';
+import { ArchiveWatch } from '../agent/archive-watch.js';
+import { createRestApi, type PublishedSnapshot } from '../agent/rest-api.js';
+import { clusterPrefix, KEYS } from '../ha/index.js';
 import { systemClock } from '../core/clock.js';
 import { describeError } from '../core/errors.js';
 import { isPortInUse } from '../core/free-port.js';
@@ -22,6 +24,9 @@ const AGENT_NICE = -5;
  * below): a failover is late by at most this much; past it every done segment is pushed again.
  */
 const ARCHIVE_CONTINUITY_TIMEOUT_MS = 3_000;
+/** How often the leader reads pg_stat_archiver for /metrics and `warden list`, and the bound of each read and write. */
+const ARCHIVE_WATCH_INTERVAL_MS = 5_000;
+const ARCHIVE_WATCH_TIMEOUT_MS = 2_000;
 
 /** `warden agent --config FILE`: runs one member's HA loop and REST API until SIGTERM/SIGINT. Returns the exit code. */
 export async function runAgentCommand(configFile: string): Promise<number> {
@@ -92,8 +97,30 @@ export async function runAgentCommand(configFile: string): Promise<number> {
       ...(cfg.restApi.tls === undefined ? {} : { peerTls: { cert: cfg.restApi.tls.cert, key: cfg.restApi.tls.key, ...(cfg.restApi.tls.ca === undefined ? {} : { ca: cfg.restApi.tls.ca }) } }),
     },
   );
-  const metrics = createAgentMetrics(() => agent.snapshot());
-  const app = createRestApi(() => agent.snapshot(), metrics, {
+  // Beside the loop, never in it: a failing archive is reported and never causes a failover.
+  const archiveWatch =
+    cfg.postgres.archive === undefined
+      ? undefined
+      : new ArchiveWatch({
+          pg,
+          dcs,
+          key: `${clusterPrefix(cfg.cluster)}${KEYS.backupArchive}`,
+          member: cfg.name,
+          isArchiving: () => {
+            const s = agent.snapshot();
+            return s.isLeader && s.status !== undefined && !s.status.inRecovery;
+          },
+          clock: systemClock,
+          log,
+          intervalMs: ARCHIVE_WATCH_INTERVAL_MS,
+          timeoutMs: ARCHIVE_WATCH_TIMEOUT_MS,
+        });
+  const published = (): PublishedSnapshot => {
+    const archive = archiveWatch?.current();
+    return archive === undefined ? agent.snapshot() : { ...agent.snapshot(), archive };
+  };
+  const metrics = createAgentMetrics(() => agent.snapshot(), () => archiveWatch?.current());
+  const app = createRestApi(published, metrics, {
     snapshot: () => agent.snapshot(),
     requestOperation: (op, timeoutMs) => agent.requestOperation(op, timeoutMs),
     poke: () => agent.poke(),
@@ -109,6 +136,7 @@ export async function runAgentCommand(configFile: string): Promise<number> {
   log.info({ api: `http://${apiHost}:${apiPort}`, etcd: cfg.etcdEndpoints, dataDir: cfg.postgres.dataDir }, 'agent starting');
   try {
     await agent.start();
+    archiveWatch?.start();
   } catch (e) {
     log.error({ err: describeError(e) }, 'agent could not start');
     process.stderr.write(`${describeError(e)}\n`);
@@ -122,6 +150,7 @@ export async function runAgentCommand(configFile: string): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info({ signal: sig }, 'stopping: PostgreSQL fast shutdown, then lease revoke');
+      archiveWatch?.stop();
       void agent
         .stop()
         .catch((e: unknown) => log.error({ err: describeError(e) }, 'stop failed'))

@@ -18,6 +18,8 @@ export const KEYS = {
   routerPause: 'router/pause',
   /** The one backup running for the cluster, under its runner's lease (`warden backup`). */
   backupRunning: 'backup/running',
+  /** The WAL archive's health as the leader's agent last saw it (pg_stat_archiver); shown by `warden list`, never used by a decision. */
+  backupArchive: 'backup/archive',
 } as const;
 
 /** The key prefix of one cluster. */

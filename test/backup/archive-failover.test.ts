@@ -3,7 +3,7 @@ import { chmod, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PgBackRestRepository } from '../../src/backup/index.js';
-import { eventually } from '../../src/core/deadline.js';
+import { eventually, holdsFor } from '../../src/core/deadline.js';
 import { signalPid } from '../../src/core/process-info.js';
 import { lookupRunUser } from '../../src/controller/runtime-layout.js';
 import type { ListMember } from '../../src/cli/list.js';
@@ -75,13 +75,63 @@ describe('archive continuity across a failover (real pgBackRest, PostgreSQL, etc
     }
   });
 
-  it('the WAL a dead primary never archived reaches the repository from the new primary, and the older backup restores through the failover', async () => {
+  it('a failing archive is reported in warden list and /metrics, causes no failover, and catches up when the repository is back', async () => {
     const up = await runWarden(['up', '-f', join(dir, 'cluster.yaml'), '--dir', rt], { timeoutMs: 400_000 });
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
     const identity = lookupRunUser();
     repo = new PgBackRestRepository({ stanza: 'ac', configFile: join(rt, 'backup', 'pgbackrest.conf'), ...(identity === undefined ? {} : { identity }) });
     archiveDir = join(rt, 'backup', 'repo1', 'archive', 'ac');
+    const lead = leaderOf((await listCluster(rt)).members);
+    const ok = await eventually(async () => {
+      const a = (await listCluster(rt)).archive;
+      return a !== null && !('error' in a) && !a.failing && a.member === lead.name ? a : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 1000, what: 'the leader reporting a working archive' });
+    assert.equal(ok.stale, false);
 
+    await lockRepository();
+    const lockedAt = Date.now();
+    await sql(rt, lead.host, lead.port, 'CREATE TABLE health (at timestamptz DEFAULT now())');
+    await sql(rt, lead.host, lead.port, 'INSERT INTO health DEFAULT VALUES');
+    await sql(rt, lead.host, lead.port, 'SELECT pg_switch_wal()');
+    const failing = await eventually(async () => {
+      const a = (await listCluster(rt)).archive;
+      return a !== null && !('error' in a) && a.failing && (a.bytesNotArchived ?? 0) > 0 ? a : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 1000, what: 'warden list reporting the archive failing' });
+    process.stdout.write(`# failing archive reported by warden list ${((Date.now() - lockedAt) / 1000).toFixed(1)} s after the repository was locked: ${failing.line}\n`);
+    assert.ok(failing.failingSinceMs !== null && failing.failingSinceMs >= lockedAt - 1000, `failing since ${failing.failingSinceMs ?? 'null'}, locked at ${lockedAt}`);
+    const text = await runWarden(['list', '--dir', rt], { timeoutMs: 20_000 });
+    assert.match(text.stdout, /archive: FAILING since \S+Z \(\d+ failures, last [0-9A-F]{24}; last success \S+\) — recovery point \d+ s \/ \d+ bytes not archived \(on /);
+    const metrics = await (await fetch(new URL('/metrics', lead.apiUrl), { signal: AbortSignal.timeout(5000) })).text();
+    assert.match(metrics, new RegExp(`warden_archive_failing\\{cluster="ac",member="${lead.name}"\\} 1`));
+    assert.match(metrics, /warden_archive_recovery_point_bytes\{[^}]*\} [1-9]\d*/);
+    const patroniBody = (await (await fetch(new URL('/patroni', lead.apiUrl), { signal: AbortSignal.timeout(5000) })).json()) as { warden: { archive?: { failing: boolean } } };
+    assert.equal(patroniBody.warden.archive?.failing, true);
+    // A replica does not archive: no archive samples there.
+    const replica = (await listCluster(rt)).members.find((m) => m.role !== 'leader');
+    assert.ok(replica);
+    assert.doesNotMatch(await (await fetch(new URL('/metrics', replica.apiUrl), { signal: AbortSignal.timeout(5000) })).text(), /^warden_archive_failing\{/m);
+
+    // Failing for a while is no reason to fail over: the same leader, the same timeline, throughout.
+    await holdsFor(async () => {
+      const l = await listCluster(rt);
+      const now = leaderOf(l.members);
+      assert.equal(now.name, lead.name, 'no failover while the archive fails');
+      assert.equal(now.timeline, lead.timeline);
+    }, { durationMs: 20_000, intervalMs: 1000 });
+    const grown = (await listCluster(rt)).archive;
+    assert.ok(grown !== null && !('error' in grown) && grown.failing && (grown.secondsNotArchived ?? 0) > (failing.secondsNotArchived ?? 0), `the recovery point grows: ${JSON.stringify(grown)}`);
+
+    await unlockRepository();
+    const caughtUp = await eventually(async () => {
+      await sql(rt, lead.host, lead.port, 'INSERT INTO health DEFAULT VALUES');
+      const a = (await listCluster(rt)).archive;
+      return a !== null && !('error' in a) && !a.failing ? a : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 2000, what: 'the archive catching up' });
+    process.stdout.write(`# archive caught up: ${caughtUp.line}\n`);
+    assert.match(String(await runWarden(['list', '--dir', rt], { timeoutMs: 20_000 }).then((r) => r.stdout)), /archive: ok, last [0-9A-F]{24}/);
+  });
+
+  it('the WAL a dead primary never archived reaches the repository from the new primary, and the older backup restores through the failover', async () => {
     const old = leaderOf((await listCluster(rt)).members);
     await sql(rt, old.host, old.port, 'CREATE TABLE rows (id int PRIMARY KEY, phase text)');
     await sql(rt, old.host, old.port, "INSERT INTO rows SELECT g, 'before the backup' FROM generate_series(1, 1000) g");
