@@ -10,3 +10,5 @@ export { chooseBackupSource, type BackupSourceChoice, type MemberHealth } from '
 export { doneWalFiles, planArchiveContinuity, repoDirsOf, walFileOf, walNameOfRepoEntry, type ArchiveContinuityPlan, type ArchiveStatusInput, type WalFile, type WalFileKind } from './archive-continuity.js';
 export { markUnarchivedWalReady, type ArchiveContinuityReport } from './mark-unarchived-wal.js';
 export { ARCHIVE_HEALTH, ARCHIVE_HEALTH_STALE_MS, ARCHIVER_QUERY, archiverStatusOfRow, describeArchiveHealth, nextArchiveHealth, type ArchiveHealth } from './archive-health.js';
+export { cronMatches, latestSlot, nextSlot, parseCron, type Cron, type CronError } from './cron.js';
+export { decodeSchedules, decodeSlotRecord, dueSlots, type SchedulesRecord, readSchedule, SCHEDULE_TYPES, slotDir, slotKey, slotKeysToPrune, SLOT_LOOK_BACK_MS, SLOT_RECORD, SLOTS_KEPT, type BackupSchedule, type SlotRecord } from './backup-schedule.js';

@@ -34,16 +34,17 @@ export class PgBackRestRepository implements BackupRepository {
     await this.run('check', [...flags(pgOptions(1, primary))], opts);
   }
 
-  async backup(source: BackupSource, type: BackupType, opts: BackupCallOptions): Promise<BackupSet> {
+  async backup(source: BackupSource, type: BackupType, opts: BackupCallOptions & { readonly repo?: number }): Promise<BackupSet> {
     // With backup-standby, pgBackRest copies files from the standby and only starts and stops the
     // backup on the primary; it finds which of pg1/pg2 is which itself.
     const servers = source.standby === undefined ? [flags(pgOptions(1, source.primary))] : [flags(pgOptions(1, source.standby)), flags(pgOptions(2, source.primary)), ['--backup-standby']];
     const started = Date.now();
-    await this.run('backup', [...servers.flat(), `--type=${type}`], opts);
+    await this.run('backup', [...servers.flat(), `--type=${type}`, ...(opts.repo === undefined ? [] : [`--repo=${opts.repo}`])], opts);
     const info = await this.info({ timeoutMs: Math.max(10_000, opts.timeoutMs - (Date.now() - started)), ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
-    // The repository lock was ours for the whole run: the newest set is the one just taken.
+    // The repository lock was ours for the whole run: the newest set is the one just taken (its
+    // start is pgBackRest's, in whole seconds). A diff or incr without a full became a full.
     const set = info.sets.at(-1);
-    if (set === undefined || set.type !== type) {
+    if (set === undefined || set.startedAtMs < Math.floor(started / 1000) * 1000 - 1000) {
       throw new WardenError('backup-command-failed', `pgbackrest backup succeeded but info lists no new ${type} set for stanza ${this.config.stanza}`);
     }
     return set;
@@ -64,6 +65,7 @@ export class PgBackRestRepository implements BackupRepository {
       `--archive-mode=${request.archiveMode}`,
       ...(request.delta === true ? ['--delta'] : []),
       ...(request.setLabel === undefined ? [] : [`--set=${request.setLabel}`]),
+      ...(request.repo === undefined ? [] : [`--repo=${request.repo}`]),
       ...targetFlags(request.target),
     ];
     await this.run('restore', args, opts);

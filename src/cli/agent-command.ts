@@ -6,6 +6,7 @@ import { createAgentMetrics } from '../agent/metrics.js';
 import { commandHooks, withPrePromoteStep } from '../agent/hooks.js';
 import type { Logger } from '../agent/logger.js';
 import { ArchiveWatch } from '../agent/archive-watch.js';
+import { BackupScheduler } from '../controller/backup-scheduler.js';
 import { createRestApi, type PublishedSnapshot } from '../agent/rest-api.js';
 import { clusterPrefix, KEYS } from '../ha/index.js';
 import { systemClock } from '../core/clock.js';
@@ -27,6 +28,9 @@ const ARCHIVE_CONTINUITY_TIMEOUT_MS = 3_000;
 /** How often the leader reads pg_stat_archiver for /metrics and `warden list`, and the bound of each read and write. */
 const ARCHIVE_WATCH_INTERVAL_MS = 5_000;
 const ARCHIVE_WATCH_TIMEOUT_MS = 2_000;
+/** How often the leader looks for a due backup slot (a slot starts at most this late), and how long one scheduled backup may run. */
+const SCHEDULER_INTERVAL_MS = 5_000;
+const SCHEDULED_BACKUP_TIMEOUT_MS = 6 * 3600_000;
 
 /** `warden agent --config FILE`: runs one member's HA loop and REST API until SIGTERM/SIGINT. Returns the exit code. */
 export async function runAgentCommand(configFile: string): Promise<number> {
@@ -115,6 +119,24 @@ export async function runAgentCommand(configFile: string): Promise<number> {
           intervalMs: ARCHIVE_WATCH_INTERVAL_MS,
           timeoutMs: ARCHIVE_WATCH_TIMEOUT_MS,
         });
+  // The leader's agent runs the backup schedules until a controller exists (docs/architecture.md, "Backups").
+  const scheduler =
+    cfg.postgres.archive === undefined
+      ? undefined
+      : new BackupScheduler({
+          dcs,
+          prefix: clusterPrefix(cfg.cluster),
+          member: cfg.name,
+          isLeader: () => {
+            const s = agent.snapshot();
+            return s.isLeader && s.status !== undefined && !s.status.inRecovery;
+          },
+          clock: systemClock,
+          log,
+          intervalMs: SCHEDULER_INTERVAL_MS,
+          dcsTimeoutMs: ARCHIVE_WATCH_TIMEOUT_MS,
+          backupTimeoutMs: SCHEDULED_BACKUP_TIMEOUT_MS,
+        });
   const published = (): PublishedSnapshot => {
     const archive = archiveWatch?.current();
     return archive === undefined ? agent.snapshot() : { ...agent.snapshot(), archive };
@@ -137,6 +159,7 @@ export async function runAgentCommand(configFile: string): Promise<number> {
   try {
     await agent.start();
     archiveWatch?.start();
+    scheduler?.start();
   } catch (e) {
     log.error({ err: describeError(e) }, 'agent could not start');
     process.stderr.write(`${describeError(e)}\n`);
@@ -151,6 +174,7 @@ export async function runAgentCommand(configFile: string): Promise<number> {
       stopping = true;
       log.info({ signal: sig }, 'stopping: PostgreSQL fast shutdown, then lease revoke');
       archiveWatch?.stop();
+      scheduler?.stop();
       void agent
         .stop()
         .catch((e: unknown) => log.error({ err: describeError(e) }, 'stop failed'))

@@ -16,6 +16,9 @@ import {
   type PgServer,
   type RecoveryPoint,
   type RepositoryInfo,
+  type SchedulesRecord,
+  type SlotRecord,
+  decodeSlotRecord,
 } from '../backup/index.js';
 import { decode, nullable, num, obj, oneOf, str } from '../core/decode.js';
 import { describeError, WardenError } from '../core/errors.js';
@@ -65,6 +68,14 @@ export function serverOf(m: RuntimeMember): PgServer {
   return { dataDir: m.dataDir, port: m.pgPort, socketDir: join(m.memberDir, 'run') };
 }
 
+/** pgBackRest's index of a repository named in the spec (`repo2` → 2); an unknown name is bad input. */
+function repoIndexOf(rt: BackupRuntime, name: string): number {
+  if (!rt.backup.repos.some((r) => r.name === name)) {
+    throw new WardenError('config-invalid', `--repo ${JSON.stringify(name)}: not a repository of cluster "${rt.layout.cluster}" (it has ${rt.backup.repos.map((r) => r.name).join(', ')})`);
+  }
+  return Number(name.slice('repo'.length));
+}
+
 function memberOf(layout: RuntimeLayout, name: string): RuntimeMember {
   const m = layout.members.find((x) => x.name === name);
   if (m === undefined) throw new WardenError('not-found', `member ${name} is not part of this runtime`);
@@ -79,6 +90,25 @@ export async function setUpStanza(dirArg: string, leader: string, out: (s: strin
   // check forces a WAL switch and waits for that segment in the repository: archiving works end to end.
   await rt.repo.check(primary, { timeoutMs: 180_000 });
   out(`backups: stanza ${rt.backup.stanza} ready; WAL is archived to ${rt.backup.repos.map((r) => r.path).join(', ')}`);
+  await publishSchedules(rt);
+  for (const s of rt.backup.schedules ?? []) out(`backups: ${s.type} backup into ${s.repo} at "${s.cron}" (UTC), run by the leader's agent`);
+}
+
+/**
+ * Writes the runtime's schedules to `backup/schedules` for the leader's agent to run (or removes
+ * the key when there are none): the agent learns them from etcd, not from its own config, so the
+ * member that leads next runs them too.
+ */
+async function publishSchedules(rt: BackupRuntime): Promise<void> {
+  const client = etcdClientFor(rt.target, 5000);
+  try {
+    const key = `${clusterPrefix(rt.target.cluster)}${KEYS.backupSchedules}`;
+    const schedules = rt.backup.schedules ?? [];
+    if (schedules.length === 0) await client.delete(key, { timeoutMs: 5000 });
+    else await client.put(key, JSON.stringify({ dir: rt.dir, schedules } satisfies SchedulesRecord), { timeoutMs: 5000 });
+  } finally {
+    client.close();
+  }
 }
 
 // ---- the backup/running key -------------------------------------------------------------------
@@ -203,13 +233,14 @@ function healthOf(view: ClusterView): Parameters<typeof chooseBackupSource>[0] {
   }));
 }
 
-async function runBackup(o: { dir: string; type: BackupType; wait: boolean; timeoutSeconds: number; format: string }): Promise<number> {
+async function runBackup(o: { dir: string; type: BackupType; repo?: string; wait: boolean; timeoutSeconds: number; format: string }): Promise<number> {
   const rt = await openBackupRuntime(o.dir);
+  const repoIndex = o.repo === undefined ? undefined : repoIndexOf(rt, o.repo);
   if (!o.wait) {
     const held = await readRunning(rt.target);
     if (held !== undefined) throw new WardenError('conflict', describeRunning(held));
     const logFile = join(rt.backup.logPath, `warden-backup-${Date.now()}.log`);
-    const { command, args } = wardenArgv(['backup', '--dir', rt.dir, '--type', o.type, '--wait', '--timeout-seconds', String(o.timeoutSeconds)]);
+    const { command, args } = wardenArgv(['backup', '--dir', rt.dir, '--type', o.type, ...(o.repo === undefined ? [] : ['--repo', o.repo]), '--wait', '--timeout-seconds', String(o.timeoutSeconds)]);
     const fd = openSync(logFile, 'a');
     try {
       const child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd], env: process.env });
@@ -230,7 +261,7 @@ async function runBackup(o: { dir: string; type: BackupType; wait: boolean; time
     rt.repo.backup(
       { primary: serverOf(memberOf(rt.layout, choice.primary)), ...(choice.standby === undefined ? {} : { standby: serverOf(memberOf(rt.layout, choice.standby)) }) },
       o.type,
-      { timeoutMs: o.timeoutSeconds * 1000, signal },
+      { timeoutMs: o.timeoutSeconds * 1000, signal, ...(repoIndex === undefined ? {} : { repo: repoIndex }) },
     ),
   );
   if (o.format === 'json') process.stdout.write(`${JSON.stringify({ from, primary: choice.primary, set: setOutput(set) }, null, 2)}\n`);
@@ -313,6 +344,27 @@ export interface BackupsOutput {
         readonly failedCount: number;
       }
     | { readonly primary: string | null; readonly error: string };
+  /** The schedules' slots kept in etcd (newest 20 per schedule), oldest first; `claimed` whose member is gone means interrupted. */
+  readonly slots: readonly { readonly key: string; readonly record: SlotRecord | null; readonly invalid: string | null }[] | { readonly error: string };
+}
+
+/** The slot records under `backup/slots/`, decoded (a bad one is listed with why). */
+async function readSlots(t: Target): Promise<BackupsOutput['slots']> {
+  const client = etcdClientFor(t, 3000);
+  try {
+    const prefix = `${clusterPrefix(t.cluster)}${KEYS.backupSlotsDir}`;
+    const snap = await client.range(prefix, { timeoutMs: 3000 });
+    return snap.kvs
+      .map((kv) => {
+        const d = decodeSlotRecord(kv.value);
+        return { key: kv.key.slice(prefix.length), record: d.ok ? d.value : null, invalid: d.ok ? null : d.error };
+      })
+      .sort((a, b) => (a.record?.slotMs ?? 0) - (b.record?.slotMs ?? 0) || a.key.localeCompare(b.key));
+  } catch (e) {
+    return { error: describeError(e) };
+  } finally {
+    client.close();
+  }
 }
 
 async function runBackups(o: { dir: string; format: string }): Promise<number> {
@@ -364,6 +416,7 @@ async function runBackups(o: { dir: string; format: string }): Promise<number> {
     archive: info.archive ?? null,
     recoverableWindow: { earliest: iso(first?.stoppedAtMs), latest: first === undefined ? null : iso(latestMs) },
     recoveryPoint,
+    slots: await readSlots(rt.target),
   };
   if (o.format === 'json') {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -376,6 +429,15 @@ async function runBackups(o: { dir: string; format: string }): Promise<number> {
   const rp = result.recoveryPoint;
   if ('error' in rp) lines.push(`recovery point: unknown (${rp.error})`);
   else lines.push(`recovery point now: ${rp.bytesNotArchived ?? '?'} bytes, ${rp.secondsNotArchived === null ? '?' : rp.secondsNotArchived.toFixed(0)} s of WAL not yet archived on ${rp.primary}${rp.failing ? ` — ARCHIVING IS FAILING (${rp.failedCount} failures, last ${rp.lastFailedWal ?? '?'} at ${rp.lastFailedAt ?? '?'})` : ''}`);
+  const slots = result.slots;
+  if ('error' in slots) lines.push(`schedule slots: unknown (${slots.error})`);
+  else if (slots.length > 0) {
+    lines.push('schedule slots (repo/type/slot: state, member, set):');
+    for (const s of slots.slice(-10)) {
+      const r = s.record;
+      lines.push(`  ${s.key}: ${r === null ? `invalid (${s.invalid ?? '?'})` : `${r.state} by ${r.member}${r.label === null ? '' : `, ${r.label}`}${r.error === null ? '' : ` — ${r.error.split('\n')[0] ?? ''}`}`}`);
+    }
+  }
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }
@@ -491,10 +553,11 @@ export function registerBackupCommands(program: Command): void {
     .description('take a backup (from a healthy standby, else the primary; one at a time per cluster)')
     .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
     .addOption(new Option('--type <type>', 'full copy, or changes since the last full (diff) or the last backup (incr)').choices([...BACKUP_TYPES]).default('full'))
+    .option('--repo <repo>', 'the repository (repo1 … repo4, one of the spec\'s; default the first)')
     .option('--wait', 'run in the foreground and print the set when it is complete', false)
     .option('--timeout-seconds <s>', 'give up (and stop pgBackRest) after this long', positiveSeconds, DEFAULT_BACKUP_TIMEOUT_S)
     .addOption(formatOption())
-    .action(async (o: { dir: string; type: BackupType; wait: boolean; timeoutSeconds: number; format: string }) => {
+    .action(async (o: { dir: string; type: BackupType; repo?: string; wait: boolean; timeoutSeconds: number; format: string }) => {
       process.exitCode = await runBackup(o);
     });
 
