@@ -12,7 +12,7 @@ import { listCluster, sql } from '../support/cluster.js';
 // pgBackRest 2.45, PostgreSQL 15 and etcd. A writer commits one row per transaction and the
 // server records each commit's time (track_commit_timestamp): restoring to a row's commit time
 // yields exactly the rows committed at or before it (before it with --exclusive), and to a
-// transaction id exactly the rows up to that transaction. Bad targets: exit 2, nothing created.
+// transaction id, an LSN or a restore point exactly the rows up to there. Bad targets: exit 2, nothing created.
 
 const SPEC = `apiVersion: warden.dev/v1
 kind: Cluster
@@ -46,6 +46,7 @@ describe('warden restore --into: point-in-time recovery (real pgBackRest, Postgr
   const ROWS_SQL = "SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM rows";
   let rows: { id: number; xid: string; ts: string }[] = [];
   let leader = { host: '', port: 0 };
+  let lsnAfter40 = '';
 
   const restore = async (args: readonly string[]): Promise<{ code: number | null; out: RestoreOutput | undefined; stderr: string }> => {
     const r = await runWarden(['restore', '--dir', rt, '--format', 'json', ...args], { timeoutMs: 300_000 });
@@ -75,7 +76,11 @@ describe('warden restore --into: point-in-time recovery (real pgBackRest, Postgr
     await sql(rt, leader.host, leader.port, 'CREATE TABLE rows (id int PRIMARY KEY)');
     const b = await runWarden(['backup', '--dir', rt, '--type', 'full', '--wait'], { timeoutMs: 600_000 });
     assert.equal(b.code, 0, `${b.stdout}\n${b.stderr}`);
-    for (let i = 1; i <= 60; i++) await sql(rt, leader.host, leader.port, 'INSERT INTO rows VALUES ($1)', [i]);
+    for (let i = 1; i <= 60; i++) {
+      await sql(rt, leader.host, leader.port, 'INSERT INTO rows VALUES ($1)', [i]);
+      if (i === 40) lsnAfter40 = String((await sql(rt, leader.host, leader.port, 'SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0]?.['l']);
+      if (i === 50) await sql(rt, leader.host, leader.port, "SELECT pg_create_restore_point('after-50')");
+    }
     const r = await sql(rt, leader.host, leader.port, 'SELECT id, xmin::text AS xid, pg_xact_commit_timestamp(xmin)::text AS ts FROM rows ORDER BY id');
     rows = r.rows.map((x) => ({ id: Number(x['id']), xid: String(x['xid']), ts: String(x['ts']) }));
     assert.equal(rows.length, 60);
@@ -110,6 +115,15 @@ describe('warden restore --into: point-in-time recovery (real pgBackRest, Postgr
     assert.equal(r.out?.check?.value, ids((y) => y.id <= 45));
   });
 
+  it('restores to an LSN and to a named restore point', async () => {
+    const l = await restore(['--into', 'at-lsn', '--lsn', lsnAfter40, '--check-sql', ROWS_SQL]);
+    assert.equal(l.code, 0, l.stderr);
+    assert.equal(l.out?.check?.value, ids((y) => y.id <= 40));
+    const n = await restore(['--into', 'at-name', '--name', 'after-50', '--check-sql', ROWS_SQL]);
+    assert.equal(n.code, 0, n.stderr);
+    assert.equal(n.out?.check?.value, ids((y) => y.id <= 50));
+  });
+
   it('refuses bad targets with exit 2 and creates nothing', async () => {
     const before = await readdir(join(rt, 'restores'));
     const now = String((await sql(rt, leader.host, leader.port, 'SELECT clock_timestamp()::text AS t')).rows[0]?.['t']);
@@ -118,6 +132,8 @@ describe('warden restore --into: point-in-time recovery (real pgBackRest, Postgr
       [['--into', 'late', '--time', now], /is after the latest WAL in the repository|is in the future/],
       [['--into', 'future', '--time', '2999-01-01T00:00:00Z'], /is in the future/],
       [['--into', 'badtime', '--time', 'yesterday'], /--time "yesterday": not an instant with a time zone/],
+      [['--into', 'lsnearly', '--lsn', '0/1'], /--lsn 0\/1 is before the end of the first backup/],
+      [['--into', 'lsnlate', '--lsn', 'FF/0'], /--lsn FF\/0 is after the latest WAL in the repository/],
       [['--into', 'norepo', '--latest', '--repo', 'repo3'], /--repo "repo3": not a repository of cluster "pitr"/],
       [['--into', 'at-time', '--latest'], /exists already/],
       [['--into', 'Bad_Name', '--latest'], /--into "Bad_Name"/],

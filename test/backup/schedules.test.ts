@@ -3,15 +3,19 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { eventually } from '../../src/core/deadline.js';
+import { signalPid } from '../../src/core/process-info.js';
+import { etcdClientFromState } from '../../src/controller/state-file.js';
+import { decodeSlotRecord } from '../../src/backup/index.js';
 import type { BackupsOutput } from '../../src/cli/backup-commands.js';
 import type { SlotRecord } from '../../src/backup/index.js';
 import { runWarden, traversableTempDir } from '../support/cli.js';
-import { listCluster } from '../support/cluster.js';
+import { listCluster, postmasterPid, processTree, readState } from '../support/cluster.js';
 
 // Backup schedules run by the leader's agent, against real pgBackRest 2.45, PostgreSQL 15 and etcd:
-// an every-minute schedule across two switchovers. Each slot fires once (one create-only key per
-// slot, one backup per succeeded slot), no minute is lost when the leadership moves, the backups
-// read from a standby, and a slot is reported succeeded only with a set that exists.
+// an every-minute schedule across a switchover and a kill -9 of the leader in the middle of a
+// scheduled backup. Each slot fires once (one create-only key per slot, one backup per succeeded
+// slot), no minute is lost when the leadership moves, the backups read from a standby, and the
+// backup the kill interrupted is not reported as succeeded (nor repeated).
 
 const SPEC = `apiVersion: warden.dev/v1
 kind: Cluster
@@ -76,7 +80,7 @@ describe('backup schedules across switchovers (real pgBackRest, PostgreSQL, etcd
     }
   });
 
-  it('fires every slot of an every-minute schedule exactly once across two switchovers, from a standby', async () => {
+  it('fires every slot of an every-minute schedule exactly once across a switchover and a crash, from a standby', async () => {
     const up = await runWarden(['up', '-f', join(dir, 'cluster.yaml'), '--dir', rt], { timeoutMs: 400_000 });
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
     assert.match(up.stdout, /backups: incr backup into repo1 at "\* \* \* \* \*" \(UTC\), run by the leader's agent/);
@@ -85,14 +89,41 @@ describe('backup schedules across switchovers (real pgBackRest, PostgreSQL, etcd
     const r1 = await finishedSlotBy(first, 0);
     const second = await switchover();
     const r2 = await finishedSlotBy(second, r1.slotMs);
-    const third = await switchover();
-    const r3 = await finishedSlotBy(third, r2.slotMs);
+    // The next slot: kill -9 its runner (the leader's agent, its PostgreSQL and the backup it runs) mid-backup.
+    const state = await readState(rt);
+    const etcd = etcdClientFromState(state, 3000);
+    let interrupted: SlotRecord;
+    try {
+      interrupted = await eventually(async () => {
+        const snap = await etcd.range('/warden/sch/backup/slots/', { timeoutMs: 3000 });
+        for (const kv of snap.kvs) {
+          const d = decodeSlotRecord(kv.value);
+          if (d.ok && d.value.member === second && d.value.slotMs > r2.slotMs && d.value.state === 'claimed') return d.value;
+        }
+        return undefined;
+      }, { timeoutMs: 120_000, intervalMs: 100, what: `a scheduled backup in flight on ${second}` });
+    } finally {
+      etcd.close();
+    }
+    const victim = state.members.find((m) => m.name === second);
+    assert.ok(victim?.agentPid !== undefined && victim.agentPid !== null);
+    const pids = [...(await processTree((await readState(rt)).members.find((m) => m.name === second)?.agentPid ?? victim.agentPid))];
+    const pm = await postmasterPid(victim.dataDir);
+    if (pm !== undefined && !pids.includes(pm)) pids.push(...(await processTree(pm)));
+    for (const pid of pids) signalPid(pid, 'SIGKILL');
+    const third = await eventually(async () => {
+      const l = await listCluster(rt);
+      return l.members.find((m) => m.role === 'leader' && m.state === 'running' && m.name !== second)?.name;
+    }, { timeoutMs: 90_000, intervalMs: 200, what: 'a new leader after the kill' });
+    const r3 = await finishedSlotBy(third, interrupted.slotMs);
     for (const r of [r1, r2, r3]) assert.equal(r.state, 'succeeded', JSON.stringify(r));
-    // Let whatever is in flight finish, so that every slot has an outcome.
+    // Let whatever is in flight finish, so that every slot but the interrupted one has an outcome.
     const all = await eventually(async () => {
       const s = await slots();
-      return s.every((x) => x.record.state !== 'claimed') ? s : undefined;
+      return s.every((x) => x.record.state !== 'claimed' || x.record.slotMs === interrupted.slotMs) ? s : undefined;
     }, { timeoutMs: 120_000, intervalMs: 2000, what: 'no scheduled backup in flight' });
+    const after = all.find((x) => x.record.slotMs === interrupted.slotMs);
+    assert.ok(after !== undefined && after.record.state !== 'succeeded' && after.record.label === null, `the interrupted slot: ${JSON.stringify(after)}`);
     process.stdout.write(`# ${all.length} slots in ${((Date.now() - startedAt) / 1000).toFixed(0)} s, claimed by ${[...new Set(all.map((s) => s.record.member))].join(', ')}: ${all.map((s) => `${s.key.slice(-14, -8)} ${s.record.state}`).join('; ')}\n`);
 
     // No minute lost: one slot per minute from the first to the last.
