@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { cronMatches, latestSlot, nextSlot, parseCron, type Cron } from './cron.js';
-import { decodeSchedules, decodeSlotRecord, dueSlots, slotKey, slotKeysToPrune, SLOT_LOOK_BACK_MS } from './backup-schedule.js';
+import { abandonedOutcome, decodeSchedules, decodeSlotRecord, dueSlots, isAbandonedClaim, slotKey, slotKeysToPrune, SLOT_LOOK_BACK_MS, type SlotRecord } from './backup-schedule.js';
 
 const cron = (text: string): Cron => {
   const c = parseCron(text);
@@ -99,6 +99,18 @@ describe('schedule slots', () => {
 
   it('names a slot key by repository, type and UTC time', () => {
     assert.equal(slotKey('repo2', 'diff', at('2026-12-02T01:00:00Z')), 'backup/slots/repo2/diff/2026-12-02T01:00:00.000Z');
+  });
+
+  it('marks failed (never succeeded) a claim whose runner stopped: another member, no backup running, past the grace', () => {
+    const claim: SlotRecord = { member: 'm2', slotMs: 0, claimedAtMs: 1_000, state: 'claimed', label: null, error: null, finishedAtMs: null };
+    assert.equal(isAbandonedClaim(claim, 'm1', false, 40_000, 30_000), true);
+    assert.equal(isAbandonedClaim(claim, 'm2', false, 40_000, 30_000), false, 'my own claim is mine to finish');
+    assert.equal(isAbandonedClaim(claim, 'm1', true, 40_000, 30_000), false, 'a backup still holds the lock: it may be that one');
+    assert.equal(isAbandonedClaim(claim, 'm1', false, 20_000, 30_000), false, 'too recent');
+    assert.equal(isAbandonedClaim({ ...claim, state: 'succeeded' }, 'm1', false, 40_000, 30_000), false);
+    const out = abandonedOutcome(claim, 40_000);
+    assert.equal(out.state, 'failed');
+    assert.match(out.error ?? '', /^interrupted: m2 stopped/);
   });
 
   it('prunes all but the newest slot keys', () => {

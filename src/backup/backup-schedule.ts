@@ -80,6 +80,20 @@ export function decodeSlotRecord(text: string): { ok: true; value: SlotRecord } 
   return decode(SLOT_RECORD, parsed);
 }
 
+/**
+ * A claim left `claimed` by another member that no backup holds the lock for any more, and older
+ * than `graceMs`: its runner stopped (lost the leadership, crashed) before it recorded an outcome.
+ * Such a slot is marked failed, never succeeded, and never run again (it fired once).
+ */
+export function isAbandonedClaim(r: SlotRecord, me: string, backupRunning: boolean, nowMs: number, graceMs: number): boolean {
+  return r.state === 'claimed' && r.member !== me && !backupRunning && nowMs - r.claimedAtMs > graceMs;
+}
+
+/** The record of an abandoned claim once marked. */
+export function abandonedOutcome(r: SlotRecord, nowMs: number): SlotRecord {
+  return { ...r, state: 'failed', error: `interrupted: ${r.member} stopped before it recorded an outcome (it lost the leadership or died); the slot is not run again`, finishedAtMs: nowMs };
+}
+
 /** How many slot keys of one schedule are kept (the newest): the agents read the whole cluster prefix every loop. */
 export const SLOTS_KEPT = 20;
 

@@ -6,13 +6,16 @@
 // the same one-at-a-time lock (`backup/running`; pgBackRest's expire runs inside backup, under it).
 // Beside the HA loop, never in it: nothing here feeds decide().
 import { spawn } from 'node:child_process';
-import { decodeSchedules, decodeSlotRecord, dueSlots, slotDir, slotKey, slotKeysToPrune, type BackupSchedule, type SlotRecord } from '../backup/index.js';
+import { abandonedOutcome, decodeSchedules, decodeSlotRecord, dueSlots, isAbandonedClaim, slotDir, slotKey, slotKeysToPrune, type BackupSchedule, type SlotRecord } from '../backup/index.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { describeError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { KEYS } from '../ha/index.js';
 import type { Logger } from '../agent/logger.js';
 import { wardenArgv } from './supervisor.js';
+
+/** A claim older than this, by another member, with no backup holding the lock, was abandoned (the backup lock's lease is 15 s). */
+const ABANDONED_GRACE_MS = 30_000;
 
 /** What the scheduler needs: the DCS, the cluster prefix, whether this member leads now, and a clock. */
 export interface BackupSchedulerDeps {
@@ -125,12 +128,25 @@ export class BackupScheduler {
     await this.prune(s);
   }
 
-  /** Keeps the newest slot keys of a schedule: every agent reads the whole cluster prefix each loop. */
+  /**
+   * Keeps the newest slot keys of a schedule (every agent reads the whole cluster prefix each loop),
+   * and marks the claims a stopped runner abandoned as failed (compare-and-swap), so that no
+   * interrupted backup ever reads as running or succeeded.
+   */
   private async prune(s: BackupSchedule): Promise<void> {
     const d = this.deps;
+    const opts = { timeoutMs: d.dcsTimeoutMs };
     const dirKey = `${d.prefix}${slotDir(s.repo, s.type)}`;
-    const snap = await d.dcs.range(dirKey, { timeoutMs: d.dcsTimeoutMs });
-    for (const key of slotKeysToPrune(snap.kvs.map((kv) => kv.key))) await d.dcs.delete(key, { timeoutMs: d.dcsTimeoutMs });
+    const snap = await d.dcs.range(dirKey, opts);
+    const running = (await d.dcs.get(`${d.prefix}${KEYS.backupRunning}`, opts)) !== undefined;
+    for (const kv of snap.kvs) {
+      const r = decodeSlotRecord(kv.value);
+      if (r.ok && isAbandonedClaim(r.value, d.member, running, d.clock.nowMs(), ABANDONED_GRACE_MS)) {
+        await d.dcs.compareAndSwap(kv.key, JSON.stringify(abandonedOutcome(r.value, d.clock.nowMs())), kv.modRevision, opts);
+        d.log.warn({ slot: new Date(r.value.slotMs).toISOString(), member: r.value.member }, 'backup schedules: a slot claimed by a runner that stopped is marked failed (interrupted)');
+      }
+    }
+    for (const key of slotKeysToPrune(snap.kvs.map((kv) => kv.key))) await d.dcs.delete(key, opts);
   }
 }
 

@@ -122,8 +122,11 @@ describe('backup schedules across switchovers (real pgBackRest, PostgreSQL, etcd
       const s = await slots();
       return s.every((x) => x.record.state !== 'claimed' || x.record.slotMs === interrupted.slotMs) ? s : undefined;
     }, { timeoutMs: 120_000, intervalMs: 2000, what: 'no scheduled backup in flight' });
-    const after = all.find((x) => x.record.slotMs === interrupted.slotMs);
-    assert.ok(after !== undefined && after.record.state !== 'succeeded' && after.record.label === null, `the interrupted slot: ${JSON.stringify(after)}`);
+    // The next leader marks the abandoned claim failed (interrupted): never succeeded, never run again.
+    const after = await eventually(async () => (await slots()).find((x) => x.record.slotMs === interrupted.slotMs && x.record.state !== 'claimed'), { timeoutMs: 120_000, intervalMs: 2000, what: 'the interrupted slot marked' });
+    assert.equal(after.record.state, 'failed', JSON.stringify(after));
+    assert.equal(after.record.label, null);
+    assert.match(after.record.error ?? '', new RegExp(`^interrupted: ${second} stopped`));
     process.stdout.write(`# ${all.length} slots in ${((Date.now() - startedAt) / 1000).toFixed(0)} s, claimed by ${[...new Set(all.map((s) => s.record.member))].join(', ')}: ${all.map((s) => `${s.key.slice(-14, -8)} ${s.record.state}`).join('; ')}\n`);
 
     // No minute lost: one slot per minute from the first to the last.
