@@ -3,6 +3,7 @@
 // archive-continuity.ts).
 import { readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { within } from '../core/deadline.js';
 import { describeError } from '../core/errors.js';
 import { doneWalFiles, planArchiveContinuity } from './archive-continuity.js';
 import type { BackupRepository } from './backup-repository.js';
@@ -35,9 +36,15 @@ export async function markUnarchivedWalReady(dataDir: string, repo: Pick<BackupR
   let inRepository: ReadonlySet<string> | undefined;
   let repositoryError: string | undefined;
   if (candidates.length > 0) {
+    // The promotion waits timeoutMs at most: a pgbackrest that ignores SIGTERM is left to be
+    // killed in the background (the adapter's grace) while the promotion goes on.
+    const abort = new AbortController();
+    const asked = repo.archivedWal(candidates, { timeoutMs: opts.timeoutMs, signal: abort.signal });
+    asked.catch(() => undefined);
     try {
-      inRepository = await repo.archivedWal(candidates, { timeoutMs: opts.timeoutMs });
+      inRepository = await within(asked, opts.timeoutMs, 'the repository\'s answer');
     } catch (e) {
+      abort.abort();
       repositoryError = describeError(e);
     }
   }
