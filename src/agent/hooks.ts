@@ -67,3 +67,18 @@ export function commandHooks(
     },
   };
 }
+
+/**
+ * `hooks` with `step` run first in every promotion, before the operator's pre_promote. `step` must
+ * not throw for problems that should not block a failover: it reports them itself.
+ */
+export function withPrePromoteStep(hooks: Hooks, step: () => Promise<void>): Hooks {
+  const operator = hooks.prePromote;
+  return {
+    ...hooks,
+    prePromote: async () => {
+      await step();
+      if (operator !== undefined) await operator();
+    },
+  };
+}

@@ -1,8 +1,9 @@
 import { Counter, Gauge, Registry } from 'prom-client';
+import type { ArchiveHealth } from '../backup/index.js';
 import type { AgentSnapshot } from './agent.js';
 
 /** A Prometheus registry whose gauges are read from the agent's snapshot at scrape time. */
-export function createAgentMetrics(snapshot: () => AgentSnapshot): Registry {
+export function createAgentMetrics(snapshot: () => AgentSnapshot, archive: () => ArchiveHealth | undefined = () => undefined): Registry {
   const registry = new Registry();
   const labels = (): { cluster: string; member: string } => {
     const s = snapshot();
@@ -39,6 +40,27 @@ export function createAgentMetrics(snapshot: () => AgentSnapshot): Registry {
   gauge('warden_invalid_records', 'keys of this cluster in the DCS refused by their decoder (see warden list)', (s) => (s.view?.invalid.size ?? 0) + (s.configProblem === undefined ? 0 : 1));
   gauge('warden_moved_aside_data_dirs', 'data directories this member moved aside (Warden never deletes them)', (s) => s.movedAside?.length ?? 0);
   gauge('warden_lease_ttl_seconds', 'TTL of the lease this agent holds, as etcd granted it (what a ttl change has put in force)', (s) => (s.leaseTtlMs ?? 0) / 1000);
+  // The WAL archive, on the leader only (a replica does not archive: these have no sample there).
+  const archiveGauge = (name: string, help: string, read: (h: ArchiveHealth) => number | null): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['cluster', 'member'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const h = archive();
+        const v = h === undefined ? null : read(h);
+        if (v !== null) this.set(labels(), v);
+      },
+    });
+  };
+  archiveGauge('warden_archive_failing', '1 while the last archive attempt failed after the last success (leader only; never a reason to fail over)', (h) => (h.failing ? 1 : 0));
+  archiveGauge('warden_archive_failing_since_timestamp_seconds', 'first failure of the current failing spell (leader only)', (h) => (h.failingSinceMs === null ? null : h.failingSinceMs / 1000));
+  archiveGauge('warden_archive_failed_count', 'pg_stat_archiver.failed_count on the leader', (h) => h.failedCount);
+  archiveGauge('warden_archive_last_success_timestamp_seconds', 'when the leader last archived a WAL file', (h) => (h.lastArchivedAtMs === null ? null : h.lastArchivedAtMs / 1000));
+  archiveGauge('warden_archive_recovery_point_bytes', 'WAL bytes written on the leader and not yet in the repository (the recovery point)', (h) => h.bytesNotArchived);
+  archiveGauge('warden_archive_recovery_point_seconds', 'how long the WAL not yet in the repository has waited', (h) => h.secondsNotArchived);
   new Counter({
     name: 'warden_decisions_total',
     help: 'HA loop decisions by reason code',

@@ -1,5 +1,6 @@
 import { emptyReply, HttpApp, jsonReply, textReply, type HttpReply, type HttpRequest } from '../core/http-app.js';
 import { formatLsn, lagBytes } from '../core/lsn.js';
+import type { ArchiveHealth } from '../backup/index.js';
 import type { AgentSnapshot } from './agent.js';
 import { WARDEN_VERSION } from './agent.js';
 import type { Registry } from 'prom-client';
@@ -14,8 +15,11 @@ export function isAlive(s: AgentSnapshot, nowMs = Date.now()): boolean {
   return nowMs - s.lastOkLoopAtMs < Math.max(5000, (s.view?.config.ttl ?? 2) * 3000);
 }
 
+/** The agent's snapshot with what watches beside the loop add (the WAL archive on the leader). */
+export type PublishedSnapshot = AgentSnapshot & { readonly archive?: ArchiveHealth };
+
 /** Patroni's /patroni shape (role, state, xlog, timeline, …) plus a `warden` block with the decision reason. */
-export function patroniStatus(s: AgentSnapshot): Record<string, unknown> {
+export function patroniStatus(s: PublishedSnapshot): Record<string, unknown> {
   const st = s.status;
   const view = s.view;
   const running = s.pg?.process === 'running' && st !== undefined;
@@ -42,6 +46,7 @@ export function patroniStatus(s: AgentSnapshot): Record<string, unknown> {
       leaseTtlMs: s.leaseTtlMs ?? null,
       ...(s.configProblem === undefined ? {} : { configProblem: s.configProblem }),
       ...(s.movedAside === undefined || s.movedAside.length === 0 ? {} : { movedAside: s.movedAside }),
+      ...(s.archive === undefined ? {} : { archive: s.archive }),
     },
   };
   if (st !== undefined) {
@@ -101,7 +106,7 @@ function parseLsnSafe(text: string): bigint {
  * The agent's REST API with Patroni's paths and status codes, so that HAProxy checks and probes
  * written for Patroni work unchanged (docs/architecture.md, 'Interfaces other tools rely on'). Health endpoints answer GET, HEAD and OPTIONS.
  */
-export function createRestApi(snapshot: () => AgentSnapshot, metrics: Registry, ops?: OperationsDeps): HttpApp {
+export function createRestApi(snapshot: () => PublishedSnapshot, metrics: Registry, ops?: OperationsDeps): HttpApp {
   const app = new HttpApp();
   if (ops !== undefined) addOperationRoutes(app, ops);
 

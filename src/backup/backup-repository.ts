@@ -44,6 +44,8 @@ export interface RestoreRequest {
   readonly target: RestoreTarget;
   /** Restore from this backup set (its label); the newest one that fits the target when absent. */
   readonly setLabel?: string;
+  /** Restore from this repository (its index), default the first. */
+  readonly repo?: number;
   /** Reuse the files already in `dataDir` that match (checksums), copying only what differs. */
   readonly delta?: boolean;
   /**
@@ -107,12 +109,22 @@ export interface BackupRepository {
   createStanza(primary: PgServer, opts: BackupCallOptions): Promise<void>;
   /** Checks the configuration end to end: forces a WAL switch on `primary` and waits until that segment is archived. */
   check(primary: PgServer, opts: BackupCallOptions): Promise<void>;
-  /** Takes a backup of `type` and resolves with its set once it is complete in the repository. */
-  backup(source: BackupSource, type: BackupType, opts: BackupCallOptions): Promise<BackupSet>;
+  /**
+   * Takes a backup of `type` (into repository `repo`, default the first) and resolves with its set
+   * once it is complete in the repository. The set's type may differ: pgBackRest takes a full when
+   * a diff or incr has no full to build on.
+   */
+  backup(source: BackupSource, type: BackupType, opts: BackupCallOptions & { readonly repo?: number }): Promise<BackupSet>;
   /** Reads the stanza's sets and WAL archive range. */
   info(opts: BackupCallOptions): Promise<RepositoryInfo>;
   /** Restores a set into `request.dataDir`, set up to recover to `request.target` when started. */
   restore(request: RestoreRequest, opts: BackupCallOptions): Promise<void>;
   /** Removes the sets (and their WAL) that the retention options no longer keep. */
   expire(opts: BackupCallOptions): Promise<void>;
+  /**
+   * Which of `names` (WAL files as pg_wal names them: segments, `.partial`, `.history`, `.backup`)
+   * every repository holds in the current database's archive. Read-only; used just before a
+   * promotion (src/backup/archive-continuity.ts), so it must be quick.
+   */
+  archivedWal(names: readonly string[], opts: BackupCallOptions): Promise<ReadonlySet<string>>;
 }

@@ -106,3 +106,13 @@ export function archiveCommand(configPath: string, stanza: string): string {
 export function restoreCommand(configPath: string, stanza: string): string {
   return `pgbackrest ${pgCommandText(shellQuote(`--config=${configPath}`))} ${pgCommandText(shellQuote(`--stanza=${stanza}`))} archive-get %f "%p"`;
 }
+
+/** The indexes of the repositories a pgbackrest.conf configures (`repoN-path`/`repoN-type` options), ascending; [1] when it names none (pgBackRest's default repository). */
+export function repoIndexesOf(confText: string): number[] {
+  const found = new Set<number>();
+  for (const line of confText.split('\n')) {
+    const m = /^\s*repo(\d+)-(?:path|type)\s*=/.exec(line);
+    if (m?.[1] !== undefined) found.add(Number(m[1]));
+  }
+  return found.size === 0 ? [1] : [...found].sort((a, b) => a - b);
+}

@@ -85,3 +85,42 @@ export function parsePgBackRestInfo(text: string, stanza: string): { ok: true; v
     },
   };
 }
+
+/** One entry of `pgbackrest repo-ls --output=json`: its name (relative to the listed path) and type. */
+export interface RepoLsEntry {
+  readonly name: string;
+  readonly type: 'file' | 'path' | 'link' | 'special';
+}
+
+const REPO_LS_ENTRY = obj({ type: oneOf('file', 'path', 'link', 'special') });
+
+/** The entries of `pgbackrest repo-ls --output=json` (an object keyed by name; `.` is the listed path itself, left out), or why not. */
+export function parseRepoLs(text: string): { ok: true; value: RepoLsEntry[] } | { ok: false; error: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    return { ok: false, error: `pgbackrest repo-ls: not valid JSON: ${e instanceof Error ? e.message : String(e)}` };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { ok: false, error: 'pgbackrest repo-ls: must be an object keyed by name' };
+  const entries: RepoLsEntry[] = [];
+  for (const [name, v] of Object.entries(parsed)) {
+    if (name === '.') continue;
+    const d = decode(REPO_LS_ENTRY, v);
+    if (!d.ok) return { ok: false, error: `pgbackrest repo-ls: ${JSON.stringify(name)}: ${d.error}` };
+    entries.push({ name, type: d.value.type });
+  }
+  return { ok: true, value: entries };
+}
+
+/** The current database's archive id among a stanza's archive dirs (`<pg version>-<db id>`, the highest db id), if any. */
+export function currentArchiveId(dirNames: readonly string[]): string | undefined {
+  let best: { id: string; db: number } | undefined;
+  for (const n of dirNames) {
+    const m = /^\d+-(\d+)$/.exec(n);
+    if (m?.[1] === undefined) continue;
+    const db = Number(m[1]);
+    if (best === undefined || db > best.db) best = { id: n, db };
+  }
+  return best?.id;
+}

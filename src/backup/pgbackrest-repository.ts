@@ -1,7 +1,9 @@
+import { readFile } from 'node:fs/promises';
 import { assertNever, WardenError } from '../core/errors.js';
+import { repoDirsOf, walNameOfRepoEntry } from './archive-continuity.js';
 import type { BackupCallOptions, BackupRepository, BackupSet, BackupSource, BackupType, PgServer, RepositoryInfo, RestoreRequest, RestoreTarget } from './backup-repository.js';
-import { pgOptions } from './pgbackrest-config.js';
-import { parsePgBackRestInfo } from './pgbackrest-info.js';
+import { pgOptions, repoIndexesOf } from './pgbackrest-config.js';
+import { currentArchiveId, parsePgBackRestInfo, parseRepoLs, type RepoLsEntry } from './pgbackrest-info.js';
 import { runPgBackRest, type RunIdentity } from './run-pgbackrest.js';
 
 /** What the pgBackRest adapter needs: the stanza and the repository-level config file. */
@@ -32,16 +34,17 @@ export class PgBackRestRepository implements BackupRepository {
     await this.run('check', [...flags(pgOptions(1, primary))], opts);
   }
 
-  async backup(source: BackupSource, type: BackupType, opts: BackupCallOptions): Promise<BackupSet> {
+  async backup(source: BackupSource, type: BackupType, opts: BackupCallOptions & { readonly repo?: number }): Promise<BackupSet> {
     // With backup-standby, pgBackRest copies files from the standby and only starts and stops the
     // backup on the primary; it finds which of pg1/pg2 is which itself.
     const servers = source.standby === undefined ? [flags(pgOptions(1, source.primary))] : [flags(pgOptions(1, source.standby)), flags(pgOptions(2, source.primary)), ['--backup-standby']];
     const started = Date.now();
-    await this.run('backup', [...servers.flat(), `--type=${type}`], opts);
+    await this.run('backup', [...servers.flat(), `--type=${type}`, ...(opts.repo === undefined ? [] : [`--repo=${opts.repo}`])], opts);
     const info = await this.info({ timeoutMs: Math.max(10_000, opts.timeoutMs - (Date.now() - started)), ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
-    // The repository lock was ours for the whole run: the newest set is the one just taken.
+    // The repository lock was ours for the whole run: the newest set is the one just taken (its
+    // start is pgBackRest's, in whole seconds). A diff or incr without a full became a full.
     const set = info.sets.at(-1);
-    if (set === undefined || set.type !== type) {
+    if (set === undefined || set.startedAtMs < Math.floor(started / 1000) * 1000 - 1000) {
       throw new WardenError('backup-command-failed', `pgbackrest backup succeeded but info lists no new ${type} set for stanza ${this.config.stanza}`);
     }
     return set;
@@ -62,6 +65,7 @@ export class PgBackRestRepository implements BackupRepository {
       `--archive-mode=${request.archiveMode}`,
       ...(request.delta === true ? ['--delta'] : []),
       ...(request.setLabel === undefined ? [] : [`--set=${request.setLabel}`]),
+      ...(request.repo === undefined ? [] : [`--repo=${request.repo}`]),
       ...targetFlags(request.target),
     ];
     await this.run('restore', args, opts);
@@ -71,8 +75,43 @@ export class PgBackRestRepository implements BackupRepository {
     await this.run('expire', [], opts);
   }
 
-  private async run(command: string, args: readonly string[], opts: BackupCallOptions): Promise<{ stdout: string }> {
-    return runPgBackRest([`--config=${this.config.configFile}`, `--stanza=${this.config.stanza}`, ...args, command], {
+  async archivedWal(names: readonly string[], opts: BackupCallOptions): Promise<ReadonlySet<string>> {
+    const wanted = new Set(names);
+    if (wanted.size === 0) return new Set();
+    const deadline = Date.now() + opts.timeoutMs;
+    const left = (): BackupCallOptions => ({ timeoutMs: Math.max(1, deadline - Date.now()), ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
+    // A file counts as archived only when every repository has it: archive-push writes to each.
+    let held: Set<string> | undefined;
+    for (const repo of repoIndexesOf(await readFile(this.config.configFile, 'utf8'))) {
+      const top = `archive/${this.config.stanza}`;
+      const archiveId = currentArchiveId((await this.repoLs(repo, top, left())).filter((e) => e.type === 'path').map((e) => e.name));
+      const inThis = new Set<string>();
+      if (archiveId !== undefined) {
+        // One listing per directory of 256 segments (and the top one for .history files): a few
+        // calls, however long the archive is.
+        for (const dir of repoDirsOf([...wanted])) {
+          for (const e of await this.repoLs(repo, dir === '' ? `${top}/${archiveId}` : `${top}/${archiveId}/${dir}`, left())) {
+            const wal = e.type === 'file' ? walNameOfRepoEntry(e.name) : undefined;
+            if (wal !== undefined && wanted.has(wal)) inThis.add(wal);
+          }
+        }
+      }
+      held = held === undefined ? inThis : new Set([...held].filter((n) => inThis.has(n)));
+    }
+    return held ?? new Set();
+  }
+
+  /** The entries of `path` in repository `repo`; a path that does not exist (yet) has none. */
+  private async repoLs(repo: number, path: string, opts: BackupCallOptions): Promise<RepoLsEntry[]> {
+    const out = await this.run('repo-ls', [`--repo=${repo}`, '--output=json'], opts, [path]);
+    const parsed = parseRepoLs(out.stdout);
+    if (!parsed.ok) throw new WardenError('backup-command-failed', parsed.error);
+    return parsed.value;
+  }
+
+  /** `pgbackrest <options> <command> <params>`: pgBackRest reads the first word as the command and the words after it as its parameters. */
+  private async run(command: string, args: readonly string[], opts: BackupCallOptions, params: readonly string[] = []): Promise<{ stdout: string }> {
+    return runPgBackRest([`--config=${this.config.configFile}`, `--stanza=${this.config.stanza}`, ...args, command, ...params], {
       what: `${command} (stanza ${this.config.stanza})`,
       timeoutMs: opts.timeoutMs,
       ...(opts.signal === undefined ? {} : { signal: opts.signal }),

@@ -1,19 +1,38 @@
+import { spawnSync } from 'node:child_process';
 import { setPriority } from 'node:os';
 import { Agent } from '../agent/agent.js';
 import { createLogger } from '../agent/logger.js';
 import { createAgentMetrics } from '../agent/metrics.js';
-import { commandHooks } from '../agent/hooks.js';
-import { createRestApi } from '../agent/rest-api.js';
+import { commandHooks, withPrePromoteStep } from '../agent/hooks.js';
+import type { Logger } from '../agent/logger.js';
+import { ArchiveWatch } from '../agent/archive-watch.js';
+import { BackupScheduler } from '../controller/backup-scheduler.js';
+import { createRestApi, type PublishedSnapshot } from '../agent/rest-api.js';
+import { clusterPrefix, KEYS } from '../ha/index.js';
 import { systemClock } from '../core/clock.js';
 import { describeError } from '../core/errors.js';
 import { isPortInUse } from '../core/free-port.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
 import { LocalPostgres } from '../postgres/postgres-instance.js';
-import { archiveCommand, restoreCommand } from '../backup/index.js';
+import { archiveCommand, markUnarchivedWalReady, PgBackRestRepository, restoreCommand, type RunIdentity } from '../backup/index.js';
 import { formatSpecError, loadAgentConfig } from '../spec/index.js';
 import { withRunAsUserDefault } from '../spec/agent-config.js';
 
 const AGENT_NICE = -5;
+
+/**
+ * How long a promotion waits for the repository to say which WAL it holds (archive continuity,
+ * below): a failover or switchover is late by at most this much (a switchover's write gap should
+ * stay under a second with a slow archive); past it every done segment is pushed again, which is
+ * safe. A local repository answers in 80-160 ms (docs/benchmarks.md).
+ */
+const ARCHIVE_CONTINUITY_TIMEOUT_MS = 1_000;
+/** How often the leader reads pg_stat_archiver for /metrics and `warden list`, and the bound of each read and write. */
+const ARCHIVE_WATCH_INTERVAL_MS = 5_000;
+const ARCHIVE_WATCH_TIMEOUT_MS = 2_000;
+/** How often the leader looks for a due backup slot (a slot starts at most this late), and how long one scheduled backup may run. */
+const SCHEDULER_INTERVAL_MS = 5_000;
+const SCHEDULED_BACKUP_TIMEOUT_MS = 6 * 3600_000;
 
 /** `warden agent --config FILE`: runs one member's HA loop and REST API until SIGTERM/SIGINT. Returns the exit code. */
 export async function runAgentCommand(configFile: string): Promise<number> {
@@ -75,14 +94,57 @@ export async function runAgentCommand(configFile: string): Promise<number> {
       pg,
       clock: systemClock,
       log,
-      hooks: commandHooks(cfg.postgres, cfg.cluster, log),
+      hooks:
+        cfg.postgres.archive === undefined
+          ? commandHooks(cfg.postgres, cfg.cluster, log)
+          : withPrePromoteStep(commandHooks(cfg.postgres, cfg.cluster, log), archiveContinuityStep(cfg.postgres.dataDir, cfg.postgres.archive, cfg.postgres.runAsUser, log)),
       ...(cfg.restApi.authentication === undefined ? {} : { restAuth: cfg.restApi.authentication }),
       // Calls to peers (leader race, failsafe) trust the same CA and present this member's certificate.
       ...(cfg.restApi.tls === undefined ? {} : { peerTls: { cert: cfg.restApi.tls.cert, key: cfg.restApi.tls.key, ...(cfg.restApi.tls.ca === undefined ? {} : { ca: cfg.restApi.tls.ca }) } }),
     },
   );
-  const metrics = createAgentMetrics(() => agent.snapshot());
-  const app = createRestApi(() => agent.snapshot(), metrics, {
+  // Beside the loop, never in it: a failing archive is reported and never causes a failover.
+  const archiveWatch =
+    cfg.postgres.archive === undefined
+      ? undefined
+      : new ArchiveWatch({
+          pg,
+          dcs,
+          key: `${clusterPrefix(cfg.cluster)}${KEYS.backupArchive}`,
+          member: cfg.name,
+          isArchiving: () => {
+            const s = agent.snapshot();
+            return s.isLeader && s.status !== undefined && !s.status.inRecovery;
+          },
+          clock: systemClock,
+          log,
+          intervalMs: ARCHIVE_WATCH_INTERVAL_MS,
+          timeoutMs: ARCHIVE_WATCH_TIMEOUT_MS,
+        });
+  // The leader's agent runs the backup schedules until a controller exists (docs/architecture.md, "Backups").
+  const scheduler =
+    cfg.postgres.archive === undefined
+      ? undefined
+      : new BackupScheduler({
+          dcs,
+          prefix: clusterPrefix(cfg.cluster),
+          member: cfg.name,
+          isLeader: () => {
+            const s = agent.snapshot();
+            return s.isLeader && s.status !== undefined && !s.status.inRecovery;
+          },
+          clock: systemClock,
+          log,
+          intervalMs: SCHEDULER_INTERVAL_MS,
+          dcsTimeoutMs: ARCHIVE_WATCH_TIMEOUT_MS,
+          backupTimeoutMs: SCHEDULED_BACKUP_TIMEOUT_MS,
+        });
+  const published = (): PublishedSnapshot => {
+    const archive = archiveWatch?.current();
+    return archive === undefined ? agent.snapshot() : { ...agent.snapshot(), archive };
+  };
+  const metrics = createAgentMetrics(() => agent.snapshot(), () => archiveWatch?.current());
+  const app = createRestApi(published, metrics, {
     snapshot: () => agent.snapshot(),
     requestOperation: (op, timeoutMs) => agent.requestOperation(op, timeoutMs),
     poke: () => agent.poke(),
@@ -98,6 +160,8 @@ export async function runAgentCommand(configFile: string): Promise<number> {
   log.info({ api: `http://${apiHost}:${apiPort}`, etcd: cfg.etcdEndpoints, dataDir: cfg.postgres.dataDir }, 'agent starting');
   try {
     await agent.start();
+    archiveWatch?.start();
+    scheduler?.start();
   } catch (e) {
     log.error({ err: describeError(e) }, 'agent could not start');
     process.stderr.write(`${describeError(e)}\n`);
@@ -111,6 +175,8 @@ export async function runAgentCommand(configFile: string): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info({ signal: sig }, 'stopping: PostgreSQL fast shutdown, then lease revoke');
+      archiveWatch?.stop();
+      scheduler?.stop();
       void agent
         .stop()
         .catch((e: unknown) => log.error({ err: describeError(e) }, 'stop failed'))
@@ -123,6 +189,34 @@ export async function runAgentCommand(configFile: string): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/**
+ * Before a standby is promoted, the WAL it received but the old primary never archived is marked
+ * for archiving again (invariant 9 in docs/architecture.md; src/backup/archive-continuity.ts). It
+ * never blocks the promotion: a broken repository is logged, the promotion goes on.
+ */
+function archiveContinuityStep(dataDir: string, archive: { pgbackrestConfig: string; stanza: string }, runAsUser: string | undefined, log: Logger): () => Promise<void> {
+  const identity = runAsUser === undefined ? undefined : identityOf(runAsUser);
+  const repo = new PgBackRestRepository({ stanza: archive.stanza, configFile: archive.pgbackrestConfig, ...(identity === undefined ? {} : { identity }) });
+  return async () => {
+    try {
+      const r = await markUnarchivedWalReady(dataDir, repo, { timeoutMs: ARCHIVE_CONTINUITY_TIMEOUT_MS });
+      const fields = { markedReady: r.markedReady, alreadyArchived: r.archived, elapsedMs: r.elapsedMs, ...(r.repositoryError === undefined ? {} : { repositoryError: r.repositoryError }) };
+      if (r.repositoryError !== undefined) log.warn(fields, `archive continuity: the repository could not be asked; ${r.markedReady.length} received WAL files marked for archiving again`);
+      else log.info(fields, `archive continuity: ${r.markedReady.length} received WAL files the repository lacks marked for archiving, ${r.archived} already archived`);
+    } catch (e) {
+      log.error({ err: describeError(e) }, 'archive continuity: could not mark unarchived WAL before promotion; the repository may miss old-timeline WAL');
+    }
+  };
+}
+
+/** uid and gid of an OS user (pgBackRest runs as PostgreSQL's run user), or undefined when unknown. */
+function identityOf(user: string): RunIdentity | undefined {
+  const uid = spawnSync('id', ['-u', user], { encoding: 'utf8' });
+  const gid = spawnSync('id', ['-g', user], { encoding: 'utf8' });
+  if (uid.status !== 0 || gid.status !== 0) return undefined;
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
 
 /**

@@ -1,7 +1,7 @@
 // `warden backup`, `warden backups` and `warden restore-drill` for the local runtime, where the
 // repository is local (pgBackRest 2.45 runs backup and expire where the repository is).
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { chown, mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
@@ -16,9 +16,18 @@ import {
   type PgServer,
   type RecoveryPoint,
   type RepositoryInfo,
+  type SchedulesRecord,
+  type RestoreTarget,
+  type RestoreTargetOptions,
+  parseRestoreTarget,
+  targetTimeMs,
+  unreachableTarget,
+  type SlotRecord,
+  decodeSlotRecord,
 } from '../backup/index.js';
 import { decode, nullable, num, obj, oneOf, str } from '../core/decode.js';
-import { describeError, WardenError } from '../core/errors.js';
+import { assertNever, describeError, WardenError } from '../core/errors.js';
+import { dnsLabelProblem } from '../spec/dns-label.js';
 import { eventually } from '../core/deadline.js';
 import { freePort } from '../core/free-port.js';
 import { lagBytes, parseLsn } from '../core/lsn.js';
@@ -65,6 +74,14 @@ export function serverOf(m: RuntimeMember): PgServer {
   return { dataDir: m.dataDir, port: m.pgPort, socketDir: join(m.memberDir, 'run') };
 }
 
+/** pgBackRest's index of a repository named in the spec (`repo2` → 2); an unknown name is bad input. */
+function repoIndexOf(rt: BackupRuntime, name: string): number {
+  if (!rt.backup.repos.some((r) => r.name === name)) {
+    throw new WardenError('config-invalid', `--repo ${JSON.stringify(name)}: not a repository of cluster "${rt.layout.cluster}" (it has ${rt.backup.repos.map((r) => r.name).join(', ')})`);
+  }
+  return Number(name.slice('repo'.length));
+}
+
 function memberOf(layout: RuntimeLayout, name: string): RuntimeMember {
   const m = layout.members.find((x) => x.name === name);
   if (m === undefined) throw new WardenError('not-found', `member ${name} is not part of this runtime`);
@@ -79,6 +96,25 @@ export async function setUpStanza(dirArg: string, leader: string, out: (s: strin
   // check forces a WAL switch and waits for that segment in the repository: archiving works end to end.
   await rt.repo.check(primary, { timeoutMs: 180_000 });
   out(`backups: stanza ${rt.backup.stanza} ready; WAL is archived to ${rt.backup.repos.map((r) => r.path).join(', ')}`);
+  await publishSchedules(rt);
+  for (const s of rt.backup.schedules ?? []) out(`backups: ${s.type} backup into ${s.repo} at "${s.cron}" (UTC), run by the leader's agent`);
+}
+
+/**
+ * Writes the runtime's schedules to `backup/schedules` for the leader's agent to run (or removes
+ * the key when there are none): the agent learns them from etcd, not from its own config, so the
+ * member that leads next runs them too.
+ */
+async function publishSchedules(rt: BackupRuntime): Promise<void> {
+  const client = etcdClientFor(rt.target, 5000);
+  try {
+    const key = `${clusterPrefix(rt.target.cluster)}${KEYS.backupSchedules}`;
+    const schedules = rt.backup.schedules ?? [];
+    if (schedules.length === 0) await client.delete(key, { timeoutMs: 5000 });
+    else await client.put(key, JSON.stringify({ dir: rt.dir, schedules } satisfies SchedulesRecord), { timeoutMs: 5000 });
+  } finally {
+    client.close();
+  }
 }
 
 // ---- the backup/running key -------------------------------------------------------------------
@@ -203,13 +239,14 @@ function healthOf(view: ClusterView): Parameters<typeof chooseBackupSource>[0] {
   }));
 }
 
-async function runBackup(o: { dir: string; type: BackupType; wait: boolean; timeoutSeconds: number; format: string }): Promise<number> {
+async function runBackup(o: { dir: string; type: BackupType; repo?: string; wait: boolean; timeoutSeconds: number; format: string }): Promise<number> {
   const rt = await openBackupRuntime(o.dir);
+  const repoIndex = o.repo === undefined ? undefined : repoIndexOf(rt, o.repo);
   if (!o.wait) {
     const held = await readRunning(rt.target);
     if (held !== undefined) throw new WardenError('conflict', describeRunning(held));
     const logFile = join(rt.backup.logPath, `warden-backup-${Date.now()}.log`);
-    const { command, args } = wardenArgv(['backup', '--dir', rt.dir, '--type', o.type, '--wait', '--timeout-seconds', String(o.timeoutSeconds)]);
+    const { command, args } = wardenArgv(['backup', '--dir', rt.dir, '--type', o.type, ...(o.repo === undefined ? [] : ['--repo', o.repo]), '--wait', '--timeout-seconds', String(o.timeoutSeconds)]);
     const fd = openSync(logFile, 'a');
     try {
       const child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd], env: process.env });
@@ -230,7 +267,7 @@ async function runBackup(o: { dir: string; type: BackupType; wait: boolean; time
     rt.repo.backup(
       { primary: serverOf(memberOf(rt.layout, choice.primary)), ...(choice.standby === undefined ? {} : { standby: serverOf(memberOf(rt.layout, choice.standby)) }) },
       o.type,
-      { timeoutMs: o.timeoutSeconds * 1000, signal },
+      { timeoutMs: o.timeoutSeconds * 1000, signal, ...(repoIndex === undefined ? {} : { repo: repoIndex }) },
     ),
   );
   if (o.format === 'json') process.stdout.write(`${JSON.stringify({ from, primary: choice.primary, set: setOutput(set) }, null, 2)}\n`);
@@ -313,6 +350,27 @@ export interface BackupsOutput {
         readonly failedCount: number;
       }
     | { readonly primary: string | null; readonly error: string };
+  /** The schedules' slots kept in etcd (newest 20 per schedule), oldest first; `claimed` whose member is gone means interrupted. */
+  readonly slots: readonly { readonly key: string; readonly record: SlotRecord | null; readonly invalid: string | null }[] | { readonly error: string };
+}
+
+/** The slot records under `backup/slots/`, decoded (a bad one is listed with why). */
+async function readSlots(t: Target): Promise<BackupsOutput['slots']> {
+  const client = etcdClientFor(t, 3000);
+  try {
+    const prefix = `${clusterPrefix(t.cluster)}${KEYS.backupSlotsDir}`;
+    const snap = await client.range(prefix, { timeoutMs: 3000 });
+    return snap.kvs
+      .map((kv) => {
+        const d = decodeSlotRecord(kv.value);
+        return { key: kv.key.slice(prefix.length), record: d.ok ? d.value : null, invalid: d.ok ? null : d.error };
+      })
+      .sort((a, b) => (a.record?.slotMs ?? 0) - (b.record?.slotMs ?? 0) || a.key.localeCompare(b.key));
+  } catch (e) {
+    return { error: describeError(e) };
+  } finally {
+    client.close();
+  }
 }
 
 async function runBackups(o: { dir: string; format: string }): Promise<number> {
@@ -364,6 +422,7 @@ async function runBackups(o: { dir: string; format: string }): Promise<number> {
     archive: info.archive ?? null,
     recoverableWindow: { earliest: iso(first?.stoppedAtMs), latest: first === undefined ? null : iso(latestMs) },
     recoveryPoint,
+    slots: await readSlots(rt.target),
   };
   if (o.format === 'json') {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -376,6 +435,15 @@ async function runBackups(o: { dir: string; format: string }): Promise<number> {
   const rp = result.recoveryPoint;
   if ('error' in rp) lines.push(`recovery point: unknown (${rp.error})`);
   else lines.push(`recovery point now: ${rp.bytesNotArchived ?? '?'} bytes, ${rp.secondsNotArchived === null ? '?' : rp.secondsNotArchived.toFixed(0)} s of WAL not yet archived on ${rp.primary}${rp.failing ? ` — ARCHIVING IS FAILING (${rp.failedCount} failures, last ${rp.lastFailedWal ?? '?'} at ${rp.lastFailedAt ?? '?'})` : ''}`);
+  const slots = result.slots;
+  if ('error' in slots) lines.push(`schedule slots: unknown (${slots.error})`);
+  else if (slots.length > 0) {
+    lines.push('schedule slots (repo/type/slot: state, member, set):');
+    for (const s of slots.slice(-10)) {
+      const r = s.record;
+      lines.push(`  ${s.key}: ${r === null ? `invalid (${s.invalid ?? '?'})` : `${r.state} by ${r.member}${r.label === null ? '' : `, ${r.label}`}${r.error === null ? '' : ` — ${r.error.split('\n')[0] ?? ''}`}`}`);
+    }
+  }
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }
@@ -472,6 +540,158 @@ function textOf(v: unknown): string | null {
   return JSON.stringify(v);
 }
 
+// ---- warden restore ---------------------------------------------------------------------------
+
+/** `warden restore --format json` (names are the contract). */
+export interface RestoreOutput {
+  readonly into: string;
+  readonly dataDir: string;
+  readonly label: string;
+  readonly target: RestoreTarget;
+  readonly restoreSeconds: number;
+  /** From starting the restored copy until it reached the target and was promoted. */
+  readonly recoverySeconds: number;
+  readonly timeline: number;
+  readonly check: { readonly sql: string; readonly value: string | null } | null;
+}
+
+interface RestoreOptions extends RestoreTargetOptions {
+  readonly dir: string;
+  readonly into?: string;
+  readonly inPlace: boolean;
+  readonly repo?: string;
+  readonly checkSql?: string;
+  readonly format: string;
+  readonly timeoutSeconds: number;
+}
+
+/** The newest set a restore to `target` can start from (it must have ended before the target). */
+function setFor(info: RepositoryInfo, target: RestoreTarget): BackupSet | undefined {
+  const fits = (s: BackupSet): boolean => {
+    if (target.kind === 'time') return s.stoppedAtMs <= (targetTimeMs(target.time) ?? 0);
+    if (target.kind === 'lsn') return s.lsnStop === undefined || parseLsn(s.lsnStop) <= parseLsn(target.lsn);
+    return true;
+  };
+  return [...info.sets].reverse().find(fits);
+}
+
+/**
+ * `warden restore --into NEW`: checks the target against the repository (bad input: exit 2, nothing
+ * changed), restores the newest fitting set into DIR/restores/NEW/data, recovers it to the target
+ * in a private postmaster (own port and socket, archiving off: it pushes nothing into this
+ * cluster's repository, and the running cluster is not touched), promotes it there, runs
+ * --check-sql, and stops it: a consistent data directory on a timeline of its own.
+ */
+async function runRestore(o: RestoreOptions): Promise<number> {
+  const rt = await openBackupRuntime(o.dir);
+  const parsed = parseRestoreTarget(o);
+  if (!parsed.ok) throw new WardenError('config-invalid', parsed.error);
+  const target = parsed.value;
+  if (o.inPlace) throw new WardenError('config-invalid', '--in-place is not built yet (issue "Backups"): restore --into NEW, which leaves the running cluster alone');
+  if (o.into === undefined) throw new WardenError('config-invalid', 'say where to restore: --into NEW (a new data directory in DIR/restores/NEW)');
+  const bad = dnsLabelProblem(o.into);
+  if (bad !== undefined) throw new WardenError('config-invalid', `--into ${JSON.stringify(o.into)}: ${bad}`);
+  const dest = join(rt.dir, 'restores', o.into);
+  if (existsSync(dest)) throw new WardenError('config-invalid', `--into ${o.into}: ${dest} exists already; pick another name or remove it`);
+  const repoIndex = o.repo === undefined ? undefined : repoIndexOf(rt, o.repo);
+  const info = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
+  // The newest WAL that reached the repository, from the leader's archiver (unknown: not checked).
+  const view = await readClusterView(rt.target).catch(() => undefined);
+  const leader = view?.leader === undefined ? undefined : view.members.get(view.leader.name);
+  const archived = leader === undefined ? undefined : await archiverStatus(rt, leader.host, leader.port).catch(() => undefined);
+  const why = unreachableTarget(target, info, { lastArchivedAtMs: archived?.lastArchivedAtMs ?? undefined, nowMs: Date.now() });
+  if (why !== undefined) throw new WardenError('config-invalid', why);
+  const set = setFor(info, target);
+  if (set === undefined) throw new WardenError('config-invalid', 'no backup set ends before the target');
+
+  const run = lookupRunUser();
+  const deadline = Date.now() + o.timeoutSeconds * 1000;
+  const left = (): number => Math.max(1000, deadline - Date.now());
+  await mkdir(join(rt.dir, 'restores'), { recursive: true, mode: 0o755 });
+  await mkdir(dest, { mode: 0o700 });
+  if (run !== undefined) await chown(dest, run.uid, run.gid);
+  let server: LocalPostgres | undefined;
+  let done = false;
+  try {
+    const dataDir = join(dest, 'data');
+    const t0 = Date.now();
+    await rt.repo.restore(
+      { dataDir, target, setLabel: set.label, archiveMode: 'off', lockPath: join(dest, 'lock'), logPath: join(dest, 'log'), ...(repoIndex === undefined ? {} : { repo: repoIndex }) },
+      { timeoutMs: left() },
+    );
+    const restoreMs = Date.now() - t0;
+    const socketDir = join(dest, 'run');
+    await mkdir(socketDir, { mode: 0o700 });
+    if (run !== undefined) await chown(socketDir, run.uid, run.gid);
+    server = await scratchServer(rt, `${rt.layout.cluster}-${o.into}`, dataDir, socketDir, run !== undefined);
+    await server.configure({ kind: 'primary' });
+    const t1 = Date.now();
+    await server.start(left());
+    const restored = server;
+    await eventually(async () => ((await restored.query('SELECT pg_is_in_recovery() AS r', [], PG_QUERY_TIMEOUT_MS))[0]?.['r'] === false ? true : undefined), { timeoutMs: left(), intervalMs: 200, what: 'the restored copy to reach its target and be promoted' });
+    const recoveryMs = Date.now() - t1;
+    const status = await restored.status(PG_QUERY_TIMEOUT_MS);
+    let check: RestoreOutput['check'] = null;
+    if (o.checkSql !== undefined) {
+      const rows = await restored.query(o.checkSql, [], Math.min(left(), 60_000));
+      const firstRow = rows[0];
+      check = { sql: o.checkSql, value: textOf(firstRow === undefined ? undefined : Object.values(firstRow)[0]) };
+    }
+    const result: RestoreOutput = { into: o.into, dataDir, label: set.label, target, restoreSeconds: restoreMs / 1000, recoverySeconds: recoveryMs / 1000, timeline: status.timeline, check };
+    await restored.stop('fast', 60_000);
+    server = undefined;
+    done = true;
+    if (o.format === 'json') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else {
+      process.stdout.write(
+        `restored ${set.label} into ${dataDir} and recovered it to ${describeTarget(target)} (timeline ${result.timeline}) in ${result.restoreSeconds.toFixed(1)} + ${result.recoverySeconds.toFixed(1)} s; it is stopped, with archiving off\n` +
+          (check === null ? '' : `check: ${check.sql} → ${check.value ?? 'no rows'}\n`),
+      );
+    }
+    return 0;
+  } finally {
+    if (server !== undefined) await server.stop('fast', 60_000).catch((e: unknown) => process.stderr.write(`warden restore: stopping the restored copy: ${describeError(e)}\n`));
+    // A restore that did not reach its target leaves nothing behind.
+    if (!done) await rm(dest, { recursive: true, force: true });
+  }
+}
+
+function describeTarget(t: RestoreTarget): string {
+  switch (t.kind) {
+    case 'latest':
+      return 'the latest archived WAL';
+    case 'time':
+      return `${t.exclusive === true ? 'just before' : ''}${t.time}`;
+    case 'lsn':
+      return `${t.exclusive === true ? 'just before ' : ''}LSN ${t.lsn}`;
+    case 'xid':
+      return `${t.exclusive === true ? 'just before ' : 'the commit of '}transaction ${t.xid}`;
+    case 'name':
+      return `restore point ${t.name}`;
+    default:
+      return assertNever(t);
+  }
+}
+
+/** A standalone server on a restored data dir: its own port and socket, no upstream, archiving off. */
+async function scratchServer(rt: BackupRuntime, name: string, dataDir: string, socketDir: string, asPostgres: boolean): Promise<LocalPostgres> {
+  const password = (await readFile(join(rt.dir, 'secrets', 'superuser.password'), 'utf8')).trim();
+  const replication = (await readFile(join(rt.dir, 'secrets', 'replication.password'), 'utf8')).trim();
+  const port = await freePort('127.0.0.1');
+  return new LocalPostgres({
+    name,
+    dataDir,
+    binDir: PG_BIN_DIR,
+    listen: { host: '127.0.0.1', port },
+    socketDir,
+    ...(asPostgres ? { runAsUser: 'postgres' } : {}),
+    superuser: { username: rt.layout.superuser, password },
+    replication: { username: 'replicator', password: replication },
+    // Also in postgresql.auto.conf (pgBackRest's --archive-mode=off); said twice on purpose.
+    parameters: { archive_mode: 'off' },
+  });
+}
+
 // ---- registration -----------------------------------------------------------------------------
 
 function formatOption(): Option {
@@ -491,10 +711,11 @@ export function registerBackupCommands(program: Command): void {
     .description('take a backup (from a healthy standby, else the primary; one at a time per cluster)')
     .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
     .addOption(new Option('--type <type>', 'full copy, or changes since the last full (diff) or the last backup (incr)').choices([...BACKUP_TYPES]).default('full'))
+    .option('--repo <repo>', 'the repository (repo1 … repo4, one of the spec\'s; default the first)')
     .option('--wait', 'run in the foreground and print the set when it is complete', false)
     .option('--timeout-seconds <s>', 'give up (and stop pgBackRest) after this long', positiveSeconds, DEFAULT_BACKUP_TIMEOUT_S)
     .addOption(formatOption())
-    .action(async (o: { dir: string; type: BackupType; wait: boolean; timeoutSeconds: number; format: string }) => {
+    .action(async (o: { dir: string; type: BackupType; repo?: string; wait: boolean; timeoutSeconds: number; format: string }) => {
       process.exitCode = await runBackup(o);
     });
 
@@ -505,6 +726,26 @@ export function registerBackupCommands(program: Command): void {
     .addOption(formatOption())
     .action(async (o: { dir: string; format: string }) => {
       process.exitCode = await runBackups(o);
+    });
+
+  program
+    .command('restore')
+    .description('point-in-time recovery into a new data directory (DIR/restores/NEW), outside the running cluster')
+    .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
+    .option('--time <t>', 'recover to this instant (with a time zone: 2026-12-02T03:04:05Z, "2026-12-02 03:04:05.123456+00")')
+    .option('--lsn <lsn>', 'recover to this WAL position')
+    .option('--xid <xid>', 'recover to the commit of this transaction')
+    .option('--name <name>', 'recover to this restore point (pg_create_restore_point)')
+    .option('--latest', 'recover every archived WAL', false)
+    .option('--exclusive', 'stop just before the target (--time, --lsn, --xid) instead of just after', false)
+    .option('--into <new>', 'the name of the new data directory: DIR/restores/<new>/data')
+    .option('--in-place', 'restore the running cluster itself (not built yet)', false)
+    .option('--repo <repo>', 'the repository (repo1 … repo4, default the first)')
+    .option('--check-sql <sql>', 'a query run on the recovered copy before it is stopped; its first value is reported')
+    .option('--timeout-seconds <s>', 'give up after this long', positiveSeconds, 3600)
+    .addOption(formatOption())
+    .action(async (o: RestoreOptions) => {
+      process.exitCode = await runRestore(o);
     });
 
   program

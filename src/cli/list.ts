@@ -1,5 +1,7 @@
 import Table from 'cli-table3';
 import pc from 'picocolors';
+import { ARCHIVE_HEALTH, ARCHIVE_HEALTH_STALE_MS, describeArchiveHealth, type ArchiveHealth } from '../backup/index.js';
+import { decodeJson } from '../core/decode.js';
 import { lagBytes, parseLsn } from '../core/lsn.js';
 import { KEYS, type ClusterView, type MemberOperationRecord } from '../ha/index.js';
 
@@ -65,10 +67,23 @@ export interface ListOutput {
   readonly paused: boolean;
   /** Keys of the cluster that failed their decoder (`members/ghost`, `sync`, `config`), with why. */
   readonly invalidRecords: readonly { readonly key: string; readonly why: string }[];
+  /**
+   * The WAL archive as the leader's agent last reported it (`backup/archive`), with the sentence
+   * `warden list` prints; null when the cluster does not archive (or no leader reported yet).
+   */
+  readonly archive: (ArchiveHealth & { readonly stale: boolean; readonly line: string }) | { readonly error: string } | null;
+}
+
+/** The `archive` field of ListOutput from the `backup/archive` key's text (undefined: no key). */
+export function archiveReportOf(text: string | undefined, leader: string | undefined, nowMs: number): ListOutput['archive'] {
+  if (text === undefined) return null;
+  const d = decodeJson(ARCHIVE_HEALTH, text);
+  if (!d.ok) return { error: `invalid record ${KEYS.backupArchive}: ${d.error}` };
+  return { ...d.value, stale: nowMs - d.value.observedAtMs > ARCHIVE_HEALTH_STALE_MS || d.value.member !== leader, line: describeArchiveHealth(d.value, nowMs, leader) };
 }
 
 /** Builds the list rows from a cluster view: lag against the leader's last published position. */
-export function listFromView(cluster: string, view: ClusterView, nowMs: number = Date.now()): ListOutput {
+export function listFromView(cluster: string, view: ClusterView, archive: ListOutput['archive'] = null, nowMs: number = Date.now()): ListOutput {
   const leaderName = view.leader?.name;
   const leaderRecord = leaderName !== undefined ? view.members.get(leaderName) : undefined;
   const leaderPos = leaderRecord?.walPosition !== undefined ? parseLsn(leaderRecord.walPosition) : view.status?.lsn;
@@ -119,6 +134,7 @@ export function listFromView(cluster: string, view: ClusterView, nowMs: number =
     paused: view.config.pause,
     members: [...members, ...invalidMembers].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true })),
     invalidRecords,
+    archive,
   };
 }
 
@@ -140,5 +156,6 @@ export function renderList(out: ListOutput, opts: { extended: boolean; color: bo
   }
   const header = `+ Cluster: ${out.cluster} (${out.systemIdentifier ?? 'not initialized'})${opts.paused === true || out.paused ? ' — maintenance mode (paused)' : ''}`;
   const others = out.invalidRecords.filter((r) => !r.key.startsWith(KEYS.membersDir)).map((r) => c.yellow(`! invalid record ${r.key}: ${r.why}`));
-  return [header, table.toString(), ...others].join('\n');
+  const archive = out.archive === null ? [] : 'error' in out.archive ? [c.yellow(`! ${out.archive.error}`)] : [out.archive.failing ? c.red(out.archive.line) : out.archive.line];
+  return [header, table.toString(), ...archive, ...others].join('\n');
 }

@@ -5,9 +5,10 @@ import { runAgentCommand } from './agent-command.js';
 import { registerBackupCommands } from './backup-commands.js';
 import { registerChaosCommands } from './chaos-command.js';
 import { runDown } from './down-command.js';
-import { listFromView, renderList } from './list.js';
+import { archiveReportOf, listFromView, renderList, type ListOutput } from './list.js';
 import { registerRouterCommands } from './router-commands.js';
-import { readClusterView, resolveTarget, type TargetOptions } from './target.js';
+import { etcdClientFor, readClusterView, resolveTarget, type Target, type TargetOptions } from './target.js';
+import { clusterPrefix, KEYS } from '../ha/index.js';
 import { registerOpsCommands } from './ops-commands.js';
 import { runPlan } from './plan-command.js';
 import { explainUpError, runUp } from './up-command.js';
@@ -75,7 +76,7 @@ export function buildCli(): Command {
     .action(async (o: TargetOptions & { format: string; extended: boolean }) => {
       const target = await resolveTarget(o);
       const view = await readClusterView(target);
-      const list = listFromView(target.cluster, view);
+      const list = listFromView(target.cluster, view, await readArchiveReport(target, view.leader?.name));
       if (o.format === 'json') process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
       else process.stdout.write(`${renderList(list, { extended: o.extended, color: useColor })}\n`);
     });
@@ -112,5 +113,18 @@ export async function main(argv: readonly string[]): Promise<void> {
   } catch (e) {
     process.stderr.write(`warden: ${describeError(e)}\n`);
     process.exitCode = exitCodeFor(e);
+  }
+}
+
+/** The leader's last archive report (`backup/archive`) for `warden list`; a failed read is said, not hidden. */
+async function readArchiveReport(t: Target, leader: string | undefined): Promise<ListOutput['archive']> {
+  const client = etcdClientFor(t, 3000);
+  try {
+    const kv = await client.get(`${clusterPrefix(t.cluster)}${KEYS.backupArchive}`, { timeoutMs: 3000 });
+    return archiveReportOf(kv?.value, leader, Date.now());
+  } catch (e) {
+    return { error: `cannot read ${KEYS.backupArchive} from etcd: ${describeError(e)}` };
+  } finally {
+    client.close();
   }
 }

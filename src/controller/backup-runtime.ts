@@ -39,6 +39,7 @@ export async function prepareBackup(dir: string, stanza: string, spec: BackupsSp
     lockPath: join(backupDir, 'lock'),
     logPath: join(backupDir, 'log'),
     repos: spec.repos.map((r) => ({ name: r.name, path: join(backupDir, r.name) })),
+    ...(spec.repos.some((r) => r.schedules.length > 0) ? { schedules: spec.repos.flatMap((r) => r.schedules.map((s) => ({ repo: r.name, type: s.type, cron: s.cron }))) } : {}),
   };
   for (const d of [backupDir, backup.lockPath, backup.logPath, ...backup.repos.map((r) => r.path)]) await ownedDir(d, run);
   const { text } = renderPgBackRestConf({ stanza, repos: backup.repos, globalOptions: spec.global, lockPath: backup.lockPath, logPath: backup.logPath });

@@ -49,6 +49,8 @@ export interface RuntimeBackup {
   readonly lockPath: string;
   readonly logPath: string;
   readonly repos: readonly { readonly name: string; readonly path: string }[];
+  /** spec.backups.pgbackrest.repos[].schedules, as `warden up` publishes them in `backup/schedules` (absent: none). */
+  readonly schedules?: readonly { readonly repo: string; readonly type: 'full' | 'diff' | 'incr'; readonly cron: string }[];
 }
 
 /** The local runtime's router: its ports, fixed at the first `up` and reused after. */
@@ -135,7 +137,7 @@ const RUNTIME_LAYOUT: Decoder<RuntimeLayout> = obj({
   router: optional(obj({ host: str, rwPort: port, roPort: port, adminPort: port, dir: str, configFile: str, logFile: str })),
   restartDelaySeconds: num({ min: 0 }),
   etcdAuth: optional(obj({ username: str, passwordFile: str, rootPasswordFile: str })),
-  backup: optional(obj({ engine: oneOf('pgbackrest'), stanza: str, dir: str, configFile: str, lockPath: str, logPath: str, repos: list(obj({ name: str, path: str })) })),
+  backup: optional(obj({ engine: oneOf('pgbackrest'), stanza: str, dir: str, configFile: str, lockPath: str, logPath: str, repos: list(obj({ name: str, path: str })), schedules: optional(list(obj({ repo: str, type: oneOf('full', 'diff', 'incr'), cron: str }))) })),
   superuser: str,
   pgpassFile: str,
   createdAt: str,

@@ -18,6 +18,12 @@ export const KEYS = {
   routerPause: 'router/pause',
   /** The one backup running for the cluster, under its runner's lease (`warden backup`). */
   backupRunning: 'backup/running',
+  /** The WAL archive's health as the leader's agent last saw it (pg_stat_archiver); shown by `warden list`, never used by a decision. */
+  backupArchive: 'backup/archive',
+  /** The backup schedules and where their commands run, published by `warden up` (`SchedulesRecord` in src/backup). */
+  backupSchedules: 'backup/schedules',
+  /** One create-only key per schedule slot fired: `backup/slots/<repo>/<type>/<slot time>` (a slot fires once). */
+  backupSlotsDir: 'backup/slots/',
 } as const;
 
 /** The key prefix of one cluster. */

@@ -1,6 +1,6 @@
 // spec.backups in the operators' shape (`pgbackrest` with `repos[]` and `global`), read into what the
 // local runtime applies; the rest is validated where cheap and reported as a notice. Pure.
-import { isWardenOwnedOption, PGBACKREST_OPTION_NAME } from '../backup/index.js';
+import { isWardenOwnedOption, parseCron, PGBACKREST_OPTION_NAME, SCHEDULE_TYPES, type BackupType } from '../backup/index.js';
 import type { SpecSite } from './spec-error.js';
 import { NOT_APPLIED, type SpecReader } from './spec-reader.js';
 import type { YamlValue } from './yaml-tree.js';
@@ -9,6 +9,8 @@ import type { YamlValue } from './yaml-tree.js';
 export interface BackupRepoSpec {
   /** `repo1` … `repo4`. */
   readonly name: string;
+  /** repos[].schedules: a backup of `type` at every minute the 5-field cron text names (UTC). */
+  readonly schedules: readonly { readonly type: BackupType; readonly cron: string }[];
 }
 
 /** spec.backups.pgbackrest as the local runtime applies it. */
@@ -93,6 +95,7 @@ function readPgBackRest(reader: SpecReader, value: YamlValue, site: SpecSite): B
 /** A volume repository, 'cloud' for a cloud-only one (noticed, not run), undefined after an error. */
 function readRepo(reader: SpecReader, value: YamlValue, site: SpecSite): BackupRepoSpec | 'cloud' | undefined {
   let name: string | undefined;
+  const schedules: { type: BackupType; cron: string }[] = [];
   let hasVolume = false;
   let hasCloud = false;
   reader.mapping(value, site, {
@@ -107,7 +110,22 @@ function readRepo(reader: SpecReader, value: YamlValue, site: SpecSite): BackupR
         hasVolume = true;
         reader.notice(vs, 'the local runtime keeps this repository in DIR/backup/<name>; the volume claim is not applied');
       },
-      schedules: (_sv, ss) => reader.notice(ss, `${NOT_APPLIED} yet: run \`warden backup\``),
+      schedules: (sv, ss) =>
+        void reader.mapping(sv, ss, {
+          read: Object.fromEntries(
+            (Object.keys(SCHEDULE_TYPES) as (keyof typeof SCHEDULE_TYPES)[]).map((kind) => [
+              kind,
+              (cv: YamlValue, cs: SpecSite) => {
+                const text = reader.string(cv, cs);
+                if (text === undefined) return;
+                const c = parseCron(text);
+                // The column of the bad field inside the value (a quoted value starts one later).
+                if (!c.ok) return void reader.error({ ...cs, line: cv.line, col: cv.col + c.error.col - 1 + (cv.kind === 'scalar' && cv.quoted === true ? 1 : 0) }, c.error.message);
+                schedules.push({ type: SCHEDULE_TYPES[kind], cron: text });
+              },
+            ]),
+          ),
+        }),
     },
     ignored: { s3: CLOUD_NOT_APPLIED, gcs: CLOUD_NOT_APPLIED, azure: CLOUD_NOT_APPLIED },
   });
@@ -118,5 +136,5 @@ function readRepo(reader: SpecReader, value: YamlValue, site: SpecSite): BackupR
   }
   // A repository with only a name is the local runtime's kind too (the Ivory seed writes it so).
   if (!hasVolume && hasCloud) return 'cloud';
-  return { name };
+  return { name, schedules };
 }

@@ -114,15 +114,26 @@ describe('cluster spec: spec.backups.pgbackrest', () => {
 
   it('reads volume repositories and passes global options through as text', () => {
     const { spec, notices } = accept(backups('      global: { repo1-retention-full: 7, compress-type: lz4, archive-check: false }\n      repos:\n        - name: repo1\n          volume: {}\n'));
-    assert.deepEqual(spec.backups, { repos: [{ name: 'repo1' }], global: { 'repo1-retention-full': '7', 'compress-type': 'lz4', 'archive-check': 'n' } });
+    assert.deepEqual(spec.backups, { repos: [{ name: 'repo1', schedules: [] }], global: { 'repo1-retention-full': '7', 'compress-type': 'lz4', 'archive-check': 'n' } });
     assert.deepEqual(notices, ['cluster.yaml:12:11: spec.backups.pgbackrest.repos[0].volume: the local runtime keeps this repository in DIR/backup/<name>; the volume claim is not applied']);
   });
 
-  it('notes schedules, manual and restore as not applied yet', () => {
-    const { notices } = accept(backups('      manual: { repoName: repo1 }\n      repos:\n        - name: repo1\n          schedules: { full: "0 1 * * 0" }\n'));
-    assert.deepEqual(notices, [
-      'cluster.yaml:9:7: spec.backups.pgbackrest.manual: not applied in the local runtime',
-      'cluster.yaml:12:11: spec.backups.pgbackrest.repos[0].schedules: not applied in the local runtime yet: run `warden backup`',
+  it('reads schedules (full, differential, incremental: 5-field cron) and notes manual as not applied', () => {
+    const { spec, notices } = accept(backups('      manual: { repoName: repo1 }\n      repos:\n        - name: repo1\n          schedules: { full: "0 1 * * 0", differential: 0 1 * * 1-6, incremental: "*/15 * * * *" }\n'));
+    assert.deepEqual(spec.backups?.repos[0]?.schedules, [
+      { type: 'full', cron: '0 1 * * 0' },
+      { type: 'diff', cron: '0 1 * * 1-6' },
+      { type: 'incr', cron: '*/15 * * * *' },
+    ]);
+    assert.deepEqual(notices, ['cluster.yaml:9:7: spec.backups.pgbackrest.manual: not applied in the local runtime']);
+  });
+
+  it('refuses a malformed cron at the line and column of the bad field', () => {
+    const errors = reject(backups('      repos:\n        - name: repo1\n          schedules:\n            full: "0 25 * * *"\n            incremental: 61 * * * *\n            differential: "* * *"\n'));
+    assert.deepEqual(errors.map((e) => `${e.line}:${e.col}: ${e.field}: ${e.message}`), [
+      '12:22: spec.backups.pgbackrest.repos[0].schedules.full: hour "25": must be within 0-23',
+      '13:26: spec.backups.pgbackrest.repos[0].schedules.incremental: minute "61": must be within 0-59',
+      '14:28: spec.backups.pgbackrest.repos[0].schedules.differential: a cron schedule has 5 fields (minute hour day-of-month month day-of-week), got 3: "* * *"',
     ]);
   });
 
@@ -216,7 +227,7 @@ describe('cluster spec: accepted files', () => {
       'ivory.yaml:6:3: spec.image: not applied in the local runtime',
       'ivory.yaml:11:7: spec.instances[0].dataVolumeClaimSpec: not applied in the local runtime',
     ]);
-    assert.deepEqual(spec.backups, { repos: [{ name: 'repo1' }], global: {} });
+    assert.deepEqual(spec.backups, { repos: [{ name: 'repo1', schedules: [] }], global: {} });
   });
 
   it('several instance sets name members <cluster>-<set>-N, and unnamed sets are instance<N>', () => {

@@ -31,6 +31,8 @@ export interface YamlScalarValue extends YamlPosition {
   readonly kind: 'scalar';
   /** string, finite or non-finite number, boolean or null, as the YAML 1.2 core schema resolves it. */
   readonly value: string | number | boolean | null;
+  /** Written in single or double quotes: the text starts one column after `col`. */
+  readonly quoted?: boolean;
 }
 
 export type YamlTreeResult =
@@ -115,7 +117,8 @@ class TreeConverter {
     } else if (isSeq(node)) {
       value = { kind: 'list', items: node.items.map((item) => (item === null ? { kind: 'scalar', value: null, ...pos } : this.convert(item))), ...pos };
     } else {
-      value = { kind: 'scalar', value: scalarValue(node.value), ...pos };
+      const quoted = isScalar(node) && (node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE');
+      value = { kind: 'scalar', value: scalarValue(node.value), ...pos, ...(quoted ? { quoted } : {}) };
     }
     this.inProgress.delete(node);
     this.done.set(node, value);

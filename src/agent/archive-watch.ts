@@ -1,0 +1,81 @@
+// Watches the WAL archive while this member is the leader: pg_stat_archiver every few seconds,
+// kept for /metrics and GET /patroni, and written to the `backup/archive` key for `warden list`.
+// Deliberately outside the HA loop: nothing here feeds decide(), so a failing archive is reported
+// and never causes a failover or a demotion (docs/architecture.md, "Backups").
+import { ARCHIVER_QUERY, archiverStatusOfRow, nextArchiveHealth, type ArchiveHealth } from '../backup/index.js';
+import type { Clock, TimerHandle } from '../core/clock.js';
+import { describeError } from '../core/errors.js';
+import type { Dcs } from '../dcs/dcs.js';
+import type { PostgresInstance } from '../postgres/postgres.js';
+import type { Logger } from './logger.js';
+
+/** What the watch needs: the local server, the DCS key it writes, and whether this member archives now. */
+export interface ArchiveWatchDeps {
+  readonly pg: Pick<PostgresInstance, 'query'>;
+  readonly dcs: Pick<Dcs, 'put'>;
+  /** The full `backup/archive` key of this cluster. */
+  readonly key: string;
+  readonly member: string;
+  /** True while this member holds the leader key and its PostgreSQL runs read-write (only the leader archives). */
+  readonly isArchiving: () => boolean;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly intervalMs: number;
+  /** Bound of the query and of the DCS write. */
+  readonly timeoutMs: number;
+}
+
+/** Polls the archiver on the leader; `current()` is the last health seen (undefined on a replica). */
+export class ArchiveWatch {
+  private last: ArchiveHealth | undefined;
+  private timer: TimerHandle | undefined;
+  private stopped = false;
+  private lastError: string | undefined;
+
+  constructor(private readonly deps: ArchiveWatchDeps) {}
+
+  /** The archive's health as last seen on this member while it was the leader. */
+  current(): ArchiveHealth | undefined {
+    return this.last;
+  }
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.deps.clock.clearTimer(this.timer);
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = this.deps.clock.setTimer(() => {
+      void this.tick().finally(() => this.schedule(this.deps.intervalMs));
+    }, delayMs);
+  }
+
+  /** One look: query, remember, publish. Failures are logged once per distinct message and leave the last health in place, marked by its age. */
+  async tick(): Promise<void> {
+    const d = this.deps;
+    if (!d.isArchiving()) {
+      this.last = undefined;
+      return;
+    }
+    try {
+      const rows = await d.pg.query(ARCHIVER_QUERY, [], d.timeoutMs);
+      const decoded = archiverStatusOfRow(rows[0]);
+      if (!decoded.ok) throw new Error(decoded.error);
+      const prevFailing = this.last?.failing === true;
+      this.last = nextArchiveHealth(this.last, d.member, decoded.value);
+      if (this.last.failing && !prevFailing) d.log.warn({ lastFailedWal: this.last.lastFailedWal, failedCount: this.last.failedCount, bytesNotArchived: this.last.bytesNotArchived }, 'archive: archive_command is failing (reported, never a reason to fail over)');
+      else if (!this.last.failing && prevFailing) d.log.info({ lastArchivedWal: this.last.lastArchivedWal }, 'archive: archiving works again');
+      await d.dcs.put(d.key, JSON.stringify(this.last), { timeoutMs: d.timeoutMs });
+      this.lastError = undefined;
+    } catch (e) {
+      const why = describeError(e);
+      if (why !== this.lastError) d.log.warn({ err: why }, 'archive: could not read or publish the archiver status');
+      this.lastError = why;
+    }
+  }
+}
