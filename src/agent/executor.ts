@@ -40,6 +40,13 @@ export interface Hooks {
   readonly onEvent?: (event: 'on_start' | 'on_stop' | 'on_role_change', role: 'primary' | 'replica') => void;
 }
 
+/**
+ * Seeds an empty replica from the backup repository (a standby restore of the newest backup of
+ * this system) instead of a base backup of the primary; resolves with why it could not, in which
+ * case nothing is left in the data directory. Cancelled through the operation's signal.
+ */
+export type ReplicaSeeder = (req: { readonly systemIdentifier: string }, op: OperationOptions) => Promise<{ readonly restored: true; readonly label: string } | { readonly restored: false; readonly why: string }>;
+
 /** Asks a switchover candidate's PostgreSQL how far it has received WAL. */
 export type CandidateReceiveLsn = (candidate: { readonly host: string; readonly port: number }, timeoutMs: number) => Promise<string | null>;
 
@@ -83,6 +90,8 @@ export class Executor {
        * be asked.
        */
       candidateReceiveLsn?: CandidateReceiveLsn;
+      /** With a backup repository: replicas are seeded from it (see ReplicaSeeder). */
+      seedReplica?: ReplicaSeeder;
     },
   ) {
     this.appliedParameters = JSON.stringify(opts.initialParameters);
@@ -154,6 +163,15 @@ export class Executor {
       case 'bootstrap':
         return this.bootstrap(ctx, op);
       case 'clone': {
+        const sysid = ctx.view?.initialize?.value;
+        if (this.opts.seedReplica !== undefined && sysid !== undefined && sysid !== '') {
+          const seeded = await this.opts.seedReplica({ systemIdentifier: sysid }, op);
+          if (seeded.restored) {
+            log.info({ set: seeded.label }, 'replica seeded from the backup repository (standby restore): the primary was not read for the base copy; it replays the archive, then streams');
+            return;
+          }
+          log.info({ why: seeded.why }, 'the backup repository cannot seed this replica: pg_basebackup instead');
+        }
         log.info({ from: action.from.name }, 'cloning with pg_basebackup');
         await this.pg.basebackup({ host: action.from.host, port: action.from.port }, PG_TIMEOUTS.basebackup, op);
         return;

@@ -53,9 +53,15 @@ export interface RestoreRequest {
    * this cluster's repository); `preserve`: it keeps the archive settings of its configuration.
    */
   readonly archiveMode: 'off' | 'preserve';
-  /** Lock and log files of this restore (a scratch restore must not share the cluster's own). */
-  readonly lockPath: string;
-  readonly logPath: string;
+  /**
+   * Restore as a standby of the running cluster (target `latest` only): recovery replays the
+   * archive, then follows the primary it is configured for, and never promotes. For a replica
+   * seeded from the repository instead of a base backup of the primary.
+   */
+  readonly standby?: boolean;
+  /** Lock and log files of this restore (a scratch restore must not share the cluster's own); absent: the config file's. */
+  readonly lockPath?: string;
+  readonly logPath?: string;
 }
 
 /** One backup set in the repository. */

@@ -13,3 +13,4 @@ export { ARCHIVE_HEALTH, ARCHIVE_HEALTH_STALE_MS, ARCHIVER_QUERY, archiverStatus
 export { cronMatches, latestSlot, nextSlot, parseCron, type Cron, type CronError } from './cron.js';
 export { abandonedOutcome, decodeSchedules, decodeSlotRecord, isAbandonedClaim, dueSlots, type SchedulesRecord, readSchedule, SCHEDULE_TYPES, slotDir, slotKey, slotKeysToPrune, SLOT_LOOK_BACK_MS, SLOT_RECORD, SLOTS_KEPT, type BackupSchedule, type SlotRecord } from './backup-schedule.js';
 export { parseRestoreTarget, targetTimeMs, unreachableTarget, type ArchiveReach, type RestoreTargetOptions } from './restore-target.js';
+export { seedReplicaFromRepository, seedVerdict, type SeedVerdict } from './replica-seed.js';

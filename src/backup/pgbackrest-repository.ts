@@ -60,13 +60,13 @@ export class PgBackRestRepository implements BackupRepository {
   async restore(request: RestoreRequest, opts: BackupCallOptions): Promise<void> {
     const args = [
       `--pg1-path=${request.dataDir}`,
-      `--lock-path=${request.lockPath}`,
-      `--log-path=${request.logPath}`,
+      ...(request.lockPath === undefined ? [] : [`--lock-path=${request.lockPath}`]),
+      ...(request.logPath === undefined ? [] : [`--log-path=${request.logPath}`]),
       `--archive-mode=${request.archiveMode}`,
       ...(request.delta === true ? ['--delta'] : []),
       ...(request.setLabel === undefined ? [] : [`--set=${request.setLabel}`]),
       ...(request.repo === undefined ? [] : [`--repo=${request.repo}`]),
-      ...targetFlags(request.target),
+      ...(request.standby === true ? standbyFlags(request.target) : targetFlags(request.target)),
     ];
     await this.run('restore', args, opts);
   }
@@ -123,6 +123,12 @@ export class PgBackRestRepository implements BackupRepository {
 
 function flags(options: Readonly<Record<string, string>>): string[] {
   return Object.entries(options).map(([k, v]) => `--${k}=${v}`);
+}
+
+/** A standby restore follows the archive to its end: it has no other target. */
+function standbyFlags(t: RestoreTarget): string[] {
+  if (t.kind !== 'latest') throw new WardenError('config-invalid', `a standby restore recovers to the end of the archive; target ${t.kind} is not possible`);
+  return ['--type=standby'];
 }
 
 /** restore's --type/--target options; a target other than `latest` ends recovery by promoting (the copy becomes writable). */

@@ -14,7 +14,12 @@ import { describeError } from '../core/errors.js';
 import { isPortInUse } from '../core/free-port.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
 import { LocalPostgres } from '../postgres/postgres-instance.js';
-import { archiveCommand, markUnarchivedWalReady, PgBackRestRepository, restoreCommand, type RunIdentity } from '../backup/index.js';
+import { archiveCommand, markUnarchivedWalReady, PgBackRestRepository, restoreCommand, seedReplicaFromRepository, type RunIdentity } from '../backup/index.js';
+import type { ReplicaSeeder } from '../agent/executor.js';
+import { chown, mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isWardenError } from '../core/errors.js';
+import { cancelledError } from '../postgres/progress.js';
 import { formatSpecError, loadAgentConfig } from '../spec/index.js';
 import { withRunAsUserDefault } from '../spec/agent-config.js';
 
@@ -98,6 +103,7 @@ export async function runAgentCommand(configFile: string): Promise<number> {
         cfg.postgres.archive === undefined
           ? commandHooks(cfg.postgres, cfg.cluster, log)
           : withPrePromoteStep(commandHooks(cfg.postgres, cfg.cluster, log), archiveContinuityStep(cfg.postgres.dataDir, cfg.postgres.archive, cfg.postgres.runAsUser, log)),
+      ...(cfg.postgres.archive === undefined ? {} : { seedReplica: replicaSeeder(cfg.postgres.dataDir, cfg.postgres.archive, cfg.postgres.runAsUser) }),
       ...(cfg.restApi.authentication === undefined ? {} : { restAuth: cfg.restApi.authentication }),
       // Calls to peers (leader race, failsafe) trust the same CA and present this member's certificate.
       ...(cfg.restApi.tls === undefined ? {} : { peerTls: { cert: cfg.restApi.tls.cert, key: cfg.restApi.tls.key, ...(cfg.restApi.tls.ca === undefined ? {} : { ca: cfg.restApi.tls.ca }) } }),
@@ -207,6 +213,44 @@ function archiveContinuityStep(dataDir: string, archive: { pgbackrestConfig: str
       else log.info(fields, `archive continuity: ${r.markedReady.length} received WAL files the repository lacks marked for archiving, ${r.archived} already archived`);
     } catch (e) {
       log.error({ err: describeError(e) }, 'archive continuity: could not mark unarchived WAL before promotion; the repository may miss old-timeline WAL');
+    }
+  };
+}
+
+/** How long seeding a replica from the repository may take (a large database). */
+const REPLICA_SEED_TIMEOUT_MS = 6 * 3600_000;
+
+/**
+ * Replicas from the repository (docs/architecture.md, "Backups"): an empty or missing data
+ * directory is restored from the newest backup of this system as a standby. When the repository
+ * cannot serve it (no backup yet, another system's stanza, a failed restore) everything the
+ * restore wrote is removed — the directory was empty — and the clone goes on with pg_basebackup.
+ */
+function replicaSeeder(dataDir: string, archive: { pgbackrestConfig: string; stanza: string }, runAsUser: string | undefined): ReplicaSeeder {
+  const identity = runAsUser === undefined ? undefined : identityOf(runAsUser);
+  const repo = new PgBackRestRepository({ stanza: archive.stanza, configFile: archive.pgbackrestConfig, ...(identity === undefined ? {} : { identity }) });
+  return async ({ systemIdentifier }, op) => {
+    const before = await readdir(dataDir).then(
+      (entries) => (entries.length === 0 ? ('empty' as const) : ('files' as const)),
+      () => 'missing' as const,
+    );
+    if (before === 'files') return { restored: false, why: `${dataDir} is not empty` };
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    if (identity !== undefined) await chown(dataDir, identity.uid, identity.gid);
+    const removeWritten = async (): Promise<void> => {
+      if (before === 'missing') await rm(dataDir, { recursive: true, force: true });
+      else for (const e of await readdir(dataDir).catch(() => [] as string[])) await rm(join(dataDir, e), { recursive: true, force: true });
+    };
+    try {
+      const v = await seedReplicaFromRepository(repo, { dataDir, systemIdentifier }, { timeoutMs: REPLICA_SEED_TIMEOUT_MS, ...(op.signal === undefined ? {} : { signal: op.signal }) });
+      if (v.kind === 'restore') return { restored: true, label: v.set.label };
+      await removeWritten();
+      return { restored: false, why: v.why };
+    } catch (e) {
+      await removeWritten();
+      if (isWardenError(e, 'operation-cancelled')) throw e;
+      if (op.signal?.aborted === true) throw cancelledError('standby restore from the repository', op.signal);
+      return { restored: false, why: `the standby restore failed: ${describeError(e)}` };
     }
   };
 }
