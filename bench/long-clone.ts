@@ -8,19 +8,29 @@
  *
  * Reference in the same run: a plain `pg_basebackup -X stream -c fast` of the same leader into a
  * scratch directory (same machine, same data); ratio = warden's reinit-to-streaming time / plain copy.
+ *
+ * With `--from-repository 1` the cluster has a pgBackRest repository and a full backup is taken
+ * after the fill: the re-seeded replica is restored from it (standby restore) instead of being
+ * copied from the primary, and the run also reports how the agent seeded it.
  */
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fillDatabase, reinitAndWatch } from '../test/support/long-clone.js';
-import { clusterUp, fmt, logger, machine, machineLine, now, parseOptions, PG_BIN_DIR, runBench, summarize, table, waitHealthy } from './support.js';
+import { clusterUp, fmt, logger, machine, machineLine, now, parseOptions, PG_BIN_DIR, runBench, summarize, table, waitHealthy, warden } from './support.js';
 
 const log = logger('long-clone');
 
 await runBench(async () => {
-  const opts = parseOptions({ 'size-mb': 1024, runs: 3, dir: '/tmp/warden-bench-clone' });
+  const opts = parseOptions({ 'size-mb': 1024, runs: 3, dir: '/tmp/warden-bench-clone', 'from-repository': 0 });
+  const fromRepo = opts['from-repository'] === 1;
   const before = machine();
-  const { state } = await clusterUp(opts.dir, log);
+  let specFile: string | undefined;
+  if (fromRepo) {
+    specFile = `${opts.dir}.yaml`;
+    await writeFile(specFile, ['apiVersion: warden.dev/v1', 'kind: Cluster', 'metadata:', '  name: demo', 'spec:', '  instances: [{ name: instance1, replicas: 3 }]', '  backups:', '    pgbackrest:', '      repos:', '        - name: repo1', '          volume: {}', ''].join('\n'));
+  }
+  const { state } = await clusterUp(opts.dir, log, specFile);
   const healthy = await waitHealthy(state, 120_000);
   const leader = healthy.leader;
   const replica = healthy.replicas[0];
@@ -29,11 +39,17 @@ await runBench(async () => {
   const fillStarted = now();
   const bytes = await fillDatabase(opts.dir, leader.host, leader.port, opts['size-mb']);
   log(`database is ${Math.round(bytes / 1048576)} MB after ${((now() - fillStarted) / 1000).toFixed(1)} s`);
+  if (fromRepo) {
+    const b = await warden(['backup', '--dir', opts.dir, '--type', 'full', '--wait'], 1_800_000);
+    if (b.code !== 0) throw new Error(`warden backup failed: ${b.stdout}\n${b.stderr}`);
+    log(`full backup taken in ${(b.ms / 1000).toFixed(1)} s`);
+  }
   const replPassword = (await readFile(join(opts.dir, 'secrets', 'replication.password'), 'utf8')).trim();
   const scratch = join(opts.dir, 'bench-scratch');
   const rows: string[][] = [];
   const plain: number[] = [];
   const ours: number[] = [];
+  const seededBy: string[] = [];
   for (let run = 1; run <= opts.runs; run++) {
     await rm(scratch, { recursive: true, force: true });
     await mkdir(scratch, { recursive: true });
@@ -49,6 +65,9 @@ await runBench(async () => {
     await rm(scratch, { recursive: true, force: true });
     log(`run ${run}: plain pg_basebackup ${refS.toFixed(1)} s; warden reinit ${replica.name} …`);
     const r = await reinitAndWatch(opts.dir, { name: replica.name, apiUrl: replica.apiUrl }, 900_000);
+    const agentLog = await readFile(join(opts.dir, 'members', replica.name, 'agent.log'), 'utf8');
+    const lastReinit = agentLog.slice(agentLog.lastIndexOf('reinitializ'));
+    seededBy.push(/replica seeded from the backup repository/.test(lastReinit) ? 'repository' : /cloning with pg_basebackup/.test(lastReinit) ? 'pg_basebackup' : '?');
     const withProgress = r.operations.filter((o) => o.kind === 'clone' && o.percent !== null);
     plain.push(refS);
     ours.push(r.cloneSeconds);
@@ -60,7 +79,7 @@ await runBench(async () => {
     [
       machineLine('start', before),
       machineLine('end', machine()),
-      `database ${Math.round(bytes / 1048576)} MB, ${state.members.length} members; re-clone of ${replica.name} from ${leader.name}`,
+      `database ${Math.round(bytes / 1048576)} MB, ${state.members.length} members; re-clone of ${replica.name} from ${leader.name}; seeded by: ${seededBy.join(', ')}`,
       table(['run', 'plain s', 'warden s', 'ratio', 'MB/s', 'liveness≠200', 'progress samples', 'percent seen'], rows),
       `plain pg_basebackup: median ${fmt(p.median, 1)} s (min ${fmt(p.min, 1)}, max ${fmt(p.max, 1)}); warden reinit → streaming: median ${fmt(o.median, 1)} s (min ${fmt(o.min, 1)}, max ${fmt(o.max, 1)}); ratio of medians ${fmt(o.median / p.median)}`,
       '',

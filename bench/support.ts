@@ -146,7 +146,7 @@ export function requireBuild(): void {
  * `warden up --dir DIR` on a fresh dir (a leftover from an interrupted run is purged first), with
  * `down --purge` registered as a cleanup step. Returns the state file and how long `up` took.
  */
-export async function clusterUp(dir: string, log: (s: string) => void = () => undefined): Promise<{ state: StateFile; upMs: number }> {
+export async function clusterUp(dir: string, log: (s: string) => void = () => undefined, specFile?: string): Promise<{ state: StateFile; upMs: number }> {
   requireBuild();
   if (existsSync(dir)) {
     log(`${dir} exists (an earlier run?): warden down --purge first`);
@@ -154,7 +154,7 @@ export async function clusterUp(dir: string, log: (s: string) => void = () => un
   }
   onCleanup(() => clusterDown(dir, log));
   log(`warden up --dir ${dir} …`);
-  const up = await warden(['up', '--dir', dir], 300_000);
+  const up = await warden(['up', ...(specFile === undefined ? [] : ['-f', specFile]), '--dir', dir], 300_000);
   if (up.code !== 0) throw new Error(`warden up failed (exit ${up.code}):\n${up.stdout}\n${up.stderr}`);
   log(`cluster healthy after ${(up.ms / 1000).toFixed(1)} s`);
   return { state: await readState(dir), upMs: up.ms };
