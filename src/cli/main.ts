@@ -11,6 +11,8 @@ import { etcdClientFor, readClusterView, resolveTarget, type Target, type Target
 import { clusterPrefix, KEYS } from '../ha/index.js';
 import { registerOpsCommands } from './ops-commands.js';
 import { runPlan } from './plan-command.js';
+import { registerClusterCommands } from './cluster-commands.js';
+import { runNodeCommand } from './node-command.js';
 import { explainUpError, runUp } from './up-command.js';
 
 const useColor = process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
@@ -90,6 +92,16 @@ export function buildCli(): Command {
     });
 
   registerRouterCommands(program);
+
+  const node = program
+    .command('node')
+    .description('run the node daemon of this host (registers it, runs what the controller assigns to it); or cordon / uncordon / drain a node')
+    .option('-c, --config <node.yaml>', 'node config: name, dir, etcd endpoints, labels, taints, capacity')
+    .action(async (o: { config?: string }) => {
+      if (o.config === undefined) throw new WardenError('config-invalid', 'warden node: --config <node.yaml> is required to run the daemon (or use cordon, uncordon, drain)');
+      process.exitCode = await runNodeCommand(o.config);
+    });
+  registerClusterCommands(program, node);
 
   program
     .command('supervise', { hidden: true })

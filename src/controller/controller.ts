@@ -2,9 +2,9 @@ import type { Clock, TimerHandle } from '../core/clock.js';
 import { describeError, isWardenError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { clusterPrefix, KEYS, parseClusterView } from '../ha/index.js';
-import type { Occupant } from '../placement/index.js';
-import { parseClusterSpec, type ClusterSpec } from '../spec/index.js';
-import { clusterOccupants, DEFAULT_NODE_LOST_SECONDS, planCluster, summarizePlan, type ClusterObservation, type Plan, type PlanNode, type PlannedChange } from './plan.js';
+import type { ClusterSpec } from '../spec/index.js';
+import { DEFAULT_NODE_LOST_SECONDS, planCluster, summarizePlan, type ClusterObservation, type Plan, type PlannedChange } from './plan.js';
+import { observationOf, parseStoredSpecs, planInputFromSnapshot } from './snapshot-plan.js';
 import { assignmentKey, CONTROL_KEYS, CONTROL_PREFIX, parseControlSnapshot, secretsKey, statusKey, type Assignment, type ClusterStatus, type ControlSnapshot } from './records.js';
 
 /** How the controller logs: one line per pass that did something, one per error. */
@@ -213,22 +213,7 @@ export class ControllerCandidate {
     for (const n of referenced) if (!snap.nodes.has(n) && !this.lostSince.has(n)) this.lostSince.set(n, now);
     for (const n of [...this.lostSince.keys()]) if (snap.nodes.has(n) || !referenced.has(n)) this.lostSince.delete(n);
     const lostForMs = new Map([...this.lostSince].map(([n, t]) => [n, now - t]));
-    const nodes: PlanNode[] = [...snap.nodes.values()].map(({ record }) => {
-      const s = snap.nodeSettings.get(record.name);
-      return { name: record.name, labels: record.labels, taints: record.taints, unschedulable: s?.unschedulable === true || s?.drain === true, drain: s?.drain === true, capacity: record.capacity.workloads };
-    });
-    const specs = new Map<string, { spec?: ClusterSpec; error?: string }>();
-    for (const [name, stored] of snap.specs) {
-      const r = parseClusterSpec(stored.text, stored.file);
-      if (!r.ok) specs.set(name, { error: `stored spec does not validate: ${r.errors.map((e) => e.message).join('; ')}` });
-      else if (r.spec.name !== name) specs.set(name, { error: `stored spec names cluster ${r.spec.name}, its key ${name}` });
-      else specs.set(name, { spec: r.spec });
-    }
-    const occupantsOf = (cluster: string): Occupant[] => {
-      const spec = specs.get(cluster)?.spec;
-      const as = snap.assignments.get(cluster) ?? [];
-      return spec === undefined ? as.map((a) => ({ name: a.name, node: a.node, namespace: 'default', labels: {}, terminating: true })) : clusterOccupants(spec, as);
-    };
+    const specs = parseStoredSpecs(snap);
     const out = new Map<string, { plan?: Plan; applied: number; error: string | null; summary: string }>();
     const clusters = new Set([...snap.specs.keys(), ...snap.assignments.keys(), ...snap.statuses.keys(), ...snap.secrets.keys()]);
     for (const cluster of [...clusters].sort()) {
@@ -246,9 +231,8 @@ export class ControllerCandidate {
           continue;
         }
         const view = await this.observe(cluster);
-        const occupants = [...clusters].filter((c) => c !== cluster).flatMap(occupantsOf);
         const current = snap.assignments.get(cluster) ?? [];
-        const plan = planCluster({ spec: entry.spec, generation: stored.generation, nodes, lostForMs, assignments: current, occupants, observation: view, nodeLostMs: this.nodeLostMs });
+        const plan = planCluster(planInputFromSnapshot(snap, specs, entry.spec, stored.generation, view, lostForMs, this.nodeLostMs));
         const { applied, errors } = await this.apply(cluster, entry.spec, stored, plan.changes);
         const error = errors.length === 0 ? null : errors.join('; ');
         const placedRouters = current.filter((a) => a.kind === 'router').length + plan.changes.filter((c) => c.kind === 'assign' && c.workload === 'router' && c.from === undefined).length;
@@ -276,12 +260,7 @@ export class ControllerCandidate {
   private async observe(cluster: string): Promise<ClusterObservation> {
     const prefix = clusterPrefix(cluster);
     const raw = await this.o.dcs.range(prefix, { timeoutMs: this.timeoutMs });
-    const view = parseClusterView(prefix, raw.revision, raw.kvs);
-    return {
-      ...(view.leader === undefined ? {} : { leader: view.leader.name }),
-      members: new Map([...view.members].map(([n, m]) => [n, { role: m.role, state: m.state }])),
-      failoverPending: view.failover !== undefined,
-    };
+    return observationOf(parseClusterView(prefix, raw.revision, raw.kvs));
   }
 
   /** Writes the changes in order with their preconditions; a lost race is an error for status, not an exception. */
