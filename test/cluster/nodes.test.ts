@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { ListOutput } from '../../src/cli/list.js';
+import type { NodeRecord } from '../../src/controller/records.js';
+import { eventually } from '../../src/core/deadline.js';
+import { isProcessAlive, signalPid, waitForExit } from '../../src/core/process-info.js';
+import { runWarden, traversableTempDir, WARDEN_BIN } from '../support/cli.js';
+import { startTestEtcd, type TestEtcd } from '../support/etcd.js';
+
+// Three `warden node` daemons on loopback (each with its own dir) and one real etcd: `warden apply`
+// of a spec places the members on the nodes, the node daemons run them as their children, a killed
+// agent is started again by its node daemon, and re-applying a larger spec adds a member.
+
+const spec = (replicas: number): string => `apiVersion: warden.dev/v1
+kind: Cluster
+metadata:
+  name: app
+spec:
+  instances:
+  - name: instance1
+    replicas: ${replicas}
+  proxy:
+    router:
+      replicas: 1
+  patroni:
+    dynamicConfiguration:
+      ttl: 10
+      loop_wait: 1
+      retry_timeout: 3
+`;
+
+/** The parent PID of a process, from /proc. */
+async function parentOf(pid: number): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (stat === undefined) return undefined;
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
+describe('warden node: three node daemons run a cluster applied with warden apply', { timeout: 900_000 }, () => {
+  let dir = '';
+  let etcd: TestEtcd | undefined;
+  const daemons = new Map<string, number>();
+  const seenPids = new Set<number>();
+  const etcdArgs = (): string[] => ['--etcd', etcd?.etcd.endpoints.join(',') ?? ''];
+
+  const list = async (): Promise<ListOutput> => {
+    const r = await runWarden(['list', ...etcdArgs(), '--cluster', 'app', '--format', 'json'], { timeoutMs: 15_000 });
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as ListOutput;
+  };
+  const nodes = async (): Promise<NodeRecord[]> => {
+    const r = await runWarden(['get', 'nodes', ...etcdArgs(), '--format', 'json'], { timeoutMs: 15_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const records = JSON.parse(r.stdout) as NodeRecord[];
+    for (const n of records) for (const w of n.workloads) if (w.pid !== null) seenPids.add(w.pid);
+    return records;
+  };
+  /** Every member of `names` streams (or leads) and its agent is a child of a node daemon. */
+  const streaming = async (names: readonly string[]): Promise<ListOutput | undefined> => {
+    const l = await list();
+    const ok = names.every((n) => l.members.some((m) => m.name === n && ((m.role === 'leader' && m.state === 'running') || (m.role !== 'leader' && m.state === 'streaming'))));
+    return ok && l.members.length === names.length ? l : undefined;
+  };
+
+  before(async () => {
+    dir = await traversableTempDir('warden-nodes-');
+    etcd = await startTestEtcd();
+    for (const i of [1, 2, 3]) {
+      const name = `node-${i}`;
+      const cfg = join(dir, `${name}.yaml`);
+      await writeFile(
+        cfg,
+        `name: ${name}\ndir: ${join(dir, name)}\netcd:\n  endpoints: [${etcd.etcd.endpoints.join(', ')}]\nlabels:\n  topology.kubernetes.io/zone: zone-${i}\nleaseTtlSeconds: 5\nrestartDelaySeconds: 3\ncontroller:\n  ttlSeconds: 5\nlog:\n  file: ${join(dir, `${name}.log`)}\n`,
+      );
+      const out = openSync(join(dir, `${name}.out`), 'a');
+      try {
+        const child = spawn(process.execPath, [WARDEN_BIN, 'node', '--config', cfg], { stdio: ['ignore', out, out], detached: true });
+        child.unref();
+        if (child.pid !== undefined) daemons.set(name, child.pid);
+      } finally {
+        closeSync(out);
+      }
+    }
+  });
+
+  after(async () => {
+    // Node daemons stop their agents and routers on SIGTERM; anything left is killed by the PID we saw.
+    await Promise.all(
+      [...daemons.values()].map(async (pid) => {
+        signalPid(pid, 'SIGTERM');
+        if (!(await waitForExit(pid, 90_000))) signalPid(pid, 'SIGKILL');
+      }),
+    );
+    for (const pid of seenPids) {
+      if (await isProcessAlive(pid)) {
+        signalPid(pid, 'SIGKILL');
+        await waitForExit(pid, 5_000);
+      }
+    }
+    await etcd?.cleanup();
+    if (dir !== '') await rm(dir, { recursive: true, force: true });
+  });
+
+  it('registers three nodes, one of them the active controller', async () => {
+    const records = await eventually(async () => {
+      const ns = await nodes();
+      return ns.length === 3 ? ns : undefined;
+    }, { timeoutMs: 30_000, what: 'three registered nodes' });
+    assert.deepEqual(records.map((n) => n.name).sort(), ['node-1', 'node-2', 'node-3']);
+    const r = await runWarden(['get', 'nodes', ...etcdArgs()], { timeoutMs: 15_000 });
+    assert.equal((r.stdout.match(/active/g) ?? []).length, 1, r.stdout);
+  });
+
+  it('refuses an invalid spec with file:line:col and changes nothing', async () => {
+    const bad = join(dir, 'bad.yaml');
+    await writeFile(bad, spec(3).replace('replicas: 3', 'replicas: three'));
+    const r = await runWarden(['apply', '-f', bad, ...etcdArgs()], { timeoutMs: 30_000 });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`${bad}:8:5: spec\\.instances\\[0\\]\\.replicas: `));
+    const g = await runWarden(['get', 'clusters', ...etcdArgs(), '--format', 'json'], { timeoutMs: 15_000 });
+    assert.deepEqual(JSON.parse(g.stdout), []);
+  });
+
+  it('applies a 3-member spec: every member streams, each agent a child of its node daemon, one per node', async () => {
+    const file = join(dir, 'app.yaml');
+    await writeFile(file, spec(3));
+    const r = await runWarden(['apply', '-f', file, ...etcdArgs(), '--wait', '--timeout', '300'], { timeoutMs: 330_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /stored spec app generation 1/);
+    await eventually(() => streaming(['app-1', 'app-2', 'app-3']), { timeoutMs: 120_000, what: 'three streaming members' });
+    const ns = await nodes();
+    const daemonPids = new Set(daemons.values());
+    const members = ns.flatMap((n) => n.workloads.filter((w) => w.kind === 'member').map((w) => ({ node: n.name, ...w })));
+    assert.equal(members.length, 3);
+    assert.equal(new Set(members.map((m) => m.node)).size, 3, 'spread one member per node');
+    for (const m of members) {
+      assert.ok(m.pid !== null);
+      assert.ok(daemonPids.has((await parentOf(m.pid)) ?? -1), `${m.name}'s agent is not a child of a node daemon`);
+    }
+    const again = await runWarden(['apply', '-f', file, ...etcdArgs()], { timeoutMs: 30_000 });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /spec unchanged \(generation 1\): nothing stored/);
+    assert.match(again.stdout, /changes: none/);
+  });
+
+  it('starts a member whose agent was killed with SIGKILL again, through its node daemon', async () => {
+    const l = await list();
+    const victim = l.members.find((m) => m.role !== 'leader');
+    assert.ok(victim !== undefined);
+    const before = (await nodes()).flatMap((n) => n.workloads).find((w) => w.name === victim.name);
+    assert.ok(before?.pid !== null && before?.pid !== undefined);
+    signalPid(before.pid, 'SIGKILL');
+    const after = await eventually(async () => {
+      const w = (await nodes()).flatMap((n) => n.workloads).find((x) => x.name === victim.name);
+      return w !== undefined && w.pid !== null && w.pid !== before.pid && w.restarts > before.restarts ? w : undefined;
+    }, { timeoutMs: 60_000, what: `${victim.name} started again` });
+    assert.ok(after.pid !== null && (await isProcessAlive(after.pid)));
+    await eventually(() => streaming(['app-1', 'app-2', 'app-3']), { timeoutMs: 120_000, what: `${victim.name} streaming again` });
+  });
+
+  it('scales 3 → 4 by re-applying: the new member streams', async () => {
+    const file = join(dir, 'app.yaml');
+    await writeFile(file, spec(4));
+    const r = await runWarden(['apply', '-f', file, ...etcdArgs(), '--wait', '--timeout', '300'], { timeoutMs: 330_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /assign member app-4 → node-\d/);
+    assert.match(r.stdout, /stored spec app generation 2/);
+    await eventually(() => streaming(['app-1', 'app-2', 'app-3', 'app-4']), { timeoutMs: 120_000, what: 'four streaming members' });
+    const status = await runWarden(['get', 'clusters', ...etcdArgs(), '--format', 'json'], { timeoutMs: 15_000 });
+    const [cluster] = JSON.parse(status.stdout) as { name: string; generation: number; status: { desired: number; ready: number } }[];
+    assert.equal(cluster?.generation, 2);
+    assert.equal(cluster?.status.desired, 4);
+  });
+});
