@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ListOutput } from '../../src/cli/list.js';
@@ -174,5 +174,41 @@ describe('warden node: three node daemons run a cluster applied with warden appl
     const [cluster] = JSON.parse(status.stdout) as { name: string; generation: number; status: { desired: number; ready: number } }[];
     assert.equal(cluster?.generation, 2);
     assert.equal(cluster?.status.desired, 4);
+  });
+
+  it('drains the leader\'s node: one switchover first, then its members and router run on the other nodes', async () => {
+    const all = ['app-1', 'app-2', 'app-3', 'app-4'];
+    const l = await eventually(() => streaming(all), { timeoutMs: 120_000, what: 'four streaming members' });
+    const oldLeader = l.members.find((m) => m.role === 'leader')?.name;
+    const timelineBefore = Math.max(...l.members.map((m) => m.timeline ?? 0));
+    const drained = (await nodes()).find((n) => n.workloads.some((w) => w.name === oldLeader))?.name;
+    assert.ok(oldLeader !== undefined && drained !== undefined);
+    const r = await runWarden(['node', 'drain', drained, ...etcdArgs()], { timeoutMs: 15_000 });
+    assert.equal(r.code, 0, r.stderr);
+    await eventually(async () => {
+      const ns = await nodes();
+      const empty = ns.find((n) => n.name === drained)?.workloads.length === 0;
+      return empty && (await streaming(all)) !== undefined ? true : undefined;
+    }, { timeoutMs: 240_000, intervalMs: 1_000, what: `${drained} drained and every member streaming` });
+    const after = await list();
+    assert.notEqual(after.members.find((m) => m.role === 'leader')?.name, oldLeader, 'the leader moved by switchover');
+    assert.equal(Math.max(...after.members.map((m) => m.timeline ?? 0)), timelineBefore + 1, 'exactly one switchover (one new timeline)');
+    const shown = await runWarden(['get', 'nodes', ...etcdArgs()], { timeoutMs: 15_000 });
+    assert.match(shown.stdout, new RegExp(`${drained}\\s+draining`));
+    const u = await runWarden(['node', 'uncordon', drained, ...etcdArgs()], { timeoutMs: 15_000 });
+    assert.equal(u.code, 0, u.stderr);
+  });
+
+  it('scales 4 → 3 by re-applying: the highest member is removed, never the leader, and its data is moved aside', async () => {
+    const file = join(dir, 'app.yaml');
+    await writeFile(file, spec(3));
+    const r = await runWarden(['apply', '-f', file, ...etcdArgs(), '--wait', '--timeout', '300'], { timeoutMs: 330_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const l = await eventually(() => streaming(['app-1', 'app-2', 'app-3']), { timeoutMs: 180_000, what: 'three streaming members after scale down' });
+    assert.equal(l.members.some((m) => m.name === 'app-4'), false);
+    const ns = await nodes();
+    assert.equal(ns.flatMap((n) => n.workloads).some((w) => w.name === 'app-4'), false);
+    const asides = await Promise.all(['node-1', 'node-2', 'node-3'].map((n) => readdir(join(dir, n, 'moved-aside')).catch(() => [] as string[])));
+    assert.ok(asides.flat().some((d) => d.startsWith('app-app-4-')), `app-4's directory was not moved aside: ${JSON.stringify(asides)}`);
   });
 });
