@@ -12,7 +12,7 @@ import { clusterPrefix, KEYS } from '../ha/index.js';
 import { registerOpsCommands } from './ops-commands.js';
 import { runPlan } from './plan-command.js';
 import { registerClusterCommands } from './cluster-commands.js';
-import { runNodeCommand } from './node-command.js';
+import { runControllerCommand, runNodeCommand } from './node-command.js';
 import { explainUpError, runUp } from './up-command.js';
 
 const useColor = process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
@@ -102,6 +102,17 @@ export function buildCli(): Command {
       process.exitCode = await runNodeCommand(o.config);
     });
   registerClusterCommands(program, node);
+
+  program
+    .command('controller')
+    .description('run a controller candidate on its own (every node daemon runs one too; one is active)')
+    .requiredOption('--etcd <urls>', 'etcd endpoints, comma-separated (credentials: WARDEN_ETCD_USERNAME, WARDEN_ETCD_PASSWORD_FILE)')
+    .option('--name <name>', 'how it is named in /warden/_controller (default: the host name)')
+    .option('--ttl <seconds>', 'election lease', '10')
+    .option('--node-lost-seconds <seconds>', 'members of a node gone this long are re-created elsewhere', '30')
+    .action(async (o: { etcd: string; name?: string; ttl: string; nodeLostSeconds: string }) => {
+      process.exitCode = await runControllerCommand({ etcd: o.etcd, ...(o.name === undefined ? {} : { name: o.name }), ttlSeconds: Number(o.ttl), nodeLostSeconds: Number(o.nodeLostSeconds) });
+    });
 
   program
     .command('supervise', { hidden: true })

@@ -180,4 +180,34 @@ describe('ControllerCandidate', () => {
     assert.equal(r.active, false);
     assert.equal(await dcs.get(assignmentKey('app', 'member', 'app-1')), undefined);
   });
+
+  it('asks for a switchover through the failover key before it removes a leader on scale down', async () => {
+    const clock = new FakeClock();
+    const dcs = new MemoryDcs({ clock });
+    for (const n of ['node-1', 'node-2', 'node-3']) await registerNode(dcs, n);
+    await storeSpec(dcs, SPEC(3), 1);
+    const c = candidate(dcs, clock, 'node-1');
+    await c.tick();
+    const member = (name: string, role: string, state: string): string =>
+      JSON.stringify({ name, apiUrl: 'http://127.0.0.1:1', host: '127.0.0.1', port: 1, role, state, timeline: 1, walPosition: '0/3000000', tags: { nofailover: false, failoverPriority: 1, nosync: false, noloadbalance: false }, version: 'test' });
+    await dcs.put('/warden/app/leader', 'app-3');
+    await dcs.put('/warden/app/members/app-1', member('app-1', 'replica', 'streaming'));
+    await dcs.put('/warden/app/members/app-2', member('app-2', 'replica', 'streaming'));
+    await dcs.put('/warden/app/members/app-3', member('app-3', 'primary', 'running'));
+    await storeSpec(dcs, SPEC(2), 2);
+    clock.advance(500);
+    await c.tick();
+    const failover = JSON.parse((await dcs.get('/warden/app/failover'))?.value ?? '{}') as Record<string, unknown>;
+    assert.deepEqual({ kind: failover['kind'], leader: failover['leader'], candidate: failover['candidate'] }, { kind: 'switchover', leader: 'app-3', candidate: 'app-1' });
+    assert.ok((await dcs.get(assignmentKey('app', 'member', 'app-3'))) !== undefined, 'the leader was removed before its switchover');
+    assert.equal((await snapshot(dcs)).statuses.get('app')?.inProgress[0]?.code, 'switchover-before-move');
+    // The leader moved: the next pass removes app-3.
+    await dcs.delete('/warden/app/failover');
+    await dcs.put('/warden/app/leader', 'app-1');
+    await dcs.put('/warden/app/members/app-1', member('app-1', 'primary', 'running'));
+    await dcs.put('/warden/app/members/app-3', member('app-3', 'replica', 'streaming'));
+    clock.advance(500);
+    await c.tick();
+    assert.equal(await dcs.get(assignmentKey('app', 'member', 'app-3')), undefined);
+  });
 });
