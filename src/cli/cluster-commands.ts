@@ -101,7 +101,7 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
     const rawView = await client.range(prefix, { timeoutMs: CALL_TIMEOUT_MS });
     const view = parseClusterView(prefix, rawView.revision, rawView.kvs);
     if (stored === undefined && (view.initialize !== undefined || view.members.size > 0)) {
-      throw new WardenError('conflict', `cluster ${spec.name} already runs in this etcd without a stored spec (a \`warden up\` cluster?); nothing was changed`);
+      throw new WardenError('conflict', `cluster ${spec.name} has keys in this etcd but no stored spec: a \`warden up\` cluster, or a deleted one whose members are still being removed (\`warden get clusters\`); nothing was changed`);
     }
     const plan = planCluster(planInputFromSnapshot(snap, parseStoredSpecs(snap), spec, generation, observationOf(view), new Map(), DEFAULT_NODE_LOST_MS));
     out(renderApplyPlan(spec.name, plan, snap.assignments.get(spec.name) ?? []));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -59,6 +59,18 @@ describe('prepareWorkload', () => {
     assert.equal(aside.length, 1);
     assert.equal(await readFile(join(cfg.dir, 'moved-aside', aside[0] ?? '', 'precious'), 'utf8'), 'data');
     assert.equal(existsSync(join(fresh.dir, 'precious')), false);
+  });
+
+  it('moves aside a directory of unknown origin (no workload.json) instead of using it', async () => {
+    const cfg = await nodeConfig();
+    const dir = workloadDir(cfg.dir, member());
+    await mkdir(join(dir, 'data'), { recursive: true });
+    await writeFile(join(dir, 'data', 'PG_VERSION'), '15\n');
+    const files = await prepareWorkload(cfg, member(), secrets, undefined);
+    assert.match(files.notes[0] ?? '', /files of unknown origin/);
+    assert.equal(existsSync(join(files.dir, 'data', 'PG_VERSION')), false);
+    const [aside] = await readdir(join(cfg.dir, 'moved-aside'));
+    assert.equal(existsSync(join(cfg.dir, 'moved-aside', aside ?? '', 'data', 'PG_VERSION')), true);
   });
 
   it('refuses a member whose cluster has no secrets yet, and writes a router config the router reads back', async () => {

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chown, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeJson, list, obj, oneOf, port, str, type Decoder } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
@@ -91,6 +91,10 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
     if (marker?.ok === true && marker.value.clusterUid !== a.clusterUid) {
       const to = await moveAside(cfg.dir, dir, `${a.cluster}-${a.name}`, `held cluster ${marker.value.cluster} uid ${marker.value.clusterUid}; the assignment is for uid ${a.clusterUid}`);
       notes.push(`moved ${dir} aside to ${to}: it holds another cluster's data (uid ${marker.value.clusterUid})`);
+    } else if (marker?.ok !== true && (await readdir(dir)).length > 0) {
+      // Whose files these are cannot be told: keep them, out of the way.
+      const to = await moveAside(cfg.dir, dir, `${a.cluster}-${a.name}`, `no readable workload.json${marker === undefined ? '' : ` (${marker.error})`}; the assignment is for uid ${a.clusterUid}`);
+      notes.push(`moved ${dir} aside to ${to}: it holds files of unknown origin (no readable workload.json)`);
     }
   }
   if (!existsSync(dir)) {
