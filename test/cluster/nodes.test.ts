@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import type { NodeRecord } from '../../src/controller/records.js';
 import { eventually } from '../../src/core/deadline.js';
 import { isProcessAlive, signalPid, waitForExit } from '../../src/core/process-info.js';
 import { runWarden, traversableTempDir, WARDEN_BIN } from '../support/cli.js';
+import { processTree } from '../support/cluster.js';
 import { startTestEtcd, type TestEtcd } from '../support/etcd.js';
 
 // Three `warden node` daemons on loopback (each with its own dir) and one real etcd: `warden apply`
@@ -66,24 +67,29 @@ describe('warden node: three node daemons run a cluster applied with warden appl
     return ok && l.members.length === names.length ? l : undefined;
   };
 
+  /** Starts `warden node` for node-N's config, detached, and records its PID for cleanup. */
+  const startDaemon = (name: string, cfg = join(dir, `${name}.yaml`)): ChildProcess => {
+    const out = openSync(join(dir, `${name}.out`), 'a');
+    try {
+      const child = spawn(process.execPath, [WARDEN_BIN, 'node', '--config', cfg], { stdio: ['ignore', out, out], detached: true });
+      child.unref();
+      if (child.pid !== undefined) daemons.set(`${name}:${child.pid}`, child.pid);
+      return child;
+    } finally {
+      closeSync(out);
+    }
+  };
+  const nodeConfigText = (name: string, nodeDir: string, zone: number): string =>
+    `name: ${name}\ndir: ${nodeDir}\netcd:\n  endpoints: [${etcd?.etcd.endpoints.join(', ') ?? ''}]\nlabels:\n  topology.kubernetes.io/zone: zone-${zone}\nleaseTtlSeconds: 5\nrestartDelaySeconds: 3\ncontroller:\n  ttlSeconds: 5\n  nodeLostSeconds: 10\nlog:\n  file: ${nodeDir}.log\n`;
+
   before(async () => {
     dir = await traversableTempDir('warden-nodes-');
     etcd = await startTestEtcd();
     for (const i of [1, 2, 3]) {
       const name = `node-${i}`;
       const cfg = join(dir, `${name}.yaml`);
-      await writeFile(
-        cfg,
-        `name: ${name}\ndir: ${join(dir, name)}\netcd:\n  endpoints: [${etcd.etcd.endpoints.join(', ')}]\nlabels:\n  topology.kubernetes.io/zone: zone-${i}\nleaseTtlSeconds: 5\nrestartDelaySeconds: 3\ncontroller:\n  ttlSeconds: 5\nlog:\n  file: ${join(dir, `${name}.log`)}\n`,
-      );
-      const out = openSync(join(dir, `${name}.out`), 'a');
-      try {
-        const child = spawn(process.execPath, [WARDEN_BIN, 'node', '--config', cfg], { stdio: ['ignore', out, out], detached: true });
-        child.unref();
-        if (child.pid !== undefined) daemons.set(name, child.pid);
-      } finally {
-        closeSync(out);
-      }
+      await writeFile(cfg, nodeConfigText(name, join(dir, name), i));
+      startDaemon(name);
     }
   });
 
@@ -210,5 +216,47 @@ describe('warden node: three node daemons run a cluster applied with warden appl
     assert.equal(ns.flatMap((n) => n.workloads).some((w) => w.name === 'app-4'), false);
     const asides = await Promise.all(['node-1', 'node-2', 'node-3'].map((n) => readdir(join(dir, n, 'moved-aside')).catch(() => [] as string[])));
     assert.ok(asides.flat().some((d) => d.startsWith('app-app-4-')), `app-4's directory was not moved aside: ${JSON.stringify(asides)}`);
+  });
+
+  it('refuses a second live node daemon with the same name', async () => {
+    const cfg = join(dir, 'node-1-twin.yaml');
+    await writeFile(cfg, nodeConfigText('node-1', join(dir, 'node-1-twin'), 1));
+    const twin = startDaemon('node-1-twin', cfg);
+    const code = await new Promise<number | null>((resolve) => twin.once('exit', (c) => resolve(c)));
+    assert.equal(code, 1);
+    assert.match(await readFile(join(dir, 'node-1-twin.out'), 'utf8'), /another live node daemon is registered as node-1 \(pid \d+, dir .*\/node-1,.*refusing to start a second one/);
+  });
+
+  it('a node daemon killed with SIGKILL is started again: it takes over its own key and restarts what the old one left', async () => {
+    const ns = await nodes();
+    const victim = ns.find((n) => n.workloads.some((w) => w.kind === 'member'));
+    assert.ok(victim !== undefined);
+    const oldAgents = victim.workloads.filter((w) => w.kind === 'member').map((w) => w.pid);
+    signalPid(victim.pid, 'SIGKILL');
+    assert.ok(await waitForExit(victim.pid, 10_000));
+    startDaemon(victim.name);
+    await eventually(async () => {
+      const n = (await nodes()).find((x) => x.name === victim.name);
+      const members = n?.workloads.filter((w) => w.kind === 'member') ?? [];
+      return n !== undefined && n.pid !== victim.pid && members.length === oldAgents.length && members.every((w) => w.pid !== null && !oldAgents.includes(w.pid)) ? n : undefined;
+    }, { timeoutMs: 120_000, what: `${victim.name} back with its members restarted as its children` });
+    for (const pid of oldAgents) if (pid !== null) assert.equal(await isProcessAlive(pid), false, `the old agent ${pid} is still running`);
+    await eventually(() => streaming(['app-1', 'app-2', 'app-3']), { timeoutMs: 120_000, what: 'every member streaming again' });
+  });
+
+  it('re-creates the members of a lost host (its daemon and everything under it killed) on the other nodes after nodeLostSeconds', async () => {
+    const ns = await nodes();
+    const lost = ns.find((n) => n.workloads.some((w) => w.kind === 'member'));
+    assert.ok(lost !== undefined);
+    const gone = lost.workloads.filter((w) => w.kind === 'member').map((w) => w.name);
+    const tree = await processTree(lost.pid);
+    for (const pid of tree) seenPids.add(pid);
+    for (const pid of tree.reverse()) signalPid(pid, 'SIGKILL');
+    await eventually(async () => {
+      const now = await nodes();
+      if (now.some((n) => n.name === lost.name)) return undefined;
+      const placed = gone.every((m) => now.some((n) => n.workloads.some((w) => w.name === m && w.state === 'running')));
+      return placed && (await streaming(['app-1', 'app-2', 'app-3'])) !== undefined ? true : undefined;
+    }, { timeoutMs: 240_000, intervalMs: 1_000, what: `${gone.join(', ')} re-created on other nodes and streaming` });
   });
 });
