@@ -210,4 +210,20 @@ describe('ControllerCandidate', () => {
     await c.tick();
     assert.equal(await dcs.get(assignmentKey('app', 'member', 'app-3')), undefined);
   });
+
+  it('places two clusters on the same nodes, each with its own anti-affinity, and counts both against capacity', async () => {
+    const clock = new FakeClock();
+    const dcs = new MemoryDcs({ clock });
+    for (const n of ['node-1', 'node-2', 'node-3']) await registerNode(dcs, n);
+    await storeSpec(dcs, SPEC(3), 1);
+    const other: StoredSpec = { cluster: 'metrics', generation: 1, text: SPEC(3).replaceAll('app', 'metrics'), file: 'metrics.yaml', uid: 'uid-2', appliedAtMs: 0 };
+    await dcs.put(specKey('metrics'), JSON.stringify(other));
+    await candidate(dcs, clock, 'node-1').tick();
+    const snap = await snapshot(dcs);
+    for (const cluster of ['app', 'metrics']) {
+      const nodes = (snap.assignments.get(cluster) ?? []).filter((a) => a.kind === 'member').map((a) => a.node).sort();
+      assert.deepEqual(nodes, ['node-1', 'node-2', 'node-3'], cluster);
+      assert.deepEqual(snap.statuses.get(cluster)?.pending, []);
+    }
+  });
 });
