@@ -59,6 +59,8 @@ export class NodeDaemon {
   private passing: Promise<void> | undefined;
   /** The cluster passwords as last read from etcd: a restart after etcd went away still has them. */
   private secrets: ReadonlyMap<string, ClusterSecrets> = new Map();
+  /** Removals in flight (an agent may take up to a minute to stop): a pass does not wait for them. */
+  private readonly removals = new Set<Promise<void>>();
 
   constructor(
     private readonly cfg: NodeConfig,
@@ -231,7 +233,7 @@ export class NodeDaemon {
         this.startWorkload(key, fresh);
       } else if (w.assignment.clusterUid !== a.clusterUid) {
         // The cluster was deleted and applied again: the running workload belongs to the old one.
-        await this.removeWorkload(key, w, 'its cluster was applied again under a new uid');
+        if (!w.removing) this.remove(key, w, 'its cluster was applied again under a new uid');
       } else {
         w.assignment = a;
         // A directory deleted under a running workload: stop it; its exit brings it back, recreated.
@@ -241,7 +243,7 @@ export class NodeDaemon {
         }
       }
     }
-    for (const [key, w] of this.workloads) if (!mine.has(key) && !w.removing) await this.removeWorkload(key, w, 'no longer assigned to this node');
+    for (const [key, w] of this.workloads) if (!mine.has(key) && !w.removing) this.remove(key, w, 'no longer assigned to this node');
     await this.publish();
   }
 
@@ -289,6 +291,16 @@ export class NodeDaemon {
     });
   }
 
+  private remove(key: string, w: Workload, why: string): void {
+    const p = this.removeWorkload(key, w, why)
+      .catch((e: unknown) => {
+        this.workloads.delete(key);
+        this.log.error({ workload: key, err: describeError(e) }, 'removing the workload failed; its directory is left in place');
+      })
+      .finally(() => this.removals.delete(p));
+    this.removals.add(p);
+  }
+
   private async removeWorkload(key: string, w: Workload, why: string): Promise<void> {
     w.removing = true;
     clearTimeout(w.restartTimer);
@@ -331,6 +343,7 @@ export class NodeDaemon {
     await this.passing;
     await this.controller?.stop();
     for (const w of this.workloads.values()) clearTimeout(w.restartTimer);
+    await Promise.all([...this.removals]);
     await Promise.all([...this.workloads.values()].map((w) => stopChild(w.child, w.assignment.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS)));
     if (this.leaseId !== undefined) await this.dcs.revokeLease(this.leaseId, { timeoutMs: 3_000 }).catch(() => undefined);
     await rm(join(this.cfg.dir, 'node.pid'), { force: true });
