@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ListOutput } from '../../src/cli/list.js';
 import type { NodeRecord } from '../../src/controller/records.js';
 import { eventually } from '../../src/core/deadline.js';
+import { EtcdClient } from '../../src/dcs/etcd-client.js';
 import { isProcessAlive, signalPid, waitForExit } from '../../src/core/process-info.js';
 import { runWarden, traversableTempDir, WARDEN_BIN } from '../support/cli.js';
 import { processTree } from '../support/cluster.js';
@@ -258,5 +259,30 @@ describe('warden node: three node daemons run a cluster applied with warden appl
       const placed = gone.every((m) => now.some((n) => n.workloads.some((w) => w.name === m && w.state === 'running')));
       return placed && (await streaming(['app-1', 'app-2', 'app-3'])) !== undefined ? true : undefined;
     }, { timeoutMs: 240_000, intervalMs: 1_000, what: `${gone.join(', ')} re-created on other nodes and streaming` });
+  });
+
+  it('deletes the cluster: its workloads stop, member data is moved aside, its keys go; applying it again makes a new cluster', async () => {
+    const asides = async (): Promise<number> => (await Promise.all(['node-1', 'node-2', 'node-3'].map((n) => readdir(join(dir, n, 'moved-aside')).catch(() => [] as string[])))).flat().length;
+    const asideBefore = await asides();
+    const refused = await runWarden(['delete', 'cluster', 'app', '--confirm', 'ap', ...etcdArgs()], { timeoutMs: 15_000 });
+    assert.equal(refused.code, 2, refused.stderr);
+    const r = await runWarden(['delete', 'cluster', 'app', '--confirm', 'app', ...etcdArgs()], { timeoutMs: 15_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const client = new EtcdClient({ endpoints: etcd?.etcd.endpoints ?? [], defaultTimeoutMs: 3_000 });
+    try {
+      await eventually(async () => {
+        const ns = await nodes();
+        const keys = await client.range('/warden/app/');
+        return ns.every((n) => n.workloads.length === 0) && keys.kvs.length === 0 ? true : undefined;
+      }, { timeoutMs: 120_000, intervalMs: 1_000, what: 'every workload stopped and the cluster keys removed' });
+    } finally {
+      client.close();
+    }
+    assert.equal(await asides(), asideBefore + 3, 'each member\'s directory moved aside');
+    const file = join(dir, 'app.yaml');
+    const again = await runWarden(['apply', '-f', file, ...etcdArgs(), '--wait', '--timeout', '300'], { timeoutMs: 330_000 });
+    assert.equal(again.code, 0, `${again.stdout}\n${again.stderr}`);
+    assert.match(again.stdout, /stored spec app generation 1/);
+    await eventually(() => streaming(['app-1', 'app-2', 'app-3']), { timeoutMs: 120_000, what: 'the new cluster streaming' });
   });
 });
