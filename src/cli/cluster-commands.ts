@@ -27,7 +27,7 @@ const CALL_TIMEOUT_MS = 5_000;
 const DEFAULT_NODE_LOST_MS = 30_000;
 
 /** etcd from `--etcd URLS` (credentials from WARDEN_ETCD_* variables) or from `--dir`'s state.json. */
-async function controlClient(o: EtcdOptions): Promise<EtcdClient> {
+export async function controlClient(o: EtcdOptions): Promise<EtcdClient> {
   if (o.etcd !== undefined) {
     const endpoints = o.etcd.split(',').map((s) => s.trim()).filter(Boolean);
     for (const u of endpoints) if (!/^https?:\/\/[^/]+$/.test(u)) throw new WardenError('config-invalid', `--etcd: not an http(s)://host:port URL: ${u}`);
@@ -40,7 +40,7 @@ async function controlClient(o: EtcdOptions): Promise<EtcdClient> {
   return new EtcdClient({ endpoints: state.etcd, defaultTimeoutMs: CALL_TIMEOUT_MS, ...(a === undefined ? {} : readEtcdFiles({ username: a.username, passwordFile: a.passwordFile })) });
 }
 
-async function readControl(client: EtcdClient): Promise<ControlSnapshot> {
+export async function readControl(client: EtcdClient): Promise<ControlSnapshot> {
   const raw = await client.range(CONTROL_PREFIX, { timeoutMs: CALL_TIMEOUT_MS });
   return parseControlSnapshot(raw.revision, raw.kvs);
 }

@@ -57,9 +57,10 @@ export function buildCli(): Command {
     .description('dry-run placement: the node each instance would land on, or Pending with the rule each node broke (exit 3 when some stay Pending)')
     .requiredOption('-f, --file <cluster.yaml>', 'cluster spec')
     .option('--nodes <nodes.yaml>', 'nodes (labels, taints) and what already runs on them')
+    .option('--etcd <urls>', 'instead of --nodes: the nodes registered in this etcd (`warden node`) and what runs on them')
     .addOption(formatOption())
-    .action(async (o: { file: string; nodes?: string; format: string }) => {
-      process.exitCode = await runPlan({ file: o.file, format: o.format, ...(o.nodes === undefined ? {} : { nodes: o.nodes }) });
+    .action(async (o: { file: string; nodes?: string; etcd?: string; format: string }) => {
+      process.exitCode = await runPlan({ file: o.file, format: o.format, ...(o.nodes === undefined ? {} : { nodes: o.nodes }), ...(o.etcd === undefined ? {} : { etcd: o.etcd }) });
     });
 
   program

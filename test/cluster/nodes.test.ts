@@ -120,6 +120,13 @@ describe('warden node: three node daemons run a cluster applied with warden appl
     assert.deepEqual(records.map((n) => n.name).sort(), ['node-1', 'node-2', 'node-3']);
     const r = await runWarden(['get', 'nodes', ...etcdArgs()], { timeoutMs: 15_000 });
     assert.equal((r.stdout.match(/active/g) ?? []).length, 1, r.stdout);
+    // `warden plan` against the registered nodes: a dry run, nothing stored.
+    const file = join(dir, 'plan.yaml');
+    await writeFile(file, spec(3));
+    const plan = await runWarden(['plan', '-f', file, ...etcdArgs(), '--format', 'json'], { timeoutMs: 30_000 });
+    assert.equal(plan.code, 0, plan.stderr);
+    const placed = (JSON.parse(plan.stdout) as { placements: { node: string | null }[] }).placements.map((p) => p.node).sort();
+    assert.deepEqual(placed, ['node-1', 'node-2', 'node-3']);
   });
 
   it('refuses an invalid spec with file:line:col and changes nothing', async () => {
