@@ -126,6 +126,7 @@ async function waitConverged(client: EtcdClient, cluster: string, generation: nu
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
+    // A failed read is retried on the next poll; the deadline bounds the wait.
     const status = (await readControl(client).catch(() => undefined))?.statuses.get(cluster);
     if (status !== undefined && status.generation >= generation) {
       const line = `${status.ready}/${status.desired} members ready, ${status.routers.placed}/${status.routers.desired} routers placed${status.pending.length > 0 ? `, ${status.pending.length} Pending` : ''}`;

@@ -94,7 +94,8 @@ export class ControllerCandidate {
     const id = this.leaseId;
     this.leaseId = undefined;
     this.active = false;
-    if (id !== undefined) await this.o.dcs.revokeLease(id, { timeoutMs: this.timeoutMs }).catch(() => undefined);
+    // Unrevoked, the key expires with the lease and another candidate takes over within the ttl.
+    if (id !== undefined) await this.o.dcs.revokeLease(id, { timeoutMs: this.timeoutMs }).catch((e: unknown) => this.o.log.warn({ err: describeError(e) }, 'could not revoke the controller lease; it expires within the ttl'));
   }
 
   /** Stops passing and renewing without revoking the lease: what a crash looks like to etcd (the key lingers until the ttl). */

@@ -109,6 +109,15 @@ describe('planCluster', () => {
     assert.deepEqual(primary.changes.map((c) => c.kind), ['switchover']);
   });
 
+  it('keeps the node of a leader waiting for its switchover occupied: a replaced member does not land beside it', () => {
+    // Found by the property below: n1 is lost, app-2 leads on n2 and is scaled away.
+    const current = [memberOn('app-1', 'n1'), memberOn('app-2', 'n2')];
+    const plan = planCluster(input({ spec: spec(1, { antiAffinity: true, routers: 0 }), nodes: [node('n2')], assignments: current, lostForMs: new Map([['n1', 60_000]]), observation: view('app-2', ['app-2']) }));
+    assert.ok(plan.changes.every((c) => c.kind !== 'assign'), JSON.stringify(plan.changes));
+    assert.equal(plan.pending[0]?.name, 'app-1');
+    assert.match(plan.pending[0]?.reason.message ?? '', /n2: .*app-2/);
+  });
+
   it('changes nothing when everything is where the spec wants it', () => {
     const current = [memberOn('app-1', 'n1'), memberOn('app-2', 'n2'), routerOn(routerName('app', 1), 'n1'), routerOn(routerName('app', 2), 'n2')];
     const plan = planCluster(input({ spec: spec(2), assignments: current, observation: view('app-1', ['app-1', 'app-2']) }));

@@ -111,8 +111,14 @@ export function routerInstance(cluster: string, namespace: string, name: string)
 /** The workloads of a cluster as occupants of their nodes (for other clusters' plans, and its own kept ones). */
 export function clusterOccupants(spec: ClusterSpec, assignments: readonly { kind: WorkloadKind; name: string; node: string }[]): Occupant[] {
   const instances = new Map(clusterInstances(spec).map((i) => [i.member, i]));
+  /** A member the spec no longer names (scaled away): labelled as its instance set's members are. */
+  const formerMember = (name: string): InstanceToPlace | undefined => {
+    const set = spec.instanceSets.length === 1 ? spec.instanceSets[0] : spec.instanceSets.find((x) => name.startsWith(`${spec.name}-${x.name}-`));
+    if (set === undefined) return undefined;
+    return clusterInstances({ ...spec, members: [{ name, instanceSet: set.name }] })[0];
+  };
   return assignments.map((a) => {
-    const inst = a.kind === 'member' ? instances.get(a.name) : routerInstance(spec.name, spec.namespace, a.name);
+    const inst = a.kind === 'member' ? (instances.get(a.name) ?? formerMember(a.name)) : routerInstance(spec.name, spec.namespace, a.name);
     return {
       name: a.name,
       node: a.node,
@@ -205,7 +211,10 @@ export function planCluster(input: PlanInput): Plan {
 
   // Placement sees every other workload where it is, this cluster's kept members and routers included.
   const keptRouters = routers.filter((r) => alive.has(r.node) && alive.get(r.node)?.drain !== true);
-  const occupants = [...input.occupants, ...clusterOccupants(spec, [...kept, ...keptRouters])];
+  // Members on their way out still run until their node daemon stops them: they count for
+  // anti-affinity (as terminating pods do in kube-scheduler), so nothing new shares their node.
+  const leavingOccupants = clusterOccupants(spec, removed).map((o) => ({ ...o, terminating: true }));
+  const occupants = [...input.occupants, ...clusterOccupants(spec, [...kept, ...keptRouters]), ...leavingOccupants];
   const load = new Map<string, number>();
   for (const o of occupants) load.set(o.node, (load.get(o.node) ?? 0) + 1);
   const placementNodes = (): PlacementNode[] => input.nodes.map((n) => ({ name: n.name, labels: n.labels, taints: n.taints, unschedulable: n.unschedulable || n.drain || (load.get(n.name) ?? 0) >= n.capacity }));

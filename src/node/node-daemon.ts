@@ -143,14 +143,16 @@ export class NodeDaemon {
       const held = decodeJson(NODE_RECORD, kv.value);
       if (held.ok && held.value.dir === this.cfg.dir && !(await this.isLiveNodeDaemon(held.value.pid))) {
         this.log.warn({ pid: held.value.pid }, 'the node key is left from an earlier run of this daemon: taking it over');
-        await this.dcs.revokeLease(kv.lease, { timeoutMs: 5_000 }).catch(() => undefined);
+        // A lease that already expired is what we hoped for; the delete below is what must succeed.
+        await this.dcs.revokeLease(kv.lease, { timeoutMs: 5_000 }).catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'could not revoke the stale node lease'));
         await this.dcs.delete(key, { expectModRevision: kv.modRevision, timeoutMs: 5_000 });
         continue;
       }
       const who = held.ok ? `pid ${held.value.pid}, dir ${held.value.dir}, started ${new Date(held.value.startedAtMs).toISOString()}` : 'an unreadable record';
       const liveHere = held.ok && held.value.dir === this.cfg.dir;
       if (liveHere || Date.now() >= deadline) {
-        await this.dcs.revokeLease(lease.id, { timeoutMs: 5_000 }).catch(() => undefined);
+        // Unrevoked, the unused lease expires by itself within the ttl.
+        await this.dcs.revokeLease(lease.id, { timeoutMs: 5_000 }).catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'could not revoke the unused node lease'));
         throw new WardenError('conflict', `another live node daemon is registered as ${this.cfg.name} (${who}): refusing to start a second one with the same name`);
       }
       await sleep(500);
@@ -277,10 +279,10 @@ export class NodeDaemon {
         w.restarts++;
         w.lastError = `exited (${signal ?? `code ${code}`})`;
         this.log.warn({ workload: key, code, signal, restartInMs: delayMs }, `${a.kind} exited; starting it again after the delay`);
-        void this.publish().catch(() => undefined);
+        this.publishSoon();
         w.restartTimer = setTimeout(() => this.startWorkload(key, w), delayMs);
       });
-      void this.publish().catch(() => undefined);
+      this.publishSoon();
     })().catch((e: unknown) => {
       // Whatever goes wrong (a full disk, missing secrets) is retried on a later pass; it never ends the daemon.
       w.state = 'failed';
@@ -320,6 +322,11 @@ export class NodeDaemon {
     this.workloads.delete(key);
   }
 
+  /** Publishes a state change now; a failure is logged and the next pass publishes again. */
+  private publishSoon(): void {
+    void this.publish().catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'publishing the node record failed; the next pass tries again'));
+  }
+
   private async publish(): Promise<void> {
     if (this.leaseId === undefined || this.stopping) return;
     const record = this.record();
@@ -345,7 +352,8 @@ export class NodeDaemon {
     for (const w of this.workloads.values()) clearTimeout(w.restartTimer);
     await Promise.all([...this.removals]);
     await Promise.all([...this.workloads.values()].map((w) => stopChild(w.child, w.assignment.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS)));
-    if (this.leaseId !== undefined) await this.dcs.revokeLease(this.leaseId, { timeoutMs: 3_000 }).catch(() => undefined);
+    // Revoked, the node key goes at once; otherwise it expires within the lease ttl.
+    if (this.leaseId !== undefined) await this.dcs.revokeLease(this.leaseId, { timeoutMs: 3_000 }).catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'could not revoke the node lease; the node key expires with it'));
     await rm(join(this.cfg.dir, 'node.pid'), { force: true });
     this.log.info({}, 'node daemon stopped');
   }

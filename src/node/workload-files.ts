@@ -71,7 +71,8 @@ export async function moveAside(nodeDir: string, dir: string, label: string, why
   const target = join(nodeDir, 'moved-aside', `${label}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   await mkdir(join(nodeDir, 'moved-aside'), { recursive: true, mode: 0o755 });
   await rename(dir, target);
-  await writeFile(join(target, 'MOVED-ASIDE.txt'), `${why}\n`).catch(() => undefined);
+  // A note for the human who finds it; the move itself is what matters.
+  await writeFile(join(target, 'MOVED-ASIDE.txt'), `${why}\n`);
   return target;
 }
 
@@ -86,6 +87,7 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
   const notes: string[] = [];
   const markerFile = join(dir, 'workload.json');
   if (existsSync(dir)) {
+    // No marker (or an unreadable one) is an answer too: files of unknown origin, moved aside below.
     const text = await readFile(markerFile, 'utf8').catch(() => undefined);
     const marker = text === undefined ? undefined : decodeJson(WORKLOAD_MARKER, text);
     if (marker?.ok === true && marker.value.clusterUid !== a.clusterUid) {
