@@ -12,6 +12,9 @@ import { readStateFile, writeStateFile, type StateFile } from './state-file.js';
 import { join } from 'node:path';
 import { AGENT_NODE_FLAGS, isChildRunning, spawnWarden, stopChild, wardenArgv } from './warden-child.js';
 
+// Re-exported: modules that started Warden children through the supervisor import them from here.
+export { AGENT_NODE_FLAGS, wardenArgv };
+
 const AGENT_STOP_GRACE_MS = 60_000;
 const ETCD_NICE = -5;
 
