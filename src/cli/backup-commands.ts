@@ -33,7 +33,7 @@ import { freePort } from '../core/free-port.js';
 import { lagBytes, parseLsn } from '../core/lsn.js';
 import { PG_BIN_DIR } from '../controller/local-up.js';
 import { lookupRunUser, readLayout, type RuntimeBackup, type RuntimeLayout, type RuntimeMember } from '../controller/runtime-layout.js';
-import { wardenArgv } from '../controller/supervisor.js';
+import { wardenArgv } from '../controller/warden-child.js';
 import { clusterPrefix, KEYS, type ClusterView } from '../ha/index.js';
 import { LocalPostgres } from '../postgres/postgres-instance.js';
 import { etcdClientFor, readClusterView, resolveTarget, type Target } from './target.js';

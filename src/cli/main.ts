@@ -11,6 +11,8 @@ import { etcdClientFor, readClusterView, resolveTarget, type Target, type Target
 import { clusterPrefix, KEYS } from '../ha/index.js';
 import { registerOpsCommands } from './ops-commands.js';
 import { runPlan } from './plan-command.js';
+import { registerClusterCommands } from './cluster-commands.js';
+import { runControllerCommand, runNodeCommand } from './node-command.js';
 import { explainUpError, runUp } from './up-command.js';
 
 const useColor = process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
@@ -55,9 +57,10 @@ export function buildCli(): Command {
     .description('dry-run placement: the node each instance would land on, or Pending with the rule each node broke (exit 3 when some stay Pending)')
     .requiredOption('-f, --file <cluster.yaml>', 'cluster spec')
     .option('--nodes <nodes.yaml>', 'nodes (labels, taints) and what already runs on them')
+    .option('--etcd <urls>', 'instead of --nodes: the nodes registered in this etcd (`warden node`) and what runs on them')
     .addOption(formatOption())
-    .action(async (o: { file: string; nodes?: string; format: string }) => {
-      process.exitCode = await runPlan({ file: o.file, format: o.format, ...(o.nodes === undefined ? {} : { nodes: o.nodes }) });
+    .action(async (o: { file: string; nodes?: string; etcd?: string; format: string }) => {
+      process.exitCode = await runPlan({ file: o.file, format: o.format, ...(o.nodes === undefined ? {} : { nodes: o.nodes }), ...(o.etcd === undefined ? {} : { etcd: o.etcd }) });
     });
 
   program
@@ -90,6 +93,27 @@ export function buildCli(): Command {
     });
 
   registerRouterCommands(program);
+
+  const node = program
+    .command('node')
+    .description('run the node daemon of this host (registers it, runs what the controller assigns to it); or cordon / uncordon / drain a node')
+    .option('-c, --config <node.yaml>', 'node config: name, dir, etcd endpoints, labels, taints, capacity')
+    .action(async (o: { config?: string }) => {
+      if (o.config === undefined) throw new WardenError('config-invalid', 'warden node: --config <node.yaml> is required to run the daemon (or use cordon, uncordon, drain)');
+      process.exitCode = await runNodeCommand(o.config);
+    });
+  registerClusterCommands(program, node);
+
+  program
+    .command('controller')
+    .description('run a controller candidate on its own (every node daemon runs one too; one is active)')
+    .requiredOption('--etcd <urls>', 'etcd endpoints, comma-separated (credentials: WARDEN_ETCD_USERNAME, WARDEN_ETCD_PASSWORD_FILE)')
+    .option('--name <name>', 'how it is named in /warden/_controller (default: the host name)')
+    .option('--ttl <seconds>', 'election lease', '10')
+    .option('--node-lost-seconds <seconds>', 'members of a node gone this long are re-created elsewhere', '30')
+    .action(async (o: { etcd: string; name?: string; ttl: string; nodeLostSeconds: string }) => {
+      process.exitCode = await runControllerCommand({ etcd: o.etcd, ...(o.name === undefined ? {} : { name: o.name }), ttlSeconds: Number(o.ttl), nodeLostSeconds: Number(o.nodeLostSeconds) });
+    });
 
   program
     .command('supervise', { hidden: true })

@@ -28,7 +28,7 @@ export function etcdClientFor(t: Target, defaultTimeoutMs: number): EtcdClient {
 }
 
 /** WARDEN_ETCD_USERNAME + WARDEN_ETCD_PASSWORD or _PASSWORD_FILE, WARDEN_ETCD_CACERT / _CERT / _KEY (paths), for --etcd. */
-function etcdOptionsFromEnv(env: NodeJS.ProcessEnv): Target['etcdOptions'] {
+export function etcdOptionsFromEnv(env: NodeJS.ProcessEnv): Target['etcdOptions'] {
   const password = env.WARDEN_ETCD_PASSWORD;
   const passwordFile = env.WARDEN_ETCD_PASSWORD_FILE;
   if (password !== undefined && passwordFile !== undefined) throw new WardenError('config-invalid', 'set only one of WARDEN_ETCD_PASSWORD and WARDEN_ETCD_PASSWORD_FILE');

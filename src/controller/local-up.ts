@@ -12,7 +12,7 @@ import { stringifyAgentConfig } from '../spec/agent-config.js';
 import { ensureMemberFiles, layoutPath, readLayout, supervisorPidPath, writeLayout, type RunUser, type RuntimeEtcdAuth, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
 import { ensureRouter, prepareRouter, ROUTER_PORT_COUNT } from './router-runtime.js';
 import { checkPgBackRestInstalled, memberPgBackRest, prepareBackup } from './backup-runtime.js';
-import { wardenArgv } from './supervisor.js';
+import { wardenArgv } from './warden-child.js';
 
 export const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
 const HOST = '127.0.0.1';

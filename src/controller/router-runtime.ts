@@ -1,13 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, WardenError } from '../core/errors.js';
-import { signalPid } from '../core/process-info.js';
 import { freePorts, isPortInUse } from '../core/free-port.js';
 import { ROUTER_DEFAULTS, stringifyRouterConfig } from '../spec/index.js';
 import { writeLayout, type RuntimeLayout, type RuntimeRouter } from './runtime-layout.js';
 import type { StateRouter } from './state-file.js';
+import { isChildRunning, spawnWarden, stopChild } from './warden-child.js';
 
 /** Ports the local runtime's router takes: read-write, read-only, admin. */
 export const ROUTER_PORT_COUNT = 3;
@@ -79,22 +78,15 @@ export class SupervisedRouter {
   constructor(
     private readonly router: RuntimeRouter,
     private readonly log: SupervisorLog,
-    private readonly argv: (args: readonly string[]) => { command: string; args: string[] },
+    private readonly argv: (args: readonly string[], nodeFlags?: readonly string[]) => { command: string; args: string[] },
     private readonly changed: () => void,
   ) {}
 
   start(): void {
     if (this.stopping) return;
-    const { command, args } = this.argv(['router', '--config', this.router.configFile, '--wait-for-cluster']);
-    const out = openSync(join(this.router.dir, 'router.out'), 'a');
-    let child: ChildProcess;
-    try {
-      // A session of its own (setsid): with Linux's autogroup scheduling the router then gets a CPU share
-      // of its own instead of sharing one with every PostgreSQL backend under the supervisor.
-      child = spawn(command, args, { stdio: ['ignore', out, out], env: process.env, detached: true });
-    } finally {
-      closeSync(out);
-    }
+    // A session of its own (setsid): with Linux's autogroup scheduling the router then gets a CPU share
+    // of its own instead of sharing one with every PostgreSQL backend under the supervisor.
+    const child = spawnWarden(['router', '--config', this.router.configFile, '--wait-for-cluster'], join(this.router.dir, 'router.out'), { detached: true, argv: this.argv });
     this.child = child;
     this.log.info({ pid: child.pid, rw: this.router.rwPort, ro: this.router.roPort }, 'router started');
     child.once('error', (e) => this.log.error({ err: describeError(e) }, 'router failed to spawn'));
@@ -112,25 +104,13 @@ export class SupervisedRouter {
   /** The router as state.json records it. */
   state(): StateRouter {
     const c = this.child;
-    const alive = c !== undefined && c.exitCode === null && c.signalCode === null;
     const r = this.router;
-    return { rw: { host: r.host, port: r.rwPort }, ro: { host: r.host, port: r.roPort }, admin: { host: r.host, port: r.adminPort }, pid: alive ? (c.pid ?? null) : null };
+    return { rw: { host: r.host, port: r.rwPort }, ro: { host: r.host, port: r.roPort }, admin: { host: r.host, port: r.adminPort }, pid: isChildRunning(c) ? (c.pid ?? null) : null };
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once it has exited. */
   stop(graceMs: number): Promise<void> {
     this.stopping = true;
-    const c = this.child;
-    if (c === undefined || c.exitCode !== null || c.signalCode !== null || c.pid === undefined) return Promise.resolve();
-    const pid = c.pid;
-    return new Promise<void>((resolve) => {
-      const t = setTimeout(() => signalPid(pid, 'SIGKILL'), graceMs);
-      c.once('exit', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      signalPid(pid, 'SIGCONT');
-      signalPid(pid, 'SIGTERM');
-    });
+    return stopChild(this.child, graceMs);
   }
 }

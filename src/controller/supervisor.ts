@@ -1,9 +1,8 @@
 import { setPriority } from 'node:os';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { describeError } from '../core/errors.js';
-import { signalPid } from '../core/process-info.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
 import { spawnEtcdMember, waitForEtcdHealth, type EtcdProcess } from '../dcs/etcd-server.js';
 import { createLogger, type Logger } from '../agent/logger.js';
@@ -11,24 +10,10 @@ import { ensureMemberFiles, lookupRunUser, readLayout, supervisorPidPath, type R
 import { SupervisedRouter } from './router-runtime.js';
 import { readStateFile, writeStateFile, type StateFile } from './state-file.js';
 import { join } from 'node:path';
+import { AGENT_NODE_FLAGS, isChildRunning, spawnWarden, stopChild, wardenArgv } from './warden-child.js';
 
-/**
- * argv that runs this same Warden build (bundled or under tsx) with `args`. `nodeFlags` are added
- * only for the bundled build: under a loader (tsx) they could break the loader itself.
- */
-export function wardenArgv(args: readonly string[], nodeFlags: readonly string[] = []): { command: string; args: string[] } {
-  const script = process.argv[1];
-  if (script === undefined) throw new Error('cannot tell how Warden was started (no argv[1])');
-  const underLoader = process.execArgv.some((a) => /^--(import|loader|experimental-loader|require)\b/.test(a) || a === '-r');
-  return { command: process.execPath, args: [...process.execArgv, ...(underLoader ? [] : nodeFlags), script, ...args] };
-}
-
-/**
- * V8 flags of the agents: lite mode (interpreter only, lazily allocated feedback) takes about 9 MB
- * off each agent's RSS, and an agent runs a loop every loop_wait, not hot code. It rules out
- * WebAssembly, so nothing on the agent's path may load undici (fetch, web Request/Response).
- */
-export const AGENT_NODE_FLAGS: readonly string[] = ['--lite-mode'];
+// Re-exported: modules that started Warden children through the supervisor import them from here.
+export { AGENT_NODE_FLAGS, wardenArgv };
 
 const AGENT_STOP_GRACE_MS = 60_000;
 const ETCD_NICE = -5;
@@ -145,14 +130,7 @@ class Supervisor {
     const recreated = await ensureMemberFiles(m, this.runUser);
     if (recreated.length > 0) this.log.warn({ member: m.name, recreated }, 'member files were missing: recreated them from runtime.json');
     if (this.stopping) return;
-    const { command, args } = wardenArgv(['agent', '--config', m.configFile], AGENT_NODE_FLAGS);
-    const out = openSync(join(m.memberDir, 'agent.out'), 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(command, args, { stdio: ['ignore', out, out], env: process.env });
-    } finally {
-      closeSync(out);
-    }
+    const child = spawnWarden(['agent', '--config', m.configFile], join(m.memberDir, 'agent.out'), { nodeFlags: AGENT_NODE_FLAGS });
     this.agents.set(m.name, child);
     this.log.info({ member: m.name, pid: child.pid }, 'agent started');
     void this.writeState();
@@ -175,14 +153,14 @@ class Supervisor {
       pgpassFile: this.layout.pgpassFile,
       members: this.layout.members.map((m) => {
         const child = this.agents.get(m.name);
-        const alive = child !== undefined && child.exitCode === null && child.signalCode === null;
+        const alive = isChildRunning(child);
         return {
           name: m.name,
           apiUrl: `http://${m.host}:${m.apiPort}`,
           host: m.host,
           port: m.pgPort,
           dataDir: m.dataDir,
-          agentPid: alive ? (child.pid ?? null) : null,
+          agentPid: alive ? (child?.pid ?? null) : null,
         };
       }),
       router: this.router?.state() ?? prev?.router ?? null,
@@ -197,21 +175,7 @@ class Supervisor {
     if (this.stopping) return;
     this.stopping = true;
     this.log.info({ signal }, 'shutting down: agents first, then etcd');
-    const exits = [...this.agents.values()].map(
-      (child) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return resolve();
-          const t = setTimeout(() => {
-            if (child.pid !== undefined) signalPid(child.pid, 'SIGKILL');
-          }, AGENT_STOP_GRACE_MS);
-          child.once('exit', () => {
-            clearTimeout(t);
-            resolve();
-          });
-          signalPid(child.pid, 'SIGCONT');
-          signalPid(child.pid, 'SIGTERM');
-        }),
-    );
+    const exits = [...this.agents.values()].map((child) => stopChild(child, AGENT_STOP_GRACE_MS));
     await Promise.all([...exits, this.router?.stop(10_000)]);
     await Promise.all([...this.etcd.values()].map((p) => p.stop(10_000).catch(() => undefined)));
     await this.writeState();

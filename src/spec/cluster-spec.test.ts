@@ -548,3 +548,18 @@ describe('loadClusterSpec', () => {
     if (!r.ok) assert.deepEqual(r.errors.map(formatSpecError), ['/nonexistent/warden/cluster.yaml: cluster spec file not found']);
   });
 });
+
+describe('spec.proxy.router', () => {
+  it('reads the router replicas the controller places, and leaves them unset when absent', () => {
+    const { spec, notices } = accept(`${header}spec:\n  instances: [{ replicas: 2 }]\n  proxy:\n    router:\n      replicas: 2\n    pgBouncer: {}\n`);
+    assert.equal(spec.routerReplicas, 2);
+    assert.ok(notices.some((n) => n.startsWith('cluster.yaml:9:7: spec.proxy.router.replicas: used by the controller')), notices.join('\n'));
+    assert.ok(notices.some((n) => /spec\.proxy\.pgBouncer: not applied/.test(n)), notices.join('\n'));
+    assert.equal(accept(`${header}spec:\n  instances: [{ replicas: 2 }]\n`).spec.routerReplicas, undefined);
+  });
+
+  it('rejects a negative or fractional router count with its line and column', () => {
+    const errors = reject(`${header}spec:\n  instances: [{ replicas: 2 }]\n  proxy:\n    router:\n      replicas: -1\n`);
+    assert.match(formatSpecError(errors[0] as SpecError), /^cluster\.yaml:9:7: spec\.proxy\.router\.replicas: must be an integer/);
+  });
+});

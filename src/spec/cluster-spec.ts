@@ -21,6 +21,8 @@ export const LOCAL_POSTGRES_VERSION = 15;
 /** Largest cluster the local runtime starts on one machine. */
 export const MAX_LOCAL_MEMBERS = 9;
 export const ETCD_MEMBER_COUNTS = [1, 3, 5] as const;
+/** Most routers a cluster may ask for (spec.proxy.router.replicas). */
+export const MAX_ROUTER_REPLICAS = 9;
 
 /** One PostgreSQL instance to run, and the instance set (`spec.instances[]` entry) it comes from. */
 export interface ClusterMember {
@@ -45,6 +47,8 @@ export interface ClusterSpec {
   readonly instanceSets: readonly InstanceSetScheduling[];
   /** spec.backups.pgbackrest: continuous archiving and backups; absent means none. */
   readonly backups?: BackupsSpec;
+  /** spec.proxy.router.replicas: routers the controller places (spread over nodes); absent means its default. */
+  readonly routerReplicas?: number;
 }
 
 export type ParseClusterSpecResult =
@@ -114,7 +118,6 @@ const NOT_APPLIED_SPEC_FIELDS = [
   'users',
   'databases',
   'monitoring',
-  'proxy',
   'service',
   'replicaService',
   'standby',
@@ -179,6 +182,7 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
   let namespace = DEFAULT_NAMESPACE;
   let disableDefaultPodScheduling = false;
   let backups: BackupsSpec | undefined;
+  let routerReplicas: number | undefined;
   const draft = new DynamicConfigDraft(reader);
 
   const readPause = (v: YamlValue, s: SpecSite): void => {
@@ -257,6 +261,25 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
             backups: (bv, bs) => {
               backups = readBackups(reader, bv, bs);
             },
+            proxy: (pv, ps) => {
+              reader.mapping(pv, ps, {
+                read: {
+                  router: (rv, rs) => {
+                    reader.mapping(rv, rs, {
+                      read: {
+                        replicas: (nv, ns) => {
+                          const n = reader.number(nv, ns, { integer: true, min: 0, max: MAX_ROUTER_REPLICAS });
+                          if (n === undefined) return;
+                          routerReplicas = n;
+                          reader.notice(ns, 'used by the controller (`warden apply`); the local runtime runs one router');
+                        },
+                      },
+                    });
+                  },
+                },
+                ignored: notApplied(['pgBouncer']),
+              });
+            },
             // Maintenance mode: nothing is started, stopped or promoted automatically.
             paused: readPause,
             pause: readPause,
@@ -321,6 +344,7 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
     disableDefaultPodScheduling,
     instanceSets: instanceSetScheduling,
     ...(backups === undefined ? {} : { backups }),
+    ...(routerReplicas === undefined ? {} : { routerReplicas }),
   };
 }
 

@@ -7,6 +7,7 @@ export {
   ETCD_MEMBER_COUNTS,
   LOCAL_POSTGRES_VERSION,
   MAX_LOCAL_MEMBERS,
+  MAX_ROUTER_REPLICAS,
   parseClusterSpec,
   RECOMMENDED_API_VERSION,
 } from './cluster-spec.js';
@@ -44,7 +45,9 @@ export type {
   ReadAgentSettingsResult,
 } from './agent-config.js';
 export { dnsLabelProblem, MAX_NAME_LENGTH } from './dns-label.js';
-export { loadAgentConfig, loadClusterSpec, loadNodesFile, loadRouterConfig } from './load-spec-files.js';
+export { loadAgentConfig, loadClusterSpec, loadNodeConfig, loadNodesFile, loadRouterConfig } from './load-spec-files.js';
+export { NODE_CONFIG_DEFAULTS, parseNodeConfig } from './node-config.js';
+export type { NodeConfig, ParseNodeConfigResult } from './node-config.js';
 export { parseNodesFile } from './nodes-file.js';
 export type { NodesFile, ParseNodesFileResult } from './nodes-file.js';
 export { parseRouterConfig, ROUTER_CONFIG_ENV, ROUTER_CONFIG_TABLE, ROUTER_DEFAULTS, ROUTER_SETTINGS, routerSettings, stringifyRouterConfig } from './router-config.js';

@@ -4,6 +4,8 @@ import { parseAgentConfig, withRunAsUserDefault } from './agent-config.js';
 import type { ParseAgentConfigResult } from './agent-config.js';
 import { parseClusterSpec } from './cluster-spec.js';
 import type { ParseClusterSpecResult } from './cluster-spec.js';
+import { parseNodeConfig } from './node-config.js';
+import type { ParseNodeConfigResult } from './node-config.js';
 import { parseNodesFile } from './nodes-file.js';
 import type { ParseNodesFileResult } from './nodes-file.js';
 import type { SpecError } from './spec-error.js';
@@ -40,6 +42,12 @@ export async function loadAgentConfig(path: string, env: Readonly<Record<string,
 export async function loadRouterConfig(path: string, env: Readonly<Record<string, string | undefined>>): Promise<ParseRouterConfigResult> {
   const text = await readSpecFile(path, 'router config');
   return typeof text === 'string' ? parseRouterConfig(text, path, env) : { ok: false, errors: [text] };
+}
+
+/** Reads and validates a node daemon's config file (`warden node --config`). */
+export async function loadNodeConfig(path: string): Promise<ParseNodeConfigResult> {
+  const text = await readSpecFile(path, 'node config');
+  return typeof text === 'string' ? parseNodeConfig(text, path) : { ok: false, errors: [text] };
 }
 
 async function readSpecFile(path: string, what: string): Promise<string | SpecError> {

@@ -1,0 +1,222 @@
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import { Option, type Command } from 'commander';
+import { sleep } from '../core/deadline.js';
+import { WardenError } from '../core/errors.js';
+import { planCluster, type Plan } from '../controller/plan.js';
+import { CONTROL_PREFIX, nodeKey, nodeSettingsKey, parseControlSnapshot, secretsKey, specKey, type ClusterSecrets, type ControlSnapshot, type NodeSettings, type StoredSpec } from '../controller/records.js';
+import { observationOf, parseStoredSpecs, planInputFromSnapshot } from '../controller/snapshot-plan.js';
+import { readStateFile } from '../controller/state-file.js';
+import { EtcdClient } from '../dcs/etcd-client.js';
+import { clusterPrefix, parseClusterView } from '../ha/index.js';
+import { formatSpecError, loadClusterSpec, parseClusterSpec } from '../spec/index.js';
+import { readEtcdFiles } from './etcd-files.js';
+import { etcdOptionsFromEnv } from './target.js';
+
+// `warden apply`, `get`, `delete cluster` and `node cordon|uncordon|drain`: they read and write the
+// control plane's keys in etcd (docs/architecture.md, "DCS keys"), never a node's files.
+
+interface EtcdOptions {
+  etcd?: string;
+  dir?: string;
+}
+
+const CALL_TIMEOUT_MS = 5_000;
+const DEFAULT_NODE_LOST_MS = 30_000;
+
+/** etcd from `--etcd URLS` (credentials from WARDEN_ETCD_* variables) or from `--dir`'s state.json. */
+export async function controlClient(o: EtcdOptions): Promise<EtcdClient> {
+  if (o.etcd !== undefined) {
+    const endpoints = o.etcd.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const u of endpoints) if (!/^https?:\/\/[^/]+$/.test(u)) throw new WardenError('config-invalid', `--etcd: not an http(s)://host:port URL: ${u}`);
+    return new EtcdClient({ endpoints, defaultTimeoutMs: CALL_TIMEOUT_MS, ...etcdOptionsFromEnv(process.env) });
+  }
+  const dir = resolve(o.dir ?? '.warden');
+  const state = await readStateFile(dir);
+  if (state === undefined) throw new WardenError('config-invalid', `give --etcd URLS (no state.json in ${dir})`);
+  const a = state.etcdAuth;
+  return new EtcdClient({ endpoints: state.etcd, defaultTimeoutMs: CALL_TIMEOUT_MS, ...(a === undefined ? {} : readEtcdFiles({ username: a.username, passwordFile: a.passwordFile })) });
+}
+
+export async function readControl(client: EtcdClient): Promise<ControlSnapshot> {
+  const raw = await client.range(CONTROL_PREFIX, { timeoutMs: CALL_TIMEOUT_MS });
+  return parseControlSnapshot(raw.revision, raw.kvs);
+}
+
+function withEtcd(cmd: Command): Command {
+  return cmd.option('--etcd <urls>', 'etcd endpoints, comma-separated (credentials: WARDEN_ETCD_USERNAME, WARDEN_ETCD_PASSWORD_FILE)').option('--dir <dir>', 'a `warden up` runtime dir whose etcd to use');
+}
+
+const out = (s: string): void => void process.stdout.write(`${s}\n`);
+const err = (s: string): void => void process.stderr.write(`${s}\n`);
+
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
+}
+
+/** The plan `warden apply` shows: members per node, what changes, what stays Pending and why. */
+export function renderApplyPlan(cluster: string, plan: Plan, current: readonly { kind: string; name: string; node: string }[]): string {
+  const lines: string[] = [];
+  const where = new Map(current.map((a) => [`${a.kind}/${a.name}`, a.node]));
+  for (const c of plan.changes) if (c.kind === 'assign') where.set(`${c.workload}/${c.name}`, c.node);
+  for (const c of plan.changes) if (c.kind === 'unassign') where.delete(`${c.workload}/${c.name}`);
+  const byNode = new Map<string, string[]>();
+  for (const [k, n] of [...where].sort()) byNode.set(n, [...(byNode.get(n) ?? []), k.replace(/^member\//, '').replace(/^router\//, 'router ')]);
+  lines.push(`cluster ${cluster}: ${plan.desired.members} member(s), ${plan.desired.routers} router(s)`);
+  for (const [n, ws] of [...byNode].sort()) lines.push(`  ${n}: ${ws.join(', ')}`);
+  if (plan.changes.length === 0) lines.push('changes: none');
+  else for (const c of plan.changes) lines.push(`  ${c.kind === 'switchover' ? `switchover ${c.from} → ${c.candidate}` : `${c.kind} ${c.workload} ${c.name} ${c.kind === 'assign' ? '→' : 'from'} ${c.node}`}: ${c.reason.message}`);
+  for (const p of plan.pending) lines.push(`  Pending ${p.kind} ${p.name}: ${p.reason.message}`);
+  for (const w of plan.waiting) lines.push(`  waiting: ${w.message}`);
+  return lines.join('\n');
+}
+
+function newSecrets(): ClusterSecrets {
+  const pw = (): string => randomBytes(18).toString('base64url');
+  return { superuser: { username: 'postgres', password: pw() }, replication: { username: 'replicator', password: pw() }, restApi: { username: 'warden', password: pw() } };
+}
+
+/** `warden apply`: exit 0 stored (or unchanged), 1 not converged within --timeout with --wait, 2 invalid spec (nothing changed). */
+export async function runApply(o: EtcdOptions & { file: string; wait: boolean; timeoutSeconds: number }): Promise<number> {
+  const loaded = await loadClusterSpec(o.file);
+  if (!loaded.ok) {
+    for (const e of loaded.errors) err(formatSpecError(e));
+    err('nothing was changed');
+    return 2;
+  }
+  for (const n of loaded.notices) err(formatSpecError(n));
+  const spec = loaded.spec;
+  const text = await readFile(o.file, 'utf8');
+  const client = await controlClient(o);
+  try {
+    const snap = await readControl(client);
+    const stored = snap.specs.get(spec.name);
+    const storedParsed = stored === undefined ? undefined : parseClusterSpec(stored.text, stored.file);
+    const unchanged = storedParsed?.ok === true && isDeepStrictEqual(storedParsed.spec, spec);
+    const generation = stored === undefined ? 1 : unchanged ? stored.generation : stored.generation + 1;
+    const prefix = clusterPrefix(spec.name);
+    const rawView = await client.range(prefix, { timeoutMs: CALL_TIMEOUT_MS });
+    const view = parseClusterView(prefix, rawView.revision, rawView.kvs);
+    if (stored === undefined && (view.initialize !== undefined || view.members.size > 0)) {
+      throw new WardenError('conflict', `cluster ${spec.name} has keys in this etcd but no stored spec: a \`warden up\` cluster, or a deleted one whose members are still being removed (\`warden get clusters\`); nothing was changed`);
+    }
+    const plan = planCluster(planInputFromSnapshot(snap, parseStoredSpecs(snap), spec, generation, observationOf(view), new Map(), DEFAULT_NODE_LOST_MS));
+    out(renderApplyPlan(spec.name, plan, snap.assignments.get(spec.name) ?? []));
+    if (unchanged) {
+      out(`spec unchanged (generation ${generation}): nothing stored`);
+    } else {
+      const record: StoredSpec = { cluster: spec.name, generation, text, file: resolve(o.file), uid: stored?.uid ?? randomBytes(8).toString('hex'), appliedAtMs: Date.now() };
+      const ok = stored === undefined ? await client.create(specKey(spec.name), JSON.stringify(record)) : await client.compareAndSwap(specKey(spec.name), JSON.stringify(record), stored.modRevision);
+      if (!ok) throw new WardenError('conflict', `the stored spec of ${spec.name} changed while this apply ran; nothing was stored — apply again`);
+      // Created once: members of one cluster must share them, and an apply must never rotate them under running agents.
+      await client.create(secretsKey(spec.name), JSON.stringify(newSecrets()));
+      out(`stored spec ${spec.name} generation ${generation}`);
+    }
+    if (!o.wait) return 0;
+    return await waitConverged(client, spec.name, generation, o.timeoutSeconds * 1000);
+  } finally {
+    client.close();
+  }
+}
+
+async function waitConverged(client: EtcdClient, cluster: string, generation: number, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    // A failed read is retried on the next poll; the deadline bounds the wait.
+    const status = (await readControl(client).catch(() => undefined))?.statuses.get(cluster);
+    if (status !== undefined && status.generation >= generation) {
+      const line = `${status.ready}/${status.desired} members ready, ${status.routers.placed}/${status.routers.desired} routers placed${status.pending.length > 0 ? `, ${status.pending.length} Pending` : ''}`;
+      if (line !== last) out(line);
+      last = line;
+      if (status.ready === status.desired && status.pending.length === 0 && status.inProgress.length === 0 && status.routers.placed === status.routers.desired) return 0;
+    }
+    if (Date.now() >= deadline) {
+      err(`not converged within ${Math.round(timeoutMs / 1000)} s`);
+      for (const p of status?.pending ?? []) err(`  Pending ${p.name}: ${p.reason.message}`);
+      for (const r of status?.inProgress ?? []) err(`  in progress: ${r.message}`);
+      if (status?.lastError !== null && status?.lastError !== undefined) err(`  last error: ${status.lastError}`);
+      return 1;
+    }
+    await sleep(1_000);
+  }
+}
+
+/** Registers apply, get, delete and the node subcommands (cordon, uncordon, drain) on `program`. */
+export function registerClusterCommands(program: Command, node: Command): void {
+  withEtcd(program.command('apply'))
+    .description('validate a cluster spec, show the plan, and store it for the controller (re-applying an unchanged spec changes nothing)')
+    .requiredOption('-f, --file <cluster.yaml>', 'cluster spec')
+    .option('--wait', 'return once every member is ready (or print what is Pending at the timeout)', false)
+    .option('--timeout <seconds>', 'with --wait', '600')
+    .action(async (o: EtcdOptions & { file: string; wait: boolean; timeout: string }) => {
+      process.exitCode = await runApply({ ...o, timeoutSeconds: Number(o.timeout) });
+    });
+
+  withEtcd(program.command('get'))
+    .description('clusters stored with `warden apply`, or registered nodes')
+    .argument('<what>', 'clusters | nodes')
+    .addOption(new Option('--format <format>', 'output format').choices(['pretty', 'json']).default('pretty'))
+    .action(async (what: string, o: EtcdOptions & { format: string }) => {
+      if (what !== 'clusters' && what !== 'nodes') throw new WardenError('config-invalid', `get: expected clusters or nodes, got ${JSON.stringify(what)}`);
+      const client = await controlClient(o);
+      try {
+        const snap = await readControl(client);
+        for (const [key, why] of snap.invalid) err(`invalid record ${key}: ${why}`);
+        if (what === 'clusters') {
+          const rows = [...snap.specs.values()].map((s) => ({ name: s.cluster, generation: s.generation, uid: s.uid, file: s.file, status: snap.statuses.get(s.cluster) ?? null }));
+          if (o.format === 'json') return out(JSON.stringify(rows, null, 2));
+          out(table([['NAME', 'GENERATION', 'READY', 'ROUTERS', 'PENDING', 'LAST ERROR'], ...rows.map((r) => [r.name, String(r.generation), r.status === null ? '-' : `${r.status.ready}/${r.status.desired}`, r.status === null ? '-' : `${r.status.routers.placed}/${r.status.routers.desired}`, r.status === null ? '-' : String(r.status.pending.length), r.status?.lastError ?? ''])]));
+          for (const r of rows) for (const p of r.status?.pending ?? []) out(`  ${r.name}: Pending ${p.name}: ${p.reason.message}`);
+          return;
+        }
+        const rows = [...snap.nodes.values()].map(({ record }) => ({ ...record, settings: snap.nodeSettings.get(record.name) ?? null, controller: snap.controller?.node === record.name }));
+        if (o.format === 'json') return out(JSON.stringify(rows, null, 2));
+        out(table([['NAME', 'SCHEDULING', 'WORKLOADS', 'CONTROLLER', 'VERSION', 'LABELS'], ...rows.map((r) => [r.name, r.settings?.drain === true ? 'draining' : r.settings?.unschedulable === true ? 'cordoned' : 'schedulable', r.workloads.map((w) => `${w.name}:${w.state}`).join(',') || '-', r.controller ? 'active' : '', r.version, Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(',')])]));
+      } finally {
+        client.close();
+      }
+    });
+
+  withEtcd(program.command('delete'))
+    .description('delete a cluster stored with `warden apply`: its members are stopped and their data moved aside on their nodes')
+    .argument('<what>', 'cluster')
+    .argument('<name>', 'the cluster name')
+    .requiredOption('--confirm <name>', 'the cluster name again')
+    .action(async (what: string, name: string, o: EtcdOptions & { confirm: string }) => {
+      if (what !== 'cluster') throw new WardenError('config-invalid', `delete: expected "cluster", got ${JSON.stringify(what)}`);
+      if (o.confirm !== name) throw new WardenError('config-invalid', `--confirm ${JSON.stringify(o.confirm)} does not match the cluster name ${JSON.stringify(name)}; nothing was deleted`);
+      const client = await controlClient(o);
+      try {
+        const stored = (await readControl(client)).specs.get(name);
+        if (stored === undefined) throw new WardenError('not-found', `no stored spec for cluster ${name}`);
+        if (!(await client.delete(specKey(name), { expectModRevision: stored.modRevision }))) throw new WardenError('conflict', `the spec of ${name} changed meanwhile; nothing was deleted`);
+        out(`cluster ${name} deleted: the controller removes its members and routers`);
+      } finally {
+        client.close();
+      }
+    });
+
+  const settings = (mode: 'cordon' | 'uncordon' | 'drain'): void => {
+    withEtcd(node.command(mode))
+      .description(mode === 'cordon' ? 'place nothing new on NODE' : mode === 'uncordon' ? 'let NODE take new workloads again (and stop draining it)' : 'move every member off NODE (a primary by switchover first); implies cordon')
+      .argument('<node>', 'node name')
+      .action(async (name: string, o: EtcdOptions) => {
+        const client = await controlClient(o);
+        try {
+          if ((await client.get(nodeKey(name))) === undefined) err(`note: node ${name} is not registered now; the setting applies when it is`);
+          const s: NodeSettings = { unschedulable: mode !== 'uncordon', drain: mode === 'drain', updatedAtMs: Date.now() };
+          await client.put(nodeSettingsKey(name), JSON.stringify(s));
+          out(`node ${name}: ${mode === 'uncordon' ? 'schedulable' : mode === 'cordon' ? 'cordoned' : 'draining'}`);
+        } finally {
+          client.close();
+        }
+      });
+  };
+  settings('cordon');
+  settings('uncordon');
+  settings('drain');
+}

@@ -1,0 +1,284 @@
+import { clusterInstances, placeInstances } from '../placement/index.js';
+import type { InstanceToPlace, Occupant, Placement, PlacementNode, Taint } from '../placement/index.js';
+import type { ClusterSpec } from '../spec/index.js';
+import type { ReasonRecord, WorkloadKind } from './records.js';
+
+// The controller's pure plan (docs/architecture.md, "Nodes and the controller"): the desired state
+// (a stored spec), what exists (nodes, assignments) and what agents report (leader, member states)
+// in; the changes to make, each with its reason, out. No I/O, no clock: `nowMs` comes in. The
+// apply step writes the changes with compare-and-swap; the next pass plans again from a fresh read
+// (level-triggered), so a change that failed or was overtaken is simply planned again.
+
+/** A node as the plan sees it: its record (when its daemon is alive) and its settings. */
+export interface PlanNode {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly taints: readonly Taint[];
+  /** Cordoned or draining: nothing new is placed on it. */
+  readonly unschedulable: boolean;
+  /** Draining: what it runs is moved off. */
+  readonly drain: boolean;
+  readonly capacity: number;
+}
+
+/** One assignment as it exists now (its revision is the precondition of any change to it). */
+export interface CurrentAssignment {
+  readonly kind: WorkloadKind;
+  readonly name: string;
+  readonly node: string;
+  readonly modRevision: number;
+}
+
+/** What the agents of the cluster report: the leader key and each member's role and state. */
+export interface ClusterObservation {
+  readonly leader?: string;
+  readonly members: ReadonlyMap<string, { readonly role: string; readonly state: string }>;
+  /** A switchover or failover is already requested (the `failover` key exists). */
+  readonly failoverPending: boolean;
+}
+
+export interface PlanInput {
+  readonly spec: ClusterSpec;
+  readonly generation: number;
+  /** Nodes whose daemon is registered (alive). */
+  readonly nodes: readonly PlanNode[];
+  /** How long each node that is not registered has been seen missing, by name. */
+  readonly lostForMs: ReadonlyMap<string, number>;
+  readonly assignments: readonly CurrentAssignment[];
+  /** Workloads of other clusters, for anti-affinity, spread and capacity. */
+  readonly occupants: readonly Occupant[];
+  readonly observation: ClusterObservation;
+  /** Members of a node lost for longer than this are placed elsewhere (nodeLostSeconds, default 30). */
+  readonly nodeLostMs: number;
+}
+
+/** One change to make, with its precondition. */
+export type PlannedChange =
+  | {
+      readonly kind: 'assign';
+      readonly workload: WorkloadKind;
+      readonly name: string;
+      readonly node: string;
+      /** Set when it moves: the revision of the assignment it replaces. */
+      readonly from?: { readonly node: string; readonly modRevision: number };
+      readonly reason: ReasonRecord;
+    }
+  | { readonly kind: 'unassign'; readonly workload: WorkloadKind; readonly name: string; readonly node: string; readonly modRevision: number; readonly reason: ReasonRecord }
+  | { readonly kind: 'switchover'; readonly from: string; readonly candidate: string; readonly reason: ReasonRecord };
+
+export interface Plan {
+  readonly changes: readonly PlannedChange[];
+  /** Members and routers no node accepts, with the rule each node broke. */
+  readonly pending: readonly { readonly name: string; readonly kind: WorkloadKind; readonly reason: ReasonRecord }[];
+  /** What the plan waits on before it can change more (a switchover, a node that may come back). */
+  readonly waiting: readonly ReasonRecord[];
+  readonly desired: { readonly members: number; readonly routers: number };
+  /** Members whose agent reports running as primary, or streaming as a replica. */
+  readonly ready: number;
+}
+
+export const DEFAULT_NODE_LOST_SECONDS = 30;
+/** Routers when the spec does not say: two across hosts (no single point of failure), fewer with fewer nodes. */
+export const DEFAULT_ROUTER_REPLICAS = 2;
+const HOSTNAME = 'kubernetes.io/hostname';
+const ROUTER_LABEL = 'warden.dev/router';
+
+/** Router names of a cluster: `<cluster>-router-1..N`. */
+export function routerName(cluster: string, index: number): string {
+  return `${cluster}-router-${index}`;
+}
+
+/** True when a member's agent reports it serving: a running primary or a streaming replica. */
+export function isReady(m: { readonly role: string; readonly state: string } | undefined): boolean {
+  return m !== undefined && ((m.role === 'primary' && m.state === 'running') || (m.role === 'replica' && m.state === 'streaming'));
+}
+
+/** What the router instances of a cluster look like to placement: at most one per host. */
+export function routerInstance(cluster: string, namespace: string, name: string): InstanceToPlace {
+  const labels = { [ROUTER_LABEL]: cluster, 'warden.dev/cluster': cluster };
+  return {
+    member: name,
+    instanceSet: 'router',
+    namespace,
+    labels,
+    nodeSelector: {},
+    affinity: { podAntiAffinity: { required: [{ labelSelector: { matchLabels: { [ROUTER_LABEL]: cluster }, matchExpressions: [] }, namespaces: [], topologyKey: HOSTNAME }], preferred: [] } },
+    tolerations: [],
+    topologySpreadConstraints: [],
+  };
+}
+
+/** The workloads of a cluster as occupants of their nodes (for other clusters' plans, and its own kept ones). */
+export function clusterOccupants(spec: ClusterSpec, assignments: readonly { kind: WorkloadKind; name: string; node: string }[]): Occupant[] {
+  const instances = new Map(clusterInstances(spec).map((i) => [i.member, i]));
+  /** A member the spec no longer names (scaled away): labelled as its instance set's members are. */
+  const formerMember = (name: string): InstanceToPlace | undefined => {
+    const set = spec.instanceSets.length === 1 ? spec.instanceSets[0] : spec.instanceSets.find((x) => name.startsWith(`${spec.name}-${x.name}-`));
+    if (set === undefined) return undefined;
+    return clusterInstances({ ...spec, members: [{ name, instanceSet: set.name }] })[0];
+  };
+  return assignments.map((a) => {
+    const inst = a.kind === 'member' ? (instances.get(a.name) ?? formerMember(a.name)) : routerInstance(spec.name, spec.namespace, a.name);
+    return {
+      name: a.name,
+      node: a.node,
+      namespace: spec.namespace,
+      labels: inst?.labels ?? { 'warden.dev/cluster': spec.name },
+      ...(inst?.affinity === undefined ? {} : { affinity: inst.affinity }),
+      terminating: false,
+    };
+  });
+}
+
+const reason = (code: string, message: string): ReasonRecord => ({ code, message });
+
+/**
+ * Plans one pass over one cluster: places new members and routers (the placement engine), removes
+ * what the spec no longer asks for (never the leader: a switchover comes first), moves what runs on
+ * a draining node (a leader by switchover first) or on a node lost for longer than nodeLostMs, and
+ * leaves Pending, with each node's reason, what no node accepts. Pure.
+ */
+export function planCluster(input: PlanInput): Plan {
+  const { spec, observation: obs } = input;
+  const alive = new Map(input.nodes.map((n) => [n.name, n]));
+  const changes: PlannedChange[] = [];
+  const waiting: ReasonRecord[] = [];
+  const pending: { name: string; kind: WorkloadKind; reason: ReasonRecord }[] = [];
+  const desiredMembers = new Set(spec.members.map((m) => m.name));
+  const members = input.assignments.filter((a) => a.kind === 'member');
+  const routers = input.assignments.filter((a) => a.kind === 'router');
+  const leader = obs.leader;
+  // A switchover is asked for at most once per pass, and not while one is pending.
+  let switchoverAsked = obs.failoverPending;
+  /** A member that stays and serves, to hand the leader to; undefined when none. */
+  const candidateFor = (from: string, leaving: ReadonlySet<string>): string | undefined =>
+    spec.members.map((m) => m.name).find((n) => n !== from && !leaving.has(n) && obs.members.get(n)?.role === 'replica' && isReady(obs.members.get(n)));
+  const askSwitchover = (from: string, leaving: ReadonlySet<string>, why: string): void => {
+    if (switchoverAsked) {
+      waiting.push(reason('waiting-for-switchover', `${from} leads; waiting for the switchover away from it before it ${why}`));
+      return;
+    }
+    const candidate = candidateFor(from, leaving);
+    if (candidate === undefined) {
+      waiting.push(reason('no-switchover-candidate', `${from} leads and no other member streams to take over; it ${why} once one does`));
+      return;
+    }
+    switchoverAsked = true;
+    changes.push({ kind: 'switchover', from, candidate, reason: reason('switchover-before-move', `switchover from ${from} to ${candidate} before ${from} ${why}`) });
+  };
+
+  // Members that must leave their node: the spec no longer has them, their node drains, or their node is lost.
+  const removed = members.filter((a) => !desiredMembers.has(a.name));
+  const leaving = new Set(removed.map((a) => a.name));
+  for (const a of removed) {
+    if (a.name === leader) askSwitchover(a.name, leaving, 'is removed (scale down)');
+    else changes.push({ kind: 'unassign', workload: 'member', name: a.name, node: a.node, modRevision: a.modRevision, reason: reason('scale-down', `${a.name} is not in spec generation ${input.generation}: removed from ${a.node}`) });
+  }
+  const toPlace: { name: string; from?: CurrentAssignment; why: ReasonRecord }[] = [];
+  const kept: CurrentAssignment[] = [];
+  for (const m of spec.members) {
+    const a = members.find((x) => x.name === m.name);
+    if (a === undefined) {
+      toPlace.push({ name: m.name, why: reason('new-member', `${m.name} is in spec generation ${input.generation} and runs nowhere yet`) });
+      continue;
+    }
+    const node = alive.get(a.node);
+    if (node === undefined) {
+      const lostMs = input.lostForMs.get(a.node) ?? 0;
+      if (lostMs < input.nodeLostMs) {
+        waiting.push(reason('node-lost-waiting', `node ${a.node} of ${m.name} is gone for ${Math.round(lostMs / 1000)} s; replaced after ${Math.round(input.nodeLostMs / 1000)} s`));
+        kept.push(a);
+      } else if (a.name === leader) {
+        // The leader key outlives its node only until its lease expires; failover comes first.
+        waiting.push(reason('node-lost-leader', `${m.name} on lost node ${a.node} still holds the leader key; waiting for the failover`));
+        kept.push(a);
+      } else {
+        toPlace.push({ name: m.name, from: a, why: reason('node-lost', `node ${a.node} of ${m.name} is gone for more than ${Math.round(input.nodeLostMs / 1000)} s: re-created on another node`) });
+      }
+      continue;
+    }
+    if (node.drain) {
+      if (a.name === leader) {
+        askSwitchover(a.name, new Set([a.name]), `moves off draining node ${a.node}`);
+        kept.push(a);
+      } else {
+        toPlace.push({ name: m.name, from: a, why: reason('node-draining', `node ${a.node} drains: ${m.name} moves off it`) });
+      }
+      continue;
+    }
+    kept.push(a);
+  }
+
+  // Placement sees every other workload where it is, this cluster's kept members and routers included.
+  const keptRouters = routers.filter((r) => alive.has(r.node) && alive.get(r.node)?.drain !== true);
+  // Members on their way out still run until their node daemon stops them: they count for
+  // anti-affinity (as terminating pods do in kube-scheduler), so nothing new shares their node.
+  const leavingOccupants = clusterOccupants(spec, removed).map((o) => ({ ...o, terminating: true }));
+  const occupants = [...input.occupants, ...clusterOccupants(spec, [...kept, ...keptRouters]), ...leavingOccupants];
+  const load = new Map<string, number>();
+  for (const o of occupants) load.set(o.node, (load.get(o.node) ?? 0) + 1);
+  const placementNodes = (): PlacementNode[] => input.nodes.map((n) => ({ name: n.name, labels: n.labels, taints: n.taints, unschedulable: n.unschedulable || n.drain || (load.get(n.name) ?? 0) >= n.capacity }));
+  const explain = (p: Placement): string => {
+    const parts = p.nodes.map((v) => {
+      const n = alive.get(v.node);
+      const full = n !== undefined && !n.unschedulable && !n.drain && (load.get(n.name) ?? 0) >= n.capacity;
+      return `${v.node}: ${full ? `at capacity (${n.capacity} workloads)` : v.reason}`;
+    });
+    return parts.length === 0 ? 'no node is registered' : parts.join('; ');
+  };
+
+  if (toPlace.length > 0) {
+    const byName = new Map(clusterInstances(spec).map((i) => [i.member, i]));
+    const instances = toPlace.map((t) => byName.get(t.name)).filter((i): i is InstanceToPlace => i !== undefined);
+    const result = placeInstances({ nodes: placementNodes(), occupants, instances });
+    for (const t of toPlace) {
+      const p = result.placements.find((x) => x.member === t.name);
+      if (p?.node === null || p === undefined) {
+        pending.push({ name: t.name, kind: 'member', reason: reason('unschedulable', `${t.why.message}, but no node accepts it: ${p === undefined ? 'not placed' : explain(p)}`) });
+        continue;
+      }
+      load.set(p.node, (load.get(p.node) ?? 0) + 1);
+      changes.push({ kind: 'assign', workload: 'member', name: t.name, node: p.node, ...(t.from === undefined ? {} : { from: { node: t.from.node, modRevision: t.from.modRevision } }), reason: reason(t.why.code, `${t.why.message}: placed on ${p.node}`) });
+    }
+  }
+
+  // Routers: stateless, spread one per host; a lost or draining node's router is replaced.
+  const schedulable = input.nodes.filter((n) => !n.unschedulable && !n.drain).length;
+  const routerCount = spec.routerReplicas ?? Math.max(1, Math.min(DEFAULT_ROUTER_REPLICAS, schedulable));
+  const routerNames = Array.from({ length: routerCount }, (_, i) => routerName(spec.name, i + 1));
+  const routersToPlace: { name: string; from?: CurrentAssignment; why: ReasonRecord }[] = [];
+  for (const r of routers) {
+    if (!routerNames.includes(r.name)) changes.push({ kind: 'unassign', workload: 'router', name: r.name, node: r.node, modRevision: r.modRevision, reason: reason('scale-down', `${r.name} is beyond spec.proxy.router.replicas (${routerCount})`) });
+  }
+  for (const name of routerNames) {
+    const r = routers.find((x) => x.name === name);
+    if (r === undefined) routersToPlace.push({ name, why: reason('new-router', `${name} runs nowhere yet`) });
+    else if (alive.get(r.node)?.drain === true) routersToPlace.push({ name, from: r, why: reason('node-draining', `node ${r.node} drains: ${name} moves off it`) });
+    else if (!alive.has(r.node) && (input.lostForMs.get(r.node) ?? 0) >= input.nodeLostMs) routersToPlace.push({ name, from: r, why: reason('node-lost', `node ${r.node} of ${name} is gone: re-created on another node`) });
+  }
+  if (routersToPlace.length > 0) {
+    const result = placeInstances({ nodes: placementNodes(), occupants, instances: routersToPlace.map((r) => routerInstance(spec.name, spec.namespace, r.name)) });
+    for (const t of routersToPlace) {
+      const p = result.placements.find((x) => x.member === t.name);
+      if (p?.node === null || p === undefined) {
+        // A router that cannot move stays where it is: better a router on a draining node than none.
+        pending.push({ name: t.name, kind: 'router', reason: reason('unschedulable', `${t.why.message}, but no node accepts it: ${p === undefined ? 'not placed' : explain(p)}`) });
+        continue;
+      }
+      load.set(p.node, (load.get(p.node) ?? 0) + 1);
+      changes.push({ kind: 'assign', workload: 'router', name: t.name, node: p.node, ...(t.from === undefined ? {} : { from: { node: t.from.node, modRevision: t.from.modRevision } }), reason: reason(t.why.code, `${t.why.message}: placed on ${p.node}`) });
+    }
+  }
+
+  const ready = spec.members.filter((m) => isReady(obs.members.get(m.name))).length;
+  return { changes, pending, waiting, desired: { members: spec.members.length, routers: routerCount }, ready };
+}
+
+/** The one sentence a pass ends with (docs/architecture.md, invariant 7). */
+export function summarizePlan(cluster: string, plan: Plan): string {
+  const parts: string[] = [];
+  if (plan.changes.length > 0) parts.push(plan.changes.map((c) => c.reason.message).join('; '));
+  if (plan.pending.length > 0) parts.push(`pending: ${plan.pending.map((p) => p.name).join(', ')}`);
+  if (plan.waiting.length > 0) parts.push(`waiting: ${plan.waiting.map((w) => w.message).join('; ')}`);
+  return `${cluster}: ${parts.length === 0 ? `converged (${plan.ready}/${plan.desired.members} members ready)` : parts.join(' — ')}`;
+}

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { assignmentKey, CONTROL_KEYS, nodeKey, parseControlKey, parseControlSnapshot, specKey, statusKey, type Assignment, type NodeRecord } from './records.js';
+
+const node: NodeRecord = {
+  name: 'node-1',
+  labels: { 'kubernetes.io/hostname': 'node-1' },
+  taints: [],
+  addresses: ['127.0.0.1'],
+  capacity: { workloads: 10 },
+  version: '0.1.0',
+  daemonId: 'd1',
+  pid: 42,
+  dir: '/var/lib/warden/node-1',
+  startedAtMs: 1,
+  workloads: [{ cluster: 'app', kind: 'member', name: 'app-1', state: 'running', pid: 43, restarts: 0 }],
+};
+
+const assignment: Assignment = {
+  cluster: 'app',
+  kind: 'member',
+  name: 'app-1',
+  node: 'node-1',
+  clusterUid: 'u1',
+  generation: 1,
+  agent: { instanceSet: 'instance1', bootstrapDynamicConfig: { ttl: 10 } },
+  reason: 'placed',
+};
+
+const kv = (key: string, value: unknown): { key: string; value: string; lease: string; modRevision: number } => ({ key, value: typeof value === 'string' ? value : JSON.stringify(value), lease: '0', modRevision: 5 });
+
+describe('control-plane records', () => {
+  it('decodes a node record whose name matches its key', () => {
+    const r = parseControlKey(kv(nodeKey('node-1'), node));
+    assert.ok(r?.ok);
+    assert.equal(r.record.kind, 'node');
+  });
+
+  it('refuses a node record filed under another node name', () => {
+    const r = parseControlKey(kv(nodeKey('node-2'), node));
+    assert.deepEqual(r, { ok: false, error: 'the record names "node-1", the key "node-2"' });
+  });
+
+  it('names the field of a bad workload state', () => {
+    const bad = { ...node, workloads: [{ ...node.workloads[0], state: 'dancing' }] };
+    const r = parseControlKey(kv(nodeKey('node-1'), bad));
+    assert.equal(r?.ok, false);
+    assert.match(r.ok ? '' : r.error, /^workloads\[0\]\.state: must be one of "starting", .*got "dancing"$/);
+  });
+
+  it('refuses a taint with an unknown effect and a label that is not a string', () => {
+    const t = parseControlKey(kv(nodeKey('node-1'), { ...node, taints: [{ key: 'a', value: '', effect: 'NoWay' }] }));
+    assert.match(t?.ok === false ? t.error : '', /^taints\[0\]\.effect: must be one of/);
+    const l = parseControlKey(kv(nodeKey('node-1'), { ...node, labels: { zone: 3 } }));
+    assert.deepEqual(l, { ok: false, error: 'labels.zone: must be a string, got number' });
+  });
+
+  it('decodes an assignment only under its own key, and a member only with its agent settings', () => {
+    assert.ok(parseControlKey(kv(assignmentKey('app', 'member', 'app-1'), assignment))?.ok);
+    const elsewhere = parseControlKey(kv(assignmentKey('app', 'router', 'app-1'), assignment));
+    assert.deepEqual(elsewhere, { ok: false, error: 'the record is for /warden/_assignments/app/members/app-1, not this key' });
+    const { agent: _agent, ...bare } = assignment;
+    const noAgent = parseControlKey(kv(assignmentKey('app', 'member', 'app-1'), bare));
+    assert.deepEqual(noAgent, { ok: false, error: 'agent: is missing (a member needs its agent settings)' });
+  });
+
+  it('reports JSON that does not parse with the key', () => {
+    const snap = parseControlSnapshot(9, [kv(specKey('app'), '{oops'), kv(statusKey('app'), { cluster: 'app' })]);
+    assert.match(snap.invalid.get(specKey('app')) ?? '', /^not valid JSON/);
+    assert.equal(snap.invalid.get(statusKey('app')), 'generation: is missing');
+    assert.equal(snap.specs.size, 0);
+  });
+
+  it('gathers one snapshot: nodes, specs, assignments by cluster, the controller', () => {
+    const snap = parseControlSnapshot(9, [
+      kv(nodeKey('node-1'), node),
+      kv(specKey('app'), { cluster: 'app', generation: 2, text: 'x', file: 'app.yaml', uid: 'u1', appliedAtMs: 3 }),
+      kv(assignmentKey('app', 'member', 'app-1'), assignment),
+      kv(CONTROL_KEYS.controller, { node: 'node-1', candidateId: 'c', sinceMs: 1 }),
+      kv('/warden/_unknown/x', 'ignored'),
+    ]);
+    assert.equal(snap.nodes.get('node-1')?.record.pid, 42);
+    assert.equal(snap.specs.get('app')?.generation, 2);
+    assert.equal(snap.assignments.get('app')?.[0]?.node, 'node-1');
+    assert.equal(snap.controller?.node, 'node-1');
+    assert.equal(snap.invalid.size, 0);
+  });
+});

@@ -1,0 +1,360 @@
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { WARDEN_VERSION } from '../agent/agent.js';
+import { systemClock } from '../core/clock.js';
+import { decodeJson } from '../core/decode.js';
+import { sleep } from '../core/deadline.js';
+import { describeError, isWardenError, WardenError } from '../core/errors.js';
+import { isProcessAlive, processCommandLine, signalPid, waitForExit } from '../core/process-info.js';
+import { ControllerCandidate, type ControllerLog } from '../controller/controller.js';
+import { CONTROL_PREFIX, NODE_RECORD, nodeKey, parseControlSnapshot, type Assignment, type ClusterSecrets, type NodeRecord, type WorkloadState, type WorkloadStatus } from '../controller/records.js';
+import type { RunUser } from '../controller/runtime-layout.js';
+import { AGENT_NODE_FLAGS, isChildRunning, spawnWarden, stopChild } from '../controller/warden-child.js';
+import type { Dcs } from '../dcs/dcs.js';
+import type { NodeConfig } from '../spec/index.js';
+import { moveAside, prepareWorkload, workloadDir, workloadKey, type WorkloadFiles } from './workload-files.js';
+
+/** How the node daemon logs. */
+export type NodeLog = ControllerLog;
+
+const PASS_INTERVAL_MS = 1_000;
+const ROUTER_RESTART_DELAY_MS = 1_000;
+const AGENT_STOP_GRACE_MS = 60_000;
+const ROUTER_STOP_GRACE_MS = 10_000;
+
+/** One workload this daemon runs. */
+interface Workload {
+  assignment: Assignment;
+  child: ChildProcess | undefined;
+  files: WorkloadFiles | undefined;
+  state: WorkloadState;
+  restarts: number;
+  restartTimer: NodeJS.Timeout | undefined;
+  lastError: string | undefined;
+  /** Set once it is being removed: its exit is not restarted. */
+  removing: boolean;
+}
+
+/**
+ * The node daemon (`warden node`): registers the node under its own lease, runs a controller
+ * candidate, and runs the agents and routers the controller assigns to this node as its children —
+ * it waits on them (nothing else reaps orphans), starts a dead one again after a delay, recreates a
+ * workload whose directory vanished, moves aside (never deletes) a directory of another cluster or
+ * of a workload no longer assigned here, and publishes each workload's state in its node record.
+ * With etcd unreachable it keeps running what it runs (agents fence themselves) and retries.
+ */
+export class NodeDaemon {
+  private readonly workloads = new Map<string, Workload>();
+  private readonly daemonId = randomBytes(8).toString('hex');
+  private readonly startedAtMs = Date.now();
+  private leaseId: string | undefined;
+  private controller: ControllerCandidate | undefined;
+  private passTimer: NodeJS.Timeout | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private lastPublished = '';
+  private stopping = false;
+  private passing: Promise<void> | undefined;
+  /** The cluster passwords as last read from etcd: a restart after etcd went away still has them. */
+  private secrets: ReadonlyMap<string, ClusterSecrets> = new Map();
+  /** Removals in flight (an agent may take up to a minute to stop): a pass does not wait for them. */
+  private readonly removals = new Set<Promise<void>>();
+
+  constructor(
+    private readonly cfg: NodeConfig,
+    private readonly dcs: Dcs,
+    private readonly log: NodeLog,
+    private readonly runUser: RunUser | undefined,
+  ) {}
+
+  /** Registers (refusing a name another live daemon holds), stops leftovers of a crashed run, then runs. */
+  async start(): Promise<void> {
+    await mkdir(this.cfg.dir, { recursive: true, mode: 0o755 });
+    await this.register();
+    await writeFile(join(this.cfg.dir, 'node.pid'), `${process.pid}\n`);
+    await this.stopLeftovers();
+    this.leaseTimer = setInterval(() => void this.renew(), Math.max(250, (this.cfg.leaseTtlSeconds * 1000) / 4));
+    if (this.cfg.controller.enabled) {
+      this.controller = new ControllerCandidate({
+        dcs: this.dcs,
+        clock: systemClock,
+        node: this.cfg.name,
+        candidateId: this.daemonId,
+        log: this.log,
+        ttlMs: this.cfg.controller.ttlSeconds * 1000,
+        nodeLostMs: this.cfg.controller.nodeLostSeconds * 1000,
+      });
+      this.controller.start();
+    }
+    this.schedulePass(0);
+    this.log.info({ node: this.cfg.name, dir: this.cfg.dir, controller: this.cfg.controller.enabled }, 'node daemon running');
+  }
+
+  private record(): NodeRecord {
+    return {
+      name: this.cfg.name,
+      labels: this.cfg.labels,
+      taints: this.cfg.taints,
+      addresses: [this.cfg.address],
+      capacity: this.cfg.capacity,
+      version: WARDEN_VERSION,
+      daemonId: this.daemonId,
+      pid: process.pid,
+      dir: this.cfg.dir,
+      startedAtMs: this.startedAtMs,
+      workloads: [...this.workloads.values()].map((w) => this.statusOf(w)),
+    };
+  }
+
+  private statusOf(w: Workload): WorkloadStatus {
+    const a = w.assignment;
+    return {
+      cluster: a.cluster,
+      kind: a.kind,
+      name: a.name,
+      state: w.state,
+      pid: isChildRunning(w.child) ? (w.child.pid ?? null) : null,
+      restarts: w.restarts,
+      ...(w.files === undefined ? {} : { address: w.files.address }),
+      ...(w.lastError === undefined ? {} : { lastError: w.lastError }),
+    };
+  }
+
+  /**
+   * Creates the node key under a fresh lease. A key left by this daemon's own earlier run (same dir,
+   * its PID gone) is taken over; any other holder is waited on for one lease ttl (a dead daemon's key
+   * expires by then) and, if it is still there, the start is refused.
+   */
+  private async register(): Promise<void> {
+    const ttlMs = this.cfg.leaseTtlSeconds * 1000;
+    const lease = await this.dcs.grantLease(ttlMs, { timeoutMs: 5_000 });
+    this.leaseId = lease.id;
+    const key = nodeKey(this.cfg.name);
+    const deadline = Date.now() + ttlMs + 1_000;
+    for (;;) {
+      if (await this.dcs.create(key, JSON.stringify(this.record()), { leaseId: lease.id, timeoutMs: 5_000 })) {
+        this.lastPublished = JSON.stringify(this.record().workloads);
+        return;
+      }
+      const kv = await this.dcs.get(key, { timeoutMs: 5_000 });
+      if (kv === undefined) continue;
+      const held = decodeJson(NODE_RECORD, kv.value);
+      if (held.ok && held.value.dir === this.cfg.dir && !(await this.isLiveNodeDaemon(held.value.pid))) {
+        this.log.warn({ pid: held.value.pid }, 'the node key is left from an earlier run of this daemon: taking it over');
+        // A lease that already expired is what we hoped for; the delete below is what must succeed.
+        await this.dcs.revokeLease(kv.lease, { timeoutMs: 5_000 }).catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'could not revoke the stale node lease'));
+        await this.dcs.delete(key, { expectModRevision: kv.modRevision, timeoutMs: 5_000 });
+        continue;
+      }
+      const who = held.ok ? `pid ${held.value.pid}, dir ${held.value.dir}, started ${new Date(held.value.startedAtMs).toISOString()}` : 'an unreadable record';
+      const liveHere = held.ok && held.value.dir === this.cfg.dir;
+      if (liveHere || Date.now() >= deadline) {
+        // Unrevoked, the unused lease expires by itself within the ttl.
+        await this.dcs.revokeLease(lease.id, { timeoutMs: 5_000 }).catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'could not revoke the unused node lease'));
+        throw new WardenError('conflict', `another live node daemon is registered as ${this.cfg.name} (${who}): refusing to start a second one with the same name`);
+      }
+      await sleep(500);
+    }
+  }
+
+  private async isLiveNodeDaemon(pid: number): Promise<boolean> {
+    if (pid === process.pid || !(await isProcessAlive(pid))) return false;
+    const argv = await processCommandLine(pid);
+    return argv?.includes('node') === true;
+  }
+
+  /**
+   * Workloads a crashed earlier run left behind (their PID file names a live process whose command
+   * line names the workload's config) are stopped by PID, so that each is started once, as our child.
+   */
+  private async stopLeftovers(): Promise<void> {
+    const root = join(this.cfg.dir, 'workloads');
+    if (!existsSync(root)) return;
+    for (const cluster of await readdir(root)) {
+      for (const kind of ['members', 'routers']) {
+        const kindDir = join(root, cluster, kind);
+        if (!existsSync(kindDir)) continue;
+        for (const name of await readdir(kindDir)) {
+          const dir = join(kindDir, name);
+          const pid = Number((await readFile(join(dir, 'pid'), 'utf8').catch(() => '')).trim());
+          if (!Number.isInteger(pid) || pid <= 0 || !(await isProcessAlive(pid))) continue;
+          const argv = await processCommandLine(pid);
+          if (argv?.some((x) => x.startsWith(dir)) !== true) continue;
+          this.log.warn({ pid, dir }, 'stopping a workload left by an earlier run of this daemon; it is started again as a child');
+          signalPid(pid, 'SIGCONT');
+          signalPid(pid, 'SIGTERM');
+          if (!(await waitForExit(pid, AGENT_STOP_GRACE_MS))) signalPid(pid, 'SIGKILL');
+        }
+      }
+    }
+  }
+
+  private async renew(): Promise<void> {
+    if (this.stopping || this.leaseId === undefined) return;
+    try {
+      await this.dcs.keepAlive(this.leaseId, { timeoutMs: Math.max(500, (this.cfg.leaseTtlSeconds * 1000) / 4) });
+    } catch (e) {
+      if (!isWardenError(e, 'lease-not-found')) {
+        this.log.warn({ err: describeError(e) }, 'node lease renewal failed; retrying (workloads keep running)');
+        return;
+      }
+      this.log.warn({}, 'node lease expired: registering again');
+      this.leaseId = undefined;
+      try {
+        await this.register();
+      } catch (err) {
+        this.log.error({ err: describeError(err) }, 'registering the node again failed; retrying');
+      }
+    }
+  }
+
+  private schedulePass(delayMs: number): void {
+    if (this.stopping) return;
+    this.passTimer = setTimeout(() => {
+      this.passing = this.pass()
+        .catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'node pass failed (etcd unreachable?); workloads keep running'))
+        .finally(() => this.schedulePass(PASS_INTERVAL_MS));
+    }, delayMs);
+  }
+
+  /** One pass: what is assigned here is started, what is not is stopped and moved aside, status published. */
+  async pass(): Promise<void> {
+    const raw = await this.dcs.range(CONTROL_PREFIX, { timeoutMs: 3_000 });
+    const snap = parseControlSnapshot(raw.revision, raw.kvs);
+    for (const [key, why] of snap.invalid) this.log.warn({ key, why }, 'invalid control-plane record ignored');
+    this.secrets = snap.secrets;
+    const mine = new Map<string, Assignment>();
+    for (const list of snap.assignments.values()) for (const a of list) if (a.node === this.cfg.name) mine.set(workloadKey(a), a);
+    for (const [key, a] of mine) {
+      const w = this.workloads.get(key);
+      if (w === undefined) {
+        const fresh: Workload = { assignment: a, child: undefined, files: undefined, state: 'starting', restarts: 0, restartTimer: undefined, lastError: undefined, removing: false };
+        this.workloads.set(key, fresh);
+        this.startWorkload(key, fresh);
+      } else if (w.assignment.clusterUid !== a.clusterUid) {
+        // The cluster was deleted and applied again: the running workload belongs to the old one.
+        if (!w.removing) this.remove(key, w, 'its cluster was applied again under a new uid');
+      } else {
+        w.assignment = a;
+        // A directory deleted under a running workload: stop it; its exit brings it back, recreated.
+        if (isChildRunning(w.child) && w.files !== undefined && !existsSync(w.files.dir)) {
+          this.log.warn({ workload: key, dir: w.files.dir }, 'its directory vanished: stopping it so that it is recreated');
+          void stopChild(w.child, w.assignment.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS);
+        }
+      }
+    }
+    for (const [key, w] of this.workloads) if (!mine.has(key) && !w.removing) this.remove(key, w, 'no longer assigned to this node');
+    await this.publish();
+  }
+
+  private restartDelayMs(w: Workload): number {
+    return w.assignment.kind === 'member' ? this.cfg.restartDelaySeconds * 1000 : ROUTER_RESTART_DELAY_MS;
+  }
+
+  private startWorkload(key: string, w: Workload): void {
+    if (this.stopping || w.removing) return;
+    w.restartTimer = undefined;
+    void (async () => {
+      const files = await prepareWorkload(this.cfg, w.assignment, this.secrets.get(w.assignment.cluster), this.runUser);
+      for (const note of files.notes) this.log.warn({ workload: key }, note);
+      if (this.stopping || w.removing) return;
+      const a = w.assignment;
+      const child =
+        a.kind === 'member'
+          ? spawnWarden(['agent', '--config', files.configFile], files.outFile, { nodeFlags: AGENT_NODE_FLAGS })
+          : spawnWarden(['router', '--config', files.configFile, '--wait-for-cluster'], files.outFile, { detached: true });
+      w.child = child;
+      w.files = files;
+      w.state = 'running';
+      w.lastError = undefined;
+      if (child.pid !== undefined) await writeFile(files.pidFile, `${child.pid}\n`);
+      this.log.info({ workload: key, pid: child.pid }, `${a.kind} started`);
+      child.once('error', (e) => this.log.error({ workload: key, err: describeError(e) }, `${a.kind} failed to spawn`));
+      child.once('exit', (code, signal) => {
+        if (this.stopping || w.removing || w.child !== child) return;
+        const delayMs = this.restartDelayMs(w);
+        w.state = 'restarting';
+        w.restarts++;
+        w.lastError = `exited (${signal ?? `code ${code}`})`;
+        this.log.warn({ workload: key, code, signal, restartInMs: delayMs }, `${a.kind} exited; starting it again after the delay`);
+        this.publishSoon();
+        w.restartTimer = setTimeout(() => this.startWorkload(key, w), delayMs);
+      });
+      this.publishSoon();
+    })().catch((e: unknown) => {
+      // Whatever goes wrong (a full disk, missing secrets) is retried on a later pass; it never ends the daemon.
+      w.state = 'failed';
+      w.lastError = describeError(e);
+      const delayMs = this.restartDelayMs(w);
+      this.log.error({ workload: key, err: w.lastError, retryInMs: delayMs }, 'could not start the workload; retrying after the delay');
+      if (!this.stopping && !w.removing) w.restartTimer = setTimeout(() => this.startWorkload(key, w), delayMs);
+    });
+  }
+
+  private remove(key: string, w: Workload, why: string): void {
+    const p = this.removeWorkload(key, w, why)
+      .catch((e: unknown) => {
+        this.workloads.delete(key);
+        this.log.error({ workload: key, err: describeError(e) }, 'removing the workload failed; its directory is left in place');
+      })
+      .finally(() => this.removals.delete(p));
+    this.removals.add(p);
+  }
+
+  private async removeWorkload(key: string, w: Workload, why: string): Promise<void> {
+    w.removing = true;
+    clearTimeout(w.restartTimer);
+    w.state = 'stopping';
+    this.log.info({ workload: key, why }, 'stopping a workload');
+    await stopChild(w.child, w.assignment.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS);
+    const dir = w.files?.dir ?? workloadDir(this.cfg.dir, w.assignment);
+    if (existsSync(dir)) {
+      if (w.assignment.kind === 'member') {
+        // Data is moved aside, never deleted (invariant 5 in docs/architecture.md).
+        const to = await moveAside(this.cfg.dir, dir, `${w.assignment.cluster}-${w.assignment.name}`, why);
+        this.log.info({ workload: key, to }, 'moved its directory aside');
+      } else {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+    this.workloads.delete(key);
+  }
+
+  /** Publishes a state change now; a failure is logged and the next pass publishes again. */
+  private publishSoon(): void {
+    void this.publish().catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'publishing the node record failed; the next pass tries again'));
+  }
+
+  private async publish(): Promise<void> {
+    if (this.leaseId === undefined || this.stopping) return;
+    const record = this.record();
+    const fingerprint = JSON.stringify(record.workloads);
+    if (fingerprint === this.lastPublished) return;
+    await this.dcs.put(nodeKey(this.cfg.name), JSON.stringify(record), { leaseId: this.leaseId, timeoutMs: 3_000 });
+    this.lastPublished = fingerprint;
+  }
+
+  /** What this daemon runs, for tests. */
+  running(): { key: string; pid: number | undefined; state: WorkloadState; dir: string | undefined }[] {
+    return [...this.workloads].map(([key, w]) => ({ key, pid: isChildRunning(w.child) ? w.child.pid : undefined, state: w.state, dir: w.files?.dir }));
+  }
+
+  /** Stops the controller candidate (handing over at once), every workload, then the node lease. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearTimeout(this.passTimer);
+    clearInterval(this.leaseTimer);
+    await this.passing;
+    await this.controller?.stop();
+    for (const w of this.workloads.values()) clearTimeout(w.restartTimer);
+    await Promise.all([...this.removals]);
+    await Promise.all([...this.workloads.values()].map((w) => stopChild(w.child, w.assignment.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS)));
+    // Revoked, the node key goes at once; otherwise it expires within the lease ttl.
+    if (this.leaseId !== undefined) await this.dcs.revokeLease(this.leaseId, { timeoutMs: 3_000 }).catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'could not revoke the node lease; the node key expires with it'));
+    await rm(join(this.cfg.dir, 'node.pid'), { force: true });
+    this.log.info({}, 'node daemon stopped');
+  }
+}

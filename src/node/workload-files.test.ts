@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { Assignment, ClusterSecrets } from '../controller/records.js';
+import { DEFAULT_DYNAMIC_CONFIG } from '../ha/index.js';
+import { parseAgentConfig, parseNodeConfig, parseRouterConfig, type NodeConfig } from '../spec/index.js';
+import { prepareWorkload, workloadDir } from './workload-files.js';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function nodeConfig(): Promise<NodeConfig> {
+  const dir = await mkdtemp(join(tmpdir(), 'warden-node-'));
+  dirs.push(dir);
+  const r = parseNodeConfig(`name: node-1\ndir: ${dir}\netcd:\n  endpoints: [http://127.0.0.1:2379]\n`, 'node.yaml');
+  assert.ok(r.ok);
+  return r.config;
+}
+
+const secrets: ClusterSecrets = { superuser: { username: 'postgres', password: 's1' }, replication: { username: 'replicator', password: 'r1' }, restApi: { username: 'warden', password: 'a1' } };
+const member = (uid = 'uid-1'): Assignment => ({ cluster: 'app', kind: 'member', name: 'app-1', node: 'node-1', clusterUid: uid, generation: 1, agent: { instanceSet: 'instance1', bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG } }, reason: 'test' });
+
+describe('prepareWorkload', () => {
+  it('writes an agent config the agent reads back, with the cluster passwords in 0600 files', async () => {
+    const cfg = await nodeConfig();
+    const files = await prepareWorkload(cfg, member(), secrets, undefined);
+    const text = await readFile(files.configFile, 'utf8');
+    const parsed = parseAgentConfig(text, files.configFile, {}, { readPasswordFile: (p) => (p.endsWith('superuser.password') ? 's1\n' : p.endsWith('replication.password') ? 'r1\n' : 'a1\n') });
+    assert.ok(parsed.ok, parsed.ok ? '' : JSON.stringify(parsed.errors));
+    assert.equal(parsed.config.name, 'app-1');
+    assert.equal(parsed.config.cluster, 'app');
+    assert.equal(parsed.config.postgres.dataDir, join(files.dir, 'data'));
+    assert.match(files.address, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal((await readFile(join(files.dir, 'secrets', 'replication.password'), 'utf8')).trim(), 'r1');
+  });
+
+  it('recreates a deleted directory on the same ports', async () => {
+    const cfg = await nodeConfig();
+    const first = await prepareWorkload(cfg, member(), secrets, undefined);
+    await rm(first.dir, { recursive: true });
+    const again = await prepareWorkload(cfg, member(), secrets, undefined);
+    assert.ok(existsSync(again.configFile));
+    assert.equal(again.address, first.address);
+    assert.deepEqual(again.notes, [`created ${again.dir}`]);
+  });
+
+  it('moves aside, never deletes, a directory that holds another cluster\'s data', async () => {
+    const cfg = await nodeConfig();
+    const old = await prepareWorkload(cfg, member('uid-old'), secrets, undefined);
+    await writeFile(join(old.dir, 'precious'), 'data');
+    const fresh = await prepareWorkload(cfg, member('uid-new'), secrets, undefined);
+    assert.match(fresh.notes[0] ?? '', /moved .* aside .*another cluster's data \(uid uid-old\)/);
+    const aside = await readdir(join(cfg.dir, 'moved-aside'));
+    assert.equal(aside.length, 1);
+    assert.equal(await readFile(join(cfg.dir, 'moved-aside', aside[0] ?? '', 'precious'), 'utf8'), 'data');
+    assert.equal(existsSync(join(fresh.dir, 'precious')), false);
+  });
+
+  it('moves aside a directory of unknown origin (no workload.json) instead of using it', async () => {
+    const cfg = await nodeConfig();
+    const dir = workloadDir(cfg.dir, member());
+    await mkdir(join(dir, 'data'), { recursive: true });
+    await writeFile(join(dir, 'data', 'PG_VERSION'), '15\n');
+    const files = await prepareWorkload(cfg, member(), secrets, undefined);
+    assert.match(files.notes[0] ?? '', /files of unknown origin/);
+    assert.equal(existsSync(join(files.dir, 'data', 'PG_VERSION')), false);
+    const [aside] = await readdir(join(cfg.dir, 'moved-aside'));
+    assert.equal(existsSync(join(cfg.dir, 'moved-aside', aside ?? '', 'data', 'PG_VERSION')), true);
+  });
+
+  it('refuses a member whose cluster has no secrets yet, and writes a router config the router reads back', async () => {
+    const cfg = await nodeConfig();
+    await assert.rejects(prepareWorkload(cfg, member(), undefined, undefined), /no secrets for cluster app/);
+    const router: Assignment = { cluster: 'app', kind: 'router', name: 'app-router-1', node: 'node-1', clusterUid: 'uid-1', generation: 1, reason: 'test' };
+    const files = await prepareWorkload(cfg, router, undefined, undefined);
+    assert.equal(files.dir, workloadDir(cfg.dir, router));
+    const parsed = parseRouterConfig(await readFile(files.configFile, 'utf8'), files.configFile, {});
+    assert.ok(parsed.ok);
+    assert.equal(`${parsed.config.listen.rw.host}:${parsed.config.listen.rw.port}`, files.address);
+  });
+});

@@ -1,0 +1,180 @@
+import { existsSync } from 'node:fs';
+import { chown, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeJson, list, obj, oneOf, port, str, type Decoder } from '../core/decode.js';
+import { WardenError } from '../core/errors.js';
+import { freePorts } from '../core/free-port.js';
+import type { RunUser } from '../controller/runtime-layout.js';
+import { writeFileAtomically } from '../controller/state-file.js';
+import type { Assignment, ClusterSecrets, WorkloadKind } from '../controller/records.js';
+import { parseDynamicConfigJson } from '../ha/index.js';
+import { ROUTER_DEFAULTS, stringifyAgentConfig, stringifyRouterConfig, type NodeConfig } from '../spec/index.js';
+
+// The files of one workload a node daemon runs (docs/architecture.md, "Nodes and the controller"):
+// DIR/workloads/<cluster>/<kind>s/<name>/ with workload.json (whose cluster, which uid, its ports),
+// the agent or router config, the cluster's passwords (0600), logs, and for a member its data and
+// socket dirs. Ports are kept in DIR/ports.json, so a workload whose directory was deleted comes
+// back on the same ports.
+
+/** DIR/workloads/<cluster>/<kind>s/<name>/workload.json: marks whose data the directory holds. */
+export interface WorkloadMarker {
+  readonly cluster: string;
+  readonly clusterUid: string;
+  readonly kind: WorkloadKind;
+  readonly name: string;
+  readonly ports: readonly number[];
+}
+
+const WORKLOAD_MARKER: Decoder<WorkloadMarker> = obj({ cluster: str, clusterUid: str, kind: oneOf('member', 'router'), name: str, ports: list(port) });
+
+/** Where a workload's files are, and what the daemon needs to start it. */
+export interface WorkloadFiles {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly outFile: string;
+  readonly pidFile: string;
+  /** Where clients reach it: the agent's REST API URL, or the router's read-write address. */
+  readonly address: string;
+  /** What was recreated or moved aside, for the log. */
+  readonly notes: readonly string[];
+}
+
+/** A workload's key in the daemon's maps and in ports.json. */
+export function workloadKey(a: Pick<Assignment, 'cluster' | 'kind' | 'name'>): string {
+  return `${a.cluster}/${a.kind}s/${a.name}`;
+}
+
+export function workloadDir(nodeDir: string, a: Pick<Assignment, 'cluster' | 'kind' | 'name'>): string {
+  return join(nodeDir, 'workloads', a.cluster, `${a.kind}s`, a.name);
+}
+
+/** Ports per workload, kept for the daemon's whole life in DIR/ports.json. */
+async function portsFor(nodeDir: string, key: string, count: number, host: string): Promise<number[]> {
+  const file = join(nodeDir, 'ports.json');
+  let all: Record<string, number[]> = {};
+  try {
+    all = JSON.parse(await readFile(file, 'utf8')) as Record<string, number[]>;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new WardenError('config-invalid', `cannot read ${file}`, { cause: e });
+  }
+  const known = all[key];
+  if (Array.isArray(known) && known.length === count && known.every((p) => Number.isInteger(p))) return known;
+  const taken = new Set(Object.values(all).flat());
+  const fresh = (await freePorts(count + taken.size, host)).filter((p) => !taken.has(p)).slice(0, count);
+  all[key] = fresh;
+  await writeFileAtomically(file, `${JSON.stringify(all, null, 2)}\n`, 0o600);
+  return fresh;
+}
+
+/** Moves a directory aside (never deletes it): DIR/moved-aside/<cluster>-<name>-<time>. Returns where it went. */
+export async function moveAside(nodeDir: string, dir: string, label: string, why: string): Promise<string> {
+  const target = join(nodeDir, 'moved-aside', `${label}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  await mkdir(join(nodeDir, 'moved-aside'), { recursive: true, mode: 0o755 });
+  await rename(dir, target);
+  // A note for the human who finds it; the move itself is what matters.
+  await writeFile(join(target, 'MOVED-ASIDE.txt'), `${why}\n`);
+  return target;
+}
+
+/**
+ * Makes sure the workload's directory and files exist for this assignment: a missing directory is
+ * created (a member's agent then clones its data afresh), a directory of another cluster (another
+ * uid: a cluster deleted and applied again under the same name) is moved aside first. Config files
+ * are rewritten each time from the assignment and the node config, so they always match etcd.
+ */
+export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: ClusterSecrets | undefined, run: RunUser | undefined): Promise<WorkloadFiles> {
+  const dir = workloadDir(cfg.dir, a);
+  const notes: string[] = [];
+  const markerFile = join(dir, 'workload.json');
+  if (existsSync(dir)) {
+    // No marker (or an unreadable one) is an answer too: files of unknown origin, moved aside below.
+    const text = await readFile(markerFile, 'utf8').catch(() => undefined);
+    const marker = text === undefined ? undefined : decodeJson(WORKLOAD_MARKER, text);
+    if (marker?.ok === true && marker.value.clusterUid !== a.clusterUid) {
+      const to = await moveAside(cfg.dir, dir, `${a.cluster}-${a.name}`, `held cluster ${marker.value.cluster} uid ${marker.value.clusterUid}; the assignment is for uid ${a.clusterUid}`);
+      notes.push(`moved ${dir} aside to ${to}: it holds another cluster's data (uid ${marker.value.clusterUid})`);
+    } else if (marker?.ok !== true && (await readdir(dir)).length > 0) {
+      // Whose files these are cannot be told: keep them, out of the way.
+      const to = await moveAside(cfg.dir, dir, `${a.cluster}-${a.name}`, `no readable workload.json${marker === undefined ? '' : ` (${marker.error})`}; the assignment is for uid ${a.clusterUid}`);
+      notes.push(`moved ${dir} aside to ${to}: it holds files of unknown origin (no readable workload.json)`);
+    }
+  }
+  if (!existsSync(dir)) {
+    // Parents stay 0755 so that the PostgreSQL run user can traverse them.
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    notes.push(`created ${dir}`);
+  }
+  const key = workloadKey(a);
+  const host = cfg.address;
+  const etcdAuth = cfg.etcd.username !== undefined && cfg.etcd.passwordFile !== undefined ? { username: cfg.etcd.username, passwordFile: cfg.etcd.passwordFile } : undefined;
+  if (a.kind === 'router') {
+    const [rw, ro, admin] = await portsFor(cfg.dir, key, 3, host);
+    if (rw === undefined || ro === undefined || admin === undefined) throw new WardenError('internal', 'no free ports for the router');
+    const configFile = join(dir, 'router.yaml');
+    await writeFile(markerFile, `${JSON.stringify({ cluster: a.cluster, clusterUid: a.clusterUid, kind: a.kind, name: a.name, ports: [rw, ro, admin] } satisfies WorkloadMarker)}\n`);
+    await writeFile(
+      configFile,
+      stringifyRouterConfig({
+        cluster: a.cluster,
+        etcdEndpoints: cfg.etcd.endpoints,
+        ...(etcdAuth === undefined ? {} : { etcdFiles: etcdAuth }),
+        listen: { rw: { host, port: rw }, ro: { host, port: ro }, admin: { host, port: admin } },
+        holdTimeoutMs: ROUTER_DEFAULTS.holdTimeoutMs,
+        maxHeld: ROUTER_DEFAULTS.maxHeld,
+        roMaxLagBytes: ROUTER_DEFAULTS.roMaxLagBytes,
+        roFallbackToLeader: ROUTER_DEFAULTS.roFallbackToLeader,
+        connectTimeoutMs: ROUTER_DEFAULTS.connectTimeoutMs,
+        log: { level: cfg.log.level, file: join(dir, 'router.log') },
+      }),
+      { mode: 0o644 },
+    );
+    return { dir, configFile, outFile: join(dir, 'router.out'), pidFile: join(dir, 'pid'), address: `${host}:${rw}`, notes };
+  }
+  if (secrets === undefined) throw new WardenError('not-found', `no secrets for cluster ${a.cluster} in etcd (/warden/_secrets/${a.cluster}): \`warden apply\` creates them`);
+  const agent = a.agent;
+  if (agent === undefined) throw new WardenError('config-invalid', `assignment of ${a.name} has no agent settings`);
+  const dynamic = parseDynamicConfigJson(JSON.stringify(agent.bootstrapDynamicConfig));
+  if (typeof dynamic === 'string') throw new WardenError('config-invalid', `assignment of ${a.name}: bootstrapDynamicConfig: ${dynamic}`);
+  const [pgPort, apiPort] = await portsFor(cfg.dir, key, 2, host);
+  if (pgPort === undefined || apiPort === undefined) throw new WardenError('internal', 'no free ports for the member');
+  await writeFile(markerFile, `${JSON.stringify({ cluster: a.cluster, clusterUid: a.clusterUid, kind: a.kind, name: a.name, ports: [pgPort, apiPort] } satisfies WorkloadMarker)}\n`);
+  const secretsDir = join(dir, 'secrets');
+  await mkdir(secretsDir, { recursive: true, mode: 0o700 });
+  const pw = (name: string, value: string): Promise<string> => writeFile(join(secretsDir, name), `${value}\n`, { mode: 0o600 }).then(() => join(secretsDir, name));
+  const superFile = await pw('superuser.password', secrets.superuser.password);
+  const replFile = await pw('replication.password', secrets.replication.password);
+  const restFile = await pw('restapi.password', secrets.restApi.password);
+  const runDir = join(dir, 'run');
+  if (!existsSync(runDir)) await mkdir(runDir, { mode: 0o700 });
+  if (run !== undefined) {
+    await chown(dir, run.uid, run.gid);
+    await chown(runDir, run.uid, run.gid);
+  }
+  const configFile = join(dir, 'agent.yaml');
+  await writeFile(
+    configFile,
+    stringifyAgentConfig({
+      name: a.name,
+      cluster: a.cluster,
+      'etcd.endpoints': [...cfg.etcd.endpoints],
+      ...(etcdAuth === undefined ? {} : { 'etcd.username': etcdAuth.username, 'etcd.password_file': etcdAuth.passwordFile }),
+      'restapi.listen': { host, port: apiPort },
+      'restapi.authentication.username': secrets.restApi.username,
+      'restapi.authentication.password_file': restFile,
+      'postgresql.listen': { host, port: pgPort },
+      'postgresql.data_dir': join(dir, 'data'),
+      'postgresql.bin_dir': cfg.pgBinDir,
+      'postgresql.socket_dir': runDir,
+      ...(run === undefined ? {} : { 'postgresql.run_as_user': 'postgres' }),
+      'postgresql.authentication.superuser.username': secrets.superuser.username,
+      'postgresql.authentication.superuser.password_file': superFile,
+      'postgresql.authentication.replication.username': secrets.replication.username,
+      'postgresql.authentication.replication.password_file': replFile,
+      'bootstrap.dcs': dynamic,
+      'log.level': cfg.log.level,
+      'log.file': join(dir, 'agent.log'),
+    }),
+    { mode: 0o600 },
+  );
+  return { dir, configFile, outFile: join(dir, 'agent.out'), pidFile: join(dir, 'pid'), address: `http://${host}:${apiPort}`, notes };
+}

@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { formatSpecError, parseNodeConfig } from './index.js';
+
+describe('parseNodeConfig', () => {
+  it('reads a node config with defaults and the hostname label', () => {
+    const r = parseNodeConfig('name: node-1\ndir: /var/lib/warden/node-1\netcd:\n  endpoints: ["http://127.0.0.1:2379/"]\nlabels:\n  topology.kubernetes.io/zone: zone-a\n', 'node.yaml');
+    assert.ok(r.ok, r.ok ? '' : r.errors.map(formatSpecError).join('\n'));
+    assert.deepEqual(r.config.etcd.endpoints, ['http://127.0.0.1:2379']);
+    assert.deepEqual(r.config.labels, { 'topology.kubernetes.io/zone': 'zone-a', 'kubernetes.io/hostname': 'node-1' });
+    assert.equal(r.config.restartDelaySeconds, 5);
+    assert.deepEqual(r.config.controller, { enabled: true, nodeLostSeconds: 30, ttlSeconds: 10 });
+  });
+
+  it('reports every problem with file:line:col and the field', () => {
+    const r = parseNodeConfig('name: Node_1\ndir: relative/dir\netcd:\n  endpoints: [ftp://x]\nleaseTtlSeconds: 1\ncapacty: {}\n', 'node.yaml');
+    assert.equal(r.ok, false);
+    const lines = r.ok ? [] : r.errors.map(formatSpecError);
+    assert.ok(lines.some((l) => l.startsWith('node.yaml:1:1: name: node name "Node_1"')), lines.join('\n'));
+    assert.ok(lines.some((l) => l.startsWith('node.yaml:2:1: dir: must be an absolute path')), lines.join('\n'));
+    assert.ok(lines.some((l) => l.startsWith('node.yaml:4:3: etcd.endpoints: not an http(s)://host:port URL')), lines.join('\n'));
+    assert.ok(lines.some((l) => l.startsWith('node.yaml:5:1: leaseTtlSeconds: must be')), lines.join('\n'));
+    assert.ok(lines.some((l) => /^node\.yaml:6:1: capacty: .*capacity/.test(l)), lines.join('\n'));
+  });
+
+  it('requires name, dir and etcd', () => {
+    const r = parseNodeConfig('labels: {}\n', 'node.yaml');
+    assert.deepEqual(r.ok ? [] : r.errors.map((e) => e.field).sort(), ['dir', 'etcd.endpoints', 'name']);
+  });
+});
