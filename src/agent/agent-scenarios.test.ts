@@ -343,6 +343,17 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', { timeout:
     assert.ok(candidate !== undefined);
     return { s, old, candidate };
   };
+  /** A leader with 12 GB (about 48 s of fake time to copy at the fake's 256 MB/s) and m2 cloning it. */
+  const longCloneInFlight = async (): Promise<{ s: Scenario; m2: Member }> => {
+    const s = (scenario = new Scenario(['m1', 'm2']));
+    await s.start(['m1']);
+    const leader = await s.healthy();
+    leader.pg.growDatabase(12 * 1024 * 1024 * 1024);
+    await s.start(['m2']);
+    const m2 = s.member('m2');
+    await s.until('m2 is cloning', 5_000, () => (m2.pg.operationsInFlight() > 0 && m2.pg.facts().dataDir === 'invalid' ? true : undefined));
+    return { s, m2 };
+  };
   afterEach(async () => {
     await scenario?.stopAll();
     scenario = undefined;
@@ -569,14 +580,7 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', { timeout:
   it(
     'keeps its loop running while a long base backup is in flight (the clone runs beside the loop, not inside it)',
     async () => {
-      const s = (scenario = new Scenario(['m1', 'm2']));
-      await s.start(['m1']);
-      const leader = await s.healthy();
-      // 12 GB at the fake's 256 MB/s: a clone of about 48 s of fake time.
-      leader.pg.growDatabase(12 * 1024 * 1024 * 1024);
-      await s.start(['m2']);
-      const m2 = s.member('m2');
-      await s.until('m2 is cloning', 5_000, () => (m2.pg.operationsInFlight() > 0 && m2.pg.facts().dataDir === 'invalid' ? true : undefined));
+      const { s, m2 } = await longCloneInFlight();
       const loopWaitMs = s.config.loop_wait * 1000;
       await s.holds(10_000, () => {
         assert.ok(m2.pg.operationsInFlight() > 0, 'the clone is still in flight');
@@ -591,13 +595,7 @@ describe('agent scenarios (in-process, fake clock, fake PostgreSQL)', { timeout:
   it(
     'stops an agent in the middle of a long base backup within a loop or two: the clone is cancelled, nothing is left running, the member key goes',
     async () => {
-      const s = (scenario = new Scenario(['m1', 'm2']));
-      await s.start(['m1']);
-      const leader = await s.healthy();
-      leader.pg.growDatabase(12 * 1024 * 1024 * 1024);
-      await s.start(['m2']);
-      const m2 = s.member('m2');
-      await s.until('m2 is cloning', 5_000, () => (m2.pg.operationsInFlight() > 0 ? true : undefined));
+      const { s, m2 } = await longCloneInFlight();
       m2.stopped = true;
       const stopping = m2.agent.stop();
       try {

@@ -10,6 +10,7 @@ import type { ListMember } from '../../src/cli/list.js';
 import type { RestoreDrillOutput } from '../../src/cli/backup-commands.js';
 import { runWarden, traversableTempDir } from '../support/cli.js';
 import { listCluster, postmasterPid, processTree, readState, sql } from '../support/cluster.js';
+import { backupClusterSpec } from '../support/backup-spec.js';
 
 // Archive continuity across a failover, against real pgBackRest 2.45, PostgreSQL 15 and etcd: the
 // repository is made unwritable so the archive falls behind, the primary is killed with SIGKILL,
@@ -18,19 +19,7 @@ import { listCluster, postmasterPid, processTree, readState, sql } from '../supp
 // `.ready` before its promotion), and the backup taken before the failover must restore through
 // the timeline switch with every row.
 
-const SPEC = `apiVersion: warden.dev/v1
-kind: Cluster
-metadata:
-  name: ac
-spec:
-  instances: [{ name: instance1, replicas: 3 }]
-  warden: { etcd: { members: 1 } }
-  backups:
-    pgbackrest:
-      repos:
-        - name: repo1
-          volume: {}
-`;
+const SPEC = backupClusterSpec('ac', 3);
 
 /** Every directory under `dir`, `dir` included. */
 async function dirsUnder(dir: string): Promise<string[]> {

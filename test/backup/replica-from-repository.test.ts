@@ -5,23 +5,12 @@ import { after, before, describe, it } from 'node:test';
 import { eventually } from '../../src/core/deadline.js';
 import { runWarden, traversableTempDir } from '../support/cli.js';
 import { listCluster, sql } from '../support/cluster.js';
+import { backupClusterSpec } from '../support/backup-spec.js';
 
 // "Backups": a re-seeded replica is restored from the latest backup (standby restore) instead of a
 // pg_basebackup of the primary, then replays the archive and streams — with rows written after the
 // backup. Real pgBackRest 2.45, PostgreSQL 15 and etcd.
-const SPEC = `apiVersion: warden.dev/v1
-kind: Cluster
-metadata:
-  name: seed
-spec:
-  instances: [{ name: instance1, replicas: 2 }]
-  warden: { etcd: { members: 1 } }
-  backups:
-    pgbackrest:
-      repos:
-        - name: repo1
-          volume: {}
-`;
+const SPEC = backupClusterSpec('seed', 2);
 
 describe('replicas from the repository', { timeout: 900_000 }, () => {
   let root = '';
