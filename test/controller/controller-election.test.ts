@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { systemClock } from '../../src/core/clock.js';
-import { eventually } from '../../src/core/deadline.js';
+import { eventually, holdsFor } from '../../src/core/deadline.js';
 import { ControllerCandidate, type ControllerLog } from '../../src/controller/controller.js';
 import { CONTROL_KEYS } from '../../src/controller/records.js';
 import { EtcdClient } from '../../src/dcs/etcd-client.js';
@@ -36,10 +36,7 @@ describe('controller election against a real etcd', () => {
       return active.length === 1 ? active[0] : undefined;
     }, { timeoutMs: 10_000, what: 'one active controller' });
     // Never two at once while it holds.
-    for (let i = 0; i < 8; i++) {
-      assert.equal(candidates.filter((c) => c.isActive()).length, 1);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await holdsFor(() => assert.equal(candidates.filter((c) => c.isActive()).length, 1), { durationMs: 800, intervalMs: 100 });
     const diedAt = Date.now();
     await first.halt();
     const next = await eventually(() => candidates.find((c) => c !== first && c.isActive()), { timeoutMs: TTL_MS + 2_000, intervalMs: 50, what: 'another active controller' });
