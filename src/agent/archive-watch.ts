@@ -3,7 +3,7 @@
 // Deliberately outside the HA loop: nothing here feeds decide(), so a failing archive is reported
 // and never causes a failover or a demotion (docs/architecture.md, "Backups").
 import { ARCHIVER_QUERY, archiverStatusOfRow, nextArchiveHealth, type ArchiveHealth } from '../backup/index.js';
-import type { Clock, TimerHandle } from '../core/clock.js';
+import { runEvery, type Clock, type Periodic } from '../core/clock.js';
 import { describeError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
 import type { PostgresInstance } from '../postgres/postgres.js';
@@ -28,8 +28,7 @@ export interface ArchiveWatchDeps {
 /** Polls the archiver on the leader; `current()` is the last health seen (undefined on a replica). */
 export class ArchiveWatch {
   private last: ArchiveHealth | undefined;
-  private timer: TimerHandle | undefined;
-  private stopped = false;
+  private runner: Periodic | undefined;
   private lastError: string | undefined;
 
   constructor(private readonly deps: ArchiveWatchDeps) {}
@@ -40,19 +39,11 @@ export class ArchiveWatch {
   }
 
   start(): void {
-    this.schedule(0);
+    this.runner = runEvery(this.deps.clock, this.deps.intervalMs, () => this.tick());
   }
 
   stop(): void {
-    this.stopped = true;
-    this.deps.clock.clearTimer(this.timer);
-  }
-
-  private schedule(delayMs: number): void {
-    if (this.stopped) return;
-    this.timer = this.deps.clock.setTimer(() => {
-      void this.tick().finally(() => this.schedule(this.deps.intervalMs));
-    }, delayMs);
+    this.runner?.stop();
   }
 
   /** One look: query, remember, publish. Failures are logged once per distinct message and leave the last health in place, marked by its age. */

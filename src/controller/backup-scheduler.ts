@@ -7,7 +7,7 @@
 // Beside the HA loop, never in it: nothing here feeds decide().
 import { spawn } from 'node:child_process';
 import { abandonedOutcome, decodeSchedules, decodeSlotRecord, dueSlots, isAbandonedClaim, slotDir, slotKey, slotKeysToPrune, type BackupSchedule, type SlotRecord } from '../backup/index.js';
-import type { Clock, TimerHandle } from '../core/clock.js';
+import { runEvery, type Clock, type Periodic } from '../core/clock.js';
 import { describeError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { KEYS } from '../ha/index.js';
@@ -37,7 +37,7 @@ export interface BackupSchedulerDeps {
 
 /** The leader's backup scheduler: one tick every `intervalMs`, one backup at a time. */
 export class BackupScheduler {
-  private timer: TimerHandle | undefined;
+  private runner: Periodic | undefined;
   private stopped = false;
   /** Slots already seen claimed (by anyone): not asked about again. */
   private readonly seen = new Set<string>();
@@ -46,19 +46,12 @@ export class BackupScheduler {
   constructor(private readonly deps: BackupSchedulerDeps) {}
 
   start(): void {
-    this.schedule(0);
+    this.runner = runEvery(this.deps.clock, this.deps.intervalMs, () => this.tick());
   }
 
   stop(): void {
     this.stopped = true;
-    this.deps.clock.clearTimer(this.timer);
-  }
-
-  private schedule(delayMs: number): void {
-    if (this.stopped) return;
-    this.timer = this.deps.clock.setTimer(() => {
-      void this.tick().finally(() => this.schedule(this.deps.intervalMs));
-    }, delayMs);
+    this.runner?.stop();
   }
 
   private problem(why: string): void {

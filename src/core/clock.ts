@@ -87,3 +87,27 @@ export class FakeClock implements Clock {
     this.mono = end;
   }
 }
+
+/** A task run on a clock: once at start, then `intervalMs` after each run has finished (never overlapping). */
+export interface Periodic {
+  stop(): void;
+}
+
+/** Runs `task` now and then every `intervalMs` after it settles, until stopped (a failure of `task` is its own to log). */
+export function runEvery(clock: Clock, intervalMs: number, task: () => Promise<void>): Periodic {
+  let stopped = false;
+  let timer: TimerHandle | undefined;
+  const schedule = (delayMs: number): void => {
+    if (stopped) return;
+    timer = clock.setTimer(() => {
+      void task().finally(() => schedule(intervalMs));
+    }, delayMs);
+  };
+  schedule(0);
+  return {
+    stop() {
+      stopped = true;
+      clock.clearTimer(timer);
+    },
+  };
+}
