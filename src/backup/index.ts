@@ -12,5 +12,5 @@ export { markUnarchivedWalReady, type ArchiveContinuityReport } from './mark-una
 export { ARCHIVE_HEALTH, ARCHIVE_HEALTH_STALE_MS, ARCHIVER_QUERY, archiverStatusOfRow, describeArchiveHealth, nextArchiveHealth, type ArchiveHealth } from './archive-health.js';
 export { cronMatches, latestSlot, nextSlot, parseCron, type Cron, type CronError } from './cron.js';
 export { abandonedOutcome, decodeSchedules, decodeSlotRecord, isAbandonedClaim, dueSlots, type SchedulesRecord, readSchedule, SCHEDULE_TYPES, slotDir, slotKey, slotKeysToPrune, SLOT_LOOK_BACK_MS, SLOT_RECORD, SLOTS_KEPT, type BackupSchedule, type SlotRecord } from './backup-schedule.js';
-export { parseRestoreTarget, targetTimeMs, unreachableTarget, type ArchiveReach, type RestoreTargetOptions } from './restore-target.js';
+export { parseRestoreTarget, recoveryEndedShort, targetTimeMs, unreachableTarget, type ArchiveReach, type RecoveryEndedShort, type RestoreTargetOptions } from './restore-target.js';
 export { seedReplicaFromRepository, seedVerdict, type SeedVerdict } from './replica-seed.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BackupSet, RepositoryInfo } from './backup-repository.js';
-import { parseRestoreTarget, targetTimeMs, unreachableTarget } from './restore-target.js';
+import { parseRestoreTarget, recoveryEndedShort, targetTimeMs, unreachableTarget } from './restore-target.js';
 
 const at = (iso: string): number => Date.parse(iso);
 const set = (over: Partial<BackupSet>): BackupSet => ({
@@ -75,4 +75,22 @@ describe('restore targets', () => {
       else assert.match(why ?? '', re);
     });
   }
+});
+
+describe('a recovery that ended before its target', () => {
+  it('reads the last replayed record and commit from PostgreSQL 15\'s log', () => {
+    const log = [
+      '2026-12-02 12:40:01.100 UTC [811] LOG:  starting point-in-time recovery to 2026-12-02 12:39:58.5+00',
+      '2026-12-02 12:40:01.300 UTC [811] LOG:  redo starts at 0/5000028',
+      '2026-12-02 12:40:01.900 UTC [811] LOG:  redo done at 0/7000060 system usage: CPU: user: 0.00 s, system: 0.00 s, elapsed: 0.60 s',
+      '2026-12-02 12:40:01.900 UTC [811] LOG:  last completed transaction was at log time 2026-12-02 12:39:57.123456+00',
+      '2026-12-02 12:40:01.901 UTC [811] FATAL:  recovery ended before configured recovery target was reached',
+    ].join('\n');
+    assert.deepEqual(recoveryEndedShort(log), { redoDoneLsn: '0/7000060', lastCommitAt: '2026-12-02 12:39:57.123456+00' });
+  });
+
+  it('is undefined for a log that does not say so, and keeps what it cannot read undefined', () => {
+    assert.equal(recoveryEndedShort('LOG:  redo done at 0/7000060\nLOG:  database system is ready to accept connections'), undefined);
+    assert.deepEqual(recoveryEndedShort('FATAL:  recovery ended before configured recovery target was reached'), { redoDoneLsn: undefined, lastCommitAt: undefined });
+  });
 });

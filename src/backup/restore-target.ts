@@ -112,3 +112,25 @@ export function unreachableTarget(target: RestoreTarget, info: RepositoryInfo, r
       return undefined;
   }
 }
+
+/** Recovery that replayed every archived record without reaching its target (PostgreSQL's FATAL). */
+export interface RecoveryEndedShort {
+  /** Start LSN of the last record replayed ("redo done at"), when the log says. */
+  readonly redoDoneLsn: string | undefined;
+  /** Commit time of the last transaction replayed ("last completed transaction was at log time"). */
+  readonly lastCommitAt: string | undefined;
+}
+
+/**
+ * Reads a postmaster's log of a recovery that stopped with "recovery ended before configured
+ * recovery target was reached": every archived record was replayed and none reached the target.
+ * For a time target that the archive covers, this is a quiet period — no commit after the target
+ * anywhere in the archive — and the state at the end of the replayed WAL is the state at the
+ * target (docs/architecture.md, "Point-in-time recovery"). Undefined when the log says otherwise.
+ */
+export function recoveryEndedShort(log: string): RecoveryEndedShort | undefined {
+  if (!/recovery ended before configured recovery target was reached/.test(log)) return undefined;
+  const redo = [...log.matchAll(/redo done at ([0-9A-F]{1,8}\/[0-9A-F]{1,8})/g)].at(-1)?.[1];
+  const last = [...log.matchAll(/last completed transaction was at log time (\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?[+-]\d{2}(?::?\d{2})?)/g)].at(-1)?.[1];
+  return { redoDoneLsn: redo, lastCommitAt: last };
+}

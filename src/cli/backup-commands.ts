@@ -2,7 +2,7 @@
 // repository is local (pgBackRest 2.45 runs backup and expire where the repository is).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { chown, mkdir, readFile, rm } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import pg from 'pg';
@@ -20,6 +20,8 @@ import {
   type RestoreTarget,
   type RestoreTargetOptions,
   parseRestoreTarget,
+  recoveryEndedShort,
+  type RecoveryEndedShort,
   targetTimeMs,
   unreachableTarget,
   type SlotRecord,
@@ -553,6 +555,11 @@ export interface RestoreOutput {
   readonly recoverySeconds: number;
   readonly timeline: number;
   readonly check: { readonly sql: string; readonly value: string | null } | null;
+  /**
+   * A time target in a quiet period (no commit after it anywhere in the archive): recovered to the
+   * end of the archived WAL instead — the same rows. `lsn`: the last record replayed.
+   */
+  readonly quietPeriod: { readonly lsn: string; readonly lastCommitAt: string | undefined } | null;
 }
 
 interface RestoreOptions extends RestoreTargetOptions {
@@ -614,22 +621,41 @@ async function runRestore(o: RestoreOptions): Promise<number> {
   let done = false;
   try {
     const dataDir = join(dest, 'data');
-    const t0 = Date.now();
-    await rt.repo.restore(
-      { dataDir, target, setLabel: set.label, archiveMode: 'off', lockPath: join(dest, 'lock'), logPath: join(dest, 'log'), ...(repoIndex === undefined ? {} : { repo: repoIndex }) },
-      { timeoutMs: left() },
-    );
-    const restoreMs = Date.now() - t0;
     const socketDir = join(dest, 'run');
     await mkdir(socketDir, { mode: 0o700 });
     if (run !== undefined) await chown(socketDir, run.uid, run.gid);
-    server = await scratchServer(rt, `${rt.layout.cluster}-${o.into}`, dataDir, socketDir, run !== undefined);
-    await server.configure({ kind: 'primary' });
-    const t1 = Date.now();
-    await server.start(left());
+    let restoreMs = 0;
+    let recoveryMs = 0;
+    let quiet: { readonly lsn: string; readonly lastCommitAt: string | undefined } | undefined;
+    let attemptTarget: RestoreTarget = target;
+    for (let attempt = 1; ; attempt++) {
+      const t0 = Date.now();
+      await rt.repo.restore(
+        { dataDir, target: attemptTarget, setLabel: set.label, archiveMode: 'off', lockPath: join(dest, 'lock'), logPath: join(dest, 'log'), delta: attempt > 1, ...(repoIndex === undefined ? {} : { repo: repoIndex }) },
+        { timeoutMs: left() },
+      );
+      restoreMs += Date.now() - t0;
+      server ??= await scratchServer(rt, `${rt.layout.cluster}-${o.into}`, dataDir, socketDir, run !== undefined);
+      await server.configure({ kind: 'primary' });
+      const t1 = Date.now();
+      const outcome = await recoverScratch(server, left());
+      recoveryMs += Date.now() - t1;
+      if (outcome.kind === 'promoted') break;
+      // Every archived record was replayed and none reached the target. For a time the archive
+      // covers (checked above), that is a quiet period: no commit after it anywhere in the
+      // archive, so the end of the replayed WAL holds exactly what was committed by then. Recover
+      // to that very record (an LSN target), once.
+      if (attempt === 1 && target.kind === 'time' && outcome.ended.redoDoneLsn !== undefined) {
+        quiet = { lsn: outcome.ended.redoDoneLsn, lastCommitAt: outcome.ended.lastCommitAt };
+        attemptTarget = { kind: 'lsn', lsn: outcome.ended.redoDoneLsn };
+        continue;
+      }
+      throw new WardenError(
+        'config-invalid',
+        `${describeTarget(target)} is not in the archived WAL after backup ${set.label}: recovery replayed all of it${outcome.ended.redoDoneLsn === undefined ? '' : ` (up to LSN ${outcome.ended.redoDoneLsn})`} without reaching it; nothing was restored`,
+      );
+    }
     const restored = server;
-    await eventually(async () => ((await restored.query('SELECT pg_is_in_recovery() AS r', [], PG_QUERY_TIMEOUT_MS))[0]?.['r'] === false ? true : undefined), { timeoutMs: left(), intervalMs: 200, what: 'the restored copy to reach its target and be promoted' });
-    const recoveryMs = Date.now() - t1;
     const status = await restored.status(PG_QUERY_TIMEOUT_MS);
     let check: RestoreOutput['check'] = null;
     if (o.checkSql !== undefined) {
@@ -637,14 +663,14 @@ async function runRestore(o: RestoreOptions): Promise<number> {
       const firstRow = rows[0];
       check = { sql: o.checkSql, value: textOf(firstRow === undefined ? undefined : Object.values(firstRow)[0]) };
     }
-    const result: RestoreOutput = { into: o.into, dataDir, label: set.label, target, restoreSeconds: restoreMs / 1000, recoverySeconds: recoveryMs / 1000, timeline: status.timeline, check };
+    const result: RestoreOutput = { into: o.into, dataDir, label: set.label, target, restoreSeconds: restoreMs / 1000, recoverySeconds: recoveryMs / 1000, timeline: status.timeline, check, quietPeriod: quiet ?? null };
     await restored.stop('fast', 60_000);
     server = undefined;
     done = true;
     if (o.format === 'json') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       process.stdout.write(
-        `restored ${set.label} into ${dataDir} and recovered it to ${describeTarget(target)} (timeline ${result.timeline}) in ${result.restoreSeconds.toFixed(1)} + ${result.recoverySeconds.toFixed(1)} s; it is stopped, with archiving off\n` +
+        `restored ${set.label} into ${dataDir} and recovered it to ${describeTarget(target)}${quiet === undefined ? '' : ` (a quiet period: no commit after it in the archive${quiet.lastCommitAt === undefined ? '' : `, the last at ${quiet.lastCommitAt}`}; recovered to the end of the archived WAL, LSN ${quiet.lsn})`} (timeline ${result.timeline}) in ${result.restoreSeconds.toFixed(1)} + ${result.recoverySeconds.toFixed(1)} s; it is stopped, with archiving off\n` +
           (check === null ? '' : `check: ${check.sql} → ${check.value ?? 'no rows'}\n`),
       );
     }
@@ -654,6 +680,34 @@ async function runRestore(o: RestoreOptions): Promise<number> {
     // A restore that did not reach its target leaves nothing behind.
     if (!done) await rm(dest, { recursive: true, force: true });
   }
+}
+
+/**
+ * Waits until the scratch server has recovered to its target and promoted, or has stopped because
+ * recovery replayed every archived record without reaching the target (PostgreSQL's FATAL
+ * "recovery ended before configured recovery target was reached"). Any other stop is an error
+ * with the log's tail; never waits past `timeoutMs`.
+ */
+async function recoverScratch(server: LocalPostgres, timeoutMs: number): Promise<{ kind: 'promoted' } | { kind: 'ended-short'; ended: RecoveryEndedShort }> {
+  const logStart = await stat(server.logPath).then((s) => s.size, () => 0);
+  const stopped = async (): Promise<{ kind: 'ended-short'; ended: RecoveryEndedShort }> => {
+    const log = (await readFile(server.logPath, 'utf8').catch(() => '')).slice(logStart);
+    const ended = recoveryEndedShort(log);
+    if (ended !== undefined) return { kind: 'ended-short', ended };
+    throw new WardenError('postgres-command-failed', `the restored copy stopped during recovery; log ${server.logPath}: ${log.trimEnd().split('\n').slice(-5).join(' | ')}`);
+  };
+  try {
+    await server.start(timeoutMs);
+  } catch (e) {
+    if ((await server.processState()).kind !== 'running') return stopped();
+    throw e;
+  }
+  const outcome = await eventually(async () => {
+    if ((await server.processState()).kind !== 'running') return 'stopped' as const;
+    const r = await server.query('SELECT pg_is_in_recovery() AS r', [], PG_QUERY_TIMEOUT_MS);
+    return r[0]?.['r'] === false ? ('promoted' as const) : undefined;
+  }, { timeoutMs, intervalMs: 200, what: 'the restored copy to reach its target and be promoted' });
+  return outcome === 'promoted' ? { kind: 'promoted' } : stopped();
 }
 
 function describeTarget(t: RestoreTarget): string {

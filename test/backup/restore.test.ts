@@ -4,15 +4,18 @@ import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { eventually } from '../../src/core/deadline.js';
+import { signalPid } from '../../src/core/process-info.js';
 import type { RestoreOutput } from '../../src/cli/backup-commands.js';
 import { runWarden, traversableTempDir } from '../support/cli.js';
-import { listCluster, sql } from '../support/cluster.js';
+import { listCluster, postmasterPid, processTree, readState, sql } from '../support/cluster.js';
 
 // `warden restore --into NEW` (point-in-time recovery into a new data directory) against real
 // pgBackRest 2.45, PostgreSQL 15 and etcd. A writer commits one row per transaction and the
 // server records each commit's time (track_commit_timestamp): restoring to a row's commit time
 // yields exactly the rows committed at or before it (before it with --exclusive), and to a
-// transaction id, an LSN or a restore point exactly the rows up to there. Bad targets: exit 2, nothing created.
+// transaction id, an LSN or a restore point exactly the rows up to there. A time in a quiet period
+// (no commit after it anywhere in the archive) yields every row committed before it; a time after a
+// failover is reached on the new timeline. Bad targets: exit 2, nothing created.
 
 const SPEC = `apiVersion: warden.dev/v1
 kind: Cluster
@@ -51,6 +54,15 @@ describe('warden restore --into: point-in-time recovery (real pgBackRest, Postgr
   const restore = async (args: readonly string[]): Promise<{ code: number | null; out: RestoreOutput | undefined; stderr: string }> => {
     const r = await runWarden(['restore', '--dir', rt, '--format', 'json', ...args], { timeoutMs: 300_000 });
     return { code: r.code, out: r.code === 0 ? (JSON.parse(r.stdout) as RestoreOutput) : undefined, stderr: `${r.stdout}\n${r.stderr}` };
+  };
+  /** Switches out the current segment (after a record that is no commit) and waits until it is archived. */
+  const archiveCurrentSegment = async (at: { host: string; port: number }): Promise<void> => {
+    await sql(rt, at.host, at.port, 'CHECKPOINT');
+    const last = String((await sql(rt, at.host, at.port, 'SELECT pg_walfile_name(pg_switch_wal()) AS w')).rows[0]?.['w']);
+    await eventually(async () => {
+      const a = await sql(rt, at.host, at.port, 'SELECT last_archived_wal FROM pg_stat_archiver');
+      return String(a.rows[0]?.['last_archived_wal']).slice(8) >= last.slice(8) ? true : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 500, what: `${last} archived` });
   };
   const ids = (pred: (r: { id: number; ts: string }) => boolean): string => rows.filter(pred).map((r) => r.id).join(',');
 
@@ -124,6 +136,19 @@ describe('warden restore --into: point-in-time recovery (real pgBackRest, Postgr
     assert.equal(n.out?.check?.value, ids((y) => y.id <= 50));
   });
 
+  it('a time in a quiet period, after the last commit the archive holds: every row, and the text output says what it did', async () => {
+    // Nothing commits after this instant; only a checkpoint and a segment switch reach the archive.
+    const quiet = String((await sql(rt, leader.host, leader.port, 'SELECT clock_timestamp()::text AS t')).rows[0]?.['t']);
+    await archiveCurrentSegment(leader);
+    const r = await runWarden(['restore', '--dir', rt, '--into', 'quiet', '--time', quiet, '--check-sql', ROWS_SQL], { timeoutMs: 300_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const lines = r.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 2, r.stdout);
+    const escaped = (x: string): string => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    assert.match(lines[0] ?? '', new RegExp(`^restored \\S+ into ${escaped(join(rt, 'restores', 'quiet', 'data'))} and recovered it to ${escaped(quiet)}.* \\(timeline \\d+\\) in \\d+\\.\\d \\+ \\d+\\.\\d s; it is stopped, with archiving off$`));
+    assert.equal(lines[1], `check: ${ROWS_SQL} → ${ids(() => true)}`);
+  });
+
   it('refuses bad targets with exit 2 and creates nothing', async () => {
     const before = await readdir(join(rt, 'restores'));
     const now = String((await sql(rt, leader.host, leader.port, 'SELECT clock_timestamp()::text AS t')).rows[0]?.['t']);
@@ -134,6 +159,8 @@ describe('warden restore --into: point-in-time recovery (real pgBackRest, Postgr
       [['--into', 'badtime', '--time', 'yesterday'], /--time "yesterday": not an instant with a time zone/],
       [['--into', 'lsnearly', '--lsn', '0/1'], /--lsn 0\/1 is before the end of the first backup/],
       [['--into', 'lsnlate', '--lsn', 'FF/0'], /--lsn FF\/0 is after the latest WAL in the repository/],
+      [['--into', 'xidnever', '--xid', '99999999'], /the commit of transaction 99999999 is not in the archived WAL after backup \S+: recovery replayed all of it \(up to LSN [0-9A-F]+\/[0-9A-F]+\) without reaching it; nothing was restored/],
+      [['--into', 'nameless', '--name', 'never-made'], /restore point never-made is not in the archived WAL after backup/],
       [['--into', 'norepo', '--latest', '--repo', 'repo3'], /--repo "repo3": not a repository of cluster "pitr"/],
       [['--into', 'at-time', '--latest'], /exists already/],
       [['--into', 'Bad_Name', '--latest'], /--into "Bad_Name"/],
@@ -148,5 +175,37 @@ describe('warden restore --into: point-in-time recovery (real pgBackRest, Postgr
     }
     assert.deepEqual(await readdir(join(rt, 'restores')), before, 'nothing was created');
     assert.ok(!existsSync(join(rt, 'restores', 'early')));
+  });
+
+  it('after a failover: a time on the new timeline yields exactly the rows committed by then on either timeline', async () => {
+    const state = await readState(rt);
+    const old = (await listCluster(rt)).members.find((m) => m.role === 'leader');
+    const oldMember = state.members.find((m) => m.name === old?.name);
+    assert.ok(old !== undefined && oldMember !== undefined && oldMember.agentPid !== undefined && oldMember.agentPid !== null);
+    const pids = [...(await processTree(oldMember.agentPid))];
+    const pm = await postmasterPid(oldMember.dataDir);
+    if (pm !== undefined && !pids.includes(pm)) pids.push(...(await processTree(pm)));
+    for (const pid of pids) signalPid(pid, 'SIGKILL');
+    const next = await eventually(async () => {
+      const l = await listCluster(rt);
+      const lead = l.members.find((x) => x.role === 'leader' && x.state === 'running' && x.name !== old.name);
+      return lead !== undefined && (lead.timeline ?? 0) > (old.timeline ?? 0) ? lead : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 200, what: 'a new leader on a new timeline' });
+    leader = { host: next.host, port: next.port };
+    for (let i = 61; i <= 70; i++) await sql(rt, leader.host, leader.port, 'INSERT INTO rows VALUES ($1)', [i]);
+    const r = await sql(rt, leader.host, leader.port, 'SELECT id, xmin::text AS xid, pg_xact_commit_timestamp(xmin)::text AS ts FROM rows ORDER BY id');
+    rows = r.rows.map((x) => ({ id: Number(x['id']), xid: String(x['xid']), ts: String(x['ts']) }));
+    assert.equal(rows.length, 70, 'the 60 rows replicated long before the kill survived it');
+    await archiveCurrentSegment(leader);
+    const t = rows[64]?.ts ?? '';
+    const res = await restore(['--into', 'after-failover', '--time', t, '--check-sql', ROWS_SQL]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.out?.check?.value, ids((x) => micros(x.ts) <= micros(t)));
+    assert.ok((res.out?.timeline ?? 0) > (next.timeline ?? 0), `promoted past the new leader's timeline ${next.timeline ?? '?'}: ${res.out?.timeline ?? '?'}`);
+    // And a time before the failover still resolves on the old timeline.
+    const early = rows[19]?.ts ?? '';
+    const e = await restore(['--into', 'before-failover', '--time', early, '--check-sql', ROWS_SQL]);
+    assert.equal(e.code, 0, e.stderr);
+    assert.equal(e.out?.check?.value, ids((x) => micros(x.ts) <= micros(early)));
   });
 });
