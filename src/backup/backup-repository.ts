@@ -125,8 +125,11 @@ export interface BackupRepository {
   info(opts: BackupCallOptions): Promise<RepositoryInfo>;
   /** Restores a set into `request.dataDir`, set up to recover to `request.target` when started. */
   restore(request: RestoreRequest, opts: BackupCallOptions): Promise<void>;
-  /** Removes the sets (and their WAL) that the retention options no longer keep. */
-  expire(opts: BackupCallOptions): Promise<void>;
+  /**
+   * Removes the sets (and their WAL) that the retention options no longer keep; with `set`, that
+   * set and the sets that depend on it. `repo`: only in that repository (default every one).
+   */
+  expire(opts: BackupCallOptions & { readonly repo?: number; readonly set?: string }): Promise<void>;
   /**
    * Which of `names` (WAL files as pg_wal names them: segments, `.partial`, `.history`, `.backup`)
    * every repository holds in the current database's archive. Read-only; used just before a

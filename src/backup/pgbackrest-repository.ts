@@ -71,8 +71,9 @@ export class PgBackRestRepository implements BackupRepository {
     await this.run('restore', args, opts);
   }
 
-  async expire(opts: BackupCallOptions): Promise<void> {
-    await this.run('expire', [], opts);
+  async expire(opts: BackupCallOptions & { readonly repo?: number; readonly set?: string }): Promise<void> {
+    const args = [...(opts.repo === undefined ? [] : [`--repo=${opts.repo}`]), ...(opts.set === undefined ? [] : [`--set=${opts.set}`])];
+    await this.run('expire', args, { timeoutMs: opts.timeoutMs, ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
   }
 
   async archivedWal(names: readonly string[], opts: BackupCallOptions): Promise<ReadonlySet<string>> {

@@ -121,8 +121,9 @@ async function publishSchedules(rt: BackupRuntime): Promise<void> {
 
 // ---- the backup/running key -------------------------------------------------------------------
 
-const RUNNING_RECORD = obj({ type: oneOf(...BACKUP_TYPES), from: str, primary: str, startedAtMs: num({ min: 0 }), pid: num({ integer: true, min: 0 }) });
-type RunningRecord = { readonly type: BackupType; readonly from: string; readonly primary: string; readonly startedAtMs: number; readonly pid: number };
+// `expire` holds the same key as a backup: pgBackRest 2.45's expire may delete a backup in progress.
+const RUNNING_RECORD = obj({ type: oneOf(...BACKUP_TYPES, 'expire'), from: str, primary: str, startedAtMs: num({ min: 0 }), pid: num({ integer: true, min: 0 }) });
+type RunningRecord = { readonly type: BackupType | 'expire'; readonly from: string; readonly primary: string; readonly startedAtMs: number; readonly pid: number };
 
 async function readRunning(t: Target): Promise<RunningRecord | { invalid: string } | undefined> {
   const client = etcdClientFor(t, 3000);
@@ -144,6 +145,7 @@ async function readRunning(t: Target): Promise<RunningRecord | { invalid: string
 
 function describeRunning(r: RunningRecord | { invalid: string }): string {
   if ('invalid' in r) return `the ${KEYS.backupRunning} key is held but unreadable (${r.invalid})`;
+  if (r.type === 'expire') return `an expire of ${r.from} started at ${new Date(r.startedAtMs).toISOString()} (pid ${r.pid}) is running`;
   return `a ${r.type} backup from ${r.from} started at ${new Date(r.startedAtMs).toISOString()} (pid ${r.pid}) is running`;
 }
 
@@ -274,6 +276,63 @@ async function runBackup(o: { dir: string; type: BackupType; repo?: string; wait
   );
   if (o.format === 'json') process.stdout.write(`${JSON.stringify({ from, primary: choice.primary, set: setOutput(set) }, null, 2)}\n`);
   else process.stdout.write(`${set.type} backup ${set.label} from ${from}: ${mb(set.databaseBytes)} in ${(set.durationMs / 1000).toFixed(0)} s (${mb(set.repositoryDeltaBytes)} added to the repository)\n`);
+  return 0;
+}
+
+// ---- warden expire ----------------------------------------------------------------------------
+
+/** What `warden expire --format json` prints (names are the contract). */
+export interface ExpireOutput {
+  readonly removed: readonly SetOutput[];
+  readonly kept: readonly SetOutput[];
+  /** The WAL archive's range before and after (null: empty). */
+  readonly archiveBefore: { readonly min: string; readonly max: string } | null;
+  readonly archiveAfter: { readonly min: string; readonly max: string } | null;
+}
+
+/**
+ * `warden expire [--set LABEL] [--repo R]`: removes what the retention options no longer keep, or
+ * one set (with the sets that depend on it) — under the cluster's one backup lock, so it never
+ * runs beside a backup. The newest set is never removed by name: the recoverable window would
+ * end before it.
+ */
+async function runExpire(o: { dir: string; repo?: string; set?: string; format: string }): Promise<number> {
+  const rt = await openBackupRuntime(o.dir);
+  const repoIndex = o.repo === undefined ? undefined : repoIndexOf(rt, o.repo);
+  const before = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
+  if (o.set !== undefined) {
+    const labels = before.sets.map((x) => x.label);
+    if (!labels.includes(o.set)) {
+      throw new WardenError('config-invalid', `--set ${JSON.stringify(o.set)}: not a backup set of cluster "${rt.layout.cluster}" (${labels.length === 0 ? 'it has none' : `it has ${labels.join(', ')}`})`);
+    }
+    if (labels.at(-1) === o.set) throw new WardenError('config-invalid', `--set ${o.set} is the newest backup set; take another backup before removing it`);
+  }
+  const view = await readClusterView(rt.target).catch(() => undefined);
+  const record: RunningRecord = { type: 'expire', from: o.set ?? 'retention', primary: view?.leader?.name ?? 'unknown', startedAtMs: Date.now(), pid: process.pid };
+  await withBackupLock(rt.target, record, (signal) =>
+    rt.repo.expire({ timeoutMs: INFO_TIMEOUT_MS * 5, signal, ...(repoIndex === undefined ? {} : { repo: repoIndex }), ...(o.set === undefined ? {} : { set: o.set }) }),
+  );
+  const after = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
+  const keptLabels = new Set(after.sets.map((x) => x.label));
+  const out: ExpireOutput = {
+    removed: before.sets.filter((x) => !keptLabels.has(x.label)).map(setOutput),
+    kept: after.sets.map(setOutput),
+    archiveBefore: before.archive ?? null,
+    archiveAfter: after.archive ?? null,
+  };
+  if (o.format === 'json') {
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return 0;
+  }
+  const removedBytes = out.removed.reduce((n, x) => n + x.repositoryBytes, 0);
+  process.stdout.write(
+    out.removed.length === 0
+      ? `nothing to expire: ${o.set === undefined ? 'the retention options keep' : 'kept'} all ${out.kept.length} set(s)\n`
+      : `expired ${out.removed.length} set(s): ${out.removed.map((x) => x.label).join(', ')} (${mb(removedBytes)} in the repository); ${out.kept.length} kept\n`,
+  );
+  if (out.archiveAfter !== null && out.archiveBefore !== null && out.archiveAfter.min !== out.archiveBefore.min) {
+    process.stdout.write(`WAL archive now starts at ${out.archiveAfter.min} (was ${out.archiveBefore.min})\n`);
+  }
   return 0;
 }
 
@@ -771,6 +830,17 @@ export function registerBackupCommands(program: Command): void {
     .addOption(formatOption())
     .action(async (o: { dir: string; type: BackupType; repo?: string; wait: boolean; timeoutSeconds: number; format: string }) => {
       process.exitCode = await runBackup(o);
+    });
+
+  program
+    .command('expire')
+    .description('remove the backup sets (and their WAL) the retention options no longer keep, or one set with --set; never beside a backup')
+    .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
+    .option('--set <label>', 'remove this set and the sets that depend on it (never the newest)')
+    .option('--repo <repo>', 'the repository (repo1 … repo4, one of the spec\'s; default every one)')
+    .addOption(formatOption())
+    .action(async (o: { dir: string; set?: string; repo?: string; format: string }) => {
+      process.exitCode = await runExpire(o);
     });
 
   program

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { eventually } from '../../src/core/deadline.js';
 import { etcdClientFromState } from '../../src/controller/state-file.js';
 import type { ListOutput } from '../../src/cli/list.js';
-import type { BackupsOutput, RestoreDrillOutput } from '../../src/cli/backup-commands.js';
+import type { BackupsOutput, ExpireOutput, RestoreDrillOutput } from '../../src/cli/backup-commands.js';
 import { runWarden, traversableTempDir } from '../support/cli.js';
 import { readState, sql } from '../support/cluster.js';
 
@@ -89,6 +89,9 @@ describe('backups with pgBackRest in the local runtime (real pgBackRest, Postgre
       const r = await runWarden(['backup', '--dir', rt, '--type', 'full', '--wait'], { timeoutMs: 120_000 });
       assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
       assert.match(r.stderr, /another backup holds the cluster's backup lock: a full backup from elsewhere started at .* \(pid 1\) is running/);
+      const e = await runWarden(['expire', '--dir', rt], { timeoutMs: 120_000 });
+      assert.equal(e.code, 1, `${e.stdout}\n${e.stderr}`);
+      assert.match(e.stderr, /another backup holds the cluster's backup lock/, 'expire waits its turn too: pgBackRest may delete a backup in progress');
       await etcd.revokeLease(lease.id);
     } finally {
       etcd.close();
@@ -216,5 +219,34 @@ describe('backups with pgBackRest in the local runtime (real pgBackRest, Postgre
     }, { timeoutMs: 300_000, intervalMs: 1000, what: 'the background diff backup' });
     const diff = b.backups.find((s) => s.type === 'diff');
     assert.equal(diff?.prior, fullLabel);
+  });
+
+  it('expires: nothing that retention keeps, one set by name (never the newest), unknown sets refused with exit 2', async () => {
+    const rt = join(dir, 'rt');
+    const sets = (await backups()).backups;
+    const incr = sets.find((s) => s.type === 'incr');
+    const newest = sets.at(-1);
+    assert.ok(incr !== undefined && newest !== undefined && newest.type === 'diff', `sets: ${sets.map((s) => `${s.label} ${s.type}`).join(', ')}`);
+    const expire = async (args: readonly string[]): Promise<{ code: number | null; out: string }> => {
+      const r = await runWarden(['expire', '--dir', rt, ...args], { timeoutMs: 300_000 });
+      return { code: r.code, out: `${r.stdout}\n${r.stderr}` };
+    };
+    const unknown = await expire(['--set', '20200101-000000F']);
+    assert.equal(unknown.code, 2, unknown.out);
+    assert.match(unknown.out, /--set "20200101-000000F": not a backup set of cluster "bk" \(it has .*\)/);
+    const latest = await expire(['--set', newest.label]);
+    assert.equal(latest.code, 2, latest.out);
+    assert.match(latest.out, new RegExp(`--set ${newest.label} is the newest backup set`));
+    const repo = await expire(['--repo', 'repo7']);
+    assert.equal(repo.code, 2, repo.out);
+    const kept = await expire(['--format', 'json']);
+    assert.equal(kept.code, 0, kept.out);
+    assert.deepEqual((JSON.parse(kept.out) as ExpireOutput).removed, [], 'repo1-retention-full: 2 keeps the one full and what depends on it');
+    assert.equal((await backups()).backups.length, sets.length, 'nothing removed by the refusals either');
+    const one = await expire(['--set', incr.label]);
+    assert.equal(one.code, 0, one.out);
+    assert.match(one.out, new RegExp(`^expired 1 set\\(s\\): ${incr.label} \\([\\d.]+ MB in the repository\\); ${sets.length - 1} kept`));
+    const left = (await backups()).backups.map((s) => s.label);
+    assert.deepEqual(left, sets.filter((s) => s.label !== incr.label).map((s) => s.label), 'only the incremental set went (the diff depends on the full)');
   });
 });
