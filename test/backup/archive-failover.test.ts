@@ -100,13 +100,20 @@ describe('archive continuity across a failover (real pgBackRest, PostgreSQL, etc
     assert.ok(replica);
     assert.doesNotMatch(await (await fetch(new URL('/metrics', replica.apiUrl), { signal: AbortSignal.timeout(5000) })).text(), /^warden_archive_failing\{/m);
 
-    // Failing for a while is no reason to fail over: the same leader, the same timeline, throughout.
-    await holdsFor(async () => {
+    // Failing for two minutes is no reason to fail over: the same leader, the same timeline, and
+    // the failure reported, throughout; the recovery point only grows.
+    let lastSeconds = failing.secondsNotArchived ?? 0;
+    const samples = await holdsFor(async () => {
       const l = await listCluster(rt);
       const now = leaderOf(l.members);
       assert.equal(now.name, lead.name, 'no failover while the archive fails');
       assert.equal(now.timeline, lead.timeline);
-    }, { durationMs: 20_000, intervalMs: 1000 });
+      const a = l.archive;
+      assert.ok(a !== null && !('error' in a) && a.failing, `still reported failing: ${JSON.stringify(a)}`);
+      assert.ok((a.secondsNotArchived ?? 0) >= lastSeconds, `the recovery point never shrinks while failing: ${a.secondsNotArchived ?? 'null'} after ${lastSeconds}`);
+      lastSeconds = a.secondsNotArchived ?? 0;
+    }, { durationMs: Math.max(0, 120_000 - (Date.now() - lockedAt)), intervalMs: 2000 });
+    process.stdout.write(`# repository unwritable for ${((Date.now() - lockedAt) / 1000).toFixed(0)} s: ${samples} samples, no failover, recovery point ${lastSeconds} s\n`);
     const grown = (await listCluster(rt)).archive;
     assert.ok(grown !== null && !('error' in grown) && grown.failing && (grown.secondsNotArchived ?? 0) > (failing.secondsNotArchived ?? 0), `the recovery point grows: ${JSON.stringify(grown)}`);
 
