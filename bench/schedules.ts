@@ -79,14 +79,22 @@ await runBench(async () => {
   const switchMs: number[] = [];
   const leaders: string[] = [];
   for (let i = 0; i < opts.switchovers; i++) {
-    const l = await waitFor('a leader with two streaming replicas', 120_000, 500, async () => {
+    // A candidate within maximum_lag_on_failover (1 MiB): a backup's WAL switch leaves the replicas'
+    // published positions a segment behind for a moment, and the switchover would be refused.
+    const l = await waitFor('a leader with two streaming replicas, one caught up', 120_000, 500, async () => {
       const x = await list(dir);
-      return x.members.some((m) => m.role === 'leader' && m.state === 'running') && x.members.filter((m) => m.state === 'streaming').length === 2 ? x : undefined;
+      return x.members.some((m) => m.role === 'leader' && m.state === 'running') && x.members.filter((m) => m.state === 'streaming').length === 2 && x.members.some((m) => m.role !== 'leader' && m.state === 'streaming' && (m.lagBytes ?? Infinity) < 1_000_000) ? x : undefined;
     });
-    const candidate = l.members.find((m) => m.role !== 'leader' && m.state === 'streaming');
+    const candidate = l.members.find((m) => m.role !== 'leader' && m.state === 'streaming' && (m.lagBytes ?? Infinity) < 1_000_000);
     if (candidate === undefined) throw new Error('no streaming replica');
     const t0 = now();
-    const r = await warden(['switchover', '--dir', dir, '--candidate', candidate.name, '--force'], 120_000);
+    let r = await warden(['switchover', '--dir', dir, '--candidate', candidate.name, '--force'], 120_000);
+    // Refused (the candidate fell behind between the list and the request): nothing changed; again.
+    for (let retry = 0; retry < 5 && r.code !== 0 && /switchover-candidate-ineligible/.test(r.stdout + r.stderr); retry++) {
+      log(`switchover ${i + 1} refused (${(r.stdout + r.stderr).trim().split('\n').at(-1) ?? ''}); again in 2 s`);
+      await sleep(2000);
+      r = await warden(['switchover', '--dir', dir, '--candidate', candidate.name, '--force'], 120_000);
+    }
     if (r.code !== 0) throw new Error(`switchover ${i + 1}: ${r.stdout}\n${r.stderr}`);
     await waitFor(`${candidate.name} leading`, 120_000, 200, async () => ((await list(dir)).members.some((m) => m.role === 'leader' && m.name === candidate.name && m.state === 'running') ? true : undefined));
     switchMs.push(now() - t0);

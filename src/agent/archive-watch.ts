@@ -2,7 +2,8 @@
 // kept for /metrics and GET /patroni, and written to the `backup/archive` key for `warden list`.
 // Deliberately outside the HA loop: nothing here feeds decide(), so a failing archive is reported
 // and never causes a failover or a demotion (docs/architecture.md, "Backups").
-import { ARCHIVER_QUERY, archiverStatusOfRow, nextArchiveHealth, type ArchiveHealth } from '../backup/index.js';
+import { ARCHIVER_QUERY, archiverStatusOfRow, LAST_BACKUP, nextArchiveHealth, type ArchiveHealth, type LastBackup } from '../backup/index.js';
+import { decodeJson } from '../core/decode.js';
 import { runEvery, type Clock, type Periodic } from '../core/clock.js';
 import { describeError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
@@ -12,9 +13,11 @@ import type { Logger } from './logger.js';
 /** What the watch needs: the local server, the DCS key it writes, and whether this member archives now. */
 export interface ArchiveWatchDeps {
   readonly pg: Pick<PostgresInstance, 'query'>;
-  readonly dcs: Pick<Dcs, 'put'>;
+  readonly dcs: Pick<Dcs, 'put' | 'get'>;
   /** The full `backup/archive` key of this cluster. */
   readonly key: string;
+  /** The full `backup/last` key of this cluster, read on each look for /metrics (the last backup's age, size, duration). */
+  readonly lastBackupKey?: string;
   readonly member: string;
   /** True while this member holds the leader key and its PostgreSQL runs read-write (only the leader archives). */
   readonly isArchiving: () => boolean;
@@ -30,12 +33,18 @@ export class ArchiveWatch {
   private last: ArchiveHealth | undefined;
   private runner: Periodic | undefined;
   private lastError: string | undefined;
+  private lastBackupSeen: LastBackup | undefined;
 
   constructor(private readonly deps: ArchiveWatchDeps) {}
 
   /** The archive's health as last seen on this member while it was the leader. */
   current(): ArchiveHealth | undefined {
     return this.last;
+  }
+
+  /** The last completed backup as last read from `backup/last` while this member was the leader. */
+  lastBackup(): LastBackup | undefined {
+    return this.lastBackupSeen;
   }
 
   start(): void {
@@ -51,8 +60,10 @@ export class ArchiveWatch {
     const d = this.deps;
     if (!d.isArchiving()) {
       this.last = undefined;
+      this.lastBackupSeen = undefined;
       return;
     }
+    if (d.lastBackupKey !== undefined) await this.readLastBackup(d.lastBackupKey);
     try {
       const rows = await d.pg.query(ARCHIVER_QUERY, [], d.timeoutMs);
       const decoded = archiverStatusOfRow(rows[0]);
@@ -66,6 +77,24 @@ export class ArchiveWatch {
     } catch (e) {
       const why = describeError(e);
       if (why !== this.lastError) d.log.warn({ err: why }, 'archive: could not read or publish the archiver status');
+      this.lastError = why;
+    }
+  }
+
+  private async readLastBackup(key: string): Promise<void> {
+    const d = this.deps;
+    try {
+      const kv = await d.dcs.get(key, { timeoutMs: d.timeoutMs });
+      if (kv === undefined) {
+        this.lastBackupSeen = undefined;
+        return;
+      }
+      const decoded = decodeJson(LAST_BACKUP, kv.value);
+      if (!decoded.ok) throw new Error(`invalid record ${key}: ${decoded.error}`);
+      this.lastBackupSeen = decoded.value;
+    } catch (e) {
+      const why = describeError(e);
+      if (why !== this.lastError) d.log.warn({ err: why }, 'backup: could not read the last backup record');
       this.lastError = why;
     }
   }

@@ -1,9 +1,9 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { ArchiveHealth } from '../backup/index.js';
+import type { ArchiveHealth, LastBackup } from '../backup/index.js';
 import type { AgentSnapshot } from './agent.js';
 
 /** A Prometheus registry whose gauges are read from the agent's snapshot at scrape time. */
-export function createAgentMetrics(snapshot: () => AgentSnapshot, archive: () => ArchiveHealth | undefined = () => undefined): Registry {
+export function createAgentMetrics(snapshot: () => AgentSnapshot, archive: () => ArchiveHealth | undefined = () => undefined, lastBackup: () => LastBackup | undefined = () => undefined): Registry {
   const registry = new Registry();
   const labels = (): { cluster: string; member: string } => {
     const s = snapshot();
@@ -61,6 +61,25 @@ export function createAgentMetrics(snapshot: () => AgentSnapshot, archive: () =>
   archiveGauge('warden_archive_last_success_timestamp_seconds', 'when the leader last archived a WAL file', (h) => (h.lastArchivedAtMs === null ? null : h.lastArchivedAtMs / 1000));
   archiveGauge('warden_archive_recovery_point_bytes', 'WAL bytes written on the leader and not yet in the repository (the recovery point)', (h) => h.bytesNotArchived);
   archiveGauge('warden_archive_recovery_point_seconds', 'how long the WAL not yet in the repository has waited', (h) => h.secondsNotArchived);
+  // The last completed backup (`backup/last`), on the leader only, like the archive.
+  const backupGauge = (name: string, help: string, read: (b: LastBackup) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['cluster', 'member'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const b = lastBackup();
+        if (b !== undefined) this.set(labels(), read(b));
+      },
+    });
+  };
+  backupGauge('warden_backup_last_success_timestamp_seconds', 'when the last backup completed (leader only)', (b) => b.finishedAtMs / 1000);
+  backupGauge('warden_backup_last_age_seconds', 'seconds since the last backup completed (leader only)', (b) => Math.max(0, (Date.now() - b.finishedAtMs) / 1000));
+  backupGauge('warden_backup_last_size_bytes', 'size of the database when the last backup was taken (leader only)', (b) => b.databaseBytes);
+  backupGauge('warden_backup_last_repository_bytes', 'size in the repository of the last backup with what it references (leader only)', (b) => b.repositoryBytes);
+  backupGauge('warden_backup_last_duration_seconds', 'how long the last backup ran (leader only)', (b) => b.durationSeconds);
   new Counter({
     name: 'warden_decisions_total',
     help: 'HA loop decisions by reason code',

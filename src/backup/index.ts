@@ -10,6 +10,7 @@ export { chooseBackupSource, type BackupSourceChoice, type MemberHealth } from '
 export { doneWalFiles, planArchiveContinuity, repoDirsOf, walFileOf, walNameOfRepoEntry, type ArchiveContinuityPlan, type ArchiveStatusInput, type WalFile, type WalFileKind } from './archive-continuity.js';
 export { markUnarchivedWalReady, type ArchiveContinuityReport } from './mark-unarchived-wal.js';
 export { ARCHIVE_HEALTH, ARCHIVE_HEALTH_STALE_MS, ARCHIVER_QUERY, archiverStatusOfRow, describeArchiveHealth, nextArchiveHealth, type ArchiveHealth } from './archive-health.js';
+export { describeAge, describeLastBackup, LAST_BACKUP, type LastBackup } from './last-backup.js';
 export { cronMatches, latestSlot, nextSlot, parseCron, type Cron, type CronError } from './cron.js';
 export { abandonedOutcome, decodeSchedules, decodeSlotRecord, isAbandonedClaim, dueSlots, type SchedulesRecord, readSchedule, SCHEDULE_TYPES, slotDir, slotKey, slotKeysToPrune, SLOT_LOOK_BACK_MS, SLOT_RECORD, SLOTS_KEPT, type BackupSchedule, type SlotRecord } from './backup-schedule.js';
 export { parseRestoreTarget, recoveryEndedShort, targetTimeMs, unreachableTarget, type ArchiveReach, type RecoveryEndedShort, type RestoreTargetOptions } from './restore-target.js';

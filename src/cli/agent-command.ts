@@ -117,6 +117,7 @@ export async function runAgentCommand(configFile: string): Promise<number> {
           pg,
           dcs,
           key: `${clusterPrefix(cfg.cluster)}${KEYS.backupArchive}`,
+          lastBackupKey: `${clusterPrefix(cfg.cluster)}${KEYS.backupLast}`,
           member: cfg.name,
           isArchiving: () => {
             const s = agent.snapshot();
@@ -149,7 +150,7 @@ export async function runAgentCommand(configFile: string): Promise<number> {
     const archive = archiveWatch?.current();
     return archive === undefined ? agent.snapshot() : { ...agent.snapshot(), archive };
   };
-  const metrics = createAgentMetrics(() => agent.snapshot(), () => archiveWatch?.current());
+  const metrics = createAgentMetrics(() => agent.snapshot(), () => archiveWatch?.current(), () => archiveWatch?.lastBackup());
   const app = createRestApi(published, metrics, {
     snapshot: () => agent.snapshot(),
     requestOperation: (op, timeoutMs) => agent.requestOperation(op, timeoutMs),

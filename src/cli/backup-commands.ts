@@ -13,6 +13,7 @@ import {
   recoveryPointOf,
   type BackupSet,
   type BackupType,
+  type LastBackup,
   type PgServer,
   type RecoveryPoint,
   type RepositoryInfo,
@@ -193,6 +194,22 @@ async function withBackupLock<T>(t: Target, record: RunningRecord, fn: (signal: 
   }
 }
 
+/**
+ * Records the backup that just completed in `backup/last` for `warden list` and the leader's
+ * /metrics. Best effort: the set is in the repository whatever etcd says, so a failed write is
+ * reported and the backup still succeeds.
+ */
+async function recordLastBackup(t: Target, rec: LastBackup): Promise<void> {
+  const client = etcdClientFor(t, 5000);
+  try {
+    await client.put(`${clusterPrefix(t.cluster)}${KEYS.backupLast}`, JSON.stringify(rec), { timeoutMs: 5000 });
+  } catch (e) {
+    process.stderr.write(`warden backup: the set is complete; could not record it in ${KEYS.backupLast} (${describeError(e)})\n`);
+  } finally {
+    client.close();
+  }
+}
+
 // ---- warden backup ----------------------------------------------------------------------------
 
 /** One backup set as `warden backup` and `warden backups` print it (JSON names are the contract). */
@@ -274,6 +291,7 @@ async function runBackup(o: { dir: string; type: BackupType; repo?: string; wait
       { timeoutMs: o.timeoutSeconds * 1000, signal, ...(repoIndex === undefined ? {} : { repo: repoIndex }) },
     ),
   );
+  await recordLastBackup(rt.target, { label: set.label, type: set.type, from, fromStandby: choice.standby !== undefined, databaseBytes: set.databaseBytes, repositoryBytes: set.repositoryBytes, durationSeconds: set.durationMs / 1000, finishedAtMs: set.stoppedAtMs });
   if (o.format === 'json') process.stdout.write(`${JSON.stringify({ from, primary: choice.primary, set: setOutput(set) }, null, 2)}\n`);
   else process.stdout.write(`${set.type} backup ${set.label} from ${from}: ${mb(set.databaseBytes)} in ${(set.durationMs / 1000).toFixed(0)} s (${mb(set.repositoryDeltaBytes)} added to the repository)\n`);
   return 0;

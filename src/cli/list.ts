@@ -1,6 +1,6 @@
 import Table from 'cli-table3';
 import pc from 'picocolors';
-import { ARCHIVE_HEALTH, ARCHIVE_HEALTH_STALE_MS, describeArchiveHealth, type ArchiveHealth } from '../backup/index.js';
+import { ARCHIVE_HEALTH, ARCHIVE_HEALTH_STALE_MS, describeArchiveHealth, describeLastBackup, LAST_BACKUP, type ArchiveHealth, type LastBackup } from '../backup/index.js';
 import { decodeJson } from '../core/decode.js';
 import { lagBytes, parseLsn } from '../core/lsn.js';
 import { KEYS, type ClusterView, type MemberOperationRecord } from '../ha/index.js';
@@ -72,6 +72,16 @@ export interface ListOutput {
    * `warden list` prints; null when the cluster does not archive (or no leader reported yet).
    */
   readonly archive: (ArchiveHealth & { readonly stale: boolean; readonly line: string }) | { readonly error: string } | null;
+  /** The last completed backup (`backup/last`), with the line `warden list` prints; null when none was recorded. */
+  readonly lastBackup: (LastBackup & { readonly ageSeconds: number; readonly line: string }) | { readonly error: string } | null;
+}
+
+/** The `lastBackup` field of ListOutput from the `backup/last` key's text (undefined: no key). */
+export function lastBackupReportOf(text: string | undefined, nowMs: number): ListOutput['lastBackup'] {
+  if (text === undefined) return null;
+  const d = decodeJson(LAST_BACKUP, text);
+  if (!d.ok) return { error: `invalid record ${KEYS.backupLast}: ${d.error}` };
+  return { ...d.value, ageSeconds: Math.max(0, (nowMs - d.value.finishedAtMs) / 1000), line: describeLastBackup(d.value, nowMs) };
 }
 
 /** The `archive` field of ListOutput from the `backup/archive` key's text (undefined: no key). */
@@ -135,6 +145,7 @@ export function listFromView(cluster: string, view: ClusterView, archive: ListOu
     members: [...members, ...invalidMembers].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true })),
     invalidRecords,
     archive,
+    lastBackup: null,
   };
 }
 
@@ -157,5 +168,6 @@ export function renderList(out: ListOutput, opts: { extended: boolean; color: bo
   const header = `+ Cluster: ${out.cluster} (${out.systemIdentifier ?? 'not initialized'})${opts.paused === true || out.paused ? ' — maintenance mode (paused)' : ''}`;
   const others = out.invalidRecords.filter((r) => !r.key.startsWith(KEYS.membersDir)).map((r) => c.yellow(`! invalid record ${r.key}: ${r.why}`));
   const archive = out.archive === null ? [] : 'error' in out.archive ? [c.yellow(`! ${out.archive.error}`)] : [out.archive.failing ? c.red(out.archive.line) : out.archive.line];
-  return [header, table.toString(), ...archive, ...others].join('\n');
+  const last = out.lastBackup === null ? [] : 'error' in out.lastBackup ? [c.yellow(`! ${out.lastBackup.error}`)] : [out.lastBackup.line];
+  return [header, table.toString(), ...archive, ...last, ...others].join('\n');
 }

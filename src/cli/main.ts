@@ -5,7 +5,7 @@ import { runAgentCommand } from './agent-command.js';
 import { registerBackupCommands } from './backup-commands.js';
 import { registerChaosCommands } from './chaos-command.js';
 import { runDown } from './down-command.js';
-import { archiveReportOf, listFromView, renderList, type ListOutput } from './list.js';
+import { archiveReportOf, lastBackupReportOf, listFromView, renderList, type ListOutput } from './list.js';
 import { registerRouterCommands } from './router-commands.js';
 import { etcdClientFor, readClusterView, resolveTarget, type Target, type TargetOptions } from './target.js';
 import { clusterPrefix, KEYS } from '../ha/index.js';
@@ -79,7 +79,7 @@ export function buildCli(): Command {
     .action(async (o: TargetOptions & { format: string; extended: boolean }) => {
       const target = await resolveTarget(o);
       const view = await readClusterView(target);
-      const list = listFromView(target.cluster, view, await readArchiveReport(target, view.leader?.name));
+      const list = { ...listFromView(target.cluster, view, await readArchiveReport(target, view.leader?.name)), lastBackup: await readLastBackup(target) };
       if (o.format === 'json') process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
       else process.stdout.write(`${renderList(list, { extended: o.extended, color: useColor })}\n`);
     });
@@ -137,6 +137,19 @@ export async function main(argv: readonly string[]): Promise<void> {
   } catch (e) {
     process.stderr.write(`warden: ${describeError(e)}\n`);
     process.exitCode = exitCodeFor(e);
+  }
+}
+
+/** The last completed backup (`backup/last`) for `warden list`; a failed read is said, not hidden. */
+async function readLastBackup(t: Target): Promise<ListOutput['lastBackup']> {
+  const client = etcdClientFor(t, 3000);
+  try {
+    const kv = await client.get(`${clusterPrefix(t.cluster)}${KEYS.backupLast}`, { timeoutMs: 3000 });
+    return lastBackupReportOf(kv?.value, Date.now());
+  } catch (e) {
+    return { error: `cannot read ${KEYS.backupLast} from etcd: ${describeError(e)}` };
+  } finally {
+    client.close();
   }
 }
 

@@ -24,6 +24,8 @@ export const KEYS = {
   backupSchedules: 'backup/schedules',
   /** One create-only key per schedule slot fired: `backup/slots/<repo>/<type>/<slot time>` (a slot fires once). */
   backupSlotsDir: 'backup/slots/',
+  /** The last backup that completed (`LastBackup` in src/backup), written by `warden backup`; shown by `warden list` and the leader's /metrics. */
+  backupLast: 'backup/last',
 } as const;
 
 /** The key prefix of one cluster. */

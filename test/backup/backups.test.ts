@@ -110,6 +110,21 @@ describe('backups with pgBackRest in the local runtime (real pgBackRest, Postgre
     assert.equal(out.set.type, 'full');
     assert.ok(out.set.databaseBytes > 1_000_000, `database size ${out.set.databaseBytes}`);
     fullLabel = out.set.label;
+    // warden list and the leader's /metrics report it (age, size, duration).
+    const l = await list();
+    assert.ok(l.lastBackup !== null && !('error' in l.lastBackup), JSON.stringify(l.lastBackup));
+    assert.equal(l.lastBackup.label, fullLabel);
+    assert.equal(l.lastBackup.from, out.from);
+    assert.equal(l.lastBackup.fromStandby, true);
+    const text = await runWarden(['list', '--dir', rt], { timeoutMs: 20_000 });
+    assert.match(text.stdout, new RegExp(`^last backup: ${fullLabel} full from ${out.from} \\(a standby\\): [\\d.]+ MB in \\d+ s, finished \\S+Z \\(\\d+ s ago\\)$`, 'm'));
+    const apiUrl = l.members.find((m) => m.name === leader.name)?.apiUrl ?? '';
+    const metrics = await eventually(async () => {
+      const body = await (await fetch(new URL('/metrics', apiUrl), { signal: AbortSignal.timeout(5000) })).text();
+      return /warden_backup_last_size_bytes\{[^}]*\} [1-9]/.test(body) ? body : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 1000, what: "the last backup in the leader's /metrics" });
+    assert.match(metrics, /warden_backup_last_duration_seconds\{[^}]*\} \d/);
+    assert.match(metrics, /warden_backup_last_age_seconds\{[^}]*\} \d/);
     process.stdout.write(`# full backup ${out.set.label}: ${out.set.databaseBytes} bytes in ${out.set.durationSeconds} s from ${out.from}\n`);
   });
 
