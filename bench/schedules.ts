@@ -49,6 +49,11 @@ async function backups(dir: string): Promise<BackupsOutput> {
   return JSON.parse(r.stdout) as BackupsOutput;
 }
 
+/** The last line of an error that says something (Node's own warnings on stderr come first). */
+function lastLine(text: string): string {
+  return text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !/^(\(node:\d+\) )?Warning:/.test(l)).at(-1) ?? '';
+}
+
 /** Polls `fn` every `intervalMs` until it returns a value, for at most `timeoutMs`. */
 async function waitFor<T>(what: string, timeoutMs: number, intervalMs: number, fn: () => Promise<T | undefined>): Promise<T> {
   const until = Date.now() + timeoutMs;
@@ -143,7 +148,7 @@ await runBench(async () => {
       ['slot (UTC)', 'member', 'state', 'set', 'from standby', 'note'],
       slots
         .sort((a, b) => a.slotMs - b.slotMs)
-        .map((s) => [new Date(s.slotMs).toISOString().slice(11, 16), s.member, s.state, s.label ?? '-', s.fromStandby === true ? 'yes' : s.fromStandby === false ? 'no' : '-', (s.error ?? '').slice(0, 60)]),
+        .map((s) => [new Date(s.slotMs).toISOString().slice(11, 16), s.member, s.state, s.label ?? '-', s.fromStandby === true ? 'yes' : s.fromStandby === false ? 'no' : '-', lastLine(s.error ?? '').slice(0, 90)]),
     ),
   );
   process.stdout.write(
