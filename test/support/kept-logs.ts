@@ -52,8 +52,8 @@ export async function keepLogs(dir: string, why: string, lines = 40): Promise<st
  * reports the failure (the suite's after hook removes the dir).
  */
 export function itKeepingLogs(dir: () => string): (name: string, fn: () => Promise<void>) => void {
-  return (name, fn) =>
-    it(name, async () => {
+  return (name, fn) => {
+    void it(name, async () => {
       try {
         await fn();
       } catch (e) {
@@ -61,4 +61,5 @@ export function itKeepingLogs(dir: () => string): (name: string, fn: () => Promi
         throw e;
       }
     });
+  };
 }
