@@ -146,9 +146,11 @@ await runBench(async () => {
     };
     await refreshMembers();
     let stopped = false;
+    // One poll at a time: overlapping CLI runs pile up on a loaded machine.
     const poll = (async () => {
-      while (!stopped) {
+      for (let i = 0; !stopped; i++) {
         target = (await routerAt().catch(() => undefined)) ?? target;
+        if (i % 6 === 5) await refreshMembers().catch(() => undefined);
         await sleep(300);
       }
     })();
@@ -156,14 +158,18 @@ await runBench(async () => {
     const first = await until(`${cluster}: the writer's table through the router`, 60_000, () => prepareTable(auth));
     const writer = new ChaosWriter({ target: async () => target, memberOf: (h, p) => members.get(`${h}:${p}`), ...creds, intervalMs: 5, statementTimeoutMs: 3_000 }, first);
     writer.start();
-    const membersTimer = setInterval(() => void refreshMembers().catch(() => undefined), 2_000);
+    // A failed exercise leaves its writer running: stopped here, or the process would never exit.
+    onCleanup(async () => {
+      stopped = true;
+      await writer.stop();
+      await poll;
+    });
     return {
       writer,
       auth,
       finish: async () => {
         await writer.stop();
         stopped = true;
-        clearInterval(membersTimer);
         await poll;
         const l = await until(`${cluster}: a leader to read the final table from`, 60_000, async () => streaming(cluster, (await list(cluster)).members.length));
         const leader = leaderOf(l);
