@@ -214,7 +214,7 @@ await runBench(async () => {
       const back = await until('a router serving the rw port again', 60_000, async () => firstAckAfter(w.writer.acks, t), 20);
       const again = await workload('app', 'app-router-1');
       if (again.address !== r.address) throw new Error(`the router came back on ${again.address}, not ${r.address}`);
-      times.push(back - t);
+      times.push((back - t) / 1000);
       log(`a${i + 1}: router ${r.pid} killed and its dir removed; an INSERT through ${r.address} acknowledged again after ${fmt((back - t) / 1000, 2)} s`);
     }
     const res = await w.finish();
