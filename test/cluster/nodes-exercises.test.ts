@@ -155,7 +155,9 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
       const name = `node-${i}`;
       const nodeDir = join(dir, name);
       const cfg = join(dir, `${name}.yaml`);
-      await writeFile(cfg, `name: ${name}\ndir: ${nodeDir}\netcd:\n  endpoints: [${etcd.etcd.endpoints.join(', ')}]\nlabels:\n  topology.kubernetes.io/zone: zone-${i}\nleaseTtlSeconds: 5\nrestartDelaySeconds: 1\ncontroller:\n  ttlSeconds: 5\n  nodeLostSeconds: 30\nlog:\n  file: ${nodeDir}.log\n`);
+      // A killed agent comes back after 8 s, past the cluster's ttl (5 s): its member then fails over
+      // instead of taking its own leader key back and restarting PostgreSQL in place.
+      await writeFile(cfg, `name: ${name}\ndir: ${nodeDir}\netcd:\n  endpoints: [${etcd.etcd.endpoints.join(', ')}]\nlabels:\n  topology.kubernetes.io/zone: zone-${i}\nleaseTtlSeconds: 5\nrestartDelaySeconds: 8\ncontroller:\n  ttlSeconds: 5\n  nodeLostSeconds: 30\nlog:\n  file: ${nodeDir}.log\n`);
       const out = openSync(join(dir, `${name}.out`), 'a');
       try {
         const child = spawn(process.execPath, [WARDEN_BIN, 'node', '--config', cfg], { stdio: ['ignore', out, out], detached: true });
