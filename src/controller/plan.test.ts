@@ -81,6 +81,20 @@ describe('planCluster', () => {
     assert.equal(during.waiting[0]?.code, 'waiting-for-switchover');
   });
 
+  it('in synchronous mode switches over only to a synchronous standby (the leader refuses any other), and waits while none stays', () => {
+    const current = [memberOn('app-1', 'n1'), memberOn('app-2', 'n2'), memberOn('app-3', 'n3'), routerOn(routerName('app', 1), 'n3')];
+    const nodes = [node('n1', { drain: true, unschedulable: true }), node('n2'), node('n3')];
+    const sync = (members: readonly string[]): ClusterObservation => ({ ...view('app-1', ['app-1', 'app-2', 'app-3']), syncMembers: members });
+    const drain = planCluster(input({ spec: spec(3, { routers: 1 }), nodes, assignments: current, observation: sync(['app-3']) }));
+    assert.deepEqual(drain.changes.map((c) => c.kind === 'switchover' && [c.from, c.candidate]), [['app-1', 'app-3']]);
+    // Scale 3 → 1 with the leader on app-3 and app-2 its only synchronous standby: both go, so no
+    // switchover yet; app-2 is removed first, and the next sync standby (app-1) takes over after.
+    const down = planCluster(input({ spec: spec(1, { routers: 1 }), assignments: current, observation: { ...view('app-3', ['app-1', 'app-2', 'app-3']), syncMembers: ['app-2'] } }));
+    assert.deepEqual(down.changes.map((c) => [c.kind, c.kind === 'switchover' ? c.candidate : c.name]), [['unassign', 'app-2']]);
+    assert.equal(down.waiting[0]?.code, 'no-switchover-candidate');
+    assert.match(down.waiting[0]?.message ?? '', /no synchronous standby/);
+  });
+
   it('waits nodeLostSeconds before re-creating the members of a lost node, then places them elsewhere', () => {
     const current = [memberOn('app-1', 'n1'), memberOn('app-2', 'n2'), memberOn('app-3', 'n3'), routerOn(routerName('app', 1), 'n1')];
     const nodes = [node('n1'), node('n2'), node('n4')];

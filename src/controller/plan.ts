@@ -35,6 +35,11 @@ export interface ClusterObservation {
   readonly members: ReadonlyMap<string, { readonly role: string; readonly state: string }>;
   /** A switchover or failover is already requested (the `failover` key exists). */
   readonly failoverPending: boolean;
+  /**
+   * In synchronous mode, the members of the `sync` key: the leader accepts a switchover only to one
+   * of them (invariant 4 in docs/architecture.md). Absent: asynchronous mode, any streaming replica.
+   */
+  readonly syncMembers?: readonly string[];
 }
 
 export interface PlanInput {
@@ -151,8 +156,12 @@ export function planCluster(input: PlanInput): Plan {
   // A switchover is asked for at most once per pass, and not while one is pending.
   let switchoverAsked = obs.failoverPending;
   /** A member that stays and serves, to hand the leader to; undefined when none. */
+  // A candidate outside the sync key would be refused by the leader and asked for again each pass:
+  // a drain or scale down would never finish.
   const candidateFor = (from: string, leaving: ReadonlySet<string>): string | undefined =>
-    spec.members.map((m) => m.name).find((n) => n !== from && !leaving.has(n) && obs.members.get(n)?.role === 'replica' && isReady(obs.members.get(n)));
+    spec.members
+      .map((m) => m.name)
+      .find((n) => n !== from && !leaving.has(n) && obs.members.get(n)?.role === 'replica' && isReady(obs.members.get(n)) && (obs.syncMembers === undefined || obs.syncMembers.includes(n)));
   const askSwitchover = (from: string, leaving: ReadonlySet<string>, why: string): void => {
     if (switchoverAsked) {
       waiting.push(reason('waiting-for-switchover', `${from} leads; waiting for the switchover away from it before it ${why}`));
@@ -160,7 +169,8 @@ export function planCluster(input: PlanInput): Plan {
     }
     const candidate = candidateFor(from, leaving);
     if (candidate === undefined) {
-      waiting.push(reason('no-switchover-candidate', `${from} leads and no other member streams to take over; it ${why} once one does`));
+      const none = obs.syncMembers === undefined ? 'no other member streams to take over' : `no synchronous standby that stays streams to take over (sync: ${obs.syncMembers.join(', ') || 'none'})`;
+      waiting.push(reason('no-switchover-candidate', `${from} leads and ${none}; it ${why} once one does`));
       return;
     }
     switchoverAsked = true;

@@ -66,5 +66,7 @@ export function observationOf(view: ClusterView): ClusterObservation {
     ...(view.leader === undefined ? {} : { leader: view.leader.name }),
     members: new Map([...view.members].map(([n, m]) => [n, { role: m.role, state: m.state }])),
     failoverPending: view.failover !== undefined,
+    // The same test the leader applies to a switchover candidate (switchoverCandidate in src/ha).
+    ...(view.config.synchronous_mode !== 'off' && view.sync !== undefined ? { syncMembers: view.sync.members } : {}),
   };
 }

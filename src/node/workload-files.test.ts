@@ -39,6 +39,20 @@ describe('prepareWorkload', () => {
     assert.equal((await readFile(join(files.dir, 'secrets', 'replication.password'), 'utf8')).trim(), 'r1');
   });
 
+  it('keeps the ports of workloads prepared at the same time: each is recorded, none shared, each recreated on its own', async () => {
+    const cfg = await nodeConfig();
+    // A node daemon starts every workload of a pass at once; each read-modify-writes ports.json.
+    const assignments: Assignment[] = [{ ...member(), name: 'app-1' }, { ...member(), name: 'app-3' }, { cluster: 'app', kind: 'router', name: 'app-router-1', node: 'node-1', clusterUid: 'uid-1', generation: 1, reason: 'test' }];
+    const first = await Promise.all(assignments.map((a) => prepareWorkload(cfg, a, secrets, undefined)));
+    const book = JSON.parse(await readFile(join(cfg.dir, 'ports.json'), 'utf8')) as Record<string, number[]>;
+    assert.deepEqual(Object.keys(book).sort(), ['app/members/app-1', 'app/members/app-3', 'app/routers/app-router-1']);
+    const all = Object.values(book).flat();
+    assert.equal(new Set(all).size, all.length, `a port is shared: ${JSON.stringify(book)}`);
+    for (const f of first) await rm(f.dir, { recursive: true });
+    const again = await Promise.all(assignments.map((a) => prepareWorkload(cfg, a, secrets, undefined)));
+    assert.deepEqual(again.map((f) => f.address), first.map((f) => f.address));
+  });
+
   it('recreates a deleted directory on the same ports', async () => {
     const cfg = await nodeConfig();
     const first = await prepareWorkload(cfg, member(), secrets, undefined);

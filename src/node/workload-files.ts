@@ -48,9 +48,29 @@ export function workloadDir(nodeDir: string, a: Pick<Assignment, 'cluster' | 'ki
   return join(nodeDir, 'workloads', a.cluster, `${a.kind}s`, a.name);
 }
 
-/** Ports per workload, kept for the daemon's whole life in DIR/ports.json. */
+/**
+ * The ports.json updates in flight, by file: a node daemon prepares every workload of a pass at
+ * once, and two read-modify-writes of the file that overlap lose one workload's entry (it comes back
+ * on other ports after its directory is deleted — a router no longer where its clients look) and
+ * may hand the same free port to both. One chain per file makes them take turns.
+ */
+const portBookTurns = new Map<string, Promise<unknown>>();
+
+/** Ports per workload, kept for the daemon's whole life in DIR/ports.json (one update at a time per file). */
 async function portsFor(nodeDir: string, key: string, count: number, host: string): Promise<number[]> {
   const file = join(nodeDir, 'ports.json');
+  const previous = portBookTurns.get(file) ?? Promise.resolve();
+  const turn = previous.catch(() => undefined).then(() => updatePortBook(file, key, count, host));
+  portBookTurns.set(file, turn);
+  try {
+    return await turn;
+  } finally {
+    // The last turn of a file leaves no entry behind.
+    if (portBookTurns.get(file) === turn) portBookTurns.delete(file);
+  }
+}
+
+async function updatePortBook(file: string, key: string, count: number, host: string): Promise<number[]> {
   let all: Record<string, number[]> = {};
   try {
     all = JSON.parse(await readFile(file, 'utf8')) as Record<string, number[]>;

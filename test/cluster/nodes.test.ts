@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 import type { ListOutput } from '../../src/cli/list.js';
 import type { NodeRecord } from '../../src/controller/records.js';
 import { eventually } from '../../src/core/deadline.js';
@@ -12,6 +12,7 @@ import { isProcessAlive, signalPid, waitForExit } from '../../src/core/process-i
 import { runWarden, traversableTempDir, WARDEN_BIN } from '../support/cli.js';
 import { processTree } from '../support/cluster.js';
 import { startTestEtcd, type TestEtcd } from '../support/etcd.js';
+import { itKeepingLogs } from '../support/kept-logs.js';
 
 // Three `warden node` daemons on loopback (each with its own dir) and one real etcd: `warden apply`
 // of a spec places the members on the nodes, the node daemons run them as their children, a killed
@@ -47,6 +48,8 @@ describe('warden node: three node daemons run a cluster applied with warden appl
   let etcd: TestEtcd | undefined;
   const daemons = new Map<string, number>();
   const seenPids = new Set<number>();
+  // A failing case prints the tail of the daemons', agents' and routers' logs and keeps a copy.
+  const it = itKeepingLogs(() => dir);
   const etcdArgs = (): string[] => ['--etcd', etcd?.etcd.endpoints.join(',') ?? ''];
 
   const list = async (): Promise<ListOutput> => {
