@@ -777,7 +777,7 @@ async function stopPostmaster(dataDir: string, what: string, timeoutMs: number):
 
 /**
  * `warden restore --in-place`: point-in-time recovery of the running cluster, outside the HA loop
- * (docs/architecture.md, "In-place restore"). The target was checked already (exit 2, nothing
+ * (docs/architecture.md, "Backups", `warden restore --in-place`). The target was checked already (exit 2, nothing
  * changed). Then: pause (no agent starts, stops or promotes anything), stop the leader's
  * PostgreSQL and then every replica's (from here until the resume no member runs it, so no
  * second writable primary can exist), delta-restore the leader's data directory along the

@@ -135,7 +135,7 @@ describe('warden restore --in-place: PITR of the running cluster (real pgBackRes
   before(async () => {
     dir = await traversableTempDir('warden-inplace-');
     rt = join(dir, 'rt');
-    await writeFile(join(dir, 'cluster.yaml'), backupClusterSpec('inplace', 2));
+    await writeFile(join(dir, 'cluster.yaml'), backupClusterSpec('inplace', 3));
   });
 
   after(async () => {
@@ -149,7 +149,10 @@ describe('warden restore --in-place: PITR of the running cluster (real pgBackRes
   it('sets up: three members, a backup, a writer inserting one row per transaction', async () => {
     const up = await runWarden(['up', '-f', join(dir, 'cluster.yaml'), '--dir', rt], { timeoutMs: 400_000 });
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
-    const l = await listCluster(rt);
+    const l = await eventually(async () => {
+      const x = await listCluster(rt);
+      return x.members.length === 3 && x.members.every((m) => m.state === (m.role === 'leader' ? 'running' : 'streaming')) ? x : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 500, what: 'a leader and two streaming replicas' });
     const lm = l.members.find((m) => m.role === 'leader');
     assert.ok(lm);
     leader = { name: lm.name, host: lm.host, port: lm.port };
