@@ -2,7 +2,7 @@
 // repository is local (pgBackRest 2.45 runs backup and expire where the repository is).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { chown, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { chown, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import pg from 'pg';
@@ -35,7 +35,7 @@ import { lagBytes, parseLsn } from '../core/lsn.js';
 import { PG_BIN_DIR } from '../controller/local-up.js';
 import { lookupRunUser, readLayout, type RuntimeBackup, type RuntimeLayout, type RuntimeMember } from '../controller/runtime-layout.js';
 import { wardenArgv } from '../controller/warden-child.js';
-import { clusterPrefix, KEYS, type ClusterView, type HistoryEntry } from '../ha/index.js';
+import { clusterPrefix, KEYS, slotNameFor, type ClusterView, type HistoryEntry } from '../ha/index.js';
 import { LocalPostgres } from '../postgres/postgres-instance.js';
 import { etcdClientFor, readClusterView, resolveTarget, type Target } from './target.js';
 
@@ -871,6 +871,14 @@ async function runRestoreInPlace(rt: BackupRuntime, o: RestoreOptions, target: R
     // a second time should it ever start as a standby.
     for (const k of PGBACKREST_AUTO_CONF_KEYS) await restored.query(`ALTER SYSTEM RESET ${k}`, [], PG_QUERY_TIMEOUT_MS);
     const switchLsn = textOf((await restored.query('SELECT pg_current_wal_lsn()::text AS l', [], PG_QUERY_TIMEOUT_MS))[0]?.['l']) ?? '0/0';
+    // The replicas' slots: a backup holds none, and the leader's agent, which restarts in place,
+    // creates them only when the membership changes.
+    for (const m of replicas) await restored.query('SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)', [slotNameFor(m.name)], PG_QUERY_TIMEOUT_MS);
+    // The new timeline's first segment holds the switch from the old one: a replica restored from
+    // the repository that finds only the old timeline's copy of it replays past the target and
+    // can never follow. Completed here, it is pushed below with the history file.
+    const firstSegment = textOf((await restored.query('SELECT pg_walfile_name(pg_switch_wal()) AS w', [], PG_QUERY_TIMEOUT_MS))[0]?.['w']);
+    if (firstSegment === null) throw new WardenError('postgres-command-failed', 'pg_switch_wal() on the restored leader returned no segment');
     let check: InPlaceRestoreOutput['check'] = null;
     if (o.checkSql !== undefined) {
       const rows = await restored.query(o.checkSql, [], Math.min(left(), 60_000));
@@ -885,9 +893,14 @@ async function runRestoreInPlace(rt: BackupRuntime, o: RestoreOptions, target: R
     // file: push it now, before any replica or later restore looks for the timeline.
     step = `pushing timeline ${newTimeline}'s history file into the repository`;
     const historyFile = `${newTimeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
-    await rt.repo.pushWal(leader.dataDir, historyFile, { timeoutMs: Math.min(left(), 120_000), lockPath: join(scratch, 'lock'), logPath: join(scratch, 'log') });
+    for (const f of [historyFile, firstSegment]) {
+      await rt.repo.pushWal(leader.dataDir, f, { timeoutMs: Math.min(left(), 120_000), lockPath: join(scratch, 'lock'), logPath: join(scratch, 'log') });
+      // Archived: PostgreSQL, archiving again once its agent starts it, need not push it again.
+      await writeFile(join(leader.dataDir, 'pg_wal', 'archive_status', `${f}.done`), '', { mode: 0o600 });
+      if (run !== undefined) await chown(join(leader.dataDir, 'pg_wal', 'archive_status', `${f}.done`), run.uid, run.gid);
+    }
     await appendHistory(rt.target, { timeline: newTimeline, lsn: switchLsn, reason: `in-place restore to ${describeTarget(target)}`, timeMs: Date.now(), leader: leaderName });
-    say(`pushed ${historyFile} into the repository`);
+    say(`pushed ${historyFile} and ${firstSegment} (the new timeline's first segment) into the repository`);
 
     // The replicas hold WAL past the target on the old timeline: they are re-created. Moved
     // aside, never deleted (like `warden reinit`).

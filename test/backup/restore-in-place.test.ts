@@ -87,7 +87,7 @@ describe('warden restore --in-place: PITR of the running cluster (real pgBackRes
   let writer: Writer | undefined;
 
   const restore = async (args: readonly string[]): Promise<{ code: number | null; out: InPlaceRestoreOutput | undefined; text: string }> => {
-    const r = await runWarden(['restore', '--dir', rt, '--format', 'json', ...args], { timeoutMs: 600_000 });
+    const r = await runWarden(['restore', '--dir', rt, '--format', 'json', '--timeout-seconds', '300', ...args], { timeoutMs: 330_000 });
     return { code: r.code, out: r.code === 0 ? (JSON.parse(r.stdout) as InPlaceRestoreOutput) : undefined, text: `${r.stdout}\n${r.stderr}` };
   };
   const leaderSql = (text: string): ReturnType<typeof sql> => sql(rt, leader.host, leader.port, text);
