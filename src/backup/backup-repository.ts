@@ -59,6 +59,13 @@ export interface RestoreRequest {
    * seeded from the repository instead of a base backup of the primary.
    */
   readonly standby?: boolean;
+  /**
+   * Recover along this timeline's history (pgBackRest --target-timeline=N). An in-place restore
+   * names the running cluster's timeline: PostgreSQL's default `latest` would follow the newest
+   * history file in the archive, and `current` would stay on the backup's own timeline, which
+   * after an earlier in-place restore no longer holds the cluster's present.
+   */
+  readonly targetTimeline?: number;
   /** Lock and log files of this restore (a scratch restore must not share the cluster's own); absent: the config file's. */
   readonly lockPath?: string;
   readonly logPath?: string;
@@ -125,6 +132,12 @@ export interface BackupRepository {
   info(opts: BackupCallOptions): Promise<RepositoryInfo>;
   /** Restores a set into `request.dataDir`, set up to recover to `request.target` when started. */
   restore(request: RestoreRequest, opts: BackupCallOptions): Promise<void>;
+  /**
+   * Pushes one file of `dataDir`'s pg_wal (a `.history` file, a segment) into the repository now,
+   * synchronously: for a server that ran with archiving off and whose new timeline must reach the
+   * repository before anything restores from it.
+   */
+  pushWal(dataDir: string, fileName: string, opts: BackupCallOptions & { readonly lockPath?: string; readonly logPath?: string }): Promise<void>;
   /**
    * Removes the sets (and their WAL) that the retention options no longer keep; with `set`, that
    * set and the sets that depend on it. `repo`: only in that repository (default every one).

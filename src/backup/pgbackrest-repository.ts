@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { assertNever, WardenError } from '../core/errors.js';
 import { repoDirsOf, walNameOfRepoEntry } from './archive-continuity.js';
 import type { BackupCallOptions, BackupRepository, BackupSet, BackupSource, BackupType, PgServer, RepositoryInfo, RestoreRequest, RestoreTarget } from './backup-repository.js';
@@ -67,8 +68,20 @@ export class PgBackRestRepository implements BackupRepository {
       ...(request.setLabel === undefined ? [] : [`--set=${request.setLabel}`]),
       ...(request.repo === undefined ? [] : [`--repo=${request.repo}`]),
       ...(request.standby === true ? standbyFlags(request.target) : targetFlags(request.target)),
+      ...(request.targetTimeline === undefined ? [] : [`--target-timeline=${request.targetTimeline}`]),
     ];
     await this.run('restore', args, opts);
+  }
+
+  async pushWal(dataDir: string, fileName: string, opts: BackupCallOptions & { readonly lockPath?: string; readonly logPath?: string }): Promise<void> {
+    if (!/^[0-9A-F]{8}(\.history|[0-9A-F]{16}(\.partial)?)$/.test(fileName)) throw new WardenError('config-invalid', `not a WAL or history file name: ${JSON.stringify(fileName)}`);
+    const args = [
+      `--pg1-path=${dataDir}`,
+      '--no-archive-async',
+      ...(opts.lockPath === undefined ? [] : [`--lock-path=${opts.lockPath}`]),
+      ...(opts.logPath === undefined ? [] : [`--log-path=${opts.logPath}`]),
+    ];
+    await this.run('archive-push', args, opts, [join(dataDir, 'pg_wal', fileName)]);
   }
 
   async expire(opts: BackupCallOptions & { readonly repo?: number; readonly set?: string }): Promise<void> {

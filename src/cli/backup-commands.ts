@@ -2,7 +2,7 @@
 // repository is local (pgBackRest 2.45 runs backup and expire where the repository is).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { chown, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import pg from 'pg';
@@ -33,11 +33,12 @@ import { assertNever, describeError, WardenError } from '../core/errors.js';
 import { dnsLabelProblem } from '../spec/dns-label.js';
 import { eventually } from '../core/deadline.js';
 import { freePort } from '../core/free-port.js';
+import { isProcessAlive } from '../core/process-info.js';
 import { lagBytes, parseLsn } from '../core/lsn.js';
 import { PG_BIN_DIR } from '../controller/local-up.js';
 import { lookupRunUser, readLayout, type RuntimeBackup, type RuntimeLayout, type RuntimeMember } from '../controller/runtime-layout.js';
 import { wardenArgv } from '../controller/warden-child.js';
-import { clusterPrefix, KEYS, type ClusterView } from '../ha/index.js';
+import { clusterPrefix, KEYS, slotNameFor, type ClusterView, type HistoryEntry } from '../ha/index.js';
 import { LocalPostgres } from '../postgres/postgres-instance.js';
 import { etcdClientFor, readClusterView, resolveTarget, type Target } from './target.js';
 
@@ -671,12 +672,15 @@ async function runRestore(o: RestoreOptions): Promise<number> {
   const parsed = parseRestoreTarget(o);
   if (!parsed.ok) throw new WardenError('config-invalid', parsed.error);
   const target = parsed.value;
-  if (o.inPlace) throw new WardenError('config-invalid', '--in-place is not built yet (issue "Backups"): restore --into NEW, which leaves the running cluster alone');
-  if (o.into === undefined) throw new WardenError('config-invalid', 'say where to restore: --into NEW (a new data directory in DIR/restores/NEW)');
-  const bad = dnsLabelProblem(o.into);
-  if (bad !== undefined) throw new WardenError('config-invalid', `--into ${JSON.stringify(o.into)}: ${bad}`);
-  const dest = join(rt.dir, 'restores', o.into);
-  if (existsSync(dest)) throw new WardenError('config-invalid', `--into ${o.into}: ${dest} exists already; pick another name or remove it`);
+  if (o.inPlace && o.into !== undefined) throw new WardenError('config-invalid', 'give --into NEW or --in-place, not both');
+  if (o.into === undefined && !o.inPlace) throw new WardenError('config-invalid', 'say where to restore: --into NEW (a new data directory in DIR/restores/NEW) or --in-place (the running cluster)');
+  const into = o.into ?? '';
+  if (!o.inPlace) {
+    const bad = dnsLabelProblem(into);
+    if (bad !== undefined) throw new WardenError('config-invalid', `--into ${JSON.stringify(into)}: ${bad}`);
+  }
+  const dest = join(rt.dir, 'restores', into);
+  if (!o.inPlace && existsSync(dest)) throw new WardenError('config-invalid', `--into ${into}: ${dest} exists already; pick another name or remove it`);
   const repoIndex = o.repo === undefined ? undefined : repoIndexOf(rt, o.repo);
   const info = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
   // The newest WAL that reached the repository, from the leader's archiver (unknown: not checked).
@@ -687,6 +691,7 @@ async function runRestore(o: RestoreOptions): Promise<number> {
   if (why !== undefined) throw new WardenError('config-invalid', why);
   const set = setFor(info, target);
   if (set === undefined) throw new WardenError('config-invalid', 'no backup set ends before the target');
+  if (o.inPlace) return runRestoreInPlace(rt, o, target, set, repoIndex);
 
   const run = lookupRunUser();
   const deadline = Date.now() + o.timeoutSeconds * 1000;
@@ -712,7 +717,7 @@ async function runRestore(o: RestoreOptions): Promise<number> {
         { timeoutMs: left() },
       );
       restoreMs += Date.now() - t0;
-      server ??= await scratchServer(rt, `${rt.layout.cluster}-${o.into}`, dataDir, socketDir, run !== undefined);
+      server ??= await scratchServer(rt, `${rt.layout.cluster}-${into}`, dataDir, socketDir, run !== undefined);
       await server.configure({ kind: 'primary' });
       const t1 = Date.now();
       const outcome = await recoverScratch(server, left());
@@ -740,7 +745,7 @@ async function runRestore(o: RestoreOptions): Promise<number> {
       const firstRow = rows[0];
       check = { sql: o.checkSql, value: textOf(firstRow === undefined ? undefined : Object.values(firstRow)[0]) };
     }
-    const result: RestoreOutput = { into: o.into, dataDir, label: set.label, target, restoreSeconds: restoreMs / 1000, recoverySeconds: recoveryMs / 1000, timeline: status.timeline, check, quietPeriod: quiet ?? null };
+    const result: RestoreOutput = { into: into, dataDir, label: set.label, target, restoreSeconds: restoreMs / 1000, recoverySeconds: recoveryMs / 1000, timeline: status.timeline, check, quietPeriod: quiet ?? null };
     await restored.stop('fast', 60_000);
     server = undefined;
     done = true;
@@ -801,6 +806,299 @@ function describeTarget(t: RestoreTarget): string {
       return `restore point ${t.name}`;
     default:
       return assertNever(t);
+  }
+}
+
+// ---- warden restore --in-place ----------------------------------------------------------------
+
+/** `warden restore --in-place --format json` (names are the contract). */
+export interface InPlaceRestoreOutput {
+  readonly inPlace: true;
+  readonly leader: string;
+  readonly label: string;
+  readonly target: RestoreTarget;
+  /** The timeline the cluster ran on before, and the one it runs on now. */
+  readonly fromTimeline: number;
+  readonly timeline: number;
+  /** From pausing the cluster until no member ran PostgreSQL. */
+  readonly stopSeconds: number;
+  /** The delta restore of the leader's data directory. */
+  readonly restoreSeconds: number;
+  /** From starting the private postmaster until it reached the target and was promoted. */
+  readonly recoverySeconds: number;
+  /** From resuming until the leader was writable and every replica streamed on the new timeline. */
+  readonly rejoinSeconds: number;
+  readonly totalSeconds: number;
+  /** Where each replica's old data directory was moved (never deleted). */
+  readonly replicas: readonly { readonly name: string; readonly movedTo: string }[];
+  readonly check: { readonly sql: string; readonly value: string | null } | null;
+}
+
+/** The recovery settings pgBackRest's restore writes to postgresql.auto.conf; reset once the copy is promoted. */
+const PGBACKREST_AUTO_CONF_KEYS = [
+  'archive_mode',
+  'restore_command',
+  'recovery_target',
+  'recovery_target_time',
+  'recovery_target_lsn',
+  'recovery_target_xid',
+  'recovery_target_name',
+  'recovery_target_inclusive',
+  'recovery_target_action',
+  'recovery_target_timeline',
+] as const;
+
+/** Sets the dynamic config's `pause` by compare-and-swap on the config key's revision. */
+async function setPause(t: Target, pause: boolean): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const view = await readClusterView(t);
+    if (view.config.pause === pause) return;
+    const client = etcdClientFor(t, 3000);
+    try {
+      const key = clusterPrefix(t.cluster) + KEYS.config;
+      const next = JSON.stringify({ ...view.config, pause });
+      const ok = view.configModRevision === undefined ? await client.create(key, next) : await client.compareAndSwap(key, next, view.configModRevision);
+      if (ok) return;
+    } finally {
+      client.close();
+    }
+  }
+  throw new WardenError('conflict', `could not ${pause ? 'pause' : 'resume'} cluster ${t.cluster}: its config key kept changing`);
+}
+
+/** Appends the in-place restore's timeline switch to the `history` key (what `warden history` shows). */
+async function appendHistory(t: Target, entry: HistoryEntry): Promise<void> {
+  const client = etcdClientFor(t, 3000);
+  const key = clusterPrefix(t.cluster) + KEYS.history;
+  try {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = await client.get(key);
+      const list: HistoryEntry[] = cur === undefined ? [] : (JSON.parse(cur.value) as HistoryEntry[]);
+      if (list.some((h) => h.timeline === entry.timeline)) return;
+      const next = JSON.stringify([...list, entry]);
+      if (cur === undefined ? await client.create(key, next) : await client.compareAndSwap(key, next, cur.modRevision)) return;
+    }
+  } finally {
+    client.close();
+  }
+  throw new WardenError('conflict', 'could not append to the history key after 5 attempts');
+}
+
+/** The postmaster PID in DATA/postmaster.pid, if the file is there. */
+async function postmasterPidOf(dataDir: string): Promise<number | undefined> {
+  const text = await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => undefined);
+  const pid = Number(text?.split('\n')[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/**
+ * Fast shutdown of the postmaster on `dataDir` (started by its agent, which reaps it): SIGINT,
+ * then wait until the process is gone and postmaster.pid removed (a clean shutdown checkpoint).
+ */
+async function stopPostmaster(dataDir: string, what: string, timeoutMs: number): Promise<void> {
+  const pid = await postmasterPidOf(dataDir);
+  if (pid === undefined) return;
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+  }
+  await eventually(async () => ((await isProcessAlive(pid)) || existsSync(join(dataDir, 'postmaster.pid')) ? undefined : true), { timeoutMs, intervalMs: 200, what: `${what}'s PostgreSQL (pid ${pid}) to stop` });
+}
+
+/**
+ * `warden restore --in-place`: point-in-time recovery of the running cluster, outside the HA loop
+ * (docs/architecture.md, "Backups", `warden restore --in-place`). The target was checked already (exit 2, nothing
+ * changed). Then: pause (no agent starts, stops or promotes anything), stop the leader's
+ * PostgreSQL and then every replica's (from here until the resume no member runs it, so no
+ * second writable primary can exist), delta-restore the leader's data directory along the
+ * cluster's current timeline and recover it in a private postmaster (own port and socket,
+ * archiving off) that promotes at the target onto a new timeline, reset pgBackRest's recovery
+ * settings, stop it cleanly and push the new timeline's history file into the repository; move
+ * each replica's data directory aside, so its agent re-creates it (from the repository or the
+ * leader) on the new timeline; resume. The leader's agent keeps the leader key all along and
+ * starts its PostgreSQL in place. A failure leaves the cluster paused, with the reason.
+ */
+async function runRestoreInPlace(rt: BackupRuntime, o: RestoreOptions, target: RestoreTarget, set: BackupSet, repoIndex: number | undefined): Promise<number> {
+  const json = o.format === 'json';
+  const say = (line: string): void => {
+    (json ? process.stderr : process.stdout).write(`${line}\n`);
+  };
+  const started = Date.now();
+  const deadline = started + o.timeoutSeconds * 1000;
+  const left = (): number => Math.max(1000, deadline - Date.now());
+  const view = await readClusterView(rt.target);
+  if (view.config.pause) throw new WardenError('conflict', `cluster ${rt.target.cluster} is paused: an in-place restore pauses and resumes it itself; run \`warden resume\` first`);
+  const leaderName = view.leader?.name;
+  const leaderRecord = leaderName === undefined ? undefined : view.members.get(leaderName);
+  if (leaderName === undefined || leaderRecord === undefined || leaderRecord.role !== 'primary' || leaderRecord.timeline === undefined) {
+    throw new WardenError('conflict', 'an in-place restore needs a running leader (its timeline names the history to recover along): none now');
+  }
+  const fromTimeline = leaderRecord.timeline;
+  const leader = memberOf(rt.layout, leaderName);
+  const replicas = rt.layout.members.filter((m) => m.name !== leaderName);
+  const stamp = new Date(started).toISOString().replace(/[-:]/g, '').replace(/\..*$/, 'Z');
+  const scratch = join(rt.dir, 'restores', `in-place-${stamp}`);
+  const run = lookupRunUser();
+  let step = 'pausing the cluster';
+  let server: LocalPostgres | undefined;
+  try {
+    say(`in-place restore of cluster ${rt.target.cluster} to ${describeTarget(target)} from ${set.label}, along timeline ${fromTimeline} (leader ${leaderName})`);
+    await setPause(rt.target, true);
+    await eventually(async () => {
+      const v = await readClusterView(rt.target);
+      return [...v.members.values()].every((m) => m.reason?.code === 'paused') ? true : undefined;
+    }, { timeoutMs: Math.min(left(), 60_000), intervalMs: 300, what: 'every agent to enter maintenance mode' });
+    say('paused: no agent starts, stops or promotes PostgreSQL');
+    // The leader first: once it is down nothing is writable, and in pause no replica promotes.
+    step = `stopping ${leaderName}'s PostgreSQL`;
+    await stopPostmaster(leader.dataDir, leaderName, Math.min(left(), 120_000));
+    for (const m of replicas) {
+      step = `stopping ${m.name}'s PostgreSQL`;
+      await stopPostmaster(m.dataDir, m.name, Math.min(left(), 120_000));
+    }
+    const stopMs = Date.now() - started;
+    say(`stopped PostgreSQL on ${[leaderName, ...replicas.map((m) => m.name)].join(', ')} in ${(stopMs / 1000).toFixed(1)} s`);
+
+    step = `restoring ${set.label} into ${leaderName}'s data directory`;
+    await mkdir(join(rt.dir, 'restores'), { recursive: true, mode: 0o755 });
+    await mkdir(scratch, { mode: 0o755 });
+    const socketDir = join(scratch, 'run');
+    await mkdir(socketDir, { mode: 0o700 });
+    if (run !== undefined) await chown(socketDir, run.uid, run.gid);
+    for (const d of ['lock', 'log']) {
+      await mkdir(join(scratch, d), { mode: 0o700 });
+      if (run !== undefined) await chown(join(scratch, d), run.uid, run.gid);
+    }
+    const request = {
+      dataDir: leader.dataDir,
+      target,
+      setLabel: set.label,
+      delta: true,
+      archiveMode: 'off',
+      targetTimeline: fromTimeline,
+      lockPath: join(scratch, 'lock'),
+      logPath: join(scratch, 'log'),
+      ...(repoIndex === undefined ? {} : { repo: repoIndex }),
+    } as const;
+    const t0 = Date.now();
+    await rt.repo.restore(request, { timeoutMs: left() });
+    let restoreMs = Date.now() - t0;
+    say(`restored ${set.label} (delta) into ${leader.dataDir} in ${(restoreMs / 1000).toFixed(1)} s`);
+
+    step = 'recovering to the target in a private postmaster';
+    server = await scratchServer(rt, `${rt.layout.cluster}-in-place`, leader.dataDir, socketDir, run !== undefined);
+    let recoveryMs = 0;
+    for (let attempt = 1; ; attempt++) {
+      await server.configure({ kind: 'primary' });
+      const t1 = Date.now();
+      const outcome = await recoverScratch(server, left());
+      recoveryMs += Date.now() - t1;
+      if (outcome.kind === 'promoted') break;
+      // As with --into: a time in a quiet period is the state at the last archived record.
+      if (attempt === 1 && target.kind === 'time' && outcome.ended.redoDoneLsn !== undefined) {
+        say(`${describeTarget(target)} is in a quiet period (no commit after it in the archive${outcome.ended.lastCommitAt === undefined ? '' : `, the last at ${outcome.ended.lastCommitAt}`}): recovering to the last archived record, LSN ${outcome.ended.redoDoneLsn}`);
+        const t2 = Date.now();
+        await rt.repo.restore({ ...request, target: { kind: 'lsn', lsn: outcome.ended.redoDoneLsn } }, { timeoutMs: left() });
+        restoreMs += Date.now() - t2;
+        continue;
+      }
+      throw new WardenError(
+        'config-invalid',
+        `${describeTarget(target)} is not in the archived WAL after backup ${set.label}: recovery replayed all of it${outcome.ended.redoDoneLsn === undefined ? '' : ` (up to LSN ${outcome.ended.redoDoneLsn})`} without reaching it`,
+      );
+    }
+    const restored = server;
+    const status = await restored.status(PG_QUERY_TIMEOUT_MS);
+    const newTimeline = status.timeline;
+    // Handed back to the agent, the server archives again and must not recover to the target
+    // a second time should it ever start as a standby.
+    for (const k of PGBACKREST_AUTO_CONF_KEYS) await restored.query(`ALTER SYSTEM RESET ${k}`, [], PG_QUERY_TIMEOUT_MS);
+    const switchLsn = textOf((await restored.query('SELECT pg_current_wal_lsn()::text AS l', [], PG_QUERY_TIMEOUT_MS))[0]?.['l']) ?? '0/0';
+    // The replicas' slots: a backup holds none, and the leader's agent, which restarts in place,
+    // creates them only when the membership changes.
+    for (const m of replicas) await restored.query('SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)', [slotNameFor(m.name)], PG_QUERY_TIMEOUT_MS);
+    // The new timeline's first segment holds the switch from the old one: a replica restored from
+    // the repository that finds only the old timeline's copy of it replays past the target and
+    // can never follow. Completed here, it is pushed below with the history file.
+    const firstSegment = textOf((await restored.query('SELECT pg_walfile_name(pg_switch_wal()) AS w', [], PG_QUERY_TIMEOUT_MS))[0]?.['w']);
+    if (firstSegment === null) throw new WardenError('postgres-command-failed', 'pg_switch_wal() on the restored leader returned no segment');
+    let check: InPlaceRestoreOutput['check'] = null;
+    if (o.checkSql !== undefined) {
+      const rows = await restored.query(o.checkSql, [], Math.min(left(), 60_000));
+      const firstRow = rows[0];
+      check = { sql: o.checkSql, value: textOf(firstRow === undefined ? undefined : Object.values(firstRow)[0]) };
+    }
+    await restored.stop('fast', 60_000);
+    server = undefined;
+    say(`recovered to the target and promoted onto timeline ${newTimeline} in ${(recoveryMs / 1000).toFixed(1)} s (private postmaster, archiving off); stopped it`);
+
+    // Archiving was off when the new timeline began, so PostgreSQL did not queue its history
+    // file: push it now, before any replica or later restore looks for the timeline.
+    step = `pushing timeline ${newTimeline}'s history file into the repository`;
+    const historyFile = `${newTimeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
+    for (const f of [historyFile, firstSegment]) {
+      await rt.repo.pushWal(leader.dataDir, f, { timeoutMs: Math.min(left(), 120_000), lockPath: join(scratch, 'lock'), logPath: join(scratch, 'log') });
+      // Archived: PostgreSQL, archiving again once its agent starts it, need not push it again.
+      await writeFile(join(leader.dataDir, 'pg_wal', 'archive_status', `${f}.done`), '', { mode: 0o600 });
+      if (run !== undefined) await chown(join(leader.dataDir, 'pg_wal', 'archive_status', `${f}.done`), run.uid, run.gid);
+    }
+    await appendHistory(rt.target, { timeline: newTimeline, lsn: switchLsn, reason: `in-place restore to ${describeTarget(target)}`, timeMs: Date.now(), leader: leaderName });
+    say(`pushed ${historyFile} and ${firstSegment} (the new timeline's first segment) into the repository`);
+
+    // The replicas hold WAL past the target on the old timeline: they are re-created. Moved
+    // aside, never deleted (like `warden reinit`).
+    const moved: { name: string; movedTo: string }[] = [];
+    for (const m of replicas) {
+      step = `moving ${m.name}'s data directory aside`;
+      const movedTo = `${m.dataDir}.before-restore-${stamp}`;
+      if (existsSync(m.dataDir)) await rename(m.dataDir, movedTo);
+      moved.push({ name: m.name, movedTo });
+      say(`${m.name}: old data directory moved to ${movedTo}; its agent re-creates it on timeline ${newTimeline}`);
+    }
+
+    step = 'resuming the cluster';
+    const t2 = Date.now();
+    await setPause(rt.target, false);
+    say(`resumed: ${leaderName} starts as primary on timeline ${newTimeline}, the replicas are re-created`);
+    step = `waiting for every member to run on timeline ${newTimeline}`;
+    await eventually(async () => {
+      const v = await readClusterView(rt.target);
+      const l = v.members.get(leaderName);
+      if (v.leader?.name !== leaderName || l?.role !== 'primary' || l.state !== 'running' || l.timeline !== newTimeline) return undefined;
+      return replicas.every((m) => {
+        const r = v.members.get(m.name);
+        return r?.role === 'replica' && r.state === 'streaming' && r.timeline === newTimeline;
+      }) ? true : undefined;
+    }, { timeoutMs: left(), intervalMs: 500, what: `the leader to run and every replica to stream on timeline ${newTimeline}` });
+    const rejoinMs = Date.now() - t2;
+    await rm(scratch, { recursive: true, force: true });
+    const result: InPlaceRestoreOutput = {
+      inPlace: true,
+      leader: leaderName,
+      label: set.label,
+      target,
+      fromTimeline,
+      timeline: newTimeline,
+      stopSeconds: stopMs / 1000,
+      restoreSeconds: restoreMs / 1000,
+      recoverySeconds: recoveryMs / 1000,
+      rejoinSeconds: rejoinMs / 1000,
+      totalSeconds: (Date.now() - started) / 1000,
+      replicas: moved,
+      check,
+    };
+    if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else {
+      process.stdout.write(
+        `cluster ${rt.target.cluster} restored in place to ${describeTarget(target)}: timeline ${fromTimeline} → ${newTimeline}, ${leaderName} primary, ${replicas.length} replica(s) streaming, in ${result.totalSeconds.toFixed(1)} s (stop ${result.stopSeconds.toFixed(1)}, restore ${result.restoreSeconds.toFixed(1)}, recovery ${result.recoverySeconds.toFixed(1)}, rejoin ${result.rejoinSeconds.toFixed(1)})\n` +
+          (check === null ? '' : `check: ${check.sql} → ${check.value ?? 'no rows'}\n`),
+      );
+    }
+    return 0;
+  } catch (e) {
+    if (server !== undefined) await server.stop('fast', 60_000).catch((err: unknown) => process.stderr.write(`warden restore: stopping the private postmaster: ${describeError(err)}\n`));
+    throw new WardenError('backup-command-failed', `in-place restore failed while ${step}: ${describeError(e)}; the cluster is left paused (nothing starts or promotes by itself): fix the cause and run the restore again, or \`warden resume\``, { cause: e });
   }
 }
 
@@ -872,7 +1170,7 @@ export function registerBackupCommands(program: Command): void {
 
   program
     .command('restore')
-    .description('point-in-time recovery into a new data directory (DIR/restores/NEW), outside the running cluster')
+    .description('point-in-time recovery into a new data directory (DIR/restores/NEW), or of the running cluster itself (--in-place)')
     .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
     .option('--time <t>', 'recover to this instant (with a time zone: 2026-12-02T03:04:05Z, "2026-12-02 03:04:05.123456+00")')
     .option('--lsn <lsn>', 'recover to this WAL position')
@@ -881,7 +1179,7 @@ export function registerBackupCommands(program: Command): void {
     .option('--latest', 'recover every archived WAL', false)
     .option('--exclusive', 'stop just before the target (--time, --lsn, --xid) instead of just after', false)
     .option('--into <new>', 'the name of the new data directory: DIR/restores/<new>/data')
-    .option('--in-place', 'restore the running cluster itself (not built yet)', false)
+    .option('--in-place', 'restore the running cluster itself: paused, every member stopped, the leader recovered privately to the target, the replicas re-seeded, resumed on a new timeline', false)
     .option('--repo <repo>', 'the repository (repo1 … repo4, default the first)')
     .option('--check-sql <sql>', 'a query run on the recovered copy before it is stopped; its first value is reported')
     .option('--timeout-seconds <s>', 'give up after this long', positiveSeconds, 3600)

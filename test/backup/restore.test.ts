@@ -166,7 +166,7 @@ describe('warden restore --into: point-in-time recovery (real pgBackRest, Postgr
       [['--into', 'Bad_Name', '--latest'], /--into "Bad_Name"/],
       [['--into', 'two', '--latest', '--xid', '5'], /give exactly one target/],
       [['--latest'], /say where to restore: --into NEW/],
-      [['--into', 'inplace', '--latest', '--in-place'], /--in-place is not built yet/],
+      [['--into', 'inplace', '--latest', '--in-place'], /give --into NEW or --in-place, not both/],
     ];
     for (const [args, re] of cases) {
       const r = await restore(args);
