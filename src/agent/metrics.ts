@@ -40,8 +40,8 @@ export function createAgentMetrics(snapshot: () => AgentSnapshot, archive: () =>
   gauge('warden_invalid_records', 'keys of this cluster in the DCS refused by their decoder (see warden list)', (s) => (s.view?.invalid.size ?? 0) + (s.configProblem === undefined ? 0 : 1));
   gauge('warden_moved_aside_data_dirs', 'data directories this member moved aside (Warden never deletes them)', (s) => s.movedAside?.length ?? 0);
   gauge('warden_lease_ttl_seconds', 'TTL of the lease this agent holds, as etcd granted it (what a ttl change has put in force)', (s) => (s.leaseTtlMs ?? 0) / 1000);
-  // The WAL archive, on the leader only (a replica does not archive: these have no sample there).
-  const archiveGauge = (name: string, help: string, read: (h: ArchiveHealth) => number | null): void => {
+  /** A gauge read from something only the leader knows: no sample while `source()` is undefined (or `read` gives null). */
+  const leaderGauge = <T>(source: () => T | undefined) => (name: string, help: string, read: (x: T) => number | null): void => {
     new Gauge({
       name,
       help,
@@ -49,12 +49,14 @@ export function createAgentMetrics(snapshot: () => AgentSnapshot, archive: () =>
       registers: [registry],
       collect() {
         this.reset();
-        const h = archive();
-        const v = h === undefined ? null : read(h);
+        const x = source();
+        const v = x === undefined ? null : read(x);
         if (v !== null) this.set(labels(), v);
       },
     });
   };
+  // The WAL archive, on the leader only (a replica does not archive: these have no sample there).
+  const archiveGauge = leaderGauge(archive);
   archiveGauge('warden_archive_failing', '1 while the last archive attempt failed after the last success (leader only; never a reason to fail over)', (h) => (h.failing ? 1 : 0));
   archiveGauge('warden_archive_failing_since_timestamp_seconds', 'first failure of the current failing spell (leader only)', (h) => (h.failingSinceMs === null ? null : h.failingSinceMs / 1000));
   archiveGauge('warden_archive_failed_count', 'pg_stat_archiver.failed_count on the leader', (h) => h.failedCount);
@@ -62,19 +64,7 @@ export function createAgentMetrics(snapshot: () => AgentSnapshot, archive: () =>
   archiveGauge('warden_archive_recovery_point_bytes', 'WAL bytes written on the leader and not yet in the repository (the recovery point)', (h) => h.bytesNotArchived);
   archiveGauge('warden_archive_recovery_point_seconds', 'how long the WAL not yet in the repository has waited', (h) => h.secondsNotArchived);
   // The last completed backup (`backup/last`), on the leader only, like the archive.
-  const backupGauge = (name: string, help: string, read: (b: LastBackup) => number): void => {
-    new Gauge({
-      name,
-      help,
-      labelNames: ['cluster', 'member'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        const b = lastBackup();
-        if (b !== undefined) this.set(labels(), read(b));
-      },
-    });
-  };
+  const backupGauge = leaderGauge(lastBackup);
   backupGauge('warden_backup_last_success_timestamp_seconds', 'when the last backup completed (leader only)', (b) => b.finishedAtMs / 1000);
   backupGauge('warden_backup_last_age_seconds', 'seconds since the last backup completed (leader only)', (b) => Math.max(0, (Date.now() - b.finishedAtMs) / 1000));
   backupGauge('warden_backup_last_size_bytes', 'size of the database when the last backup was taken (leader only)', (b) => b.databaseBytes);

@@ -52,4 +52,16 @@ describe('the last backup record (backup/last)', () => {
     assert.match(text, new RegExp(`warden_backup_last_success_timestamp_seconds\\{[^}]*\\} ${LAST.finishedAtMs / 1000}`));
     assert.match(text, /warden_backup_last_age_seconds\{[^}]*\} \d+/);
   });
+
+  it('shares the leader-only gauge with the archive: a sample for each known field, none for a null one', async () => {
+    const snapshot = { identity: { cluster: 'bk', name: 'bk-1' } } as unknown as AgentSnapshot;
+    const health = { member: 'bk-1', observedAtMs: 1, failing: true, failingSinceMs: 5000, failedCount: 3, lastArchivedWal: null, lastArchivedAtMs: null, lastFailedWal: '000000010000000000000005', lastFailedAtMs: 2, bytesNotArchived: 10, secondsNotArchived: 2 };
+    const registry = createAgentMetrics(() => snapshot, () => health);
+    const sample = async (name: string): Promise<string | undefined> => (await registry.getSingleMetricAsString(name)).split('\n').find((l) => l.startsWith(`${name}{`));
+    assert.equal(await sample('warden_archive_failing'), 'warden_archive_failing{cluster="bk",member="bk-1"} 1');
+    assert.equal(await sample('warden_archive_failing_since_timestamp_seconds'), 'warden_archive_failing_since_timestamp_seconds{cluster="bk",member="bk-1"} 5');
+    assert.equal(await sample('warden_archive_recovery_point_bytes'), 'warden_archive_recovery_point_bytes{cluster="bk",member="bk-1"} 10');
+    assert.equal(await sample('warden_archive_last_success_timestamp_seconds'), undefined, 'never archived: no sample');
+    assert.equal(await sample('warden_backup_last_size_bytes'), undefined, 'no backup known: no sample');
+  });
 });
