@@ -706,37 +706,14 @@ async function runRestore(o: RestoreOptions): Promise<number> {
     const socketDir = join(dest, 'run');
     await mkdir(socketDir, { mode: 0o700 });
     if (run !== undefined) await chown(socketDir, run.uid, run.gid);
-    let restoreMs = 0;
-    let recoveryMs = 0;
-    let quiet: { readonly lsn: string; readonly lastCommitAt: string | undefined } | undefined;
-    let attemptTarget: RestoreTarget = target;
-    for (let attempt = 1; ; attempt++) {
-      const t0 = Date.now();
-      await rt.repo.restore(
-        { dataDir, target: attemptTarget, setLabel: set.label, archiveMode: 'off', lockPath: join(dest, 'lock'), logPath: join(dest, 'log'), delta: attempt > 1, ...(repoIndex === undefined ? {} : { repo: repoIndex }) },
-        { timeoutMs: left() },
-      );
-      restoreMs += Date.now() - t0;
-      server ??= await scratchServer(rt, `${rt.layout.cluster}-${into}`, dataDir, socketDir, run !== undefined);
-      await server.configure({ kind: 'primary' });
-      const t1 = Date.now();
-      const outcome = await recoverScratch(server, left());
-      recoveryMs += Date.now() - t1;
-      if (outcome.kind === 'promoted') break;
-      // Every archived record was replayed and none reached the target. For a time the archive
-      // covers (checked above), that is a quiet period: no commit after it anywhere in the
-      // archive, so the end of the replayed WAL holds exactly what was committed by then. Recover
-      // to that very record (an LSN target), once.
-      if (attempt === 1 && target.kind === 'time' && outcome.ended.redoDoneLsn !== undefined) {
-        quiet = { lsn: outcome.ended.redoDoneLsn, lastCommitAt: outcome.ended.lastCommitAt };
-        attemptTarget = { kind: 'lsn', lsn: outcome.ended.redoDoneLsn };
-        continue;
-      }
-      throw new WardenError(
-        'config-invalid',
-        `${describeTarget(target)} is not in the archived WAL after backup ${set.label}: recovery replayed all of it${outcome.ended.redoDoneLsn === undefined ? '' : ` (up to LSN ${outcome.ended.redoDoneLsn})`} without reaching it; nothing was restored`,
-      );
-    }
+    const restoreRequest = { dataDir, target, setLabel: set.label, archiveMode: 'off', lockPath: join(dest, 'lock'), logPath: join(dest, 'log'), ...(repoIndex === undefined ? {} : { repo: repoIndex }) } as const;
+    const t0 = Date.now();
+    await rt.repo.restore(restoreRequest, { timeoutMs: left() });
+    const firstRestoreMs = Date.now() - t0;
+    server = await scratchServer(rt, `${rt.layout.cluster}-${into}`, dataDir, socketDir, run !== undefined);
+    const recovered = await recoverToTarget(server, target, set.label, 'nothing was restored', left, (t) => rt.repo.restore({ ...restoreRequest, target: t, delta: true }, { timeoutMs: left() }));
+    const restoreMs = firstRestoreMs + recovered.restoreMs;
+    const { recoveryMs, quiet } = recovered;
     const restored = server;
     const status = await restored.status(PG_QUERY_TIMEOUT_MS);
     let check: RestoreOutput['check'] = null;
@@ -761,6 +738,51 @@ async function runRestore(o: RestoreOptions): Promise<number> {
     if (server !== undefined) await server.stop('fast', 60_000).catch((e: unknown) => process.stderr.write(`warden restore: stopping the restored copy: ${describeError(e)}\n`));
     // A restore that did not reach its target leaves nothing behind.
     if (!done) await rm(dest, { recursive: true, force: true });
+  }
+}
+
+/** A time target in a quiet period: recovered to the last archived record instead (`lsn`). */
+type QuietPeriod = { readonly lsn: string; readonly lastCommitAt: string | undefined };
+
+/**
+ * Recovers a server restored for `target` until it is promoted there. When recovery replays every
+ * archived record without reaching the target and the target is a time the archive covers
+ * (checked before), that is a quiet period — no commit after it anywhere in the archive — so the
+ * end of the replayed WAL holds exactly what was committed by then: the set is restored again to
+ * that very record (`restoreAgain`, an LSN target) and recovered, once (docs/architecture.md,
+ * "Point-in-time recovery"). Any other target the WAL does not reach is a config-invalid error
+ * ending with `consequence`. For `warden restore --into` and `--in-place` alike.
+ */
+async function recoverToTarget(
+  server: LocalPostgres,
+  target: RestoreTarget,
+  setLabel: string,
+  consequence: string,
+  left: () => number,
+  restoreAgain: (t: RestoreTarget) => Promise<void>,
+  onQuiet: (q: QuietPeriod) => void = () => undefined,
+): Promise<{ recoveryMs: number; restoreMs: number; quiet: QuietPeriod | undefined }> {
+  let recoveryMs = 0;
+  let restoreMs = 0;
+  let quiet: QuietPeriod | undefined;
+  for (let attempt = 1; ; attempt++) {
+    await server.configure({ kind: 'primary' });
+    const t1 = Date.now();
+    const outcome = await recoverScratch(server, left());
+    recoveryMs += Date.now() - t1;
+    if (outcome.kind === 'promoted') return { recoveryMs, restoreMs, quiet };
+    if (attempt === 1 && target.kind === 'time' && outcome.ended.redoDoneLsn !== undefined) {
+      quiet = { lsn: outcome.ended.redoDoneLsn, lastCommitAt: outcome.ended.lastCommitAt };
+      onQuiet(quiet);
+      const t2 = Date.now();
+      await restoreAgain({ kind: 'lsn', lsn: quiet.lsn });
+      restoreMs += Date.now() - t2;
+      continue;
+    }
+    throw new WardenError(
+      'config-invalid',
+      `${describeTarget(target)} is not in the archived WAL after backup ${setLabel}: recovery replayed all of it${outcome.ended.redoDoneLsn === undefined ? '' : ` (up to LSN ${outcome.ended.redoDoneLsn})`} without reaching it; ${consequence}`,
+    );
   }
 }
 
@@ -988,26 +1010,11 @@ async function runRestoreInPlace(rt: BackupRuntime, o: RestoreOptions, target: R
 
     step = 'recovering to the target in a private postmaster';
     server = await scratchServer(rt, `${rt.layout.cluster}-in-place`, leader.dataDir, socketDir, run !== undefined);
-    let recoveryMs = 0;
-    for (let attempt = 1; ; attempt++) {
-      await server.configure({ kind: 'primary' });
-      const t1 = Date.now();
-      const outcome = await recoverScratch(server, left());
-      recoveryMs += Date.now() - t1;
-      if (outcome.kind === 'promoted') break;
-      // As with --into: a time in a quiet period is the state at the last archived record.
-      if (attempt === 1 && target.kind === 'time' && outcome.ended.redoDoneLsn !== undefined) {
-        say(`${describeTarget(target)} is in a quiet period (no commit after it in the archive${outcome.ended.lastCommitAt === undefined ? '' : `, the last at ${outcome.ended.lastCommitAt}`}): recovering to the last archived record, LSN ${outcome.ended.redoDoneLsn}`);
-        const t2 = Date.now();
-        await rt.repo.restore({ ...request, target: { kind: 'lsn', lsn: outcome.ended.redoDoneLsn } }, { timeoutMs: left() });
-        restoreMs += Date.now() - t2;
-        continue;
-      }
-      throw new WardenError(
-        'config-invalid',
-        `${describeTarget(target)} is not in the archived WAL after backup ${set.label}: recovery replayed all of it${outcome.ended.redoDoneLsn === undefined ? '' : ` (up to LSN ${outcome.ended.redoDoneLsn})`} without reaching it`,
-      );
-    }
+    const recovered = await recoverToTarget(server, target, set.label, 'the cluster stays paused and stopped', left, (t) => rt.repo.restore({ ...request, target: t }, { timeoutMs: left() }), (q) =>
+      say(`${describeTarget(target)} is in a quiet period (no commit after it in the archive${q.lastCommitAt === undefined ? '' : `, the last at ${q.lastCommitAt}`}): recovering to the last archived record, LSN ${q.lsn}`),
+    );
+    restoreMs += recovered.restoreMs;
+    const recoveryMs = recovered.recoveryMs;
     const restored = server;
     const status = await restored.status(PG_QUERY_TIMEOUT_MS);
     const newTimeline = status.timeline;
