@@ -36,7 +36,7 @@ import {
   type ServerFacts,
 } from '../ha/index.js';
 import type { DataDirState, OperationProgress, PostgresInstance, ServerStatus } from '../postgres/postgres.js';
-import { Executor, PG_TIMEOUTS, type CandidateReceiveLsn, type Hooks, type ReplicaSeeder } from './executor.js';
+import { Executor, PG_TIMEOUTS, type CandidateReceiveLsn, type Hooks, type ReplicaSeeder, type BootstrapRestorer } from './executor.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { Logger } from './logger.js';
 import { fetchPeer } from './peers.js';
@@ -156,7 +156,7 @@ export class Agent {
 
   constructor(
     private readonly id: AgentIdentity,
-    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger; hooks?: Hooks; restAuth?: { username: string; password: string }; peerTls?: ClientTls; fetchPeer?: typeof fetchPeer; candidateReceiveLsn?: CandidateReceiveLsn; postFailsafe?: PostFailsafe; seedReplica?: ReplicaSeeder },
+    private readonly deps: { dcs: Dcs; pg: PostgresInstance; clock: Clock; log: Logger; hooks?: Hooks; restAuth?: { username: string; password: string }; peerTls?: ClientTls; fetchPeer?: typeof fetchPeer; candidateReceiveLsn?: CandidateReceiveLsn; postFailsafe?: PostFailsafe; seedReplica?: ReplicaSeeder; restoreBootstrap?: BootstrapRestorer },
   ) {
     this.prefix = clusterPrefix(id.cluster);
     this.config = id.bootstrapConfig;
@@ -188,6 +188,7 @@ export class Agent {
       ...(deps.hooks === undefined ? {} : { hooks: deps.hooks }),
       ...(deps.candidateReceiveLsn === undefined ? {} : { candidateReceiveLsn: deps.candidateReceiveLsn }),
       ...(deps.seedReplica === undefined ? {} : { seedReplica: deps.seedReplica }),
+      ...(deps.restoreBootstrap === undefined ? {} : { restoreBootstrap: deps.restoreBootstrap }),
     });
     const now = deps.clock.nowMs();
     this.lastOkCycleMonoMs = deps.clock.monotonicMs();

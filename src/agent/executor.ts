@@ -47,6 +47,15 @@ export interface Hooks {
  */
 export type ReplicaSeeder = (req: { readonly systemIdentifier: string }, op: OperationOptions) => Promise<{ readonly restored: true; readonly label: string } | { readonly restored: false; readonly why: string }>;
 
+/**
+ * Makes the bootstrapping member's data directory from another cluster's backup instead of initdb
+ * (bootstrap.method pgbackrest, spec.dataSource): restores it into the empty data directory,
+ * recovers it to its target and promotes it privately, and leaves it stopped cleanly with the new
+ * cluster's passwords and archiving settings. Resolves with a sentence for the log. What it wrote
+ * is moved aside by the bootstrap's failure path.
+ */
+export type BootstrapRestorer = (op: OperationOptions) => Promise<{ readonly message: string; readonly fields: Readonly<Record<string, unknown>> }>;
+
 /** Asks a switchover candidate's PostgreSQL how far it has received WAL. */
 export type CandidateReceiveLsn = (candidate: { readonly host: string; readonly port: number }, timeoutMs: number) => Promise<string | null>;
 
@@ -92,6 +101,8 @@ export class Executor {
       candidateReceiveLsn?: CandidateReceiveLsn;
       /** With a backup repository: replicas are seeded from it (see ReplicaSeeder). */
       seedReplica?: ReplicaSeeder;
+      /** bootstrap.method pgbackrest: the bootstrap restores instead of running initdb (see BootstrapRestorer). */
+      restoreBootstrap?: BootstrapRestorer;
     },
   ) {
     this.appliedParameters = JSON.stringify(opts.initialParameters);
@@ -290,7 +301,11 @@ export class Executor {
     }
   }
 
-  /** initdb → primary → roles → config key → system identifier; undone (data moved aside, keys freed) on failure. */
+  /**
+   * initdb (or a restore of another cluster's backup, recovered to its target) → primary → roles →
+   * config key → system identifier; undone (data moved aside, keys freed) on failure. Either way
+   * the data directory must be empty first: one that holds anything is refused.
+   */
   private async bootstrap(ctx: ExecutionContext, op: OperationOptions): Promise<void> {
     const log = this.opts.log;
     try {
@@ -298,15 +313,22 @@ export class Executor {
       if (before.kind === 'initialized' || before.kind === 'invalid') {
         throw new WardenError('data-dir-foreign', `refusing to bootstrap over an existing data directory (${this.pg.config.dataDir})`);
       }
-      log.info({}, 'bootstrapping a new cluster with initdb');
-      await this.pg.initdb(PG_TIMEOUTS.initdb, op);
+      const restore = this.opts.restoreBootstrap;
+      if (restore === undefined) {
+        log.info({}, 'bootstrapping a new cluster with initdb');
+        await this.pg.initdb(PG_TIMEOUTS.initdb, op);
+      } else {
+        log.info({}, "bootstrapping a new cluster from another cluster's backup (bootstrap.method pgbackrest)");
+        const r = await restore(op);
+        log.info(r.fields, r.message);
+      }
       await this.pg.configure({ kind: 'primary' });
       this.configuredAs = { kind: 'primary' };
       await this.pg.start(PG_TIMEOUTS.start, op);
       await this.pg.createRoles(PG_TIMEOUTS.query);
       await this.dcs.create(this.key(KEYS.config), JSON.stringify(ctx.bootstrapConfig), this.dcsOpts());
       const after = await this.pg.inspectDataDir();
-      if (after.systemIdentifier === undefined) throw new WardenError('internal', 'initdb produced no system identifier');
+      if (after.systemIdentifier === undefined) throw new WardenError('internal', 'the bootstrap produced no system identifier');
       const init = await this.dcs.get(this.key(KEYS.initialize), this.dcsOpts());
       if (init === undefined || init.value !== '' ||
         !(await this.dcs.compareAndSwap(this.key(KEYS.initialize), after.systemIdentifier, init.modRevision, this.dcsOpts()))) {

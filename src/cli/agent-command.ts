@@ -22,6 +22,7 @@ import { isWardenError } from '../core/errors.js';
 import { cancelledError } from '../postgres/progress.js';
 import { formatSpecError, loadAgentConfig } from '../spec/index.js';
 import { withRunAsUserDefault } from '../spec/agent-config.js';
+import { dataSourceRestorer } from './data-source-bootstrap.js';
 
 const AGENT_NICE = -5;
 
@@ -104,6 +105,10 @@ export async function runAgentCommand(configFile: string): Promise<number> {
           ? commandHooks(cfg.postgres, cfg.cluster, log)
           : withPrePromoteStep(commandHooks(cfg.postgres, cfg.cluster, log), archiveContinuityStep(cfg.postgres.dataDir, cfg.postgres.archive, cfg.postgres.runAsUser, log)),
       ...(cfg.postgres.archive === undefined ? {} : { seedReplica: replicaSeeder(cfg.postgres.dataDir, cfg.postgres.archive, cfg.postgres.runAsUser) }),
+      // Patroni's custom bootstrap: another cluster's backup instead of initdb (spec.dataSource).
+      ...(cfg.bootstrapMethod.kind === 'pgbackrest'
+        ? { restoreBootstrap: dataSourceRestorer(cfg, cfg.bootstrapMethod.dataSourceFile, cfg.postgres.runAsUser === undefined ? undefined : identityOf(cfg.postgres.runAsUser)) }
+        : {}),
       ...(cfg.restApi.authentication === undefined ? {} : { restAuth: cfg.restApi.authentication }),
       // Calls to peers (leader race, failsafe) trust the same CA and present this member's certificate.
       ...(cfg.restApi.tls === undefined ? {} : { peerTls: { cert: cfg.restApi.tls.cert, key: cfg.restApi.tls.key, ...(cfg.restApi.tls.ca === undefined ? {} : { ca: cfg.restApi.tls.ca }) } }),

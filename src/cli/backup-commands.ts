@@ -2,7 +2,7 @@
 // repository is local (pgBackRest 2.45 runs backup and expire where the repository is).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { chown, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import pg from 'pg';
@@ -21,15 +21,13 @@ import {
   type RestoreTarget,
   type RestoreTargetOptions,
   parseRestoreTarget,
-  recoveryEndedShort,
-  type RecoveryEndedShort,
   targetTimeMs,
   unreachableTarget,
   type SlotRecord,
   decodeSlotRecord,
 } from '../backup/index.js';
 import { decode, nullable, num, obj, oneOf, str } from '../core/decode.js';
-import { assertNever, describeError, WardenError } from '../core/errors.js';
+import { describeError, WardenError } from '../core/errors.js';
 import { dnsLabelProblem } from '../spec/dns-label.js';
 import { eventually } from '../core/deadline.js';
 import { freePort } from '../core/free-port.js';
@@ -40,6 +38,7 @@ import { lookupRunUser, readLayout, type RuntimeBackup, type RuntimeLayout, type
 import { wardenArgv } from '../controller/warden-child.js';
 import { clusterPrefix, KEYS, slotNameFor, type ClusterView, type HistoryEntry } from '../ha/index.js';
 import { LocalPostgres } from '../postgres/postgres-instance.js';
+import { describeTarget, PGBACKREST_AUTO_CONF_KEYS, recoverToTarget } from './recover-to-target.js';
 import { etcdClientFor, readClusterView, resolveTarget, type Target } from './target.js';
 
 /** A full backup of a large database takes long; the default leaves room, --timeout-seconds changes it. */
@@ -650,8 +649,25 @@ interface RestoreOptions extends RestoreTargetOptions {
   readonly timeoutSeconds: number;
 }
 
+/**
+ * When the newest WAL reached the repository, from the leader's pg_stat_archiver; undefined when
+ * that cannot be asked (no leader, the cluster down): the target is then not checked against it.
+ */
+async function leaderLastArchivedAtMs(rt: BackupRuntime): Promise<number | undefined> {
+  const view = await readClusterView(rt.target).catch(() => undefined);
+  const leader = view?.leader === undefined ? undefined : view.members.get(view.leader.name);
+  const archived = leader === undefined ? undefined : await archiverStatus(rt, leader.host, leader.port).catch(() => undefined);
+  return archived?.lastArchivedAtMs ?? undefined;
+}
+
+/** leaderLastArchivedAtMs of the local runtime in `dir` (for spec.dataSource's source), undefined when unknown. */
+export async function lastArchivedAtMsOf(dir: string): Promise<number | undefined> {
+  const rt = await openBackupRuntime(dir).catch(() => undefined);
+  return rt === undefined ? undefined : leaderLastArchivedAtMs(rt);
+}
+
 /** The newest set a restore to `target` can start from (it must have ended before the target). */
-function setFor(info: RepositoryInfo, target: RestoreTarget): BackupSet | undefined {
+export function setFor(info: RepositoryInfo, target: RestoreTarget): BackupSet | undefined {
   const fits = (s: BackupSet): boolean => {
     if (target.kind === 'time') return s.stoppedAtMs <= (targetTimeMs(target.time) ?? 0);
     if (target.kind === 'lsn') return s.lsnStop === undefined || parseLsn(s.lsnStop) <= parseLsn(target.lsn);
@@ -683,11 +699,7 @@ async function runRestore(o: RestoreOptions): Promise<number> {
   if (!o.inPlace && existsSync(dest)) throw new WardenError('config-invalid', `--into ${into}: ${dest} exists already; pick another name or remove it`);
   const repoIndex = o.repo === undefined ? undefined : repoIndexOf(rt, o.repo);
   const info = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
-  // The newest WAL that reached the repository, from the leader's archiver (unknown: not checked).
-  const view = await readClusterView(rt.target).catch(() => undefined);
-  const leader = view?.leader === undefined ? undefined : view.members.get(view.leader.name);
-  const archived = leader === undefined ? undefined : await archiverStatus(rt, leader.host, leader.port).catch(() => undefined);
-  const why = unreachableTarget(target, info, { lastArchivedAtMs: archived?.lastArchivedAtMs ?? undefined, nowMs: Date.now() });
+  const why = unreachableTarget(target, info, { lastArchivedAtMs: await leaderLastArchivedAtMs(rt), nowMs: Date.now() });
   if (why !== undefined) throw new WardenError('config-invalid', why);
   const set = setFor(info, target);
   if (set === undefined) throw new WardenError('config-invalid', 'no backup set ends before the target');
@@ -741,96 +753,6 @@ async function runRestore(o: RestoreOptions): Promise<number> {
   }
 }
 
-/** A time target in a quiet period: recovered to the last archived record instead (`lsn`). */
-type QuietPeriod = { readonly lsn: string; readonly lastCommitAt: string | undefined };
-
-/**
- * Recovers a server restored for `target` until it is promoted there. When recovery replays every
- * archived record without reaching the target and the target is a time the archive covers
- * (checked before), that is a quiet period — no commit after it anywhere in the archive — so the
- * end of the replayed WAL holds exactly what was committed by then: the set is restored again to
- * that very record (`restoreAgain`, an LSN target) and recovered, once (docs/architecture.md,
- * "Point-in-time recovery"). Any other target the WAL does not reach is a config-invalid error
- * ending with `consequence`. For `warden restore --into` and `--in-place` alike.
- */
-async function recoverToTarget(
-  server: LocalPostgres,
-  target: RestoreTarget,
-  setLabel: string,
-  consequence: string,
-  left: () => number,
-  restoreAgain: (t: RestoreTarget) => Promise<void>,
-  onQuiet: (q: QuietPeriod) => void = () => undefined,
-): Promise<{ recoveryMs: number; restoreMs: number; quiet: QuietPeriod | undefined }> {
-  let recoveryMs = 0;
-  let restoreMs = 0;
-  let quiet: QuietPeriod | undefined;
-  for (let attempt = 1; ; attempt++) {
-    await server.configure({ kind: 'primary' });
-    const t1 = Date.now();
-    const outcome = await recoverScratch(server, left());
-    recoveryMs += Date.now() - t1;
-    if (outcome.kind === 'promoted') return { recoveryMs, restoreMs, quiet };
-    if (attempt === 1 && target.kind === 'time' && outcome.ended.redoDoneLsn !== undefined) {
-      quiet = { lsn: outcome.ended.redoDoneLsn, lastCommitAt: outcome.ended.lastCommitAt };
-      onQuiet(quiet);
-      const t2 = Date.now();
-      await restoreAgain({ kind: 'lsn', lsn: quiet.lsn });
-      restoreMs += Date.now() - t2;
-      continue;
-    }
-    throw new WardenError(
-      'config-invalid',
-      `${describeTarget(target)} is not in the archived WAL after backup ${setLabel}: recovery replayed all of it${outcome.ended.redoDoneLsn === undefined ? '' : ` (up to LSN ${outcome.ended.redoDoneLsn})`} without reaching it; ${consequence}`,
-    );
-  }
-}
-
-/**
- * Waits until the scratch server has recovered to its target and promoted, or has stopped because
- * recovery replayed every archived record without reaching the target (PostgreSQL's FATAL
- * "recovery ended before configured recovery target was reached"). Any other stop is an error
- * with the log's tail; never waits past `timeoutMs`.
- */
-async function recoverScratch(server: LocalPostgres, timeoutMs: number): Promise<{ kind: 'promoted' } | { kind: 'ended-short'; ended: RecoveryEndedShort }> {
-  const logStart = await stat(server.logPath).then((s) => s.size, () => 0);
-  const stopped = async (): Promise<{ kind: 'ended-short'; ended: RecoveryEndedShort }> => {
-    const log = (await readFile(server.logPath, 'utf8').catch(() => '')).slice(logStart);
-    const ended = recoveryEndedShort(log);
-    if (ended !== undefined) return { kind: 'ended-short', ended };
-    throw new WardenError('postgres-command-failed', `the restored copy stopped during recovery; log ${server.logPath}: ${log.trimEnd().split('\n').slice(-5).join(' | ')}`);
-  };
-  try {
-    await server.start(timeoutMs);
-  } catch (e) {
-    if ((await server.processState()).kind !== 'running') return stopped();
-    throw e;
-  }
-  const outcome = await eventually(async () => {
-    if ((await server.processState()).kind !== 'running') return 'stopped' as const;
-    const r = await server.query('SELECT pg_is_in_recovery() AS r', [], PG_QUERY_TIMEOUT_MS);
-    return r[0]?.['r'] === false ? ('promoted' as const) : undefined;
-  }, { timeoutMs, intervalMs: 200, what: 'the restored copy to reach its target and be promoted' });
-  return outcome === 'promoted' ? { kind: 'promoted' } : stopped();
-}
-
-function describeTarget(t: RestoreTarget): string {
-  switch (t.kind) {
-    case 'latest':
-      return 'the latest archived WAL';
-    case 'time':
-      return `${t.exclusive === true ? 'just before' : ''}${t.time}`;
-    case 'lsn':
-      return `${t.exclusive === true ? 'just before ' : ''}LSN ${t.lsn}`;
-    case 'xid':
-      return `${t.exclusive === true ? 'just before ' : 'the commit of '}transaction ${t.xid}`;
-    case 'name':
-      return `restore point ${t.name}`;
-    default:
-      return assertNever(t);
-  }
-}
-
 // ---- warden restore --in-place ----------------------------------------------------------------
 
 /** `warden restore --in-place --format json` (names are the contract). */
@@ -856,19 +778,6 @@ export interface InPlaceRestoreOutput {
   readonly check: { readonly sql: string; readonly value: string | null } | null;
 }
 
-/** The recovery settings pgBackRest's restore writes to postgresql.auto.conf; reset once the copy is promoted. */
-const PGBACKREST_AUTO_CONF_KEYS = [
-  'archive_mode',
-  'restore_command',
-  'recovery_target',
-  'recovery_target_time',
-  'recovery_target_lsn',
-  'recovery_target_xid',
-  'recovery_target_name',
-  'recovery_target_inclusive',
-  'recovery_target_action',
-  'recovery_target_timeline',
-] as const;
 
 /** Sets the dynamic config's `pause` by compare-and-swap on the config key's revision. */
 async function setPause(t: Target, pause: boolean): Promise<void> {

@@ -89,6 +89,13 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
   }
   for (const n of loaded.notices) err(formatSpecError(n));
   const spec = loaded.spec;
+  // The controller's members bootstrap with initdb: a spec that asks for another cluster's data
+  // must not quietly get an empty cluster instead.
+  if (spec.dataSource !== undefined) {
+    err(formatSpecError({ ...spec.dataSource.clusterNameSite, message: 'a new cluster from another cluster\'s backups is made by `warden up -f FILE --source-dir DIR` (the local runtime); the controller does not apply spec.dataSource yet' }));
+    err('nothing was changed');
+    return 2;
+  }
   const text = await readFile(o.file, 'utf8');
   const client = await controlClient(o);
   try {

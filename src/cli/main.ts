@@ -48,8 +48,9 @@ export function buildCli(): Command {
     .description('start a local cluster (3-member etcd + PostgreSQL primary and replicas), detached, and wait until it is healthy')
     .option('-f, --file <cluster.yaml>', 'cluster spec (default: cluster "demo" with 3 members)')
     .option('--dir <dir>', 'runtime directory', '.warden')
-    .action(async (o: { file?: string; dir: string }) => {
-      process.exitCode = await runUp({ ...(o.file === undefined ? {} : { file: o.file }), dir: o.dir, color: useColor }).catch(explainUpError);
+    .option('--source-dir <dir>', "with spec.dataSource: the runtime dir of the cluster whose backups the new cluster starts from")
+    .action(async (o: { file?: string; dir: string; sourceDir?: string }) => {
+      process.exitCode = await runUp({ ...(o.file === undefined ? {} : { file: o.file }), ...(o.sourceDir === undefined ? {} : { sourceDir: o.sourceDir }), dir: o.dir, color: useColor }).catch(explainUpError);
     });
 
   program

@@ -8,6 +8,9 @@ import { prepareRuntimeDir, runningSupervisor, startSupervisor } from '../contro
 import { readStateFile } from '../controller/state-file.js';
 import { defaultClusterSpec, formatSpecError, loadClusterSpec, type ClusterSpec } from '../spec/index.js';
 import { setUpStanza } from './backup-commands.js';
+import type { DataSourcePlan } from '../controller/backup-runtime.js';
+import { resolveDataSource } from './data-source.js';
+import { describeTarget } from './recover-to-target.js';
 import { listFromView, renderList } from './list.js';
 import { routerReport } from './router-commands.js';
 import { readClusterView, resolveTarget } from './target.js';
@@ -16,7 +19,7 @@ const UP_TIMEOUT_MS = 240_000;
 type Palette = ReturnType<typeof pc.createColors>;
 
 /** `warden up`: starts (or reports) the local runtime and returns once the cluster is healthy. Exit code. */
-export async function runUp(opts: { file?: string; dir?: string; color: boolean }): Promise<number> {
+export async function runUp(opts: { file?: string; dir?: string; sourceDir?: string; color: boolean }): Promise<number> {
   const out = (s: string): void => void process.stdout.write(`${s}\n`);
   const c: Palette = pc.createColors(opts.color);
   const dir = resolve(opts.dir ?? '.warden');
@@ -29,6 +32,10 @@ export async function runUp(opts: { file?: string; dir?: string; color: boolean 
     }
     spec = loaded.spec;
     for (const n of loaded.notices) out(c.dim(`note: ${formatSpecError(n)}`));
+  }
+  if (opts.sourceDir !== undefined && spec.dataSource === undefined) {
+    process.stderr.write(`warden up: --source-dir names the runtime dir of the cluster in spec.dataSource.postgresCluster, and ${opts.file ?? 'the default spec'} has none\n`);
+    return 2;
   }
   const running = await runningSupervisor(dir);
   if (running !== undefined) {
@@ -54,7 +61,21 @@ export async function runUp(opts: { file?: string; dir?: string; color: boolean 
       await stopOrphans(orphans);
     }
   }
-  const layout = await prepareRuntimeDir(dir, spec, opts.file !== undefined);
+  // spec.dataSource is resolved (source cluster, repository, a backup before the target) before
+  // anything is written: a fault is exit 2 at the spec's field, and no runtime dir is made.
+  let dataSource: DataSourcePlan | undefined;
+  if (spec.dataSource !== undefined && prior === undefined) {
+    const resolved = await resolveDataSource({ ...spec, dataSource: spec.dataSource }, { dir, sourceDir: opts.sourceDir });
+    if (!resolved.ok) {
+      for (const e of resolved.errors) process.stderr.write(`${formatSpecError(e)}\n`);
+      return 2;
+    }
+    dataSource = resolved.plan;
+    out(`data source: cluster ${dataSource.sourceCluster} (${dataSource.sourceDir}), ${dataSource.repoName} set ${dataSource.setLabel}, recovered to ${describeTarget(dataSource.target)}; this cluster archives into its own repository`);
+  } else if (spec.dataSource !== undefined) {
+    out(c.dim(`note: spec.dataSource applies when a runtime dir is made; ${dir} exists and keeps its data`));
+  }
+  const layout = await prepareRuntimeDir(dir, spec, opts.file !== undefined, dataSource);
   if (spec.backups !== undefined && layout.backup === undefined) {
     out(c.yellow(`note: spec.backups was not applied: ${dir} was set up without backups and keeps its layout (use a new --dir, or \`warden down --purge\` first)`));
   }

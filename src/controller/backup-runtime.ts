@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { chown, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renderPgBackRestConf } from '../backup/index.js';
+import { renderPgBackRestConf, type DataSourceRecord, type RestoreTarget } from '../backup/index.js';
 import { WardenError } from '../core/errors.js';
 import type { BackupsSpec } from '../spec/index.js';
 import type { RunUser, RuntimeBackup, RuntimeMemberPgBackRest } from './runtime-layout.js';
@@ -64,4 +64,48 @@ export function memberPgBackRest(backup: RuntimeBackup, spec: BackupsSpec, m: { 
     member: { spoolPath: paths.spoolPath, server: { dataDir: m.dataDir, port: m.pgPort, socketDir: join(m.memberDir, 'run') } },
   });
   return { configFile: join(m.memberDir, 'pgbackrest.conf'), configText: text, ...paths };
+}
+
+/** What `warden up` resolved from spec.dataSource and the source's runtime dir (src/cli/data-source.ts). */
+export interface DataSourcePlan {
+  readonly sourceCluster: string;
+  readonly sourceDir: string;
+  readonly stanza: string;
+  readonly repoName: string;
+  readonly repoPath: string;
+  readonly setLabel: string;
+  readonly target: RestoreTarget;
+  readonly targetTimeline?: number;
+  /** The source's superuser password file: copied, since the restored roles carry its password. */
+  readonly sourceSuperuserPasswordFile: string;
+}
+
+/**
+ * DIR/bootstrap for a cluster made from another cluster's backups: a pgbackrest.conf that names
+ * only the source's repository (no server, nothing the source runs with; the restore's lock and
+ * log are the member's), a copy of the source's superuser password in DIR/secrets, and the data
+ * source file the agents' bootstrap reads. Returns that file's path.
+ */
+export async function prepareDataSource(dir: string, plan: DataSourcePlan, run: RunUser | undefined): Promise<string> {
+  const base = join(dir, 'bootstrap');
+  for (const d of [base, join(base, 'lock'), join(base, 'log')]) await ownedDir(d, run);
+  const configFile = join(base, 'source-pgbackrest.conf');
+  const { text } = renderPgBackRestConf({ stanza: plan.stanza, repos: [{ name: plan.repoName, path: plan.repoPath }], globalOptions: {}, lockPath: join(base, 'lock'), logPath: join(base, 'log') });
+  await ownedFile(configFile, text, run);
+  const superuserPasswordFile = join(dir, 'secrets', 'source-superuser.password');
+  await copyFile(plan.sourceSuperuserPasswordFile, superuserPasswordFile);
+  await chmod(superuserPasswordFile, 0o600);
+  const record: DataSourceRecord = {
+    sourceCluster: plan.sourceCluster,
+    stanza: plan.stanza,
+    configFile,
+    repo: Number(plan.repoName.slice('repo'.length)),
+    setLabel: plan.setLabel,
+    target: plan.target,
+    ...(plan.targetTimeline === undefined ? {} : { targetTimeline: plan.targetTimeline }),
+    superuserPasswordFile,
+  };
+  const file = join(base, 'data-source.json');
+  await writeFile(file, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+  return file;
 }

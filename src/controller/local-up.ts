@@ -11,7 +11,7 @@ import type { ClusterSpec } from '../spec/index.js';
 import { stringifyAgentConfig } from '../spec/agent-config.js';
 import { ensureMemberFiles, layoutPath, readLayout, supervisorPidPath, writeLayout, type RunUser, type RuntimeEtcdAuth, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
 import { ensureRouter, prepareRouter, ROUTER_PORT_COUNT } from './router-runtime.js';
-import { checkPgBackRestInstalled, memberPgBackRest, prepareBackup } from './backup-runtime.js';
+import { checkPgBackRestInstalled, memberPgBackRest, prepareBackup, prepareDataSource, type DataSourcePlan } from './backup-runtime.js';
 import { wardenArgv } from './warden-child.js';
 
 export const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
@@ -54,7 +54,7 @@ export function preflight(): { runAsUser: string | undefined; uid: number | unde
  * Writes the runtime dir for `spec` the first time (ports, secrets, agent configs, runtime.json), or
  * returns the existing layout when the dir was set up before (its ports and data are reused).
  */
-export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specGiven: boolean): Promise<RuntimeLayout> {
+export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specGiven: boolean, dataSource?: DataSourcePlan): Promise<RuntimeLayout> {
   const dir = resolve(dirArg);
   const run = preflight();
   const existing = await readLayout(dir);
@@ -129,6 +129,8 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
 
   const backups = spec.backups;
   const backup = backups === undefined ? undefined : await prepareBackup(dir, spec.name, backups, runUserOf(run));
+  // spec.dataSource: every member may win the bootstrap race, so every member's config says how.
+  const bootstrapFrom = dataSource === undefined ? undefined : await prepareDataSource(dir, dataSource, runUserOf(run));
   const members: RuntimeMember[] = [];
   for (const sm of spec.members) {
     const memberDir = join(dir, 'members', sm.name);
@@ -165,6 +167,7 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
       // Continuous archiving from the first minute: every member is bootstrapped with it.
       ...(pgbackrest === undefined ? {} : { 'postgresql.archive.pgbackrest_config': pgbackrest.configFile, 'postgresql.archive.stanza': spec.name }),
       'bootstrap.dcs': spec.dynamicConfig,
+      ...(bootstrapFrom === undefined ? {} : { 'bootstrap.method': 'pgbackrest' as const, 'bootstrap.pgbackrest.data_source': bootstrapFrom }),
       'log.level': 'info',
       'log.file': base.logFile,
     }) };

@@ -112,6 +112,7 @@ describe('agent config: accepted files', () => {
       },
       tags: { nofailover: false, failoverPriority: 2, nosync: true, noloadbalance: false },
       bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG, ttl: 10, loop_wait: 2, retry_timeout: 3, postgresql: { use_pg_rewind: true, parameters: { max_connections: 100 } } },
+      bootstrapMethod: { kind: 'initdb' },
       log: { level: 'debug', file: '/var/log/warden/demo-1.log' },
     });
   });

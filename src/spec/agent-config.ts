@@ -75,6 +75,12 @@ export interface AgentConfig {
   readonly tags: AgentTags;
   /** Written to the DCS `config` key only by the member that bootstraps the cluster. */
   readonly bootstrapDynamicConfig: DynamicConfig;
+  /**
+   * How the member that wins the bootstrap race makes the data directory: initdb, or (`pgbackrest`)
+   * a restore of another cluster's backup recovered to a target, described by the JSON file the
+   * local runtime writes (bootstrap.pgbackrest.data_source; docs/architecture.md, "Backups").
+   */
+  readonly bootstrapMethod: { readonly kind: 'initdb' } | { readonly kind: 'pgbackrest'; readonly dataSourceFile: string };
   readonly log: { readonly level: LogLevel; readonly file?: string };
 }
 
@@ -155,6 +161,8 @@ export const AGENT_SETTINGS = [
   { key: 'tags.replicatefrom', env: 'WARDEN_TAGS_REPLICATEFROM', type: { kind: 'name' }, describe: 'cascading replication: stream from this member while it streams itself' },
   { key: 'tags.clonefrom', env: 'WARDEN_TAGS_CLONEFROM', type: { kind: 'bool' }, describe: 'new replicas prefer to clone from this member rather than from the leader' },
   { key: 'bootstrap.dcs', type: { kind: 'dynamic-config' }, default: DEFAULT_DYNAMIC_CONFIG, describe: 'the dynamic configuration written to etcd by the member that bootstraps the cluster' },
+  { key: 'bootstrap.method', env: 'WARDEN_BOOTSTRAP_METHOD', type: { kind: 'enum', values: ['initdb', 'pgbackrest'] }, default: 'initdb', describe: "how the bootstrapping member makes the data directory: initdb, or pgbackrest (another cluster's backup, recovered to a target: spec.dataSource)" },
+  { key: 'bootstrap.pgbackrest.data_source', env: 'WARDEN_BOOTSTRAP_PGBACKREST_DATA_SOURCE', type: { kind: 'path' }, describe: 'with method pgbackrest: the JSON file `warden up` writes (source stanza, repository config, set, target)' },
   { key: 'log.level', env: 'WARDEN_LOG_LEVEL', type: { kind: 'enum', values: LOG_LEVELS }, default: 'info', describe: 'log level' },
   { key: 'log.file', env: 'WARDEN_LOG_FILE', type: { kind: 'path' }, describe: 'log file (JSON lines); standard output when unset' },
 ] as const satisfies readonly SettingSpec[];
@@ -166,7 +174,7 @@ export const AGENT_CONFIG_TABLE: SettingsTable = {
     '': { hints: { scope: 'cluster', etcd3: 'etcd' } },
     etcd: { hints: { hosts: 'endpoints', host: 'endpoints', user: 'username', ca_cert: 'cacert', cafile: 'cacert' } },
     tags: { ignored: { nostream: NOT_IMPLEMENTED_TAG } },
-    bootstrap: { ignored: Object.fromEntries(['initdb', 'pg_hba', 'users', 'method', 'post_bootstrap', 'post_init'].map((k) => [k, NOT_IMPLEMENTED_BOOTSTRAP])) },
+    bootstrap: { ignored: Object.fromEntries(['initdb', 'pg_hba', 'users', 'post_bootstrap', 'post_init'].map((k) => [k, NOT_IMPLEMENTED_BOOTSTRAP])) },
   },
 };
 
@@ -292,6 +300,7 @@ class AgentConfigResolver {
     const etcdEndpoints = v['etcd.endpoints'];
     const bootstrapDynamicConfig = v['bootstrap.dcs'];
     const binDir = v['postgresql.bin_dir'];
+    const bootstrapMethod = this.bootstrapMethod();
     if (
       name === undefined ||
       cluster === undefined ||
@@ -348,6 +357,7 @@ class AgentConfigResolver {
         ...(clonefrom === undefined ? {} : { clonefrom }),
       },
       bootstrapDynamicConfig,
+      bootstrapMethod,
       log: { level: v['log.level'] ?? 'info', ...(logFile === undefined ? {} : { file: logFile }) },
     };
   }
@@ -364,6 +374,21 @@ class AgentConfigResolver {
       );
     }
     return listen;
+  }
+
+  /** bootstrap.method pgbackrest needs bootstrap.pgbackrest.data_source (and nothing else uses it). */
+  private bootstrapMethod(): AgentConfig['bootstrapMethod'] {
+    const { r, s, v } = this;
+    const file = v['bootstrap.pgbackrest.data_source'];
+    if (v['bootstrap.method'] !== 'pgbackrest') {
+      if (file !== undefined) r.error(s.site('bootstrap.pgbackrest.data_source'), 'only with bootstrap.method: pgbackrest');
+      return { kind: 'initdb' };
+    }
+    if (file === undefined) {
+      s.missing('bootstrap.pgbackrest.data_source', 'the data source file of bootstrap.method pgbackrest');
+      return { kind: 'initdb' };
+    }
+    return { kind: 'pgbackrest', dataSourceFile: file };
   }
 
   /** postgresql.archive: both settings or neither (a config file without a stanza cannot archive). */

@@ -10,6 +10,7 @@ import type { YamlValue } from './yaml-tree.js';
 import type { InstanceSetScheduling } from '../placement/index.js';
 import { readAffinity, readLabels, readTolerations, readTopologySpreadConstraints } from './scheduling-reader.js';
 import { readBackups, type BackupsSpec } from './backups-reader.js';
+import { readDataSource, type DataSourceSpec } from './data-source-reader.js';
 
 /** Kinds accepted: Warden's own and those of the Crunchy (PGO) and Ivory operators, whose manifests work as they are. */
 export const CLUSTER_KINDS = ['Cluster', 'IvoryCluster', 'PostgresCluster'] as const;
@@ -49,6 +50,8 @@ export interface ClusterSpec {
   readonly backups?: BackupsSpec;
   /** spec.proxy.router.replicas: routers the controller places (spread over nodes); absent means its default. */
   readonly routerReplicas?: number;
+  /** spec.dataSource.postgresCluster: the cluster starts from another cluster's backups instead of initdb. */
+  readonly dataSource?: DataSourceSpec;
 }
 
 export type ParseClusterSpecResult =
@@ -124,7 +127,6 @@ const NOT_APPLIED_SPEC_FIELDS = [
   'openshift',
   'customTLSSecret',
   'customReplicationTLSSecret',
-  'dataSource',
   'config',
   'shutdown',
   'userInterface',
@@ -183,6 +185,7 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
   let disableDefaultPodScheduling = false;
   let backups: BackupsSpec | undefined;
   let routerReplicas: number | undefined;
+  let dataSource: DataSourceSpec | undefined;
   const draft = new DynamicConfigDraft(reader);
 
   const readPause = (v: YamlValue, s: SpecSite): void => {
@@ -260,6 +263,9 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
             },
             backups: (bv, bs) => {
               backups = readBackups(reader, bv, bs);
+            },
+            dataSource: (dv, ds) => {
+              dataSource = readDataSource(reader, dv, ds);
             },
             proxy: (pv, ps) => {
               reader.mapping(pv, ps, {
@@ -345,6 +351,7 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
     instanceSets: instanceSetScheduling,
     ...(backups === undefined ? {} : { backups }),
     ...(routerReplicas === undefined ? {} : { routerReplicas }),
+    ...(dataSource === undefined ? {} : { dataSource }),
   };
 }
 

@@ -167,6 +167,9 @@ function resolvable(v: Values): Values {
     out['postgresql.archive.pgbackrest_config'] ??= '/etc/pgbackrest.conf';
     out['postgresql.archive.stanza'] ??= 'demo';
   }
+  // bootstrap.method pgbackrest and its data source file come together.
+  if (out['bootstrap.method'] === 'pgbackrest') out['bootstrap.pgbackrest.data_source'] ??= '/var/lib/warden/data-source.json';
+  else delete out['bootstrap.pgbackrest.data_source'];
   if (out['restapi.certfile'] === undefined) {
     delete out['restapi.verify_client'];
     delete out['restapi.cafile'];
@@ -302,6 +305,8 @@ describe('settings tables: write then read gives the same settings', () => {
       'tags.replicatefrom': 'demo-2',
       'tags.clonefrom': false,
       'bootstrap.dcs': { ...DEFAULT_DYNAMIC_CONFIG, ttl: 30, loop_wait: 10, retry_timeout: 10 },
+      'bootstrap.method': 'pgbackrest',
+      'bootstrap.pgbackrest.data_source': '/var/lib/warden/data-source.json',
       'log.level': 'debug',
       'log.file': '/var/log/warden/agent.log',
     };

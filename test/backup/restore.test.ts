@@ -61,7 +61,10 @@ describe('warden restore --into: point-in-time recovery (real pgBackRest, Postgr
     const last = String((await sql(rt, at.host, at.port, 'SELECT pg_walfile_name(pg_switch_wal()) AS w')).rows[0]?.['w']);
     await eventually(async () => {
       const a = await sql(rt, at.host, at.port, 'SELECT last_archived_wal FROM pg_stat_archiver');
-      return String(a.rows[0]?.['last_archived_wal']).slice(8) >= last.slice(8) ? true : undefined;
+      // A whole segment at or past the switched one: after a failover the old timeline's
+      // 0000000N…XX.partial (archived at the promotion) must not count as the segment just switched.
+      const w = String(a.rows[0]?.['last_archived_wal']);
+      return /^[0-9A-F]{24}$/.test(w) && w >= last ? true : undefined;
     }, { timeoutMs: 120_000, intervalMs: 500, what: `${last} archived` });
   };
   const ids = (pred: (r: { id: number; ts: string }) => boolean): string => rows.filter(pred).map((r) => r.id).join(',');

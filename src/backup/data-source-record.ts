@@ -1,0 +1,63 @@
+// The data source of a cluster bootstrapped from another cluster's backups (spec.dataSource): the
+// JSON file `warden up` writes and the agent's bootstrap reads (bootstrap.pgbackrest.data_source;
+// docs/architecture.md, "Backups"). Decoded at the edge like every record from outside. Pure.
+import { bool, decodeJson, num, obj, oneOf, optional, str } from '../core/decode.js';
+import type { RestoreTarget } from './backup-repository.js';
+
+/** Where the source's backups are and what to recover from them. */
+export interface DataSourceRecord {
+  /** The source cluster's name (for messages) and its pgBackRest stanza. */
+  readonly sourceCluster: string;
+  readonly stanza: string;
+  /**
+   * A pgbackrest.conf of the new cluster's own that names the source's repository (repoN-path)
+   * and nothing the source runs with: its restore_command reads the source's archive, and nothing
+   * of the new cluster ever pushes through it.
+   */
+  readonly configFile: string;
+  /** pgBackRest's index of the source repository (`repo2` → 2). */
+  readonly repo: number;
+  /** The set to restore: the newest one that ended before the target, chosen by `warden up`. */
+  readonly setLabel: string;
+  readonly target: RestoreTarget;
+  readonly targetTimeline?: number;
+  /** A copy of the source's superuser password: the restored data carry the source's roles until the bootstrap sets the new cluster's. */
+  readonly superuserPasswordFile: string;
+}
+
+const TARGET = obj({
+  kind: oneOf('latest', 'time', 'lsn', 'xid', 'name'),
+  time: optional(str),
+  lsn: optional(str),
+  xid: optional(str),
+  name: optional(str),
+  exclusive: optional(bool),
+});
+
+const RECORD = obj({
+  sourceCluster: str,
+  stanza: str,
+  configFile: str,
+  repo: num({ integer: true, min: 1, max: 256 }),
+  setLabel: str,
+  target: TARGET,
+  targetTimeline: optional(num({ integer: true, min: 1 })),
+  superuserPasswordFile: str,
+});
+
+/** Reads a data source file's text; the error names what is wrong. */
+export function decodeDataSourceRecord(text: string): { ok: true; value: DataSourceRecord } | { ok: false; error: string } {
+  const d = decodeJson(RECORD, text);
+  if (!d.ok) return d;
+  const t = d.value.target;
+  const ex = t.exclusive === true ? { exclusive: true } : {};
+  let target: RestoreTarget | undefined;
+  if (t.kind === 'latest') target = { kind: 'latest' };
+  else if (t.kind === 'time' && t.time !== undefined) target = { kind: 'time', time: t.time, ...ex };
+  else if (t.kind === 'lsn' && t.lsn !== undefined) target = { kind: 'lsn', lsn: t.lsn, ...ex };
+  else if (t.kind === 'xid' && t.xid !== undefined) target = { kind: 'xid', xid: t.xid, ...ex };
+  else if (t.kind === 'name' && t.name !== undefined) target = { kind: 'name', name: t.name };
+  if (target === undefined) return { ok: false, error: `target: a ${t.kind} target needs its ${t.kind} field` };
+  const { targetTimeline, ...rest } = d.value;
+  return { ok: true, value: { ...rest, target, ...(targetTimeline === undefined ? {} : { targetTimeline }) } };
+}

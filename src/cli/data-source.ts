@@ -1,0 +1,76 @@
+// `warden up -f clone.yaml --source-dir SRC`: spec.dataSource is resolved against the source's
+// runtime dir and its repository before anything is written (docs/architecture.md, "Backups"):
+// the cluster, the repository, a backup that ends before the target. Any fault is a spec error at
+// the field that names it (exit 2), and no runtime dir is made.
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { PgBackRestRepository, unreachableTarget, type RepositoryInfo } from '../backup/index.js';
+import type { DataSourcePlan } from '../controller/backup-runtime.js';
+import { lookupRunUser, readLayout, type RuntimeLayout } from '../controller/runtime-layout.js';
+import { describeError } from '../core/errors.js';
+import type { ClusterSpec, DataSourceSpec, SpecError, SpecSite } from '../spec/index.js';
+import { lastArchivedAtMsOf, setFor } from './backup-commands.js';
+
+const INFO_TIMEOUT_MS = 60_000;
+
+/** The source's runtime dir, repository and backup set for `spec.dataSource`, or the errors that say why not. */
+export async function resolveDataSource(
+  spec: ClusterSpec & { readonly dataSource: DataSourceSpec },
+  opts: { readonly dir: string; readonly sourceDir: string | undefined },
+): Promise<{ ok: true; plan: DataSourcePlan } | { ok: false; errors: SpecError[] }> {
+  const ds = spec.dataSource;
+  const fail = (site: SpecSite, message: string): { ok: false; errors: SpecError[] } => ({ ok: false, errors: [{ ...site, message }] });
+  if (opts.sourceDir === undefined) {
+    return fail(ds.clusterNameSite, `the local runtime finds cluster "${ds.clusterName}" through its runtime dir: give it with --source-dir DIR (the --dir it was started with)`);
+  }
+  const sourceDir = resolve(opts.sourceDir);
+  if (sourceDir === resolve(opts.dir)) return fail(ds.clusterNameSite, `--source-dir ${sourceDir} is the --dir of this new cluster: a clone needs a runtime dir (and a repository) of its own`);
+  let layout: RuntimeLayout | undefined;
+  try {
+    layout = await readLayout(sourceDir);
+  } catch (e) {
+    return fail(ds.clusterNameSite, `cluster "${ds.clusterName}": ${describeError(e)}`);
+  }
+  if (layout === undefined) return fail(ds.clusterNameSite, `cluster "${ds.clusterName}": no local runtime in --source-dir ${sourceDir} (no runtime.json)`);
+  if (layout.cluster !== ds.clusterName) return fail(ds.clusterNameSite, `--source-dir ${sourceDir} holds cluster "${layout.cluster}", not "${ds.clusterName}"`);
+  const backup = layout.backup;
+  if (backup === undefined) return fail(ds.clusterNameSite, `cluster "${ds.clusterName}" (${sourceDir}) runs without backups: it has no repository to start from`);
+  const repo = backup.repos.find((r) => r.name === ds.repoName);
+  if (repo === undefined) return fail(ds.repoNameSite, `cluster "${ds.clusterName}" has no repository ${ds.repoName} (it has ${backup.repos.map((r) => r.name).join(', ')})`);
+  const passwordFile = join(sourceDir, 'secrets', 'superuser.password');
+  if (!existsSync(passwordFile)) return fail(ds.clusterNameSite, `cluster "${ds.clusterName}": ${passwordFile} is missing (its restored roles need it)`);
+
+  const identity = lookupRunUser();
+  // Read-only: info lists the stanza's sets; nothing is written to the source's repository.
+  const reader = new PgBackRestRepository({ stanza: backup.stanza, configFile: backup.configFile, ...(identity === undefined ? {} : { identity }) });
+  let info: RepositoryInfo;
+  try {
+    info = await reader.info({ timeoutMs: INFO_TIMEOUT_MS });
+  } catch (e) {
+    return fail(ds.repoNameSite, `cannot read repository ${ds.repoName} of cluster "${ds.clusterName}": ${describeError(e)}`);
+  }
+  if (info.sets.length === 0) {
+    return fail(ds.repoNameSite, `repository ${ds.repoName} of cluster "${ds.clusterName}" has no backup yet (stanza ${backup.stanza}): run \`warden backup --dir ${sourceDir} --wait\` first`);
+  }
+  // The source's leader says when its newest WAL reached the repository (a source that is down: not checked).
+  const why = unreachableTarget(ds.target, info, { lastArchivedAtMs: await lastArchivedAtMsOf(sourceDir), nowMs: Date.now() });
+  if (why !== undefined) return fail(ds.optionsSite, why.replace(/^--(time|lsn) /, '--target='));
+  const set = ds.setLabel === undefined ? setFor(info, ds.target) : info.sets.find((s) => s.label === ds.setLabel);
+  if (set === undefined) {
+    return fail(ds.optionsSite, ds.setLabel === undefined ? 'no backup set ends before the target' : `--set=${ds.setLabel}: no such set in repository ${ds.repoName} (it has ${info.sets.map((s) => s.label).join(', ')})`);
+  }
+  return {
+    ok: true,
+    plan: {
+      sourceCluster: layout.cluster,
+      sourceDir,
+      stanza: backup.stanza,
+      repoName: repo.name,
+      repoPath: repo.path,
+      setLabel: set.label,
+      target: ds.target,
+      ...(ds.targetTimeline === undefined ? {} : { targetTimeline: ds.targetTimeline }),
+      sourceSuperuserPasswordFile: passwordFile,
+    },
+  };
+}
