@@ -68,7 +68,7 @@ export function renderApplyPlan(cluster: string, plan: Plan, current: readonly {
   lines.push(`cluster ${cluster}: ${plan.desired.members} member(s), ${plan.desired.routers} router(s)`);
   for (const [n, ws] of [...byNode].sort()) lines.push(`  ${n}: ${ws.join(', ')}`);
   if (plan.changes.length === 0) lines.push('changes: none');
-  else for (const c of plan.changes) lines.push(`  ${c.kind === 'switchover' ? `switchover ${c.from} → ${c.candidate}` : `${c.kind} ${c.workload} ${c.name} ${c.kind === 'assign' ? '→' : 'from'} ${c.node}`}: ${c.reason.message}`);
+  else for (const c of plan.changes) lines.push(`  ${c.kind === 'switchover' ? `switchover ${c.from} → ${c.candidate}` : c.kind === 'leaving' ? `leaving: ${c.members.join(', ') || 'none'}` : `${c.kind} ${c.workload} ${c.name} ${c.kind === 'assign' ? '→' : 'from'} ${c.node}`}: ${c.reason.message}`);
   for (const p of plan.pending) lines.push(`  Pending ${p.kind} ${p.name}: ${p.reason.message}`);
   for (const w of plan.waiting) lines.push(`  waiting: ${w.message}`);
   return lines.join('\n');

@@ -200,7 +200,8 @@ describe('ControllerCandidate', () => {
     const failover = JSON.parse((await dcs.get('/warden/app/failover'))?.value ?? '{}') as Record<string, unknown>;
     assert.deepEqual({ kind: failover['kind'], leader: failover['leader'], candidate: failover['candidate'] }, { kind: 'switchover', leader: 'app-3', candidate: 'app-1' });
     assert.ok((await dcs.get(assignmentKey('app', 'member', 'app-3'))) !== undefined, 'the leader was removed before its switchover');
-    assert.equal((await snapshot(dcs)).statuses.get('app')?.inProgress[0]?.code, 'switchover-before-move');
+    assert.deepEqual((await snapshot(dcs)).statuses.get('app')?.inProgress.map((r) => r.code), ['leaving', 'switchover-before-move']);
+    assert.deepEqual(JSON.parse((await dcs.get('/warden/app/leaving'))?.value ?? '{}'), { members: ['app-3'] }, 'the member about to go is announced to the leader');
     // The leader moved: the next pass removes app-3.
     await dcs.delete('/warden/app/failover');
     await dcs.put('/warden/app/leader', 'app-1');

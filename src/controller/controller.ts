@@ -297,12 +297,20 @@ export class ControllerCandidate {
         case 'unassign':
           ok = await dcs.delete(assignmentKey(cluster, c.workload, c.name), { ...opts, expectModRevision: c.modRevision });
           break;
+        case 'leaving': {
+          // Only the active controller writes it; a stale value costs a preference, never safety.
+          const key = `${clusterPrefix(cluster)}${KEYS.leaving}`;
+          if (c.members.length === 0) await dcs.delete(key, opts);
+          else await dcs.put(key, JSON.stringify({ members: c.members }), opts);
+          ok = true;
+          break;
+        }
         case 'switchover':
           ok = await dcs.create(`${clusterPrefix(cluster)}${KEYS.failover}`, JSON.stringify({ kind: 'switchover', leader: c.from, candidate: c.candidate, requestedAtMs: this.o.clock.nowMs() }), opts);
           break;
       }
       if (ok) applied++;
-      else errors.push(`${c.kind} ${c.kind === 'switchover' ? c.from : c.name}: its key changed under the controller; planned again next pass`);
+      else errors.push(`${c.kind} ${c.kind === 'switchover' ? c.from : c.kind === 'leaving' ? c.members.join(',') : c.name}: its key changed under the controller; planned again next pass`);
     }
     return { applied, errors };
   }

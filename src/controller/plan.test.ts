@@ -73,10 +73,11 @@ describe('planCluster', () => {
   it('removes a replica on scale down and never the leader: the leader gets a switchover first', () => {
     const current = [memberOn('app-1', 'n1'), memberOn('app-2', 'n2'), memberOn('app-3', 'n3'), routerOn(routerName('app', 1), 'n1')];
     const down = planCluster(input({ spec: spec(2, { routers: 1 }), assignments: current, observation: view('app-1', ['app-1', 'app-2', 'app-3']) }));
-    assert.deepEqual(down.changes.map((c) => [c.kind, c.kind === 'switchover' ? c.from : c.name]), [['unassign', 'app-3']]);
-    const leaderRemoved = planCluster(input({ spec: spec(2, { routers: 1 }), assignments: current, observation: view('app-3', ['app-1', 'app-2', 'app-3']) }));
+    // The member about to go is announced in the `leaving` key in the same pass.
+    assert.deepEqual(down.changes.map((c) => [c.kind, c.kind === 'switchover' ? c.from : c.kind === 'leaving' ? c.members.join(',') : c.name]), [['leaving', 'app-3'], ['unassign', 'app-3']]);
+    const leaderRemoved = planCluster(input({ spec: spec(2, { routers: 1 }), assignments: current, observation: { ...view('app-3', ['app-1', 'app-2', 'app-3']), leaving: ['app-3'] } }));
     assert.deepEqual(leaderRemoved.changes, [{ kind: 'switchover', from: 'app-3', candidate: 'app-1', reason: { code: 'switchover-before-move', message: 'switchover from app-3 to app-1 before app-3 is removed (scale down)' } }]);
-    const during = planCluster(input({ spec: spec(2, { routers: 1 }), assignments: current, observation: { ...view('app-3', ['app-1', 'app-2', 'app-3']), failoverPending: true } }));
+    const during = planCluster(input({ spec: spec(2, { routers: 1 }), assignments: current, observation: { ...view('app-3', ['app-1', 'app-2', 'app-3']), failoverPending: true, leaving: ['app-3'] } }));
     assert.deepEqual(during.changes, []);
     assert.equal(during.waiting[0]?.code, 'waiting-for-switchover');
   });
@@ -84,15 +85,21 @@ describe('planCluster', () => {
   it('in synchronous mode switches over only to a synchronous standby (the leader refuses any other), and waits while none stays', () => {
     const current = [memberOn('app-1', 'n1'), memberOn('app-2', 'n2'), memberOn('app-3', 'n3'), routerOn(routerName('app', 1), 'n3')];
     const nodes = [node('n1', { drain: true, unschedulable: true }), node('n2'), node('n3')];
-    const sync = (members: readonly string[]): ClusterObservation => ({ ...view('app-1', ['app-1', 'app-2', 'app-3']), syncMembers: members });
+    const sync = (members: readonly string[]): ClusterObservation => ({ ...view('app-1', ['app-1', 'app-2', 'app-3']), syncMembers: members, leaving: ['app-1'] });
     const drain = planCluster(input({ spec: spec(3, { routers: 1 }), nodes, assignments: current, observation: sync(['app-3']) }));
     assert.deepEqual(drain.changes.map((c) => c.kind === 'switchover' && [c.from, c.candidate]), [['app-1', 'app-3']]);
     // Scale 3 → 1 with the leader on app-3 and app-2 its only synchronous standby: both go, so no
-    // switchover yet; app-2 is removed first, and the next sync standby (app-1) takes over after.
-    const down = planCluster(input({ spec: spec(1, { routers: 1 }), assignments: current, observation: { ...view('app-3', ['app-1', 'app-2', 'app-3']), syncMembers: ['app-2'] } }));
-    assert.deepEqual(down.changes.map((c) => [c.kind, c.kind === 'switchover' ? c.candidate : c.name]), [['unassign', 'app-2']]);
-    assert.equal(down.waiting[0]?.code, 'no-switchover-candidate');
-    assert.match(down.waiting[0]?.message ?? '', /no synchronous standby/);
+    // switchover yet, and app-2 is not stopped while app-1 (which stays) could be the synchronous
+    // standby instead: the leader, told by the `leaving` key, names app-1 first (no commit waits on
+    // a stopped standby); then app-2 goes and the switchover to app-1 follows.
+    const obs = (syncMembers: string[]): ClusterObservation => ({ ...view('app-3', ['app-1', 'app-2', 'app-3']), syncMembers, leaving: ['app-2', 'app-3'] });
+    const held = planCluster(input({ spec: spec(1, { routers: 1 }), assignments: current, observation: obs(['app-2']) }));
+    assert.deepEqual(held.changes, []);
+    assert.deepEqual(held.waiting.map((w) => w.code), ['waiting-for-sync-standby', 'no-switchover-candidate']);
+    assert.match(held.waiting[0]?.message ?? '', /app-2 is a synchronous standby; waiting for the leader to name app-1 instead/);
+    assert.match(held.waiting[1]?.message ?? '', /no synchronous standby/);
+    const down = planCluster(input({ spec: spec(1, { routers: 1 }), assignments: current, observation: obs(['app-1']) }));
+    assert.deepEqual(down.changes.map((c) => [c.kind, c.kind === 'switchover' ? c.candidate : c.kind === 'leaving' ? c.members.join(',') : c.name]), [['unassign', 'app-2'], ['switchover', 'app-1']]);
   });
 
   it('waits nodeLostSeconds before re-creating the members of a lost node, then places them elsewhere', () => {
@@ -117,10 +124,14 @@ describe('planCluster', () => {
     const current = [memberOn('app-1', 'n1'), memberOn('app-2', 'n2'), routerOn(routerName('app', 1), 'n3')];
     const nodes = [node('n1', { drain: true, unschedulable: true }), node('n2'), node('n3')];
     const replica = planCluster(input({ spec: spec(2, { routers: 1 }), nodes, assignments: current, observation: view('app-2', ['app-1', 'app-2']) }));
-    assert.deepEqual(replica.changes.map((c) => c.kind === 'assign' && [c.name, c.from?.node, c.reason.code]), [['app-1', 'n1', 'node-draining']]);
-    assert.notEqual(replica.changes[0]?.kind === 'assign' ? replica.changes[0].node : 'n1', 'n1');
+    assert.deepEqual(replica.changes.map((c) => (c.kind === 'assign' ? [c.name, c.from?.node, c.reason.code] : c.kind)), ['leaving', ['app-1', 'n1', 'node-draining']]);
+    assert.deepEqual(replica.changes[0], { kind: 'leaving', members: ['app-1'], reason: { code: 'leaving', message: 'about to move or remove app-1: the leader ranks them last for the synchronous set' } });
+    assert.notEqual(replica.changes[1]?.kind === 'assign' ? replica.changes[1].node : 'n1', 'n1');
     const primary = planCluster(input({ spec: spec(2, { routers: 1 }), nodes, assignments: current, observation: view('app-1', ['app-1', 'app-2']) }));
-    assert.deepEqual(primary.changes.map((c) => c.kind), ['switchover']);
+    assert.deepEqual(primary.changes.map((c) => c.kind), ['leaving', 'switchover']);
+    // Once nothing is about to leave, the key is cleared.
+    const done = planCluster(input({ spec: spec(2, { routers: 1 }), nodes: [node('n1'), node('n2'), node('n3')], assignments: current, observation: { ...view('app-2', ['app-1', 'app-2']), leaving: ['app-1'] } }));
+    assert.deepEqual(done.changes.map((c) => c.kind === 'leaving' && c.members), [[]]);
   });
 
   it('keeps the node of a leader waiting for its switchover occupied: a replaced member does not land beside it', () => {
@@ -180,7 +191,9 @@ describe('planCluster properties', () => {
           }
           assignments = applyChanges(assignments, plan);
           const sw = plan.changes.find((c) => c.kind === 'switchover');
-          if (sw?.kind === 'switchover') obs = view(sw.candidate, [...obs.members.keys()]);
+          if (sw?.kind === 'switchover') obs = { ...view(sw.candidate, [...obs.members.keys()]), ...(obs.leaving === undefined ? {} : { leaving: obs.leaving }) };
+          const lv = plan.changes.find((c) => c.kind === 'leaving');
+          if (lv?.kind === 'leaving') obs = { ...obs, leaving: lv.members };
           if (s.anti) {
             const onLive = assignments.filter((a) => a.kind === 'member' && a.node !== lostNode).map((a) => a.node);
             assert.equal(new Set(onLive).size, onLive.length, `two members on one node: ${JSON.stringify(assignments)}`);

@@ -40,6 +40,8 @@ export interface ClusterObservation {
    * of them (invariant 4 in docs/architecture.md). Absent: asynchronous mode, any streaming replica.
    */
   readonly syncMembers?: readonly string[];
+  /** The cluster's `leaving` key as it is (undefined: no key). */
+  readonly leaving?: readonly string[];
 }
 
 export interface PlanInput {
@@ -69,7 +71,9 @@ export type PlannedChange =
       readonly reason: ReasonRecord;
     }
   | { readonly kind: 'unassign'; readonly workload: WorkloadKind; readonly name: string; readonly node: string; readonly modRevision: number; readonly reason: ReasonRecord }
-  | { readonly kind: 'switchover'; readonly from: string; readonly candidate: string; readonly reason: ReasonRecord };
+  | { readonly kind: 'switchover'; readonly from: string; readonly candidate: string; readonly reason: ReasonRecord }
+  /** Rewrite the `leaving` key (empty: delete it): the members about to be moved or removed, ranked last for the synchronous set. */
+  | { readonly kind: 'leaving'; readonly members: readonly string[]; readonly reason: ReasonRecord };
 
 export interface Plan {
   readonly changes: readonly PlannedChange[];
@@ -180,8 +184,23 @@ export function planCluster(input: PlanInput): Plan {
   // Members that must leave their node: the spec no longer has them, their node drains, or their node is lost.
   const removed = members.filter((a) => !desiredMembers.has(a.name));
   const leaving = new Set(removed.map((a) => a.name));
+  // Announced in the `leaving` key before anything moves: the leader then names a synchronous standby
+  // that stays, so stopping one that leaves never blocks a commit in strict mode.
+  const goingAway = new Set([...leaving, ...members.filter((a) => desiredMembers.has(a.name) && alive.get(a.node)?.drain === true).map((a) => a.name)]);
+  const announced = [...goingAway].sort();
+  if (announced.join(',') !== [...(obs.leaving ?? [])].sort().join(',')) {
+    changes.push({ kind: 'leaving', members: announced, reason: reason('leaving', announced.length === 0 ? 'no member is about to leave its node' : `about to move or remove ${announced.join(', ')}: the leader ranks them last for the synchronous set`) });
+  }
+  /** Why `name` may not be stopped yet: it is a synchronous standby and another member that stays could take its place. */
+  const syncHold = (name: string): ReasonRecord | undefined => {
+    if (obs.syncMembers?.includes(name) !== true) return undefined;
+    const other = spec.members.map((m) => m.name).find((n) => n !== leader && !goingAway.has(n) && !obs.syncMembers?.includes(n) && obs.members.get(n)?.role === 'replica' && isReady(obs.members.get(n)));
+    return other === undefined ? undefined : reason('waiting-for-sync-standby', `${name} is a synchronous standby; waiting for the leader to name ${other} instead before ${name} stops`);
+  };
   for (const a of removed) {
+    const hold = a.name === leader ? undefined : syncHold(a.name);
     if (a.name === leader) askSwitchover(a.name, leaving, 'is removed (scale down)');
+    else if (hold !== undefined) waiting.push(hold);
     else changes.push({ kind: 'unassign', workload: 'member', name: a.name, node: a.node, modRevision: a.modRevision, reason: reason('scale-down', `${a.name} is not in spec generation ${input.generation}: removed from ${a.node}`) });
   }
   const toPlace: { name: string; from?: CurrentAssignment; why: ReasonRecord }[] = [];
@@ -208,8 +227,12 @@ export function planCluster(input: PlanInput): Plan {
       continue;
     }
     if (node.drain) {
+      const hold = a.name === leader ? undefined : syncHold(a.name);
       if (a.name === leader) {
         askSwitchover(a.name, new Set([a.name]), `moves off draining node ${a.node}`);
+        kept.push(a);
+      } else if (hold !== undefined) {
+        waiting.push(hold);
         kept.push(a);
       } else {
         toPlace.push({ name: m.name, from: a, why: reason('node-draining', `node ${a.node} drains: ${m.name} moves off it`) });

@@ -68,5 +68,6 @@ export function observationOf(view: ClusterView): ClusterObservation {
     failoverPending: view.failover !== undefined,
     // The same test the leader applies to a switchover candidate (switchoverCandidate in src/ha).
     ...(view.config.synchronous_mode !== 'off' && view.sync !== undefined ? { syncMembers: view.sync.members } : {}),
+    ...(view.leaving === undefined ? {} : { leaving: view.leaving.members }),
   };
 }

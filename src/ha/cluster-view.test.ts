@@ -27,7 +27,11 @@ describe('parseClusterView decodes every record and reports the ones it refuses'
     ['a status whose LSN is not one', 'status', '{"lsn":"x","timeline":1}', /is not an LSN/],
     ['a leader key with a newline', 'leader', 'a\nb', /not a member name/],
     ['a member record that is not JSON', 'members/m', '{oops', /not valid JSON/],
+    ['a leaving key whose members are not names', 'leaving', '{"members":[1]}', /^members\[0\]: must be a string/],
   ];
+  it('reads the controller\'s leaving key', () => {
+    assert.deepEqual(parseClusterView(P, 9, [kv('leaving', '{"members":["m2"]}')]).leaving?.members, ['m2']);
+  });
   for (const [what, key, value, why] of table) {
     it(`refuses ${what}`, () => {
       const v = parseClusterView(P, 9, [kv(key, value)]);

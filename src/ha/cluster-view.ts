@@ -14,6 +14,11 @@ export const KEYS = {
   sync: 'sync',
   failover: 'failover',
   history: 'history',
+  /**
+   * Members the controller is about to move or remove (a draining node, a scale down): {"members":
+   * [...]}. Advisory: the leader ranks them last for the synchronous set, nothing else reads it.
+   */
+  leaving: 'leaving',
   /** Planned-switchover announcement for routers: {"from","to","untilMs"}. */
   routerPause: 'router/pause',
   /** The one backup running for the cluster, under its runner's lease (`warden backup`). */
@@ -130,6 +135,8 @@ export interface ClusterView {
   readonly historyModRevision?: number;
   readonly failover?: FailoverRequest & { readonly modRevision: number };
   readonly sync?: SyncState & { readonly modRevision: number };
+  /** The controller's `leaving` key: members about to be moved off their node or removed. */
+  readonly leaving?: { readonly members: readonly string[]; readonly modRevision: number };
   /**
    * Keys that failed their decoder, by key name relative to the prefix (`members/ghost`, `sync`):
    * why each was refused. They are left out of the view above, never half-used (invariant 10).
@@ -183,6 +190,10 @@ export function parseClusterView(prefix: string, revision: number, kvs: readonly
       const y = decodeJson(SYNC_RECORD, kv.value);
       if (y.ok) view.sync = { leader: y.value.leader, members: y.value.members, quorum: y.value.quorum ?? 1, modRevision: kv.modRevision };
       else invalid.set(k, y.error);
+    } else if (k === KEYS.leaving) {
+      const l = decodeJson(LEAVING_RECORD, kv.value);
+      if (l.ok) view.leaving = { members: l.value.members, modRevision: kv.modRevision };
+      else invalid.set(k, l.error);
     } else if (k.startsWith(KEYS.membersDir)) {
       const name = k.slice(KEYS.membersDir.length);
       const m = decodeJson(MEMBER_RECORD, kv.value);
@@ -264,6 +275,7 @@ const FAILOVER_RECORD: Decoder<FailoverRequest> = obj({
 });
 
 const SYNC_RECORD = obj({ leader: str, members: list(str), quorum: optional(num({ integer: true, min: 0 })) });
+const LEAVING_RECORD = obj({ members: list(str) });
 
 /**
  * Parses the `config` key over the defaults and checks what the core relies on (types, the bounds

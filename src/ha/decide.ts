@@ -506,6 +506,7 @@ function syncStepFor(obs: Observation, view: ClusterView, server: ServerFacts): 
       streaming: r.state === 'streaming',
       syncState: r.syncState,
       nosync: view.members.get(r.name)?.tags.nosync ?? false,
+      leaving: view.leaving?.members.includes(r.name) ?? false,
       lagBytes: r.flushLsn === undefined ? Number.MAX_SAFE_INTEGER : lagBytes(leaderPos, r.flushLsn),
     }));
   const key = keyFor(me, view.sync);

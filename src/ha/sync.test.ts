@@ -16,10 +16,23 @@ describe('synchronous replication steps (invariant 4)', () => {
 
   it('picks current members first, then the least lag, and skips nosync and non-streaming replicas', () => {
     const cfg = { ...DEFAULT_DYNAMIC_CONFIG, synchronous_mode: 'on' as const, synchronous_node_count: 1 };
-    const c = (name: string, lagBytes: number, over = {}) => ({ name, streaming: true, syncState: 'async', nosync: false, lagBytes, ...over });
+    const c = (name: string, lagBytes: number, over = {}) => ({ name, streaming: true, syncState: 'async', nosync: false, leaving: false, lagBytes, ...over });
     assert.deepEqual(desiredSyncSet(cfg, [c('a', 10), c('b', 0)], []).members, ['b']);
     assert.deepEqual(desiredSyncSet(cfg, [c('a', 10), c('b', 0)], ['a']).members, ['a']);
     assert.deepEqual(desiredSyncSet(cfg, [c('a', 0, { nosync: true }), c('b', 5, { streaming: false })], []).members, []);
+  });
+
+  it('ranks members the controller is taking away last, even a current one, and leaves them out of a quorum set while enough others stream', () => {
+    const on = { ...DEFAULT_DYNAMIC_CONFIG, synchronous_mode: 'on' as const, synchronous_node_count: 1 };
+    const c = (name: string, lagBytes: number, over = {}) => ({ name, streaming: true, syncState: 'async', nosync: false, leaving: false, lagBytes, ...over });
+    // The drained old primary has no lag and is the current member; the staying replica wins anyway.
+    assert.deepEqual(desiredSyncSet(on, [c('a', 0, { leaving: true }), c('b', 900)], ['a']).members, ['b']);
+    // Only leaving members stream: one of them rather than none (strict mode would block every commit).
+    assert.deepEqual(desiredSyncSet(on, [c('a', 0, { leaving: true }), c('b', 0, { streaming: false })], []).members, ['a']);
+    const quorum = { ...DEFAULT_DYNAMIC_CONFIG, synchronous_mode: 'quorum' as const, synchronous_node_count: 1 };
+    assert.deepEqual(desiredSyncSet(quorum, [c('a', 0, { leaving: true }), c('b', 0), c('c', 0)], []), set(['b', 'c'], 1));
+    const two = { ...quorum, synchronous_node_count: 2 };
+    assert.deepEqual(desiredSyncSet(two, [c('a', 0, { leaving: true }), c('b', 0)], []), set(['b', 'a'], 2));
   });
 
   it('on mode: adds a member to PostgreSQL first and to the key only once it is sync', () => {

@@ -20,6 +20,8 @@ export interface SyncCandidate {
   /** pg_stat_replication.sync_state: 'sync', 'quorum', 'potential' or 'async'. */
   readonly syncState: string;
   readonly nosync: boolean;
+  /** Named in the controller's `leaving` key: about to be moved off its node or removed. */
+  readonly leaving: boolean;
   readonly lagBytes: number;
 }
 
@@ -42,14 +44,22 @@ export function standbyNamesFor(mode: DynamicConfig['synchronous_mode'], set: Sy
   return mode === 'quorum' ? `ANY ${set.quorum} (${list})` : `FIRST ${set.members.length} (${list})`;
 }
 
-/** The set the leader wants: healthy streaming candidates not tagged nosync, current members first, then least lag. */
+/**
+ * The set the leader wants: healthy streaming candidates not tagged nosync; members that stay before
+ * members the controller is about to move or remove (so that taking one away never blocks a commit
+ * in strict mode), then current members, then the least lag. In quorum mode the leaving ones are
+ * left out while enough others stream.
+ */
 export function desiredSyncSet(config: DynamicConfig, candidates: readonly SyncCandidate[], current: readonly string[]): SyncSet {
   const eligible = candidates.filter((c) => c.streaming && !c.nosync);
-  const ranked = [...eligible].sort((a, b) => Number(current.includes(b.name)) - Number(current.includes(a.name)) || a.lagBytes - b.lagBytes || a.name.localeCompare(b.name));
+  const ranked = [...eligible].sort(
+    (a, b) => Number(a.leaving) - Number(b.leaving) || Number(current.includes(b.name)) - Number(current.includes(a.name)) || a.lagBytes - b.lagBytes || a.name.localeCompare(b.name),
+  );
   const n = Math.max(1, config.synchronous_node_count);
   if (config.synchronous_mode === 'quorum') {
     // Quorum: every healthy candidate joins the set; each commit waits for n of them.
-    const members = ranked.map((c) => c.name);
+    const staying = ranked.filter((c) => !c.leaving);
+    const members = (staying.length >= n ? staying : ranked).map((c) => c.name);
     return { members, quorum: Math.min(n, Math.max(1, members.length)) };
   }
   const members = ranked.slice(0, n).map((c) => c.name);
