@@ -49,8 +49,12 @@ const ARCHIVE_DEFAULTS: Readonly<Record<string, string>> = { archive_timeout: '6
 const MINIMUMS: Readonly<Record<string, number>> = { max_wal_senders: 10, max_replication_slots: 10 };
 
 /** Defaults that a user may override. */
-// wal_retrieve_retry_interval 1s: a replica whose slot is created a moment later (rejoin) retries in 1 s, not 5 s.
-const DEFAULTS: Readonly<Record<string, string>> = { wal_keep_size: '128MB', hot_standby_feedback: 'on', wal_retrieve_retry_interval: '1s' };
+// wal_retrieve_retry_interval 250ms, not PostgreSQL's 5 s: a promotion ends the WAL senders of the
+// replicas that re-pointed to the candidate a moment before it promoted (and a rejoining replica's
+// slot may be created a moment after it connects); each then waits this long before streaming
+// again, and in strict synchronous mode every commit waits for that replica (docs/architecture.md,
+// "The router" and "Nodes and the controller": the write gap of a switchover).
+const DEFAULTS: Readonly<Record<string, string>> = { wal_keep_size: '128MB', hot_standby_feedback: 'on', wal_retrieve_retry_interval: '250ms' };
 
 /** One PostgreSQL setting's value as warden.conf holds it. */
 export type SettingValue = string | number | boolean;
