@@ -6,7 +6,11 @@
  * table is read from the leader and the checker (src/chaos/checker.ts) counts lost acknowledged
  * writes and overlapping writable primaries.
  *
- *   npm run build && node --import tsx bench/node-exercises.ts [--runs 3] [--fill-mb 100] [--big-mb 0] [--dir /var/tmp/warden-bench-node-exercises]
+ *   npm run build && node --import tsx bench/node-exercises.ts [--runs 3] [--fill-mb 100] [--big-mb 0] [--routers 2] [--only abcde] [--dir /var/tmp/warden-bench-node-exercises]
+ *
+ * `--routers` is the cluster's spec.proxy.router.replicas; the writer (but a's, pinned to router-1)
+ * reconnects to the first router address that accepts a connection, as libpq does with every
+ * router in a multi-host connection string. `--only` picks exercises (letters below).
  *
  *   a. router delete (--runs times): SIGKILL the router by the PID its node daemon publishes, rm -rf
  *      its directory; time until an INSERT through the same rw port is acknowledged again.
@@ -26,6 +30,7 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
+import { connect } from 'node:net';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkHistory, type AckedWrite } from '../src/chaos/checker.js';
@@ -37,11 +42,13 @@ import { startEtcdCluster } from '../src/dcs/etcd-server.js';
 import { EtcdClient } from '../src/dcs/etcd-client.js';
 import { fmt, logger, machine, machineLine, now, onCleanup, parseOptions, postmasterPid, processTree, procStat, requireBuild, runBench, signal, sleep, summarize, table, warden, WARDEN_BIN } from './support.js';
 
-const opts = parseOptions({ runs: 3, 'fill-mb': 100, 'big-mb': 0, dir: '/var/tmp/warden-bench-node-exercises' });
+const opts = parseOptions({ runs: 3, 'fill-mb': 100, 'big-mb': 0, routers: 2, only: 'abcde', dir: '/var/tmp/warden-bench-node-exercises' });
+/** Whether exercise `x` (a … e) runs: `--only bd` runs b and d. */
+const runs = (x: string): boolean => opts.only.includes(x);
 const log = logger('node-exercises');
 
 const spec = (name: string, replicas: number): string =>
-  `apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: ${name}\nspec:\n  instances:\n  - name: instance1\n    replicas: ${replicas}\n  proxy:\n    router:\n      replicas: 1\n  patroni:\n    dynamicConfiguration:\n      synchronous_mode: true\n      synchronous_mode_strict: true\n`;
+  `apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: ${name}\nspec:\n  instances:\n  - name: instance1\n    replicas: ${replicas}\n  proxy:\n    router:\n      replicas: ${opts.routers}\n  patroni:\n    dynamicConfiguration:\n      synchronous_mode: true\n      synchronous_mode_strict: true\n`;
 
 /** Polls `fn` every `intervalMs` until it returns a value; throws after `timeoutMs`. */
 async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>, intervalMs = 250): Promise<T> {
@@ -52,6 +59,21 @@ async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | u
     if (Date.now() > deadline) throw new Error(`${what}: not within ${Math.round(timeoutMs / 1000)} s`);
     await sleep(intervalMs);
   }
+}
+
+/** Whether `t` accepts a TCP connection within `timeoutMs` (how libpq moves on to the next host). */
+function accepts(t: WriteTarget, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: t.host, port: t.port });
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
 }
 
 interface Figures {
@@ -131,15 +153,28 @@ await runBench(async () => {
     return { user: d.value.superuser.username, password: d.value.superuser.password };
   };
 
-  /** A writer through the cluster's router, the router's address read from the node records every 300 ms. */
-  const startWriter = async (cluster: string): Promise<{ writer: ChaosWriter; auth: PgAddress; finish: () => Promise<{ lost: number; overlaps: number; acked: number }> }> => {
+  /**
+   * A writer through the cluster's routers. `pinned`: always router-1's address (exercise a measures
+   * that port serving again). Otherwise, like a client with every router in a multi-host connection
+   * string (libpq's host=a,b): each reconnect takes the first router address that accepts a TCP
+   * connection. Addresses are read from the node records every 300 ms.
+   */
+  const startWriter = async (cluster: string, how: 'pinned' | 'any-router' = 'any-router'): Promise<{ writer: ChaosWriter; auth: PgAddress; finish: () => Promise<{ lost: number; overlaps: number; acked: number }> }> => {
     const creds = await password(cluster);
-    const routerAt = async (): Promise<WriteTarget | undefined> => {
-      const w = (await nodes()).flatMap((n) => n.workloads).find((x) => x.cluster === cluster && x.kind === 'router' && x.address !== undefined);
-      const m = w?.address === undefined ? undefined : /^(.*):(\d+)$/.exec(w.address);
-      return m?.[1] === undefined || m[2] === undefined ? undefined : { host: m[1], port: Number(m[2]) };
+    const routersAt = async (): Promise<WriteTarget[] | undefined> => {
+      const found = (await nodes())
+        .flatMap((n) => n.workloads)
+        .filter((x) => x.cluster === cluster && x.kind === 'router' && x.address !== undefined && (how === 'any-router' || x.name === `${cluster}-router-1`))
+        .sort((x, y) => x.name.localeCompare(y.name))
+        .map((x) => /^(.*):(\d+)$/.exec(x.address ?? ''))
+        .flatMap((m) => (m?.[1] === undefined || m[2] === undefined ? [] : [{ host: m[1], port: Number(m[2]) }]));
+      return found.length === 0 ? undefined : found;
     };
-    let target = await until(`${cluster}'s router address`, 60_000, routerAt);
+    let targets = await until(`${cluster}'s router addresses`, 60_000, routersAt);
+    const target = async (timeoutMs: number): Promise<WriteTarget | undefined> => {
+      for (const t of targets) if (await accepts(t, Math.min(timeoutMs, 300))) return t;
+      return targets[0];
+    };
     let members = new Map<string, string>();
     const refreshMembers = async (): Promise<void> => {
       members = new Map((await list(cluster)).members.map((m) => [`${m.host}:${m.port}`, m.name]));
@@ -149,14 +184,16 @@ await runBench(async () => {
     // One poll at a time: overlapping CLI runs pile up on a loaded machine.
     const poll = (async () => {
       for (let i = 0; !stopped; i++) {
-        target = (await routerAt().catch(() => undefined)) ?? target;
+        targets = (await routersAt().catch(() => undefined)) ?? targets;
         if (i % 6 === 5) await refreshMembers().catch(() => undefined);
         await sleep(300);
       }
     })();
-    const auth: PgAddress = { host: target.host, port: target.port, ...creds };
+    const first0 = targets[0];
+    if (first0 === undefined) throw new Error(`${cluster}: no router address`);
+    const auth: PgAddress = { host: first0.host, port: first0.port, ...creds };
     const first = await until(`${cluster}: the writer's table through the router`, 60_000, () => prepareTable(auth));
-    const writer = new ChaosWriter({ target: async () => target, memberOf: (h, p) => members.get(`${h}:${p}`), ...creds, intervalMs: 5, statementTimeoutMs: 3_000 }, first);
+    const writer = new ChaosWriter({ target, memberOf: (h, p) => members.get(`${h}:${p}`), ...creds, intervalMs: 5, statementTimeoutMs: 3_000 }, first);
     writer.start();
     // A failed exercise leaves its writer running: stopped here, or the process would never exit.
     onCleanup(async () => {
@@ -189,6 +226,17 @@ await runBench(async () => {
     for (let i = 1; i < points.length; i++) gap = Math.max(gap, (points[i] ?? 0) - (points[i - 1] ?? 0));
     return gap;
   };
+  /** Every interval between consecutive acknowledgements within [fromMs, toMs] longer than `minMs`. */
+  const gaps = (acks: readonly AckedWrite[], fromMs: number, toMs: number, minMs: number): { fromMs: number; ms: number; timelines: string }[] => {
+    const at = acks.filter((a) => a.ackAtMs > fromMs && a.ackAtMs <= toMs).sort((x, y) => x.ackAtMs - y.ackAtMs);
+    const out: { fromMs: number; ms: number; timelines: string }[] = [];
+    for (let i = 1; i < at.length; i++) {
+      const a = at[i - 1];
+      const b = at[i];
+      if (a !== undefined && b !== undefined && b.ackAtMs - a.ackAtMs > minMs) out.push({ fromMs: a.ackAtMs, ms: b.ackAtMs - a.ackAtMs, timelines: `${a.timeline} → ${b.timeline}` });
+    }
+    return out;
+  };
   const firstAckAfter = (acks: readonly AckedWrite[], tMs: number, pred: (a: AckedWrite) => boolean = () => true): number | undefined => acks.find((a) => a.sentAtMs >= tMs && pred(a))?.ackAtMs;
 
   const figures: Figures[] = [];
@@ -201,8 +249,8 @@ await runBench(async () => {
   log(`app: 3 members streaming after ${fmt((now() - t0) / 1000, 1)} s, leader ${leaderOf(up).name}`);
 
   // a. Router delete.
-  {
-    const w = await startWriter('app');
+  if (runs('a')) {
+    const w = await startWriter('app', 'pinned');
     const times: number[] = [];
     for (let i = 0; i < opts.runs; i++) {
       await until('acks through the router', 30_000, async () => (w.writer.acksSince(now() - 500).length > 0 ? true : undefined));
@@ -268,7 +316,7 @@ await runBench(async () => {
     if (res.lost > 0) throw new Error(`${res.lost} writes lost while filling`);
     return dbSizeMb();
   };
-  {
+  if (runs('b')) {
     const sizes: { label: string; mb: number; runs: Awaited<ReturnType<typeof deletePrimary>>[] }[] = [];
     const base = await dbSizeMb();
     const small: Awaited<ReturnType<typeof deletePrimary>>[] = [];
@@ -287,7 +335,7 @@ await runBench(async () => {
   }
 
   // c. Scale 3 → 5 → 2.
-  {
+  if (runs('c')) {
     const w = await startWriter('app');
     const l3 = leaderOf(await until('app streaming', 300_000, () => streaming('app', 3)));
     const t = now();
@@ -313,7 +361,7 @@ await runBench(async () => {
   }
 
   // d. Drain the leader's node.
-  {
+  if (runs('d')) {
     const w = await startWriter('app');
     const before = leaderOf(await until('app streaming', 300_000, () => streaming('app', 3)));
     const node = (await workload('app', before.name)).node.name;
@@ -327,6 +375,9 @@ await runBench(async () => {
     }, 500);
     const after = leaderOf(await list('app'));
     const gap = gapMs(w.writer.acks, t, done);
+    const wall = (ms: number): string => new Date(Date.now() - now() + ms).toISOString().slice(11, 23);
+    for (const g of gaps(w.writer.acks, t, done, 200)) log(`d: a ${fmt(g.ms, 0)} ms gap from ${fmt((g.fromMs - t) / 1000, 2)} s after the drain, ${wall(g.fromMs)}–${wall(g.fromMs + g.ms)} (timeline ${g.timelines})`);
+    for (const f of w.writer.failures.filter((x) => x.sentAtMs >= t)) log(`d: write failed at ${fmt((f.failedAtMs - t) / 1000, 2)} s via ${f.target}: ${f.error}`);
     const res = await w.finish();
     const u = await warden(['node', 'uncordon', node, '--etcd', etcd], 15_000);
     if (u.code !== 0) throw new Error(`uncordon: ${u.stderr}`);
@@ -337,7 +388,7 @@ await runBench(async () => {
   }
 
   // e. Two clusters: a failover of A leaves B alone.
-  {
+  if (runs('e')) {
     await apply('other', 3);
     await until('other streaming', 600_000, () => streaming('other', 3));
     const wa = await startWriter('app');
