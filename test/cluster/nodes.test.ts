@@ -255,17 +255,37 @@ describe('warden node: three node daemons run a cluster applied with warden appl
     await eventually(() => streaming(['app-1', 'app-2', 'app-3']), { timeoutMs: 120_000, what: 'every member streaming again' });
   });
 
-  it('re-creates the members of a lost host (its daemon and everything under it killed) on the other nodes after nodeLostSeconds', async () => {
-    const ns = await nodes();
-    const lost = ns.find((n) => n.workloads.some((w) => w.kind === 'member'));
-    assert.ok(lost !== undefined);
+  it('re-creates the members of a lost host (its daemon and everything under it killed) on the other nodes after nodeLostSeconds; the host ran the active controller, another takes over and carries out the heal', async () => {
+    type Shown = NodeRecord & { controller?: boolean };
+    const active = async (): Promise<Shown | undefined> => ((await nodes()) as Shown[]).find((n) => n.controller === true);
+    // The host to lose runs the active controller and a member: its loss asks for a heal that only the
+    // next controller can make. After the drain and the scale down the controller may sit on a node
+    // that runs nothing; that daemon is then restarted (it stops nothing) so that another node's takes over.
+    let lost = await eventually(active, { timeoutMs: 60_000, intervalMs: 500, what: 'an active controller' });
+    if (!lost.workloads.some((w) => w.kind === 'member')) {
+      const idle = lost;
+      signalPid(idle.pid, 'SIGTERM');
+      assert.ok(await waitForExit(idle.pid, 60_000), `${idle.name}'s daemon did not stop on SIGTERM`);
+      lost = await eventually(async () => {
+        const a = await active();
+        return a !== undefined && a.name !== idle.name ? a : undefined;
+      }, { timeoutMs: 60_000, intervalMs: 500, what: `a controller other than ${idle.name}'s active` });
+      startDaemon(idle.name);
+      await eventually(async () => ((await nodes()).some((n) => n.name === idle.name && n.pid !== idle.pid) ? true : undefined), { timeoutMs: 60_000, what: `${idle.name} registered again` });
+    }
     const gone = lost.workloads.filter((w) => w.kind === 'member').map((w) => w.name);
+    assert.ok(gone.length > 0, `${lost.name} runs the active controller and no member`);
     const tree = await processTree(lost.pid);
     for (const pid of tree) seenPids.add(pid);
     for (const pid of tree.reverse()) signalPid(pid, 'SIGKILL');
+    const lostName = lost.name;
+    await eventually(async () => {
+      const a = await active();
+      return a !== undefined && a.name !== lostName ? a : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 500, what: `a controller other than ${lostName}'s active` });
     await eventually(async () => {
       const now = await nodes();
-      if (now.some((n) => n.name === lost.name)) return undefined;
+      if (now.some((n) => n.name === lostName)) return undefined;
       const placed = gone.every((m) => now.some((n) => n.workloads.some((w) => w.name === m && w.state === 'running')));
       return placed && (await streaming(['app-1', 'app-2', 'app-3'])) !== undefined ? true : undefined;
     }, { timeoutMs: 240_000, intervalMs: 1_000, what: `${gone.join(', ')} re-created on other nodes and streaming` });
