@@ -768,6 +768,7 @@ export class Agent {
       tags: this.id.tags,
       reason,
       pendingRestart: this.snap.status?.pendingRestart ?? false,
+      ...(this.snap.status?.restartLowers === undefined ? {} : { restartLowers: this.snap.status.restartLowers }),
       ...(this.scheduledRestart === undefined ? {} : { scheduledRestart: scheduledRestartRecord(this.scheduledRestart) }),
       ...operationRecord(this.inFlightFacts()),
       agentPid: process.pid,

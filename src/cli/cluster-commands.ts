@@ -5,7 +5,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { Option, type Command } from 'commander';
 import { sleep } from '../core/deadline.js';
 import { WardenError } from '../core/errors.js';
-import { planCluster, type Plan } from '../controller/plan.js';
+import { describeChange, planCluster, type Plan } from '../controller/plan.js';
 import { CONTROL_PREFIX, nodeKey, nodeSettingsKey, parseControlSnapshot, secretsKey, specKey, type ClusterSecrets, type ControlSnapshot, type NodeSettings, type StoredSpec } from '../controller/records.js';
 import { observationOf, parseStoredSpecs, planInputFromSnapshot } from '../controller/snapshot-plan.js';
 import { readStateFile } from '../controller/state-file.js';
@@ -68,7 +68,7 @@ export function renderApplyPlan(cluster: string, plan: Plan, current: readonly {
   lines.push(`cluster ${cluster}: ${plan.desired.members} member(s), ${plan.desired.routers} router(s)`);
   for (const [n, ws] of [...byNode].sort()) lines.push(`  ${n}: ${ws.join(', ')}`);
   if (plan.changes.length === 0) lines.push('changes: none');
-  else for (const c of plan.changes) lines.push(`  ${c.kind === 'switchover' ? `switchover ${c.from} → ${c.candidate}` : c.kind === 'leaving' ? `leaving: ${c.members.join(', ') || 'none'}` : `${c.kind} ${c.workload} ${c.name} ${c.kind === 'assign' ? '→' : 'from'} ${c.node}`}: ${c.reason.message}`);
+  else for (const c of plan.changes) lines.push(`  ${describeChange(c)}: ${c.reason.message}`);
   for (const p of plan.pending) lines.push(`  Pending ${p.kind} ${p.name}: ${p.reason.message}`);
   for (const w of plan.waiting) lines.push(`  waiting: ${w.message}`);
   return lines.join('\n');

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../core/clock.js';
 import { MemoryDcs } from '../dcs/memory-dcs.js';
 import { ControllerCandidate, type ControllerLog } from './controller.js';
-import { assignmentKey, CONTROL_KEYS, CONTROL_PREFIX, nodeKey, parseControlSnapshot, specKey, statusKey, type NodeRecord, type StoredSpec } from './records.js';
+import { parseClusterSpec } from '../spec/index.js';
+import { assignmentKey, CONTROL_KEYS, CONTROL_PREFIX, nodeKey, parseControlSnapshot, secretsKey, specKey, statusKey, type ClusterStatus, type NodeRecord, type StoredSpec } from './records.js';
 
 const quiet: ControllerLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -210,6 +213,71 @@ describe('ControllerCandidate', () => {
     clock.advance(500);
     await c.tick();
     assert.equal(await dcs.get(assignmentKey('app', 'member', 'app-3')), undefined);
+  });
+
+  it('writes a changed dynamic configuration once and restarts a replica with a pending restart through its REST API', async () => {
+    const requests: { url: string; auth: string; body: string }[] = [];
+    let answer = 202;
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        requests.push({ url: `${req.method ?? ''} ${req.url ?? ''}`, auth: req.headers.authorization ?? '', body });
+        res.writeHead(answer, { 'content-type': 'text/plain' }).end(answer === 202 ? 'restart scheduled' : 'a restart is already scheduled');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const clock = new FakeClock();
+      const dcs = new MemoryDcs({ clock });
+      for (const n of ['node-1', 'node-2', 'node-3']) await registerNode(dcs, n);
+      await storeSpec(dcs, SPEC(3), 1);
+      await dcs.put(secretsKey('app'), JSON.stringify({ superuser: { username: 'postgres', password: 'p' }, replication: { username: 'replicator', password: 'r' }, restApi: { username: 'warden', password: 's3cret' } }));
+      const parsed = parseClusterSpec(SPEC(3), 'app.yaml');
+      assert.ok(parsed.ok);
+      await dcs.put('/warden/app/config', JSON.stringify(parsed.spec.dynamicConfig));
+      const member = (name: string, role: string, state: string, pendingRestart = false): string =>
+        JSON.stringify({ name, apiUrl, host: '127.0.0.1', port: 1, role, state, timeline: 1, walPosition: '0/3000000', tags: { nofailover: false, failoverPriority: 1, nosync: false, noloadbalance: false }, version: 'test', pendingRestart });
+      await dcs.put('/warden/app/leader', 'app-1');
+      await dcs.put('/warden/app/members/app-1', member('app-1', 'primary', 'running'));
+      await dcs.put('/warden/app/members/app-2', member('app-2', 'replica', 'streaming'));
+      await dcs.put('/warden/app/members/app-3', member('app-3', 'replica', 'streaming'));
+      const c = candidate(dcs, clock, 'node-1');
+      await c.tick();
+      const status = async (): Promise<ClusterStatus | undefined> => (await snapshot(dcs)).statuses.get('app');
+      const mark = (await status())?.appliedConfig;
+      assert.ok(mark !== undefined, 'the first pass marks the configuration the key holds');
+      // A new spec generation changes a parameter: written into the config key once.
+      await storeSpec(dcs, `${SPEC(3)}  patroni:\n    dynamicConfiguration:\n      postgresql:\n        parameters:\n          max_connections: 150\n`, 2);
+      clock.advance(500);
+      await c.tick();
+      const written = JSON.parse((await dcs.get('/warden/app/config'))?.value ?? '{}') as { postgresql?: { parameters?: Record<string, unknown> }; pause?: boolean };
+      assert.deepEqual({ params: written.postgresql?.parameters, pause: written.pause }, { params: { max_connections: 150 }, pause: false });
+      assert.ok((await status())?.inProgress.some((r) => r.code === 'config-changed'));
+      const rev = (await dcs.get('/warden/app/config'))?.modRevision;
+      clock.advance(500);
+      await c.tick();
+      assert.equal((await dcs.get('/warden/app/config'))?.modRevision, rev, 'written once');
+      // The agents report the restart pending: the controller asks app-2 (a replica) first.
+      for (const [n, role, state] of [['app-1', 'primary', 'running'], ['app-2', 'replica', 'streaming'], ['app-3', 'replica', 'streaming']] as const) await dcs.put(`/warden/app/members/${n}`, member(n, role, state, true));
+      clock.advance(500);
+      await c.tick();
+      assert.equal(requests.length, 1);
+      assert.equal(requests[0]?.url, 'POST /restart');
+      assert.equal(requests[0]?.auth, `Basic ${Buffer.from('warden:s3cret').toString('base64')}`);
+      const body = JSON.parse(requests[0]?.body ?? '{}') as { schedule?: string; restart_pending?: boolean };
+      assert.equal(body.restart_pending, true);
+      assert.ok(Date.parse(body.schedule ?? '') > clock.nowMs(), `scheduled ahead: ${body.schedule ?? ''}`);
+      assert.equal((await status())?.lastError, null);
+      // An agent that refuses: a precise error in status, asked again next pass.
+      answer = 409;
+      clock.advance(500);
+      await c.tick();
+      assert.match((await status())?.lastError ?? '', /^restart app-2: the agent at http:\/\/127\.0\.0\.1:\d+ answered 409: a restart is already scheduled; asked again next pass$/);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('places two clusters on the same nodes, each with its own anti-affinity, and counts both against capacity', async () => {

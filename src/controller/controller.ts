@@ -3,7 +3,8 @@ import { describeError, isWardenError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { clusterPrefix, KEYS, parseClusterView } from '../ha/index.js';
 import type { ClusterSpec } from '../spec/index.js';
-import { DEFAULT_NODE_LOST_SECONDS, planCluster, summarizePlan, type ClusterObservation, type Plan, type PlannedChange } from './plan.js';
+import { httpCall } from '../core/http-app.js';
+import { DEFAULT_NODE_LOST_SECONDS, describeChange, planCluster, summarizePlan, type ClusterObservation, type Plan, type PlannedChange } from './plan.js';
 import { observationOf, parseStoredSpecs, planInputFromSnapshot } from './snapshot-plan.js';
 import { assignmentKey, CONTROL_KEYS, CONTROL_PREFIX, parseControlSnapshot, secretsKey, statusKey, type Assignment, type ClusterStatus, type ControlSnapshot } from './records.js';
 
@@ -40,6 +41,11 @@ export interface PassResult {
 
 const DEFAULT_TTL_MS = 10_000;
 const DEFAULT_PASS_INTERVAL_MS = 1_000;
+/**
+ * How far ahead a rolling restart is scheduled: the agent refuses a time in its past, so this covers
+ * the REST round trip and a small clock difference between hosts.
+ */
+const RESTART_LEAD_MS = 2_000;
 
 /**
  * A controller candidate: every node daemon runs one; the one that creates `/warden/_controller`
@@ -234,8 +240,10 @@ export class ControllerCandidate {
         const view = await this.observe(cluster);
         const current = snap.assignments.get(cluster) ?? [];
         const plan = planCluster(planInputFromSnapshot(snap, specs, entry.spec, stored.generation, view, lostForMs, this.nodeLostMs));
-        const { applied, errors } = await this.apply(cluster, entry.spec, stored, plan.changes);
+        const { applied, errors, failed } = await this.apply(cluster, entry.spec, stored, plan.changes, snap.secrets.get(cluster)?.restApi);
         const error = errors.length === 0 ? null : errors.join('; ');
+        // A config write that lost its race is planned again next pass: the status keeps the old mark.
+        const appliedConfig = failed.has('config') ? snap.statuses.get(cluster)?.appliedConfig : plan.appliedConfig;
         const placedRouters = current.filter((a) => a.kind === 'router').length + plan.changes.filter((c) => c.kind === 'assign' && c.workload === 'router' && c.from === undefined).length;
         await this.writeStatus(cluster, {
           generation: stored.generation,
@@ -245,6 +253,7 @@ export class ControllerCandidate {
           pending: plan.pending.map((p) => ({ name: p.name, reason: p.reason })),
           inProgress: [...plan.changes.map((c) => c.reason), ...plan.waiting],
           lastError: error,
+          ...(appliedConfig === undefined ? {} : { appliedConfig }),
         });
         const summary = summarizePlan(cluster, plan);
         if (plan.changes.length > 0 || error !== null) this.o.log.info({ cluster, applied, error }, summary);
@@ -265,9 +274,16 @@ export class ControllerCandidate {
   }
 
   /** Writes the changes in order with their preconditions; a lost race is an error for status, not an exception. */
-  private async apply(cluster: string, spec: ClusterSpec, stored: { generation: number; uid: string }, changes: readonly PlannedChange[]): Promise<{ applied: number; errors: string[] }> {
+  private async apply(
+    cluster: string,
+    spec: ClusterSpec,
+    stored: { generation: number; uid: string },
+    changes: readonly PlannedChange[],
+    restAuth: { readonly username: string; readonly password: string } | undefined,
+  ): Promise<{ applied: number; errors: string[]; failed: Set<PlannedChange['kind']> }> {
     const { dcs } = this.o;
     const errors: string[] = [];
+    const failed = new Set<PlannedChange['kind']>();
     let applied = 0;
     for (const c of changes) {
       // Writing after the lease lapsed could undo what a newer controller decided.
@@ -308,11 +324,50 @@ export class ControllerCandidate {
         case 'switchover':
           ok = await dcs.create(`${clusterPrefix(cluster)}${KEYS.failover}`, JSON.stringify({ kind: 'switchover', leader: c.from, candidate: c.candidate, requestedAtMs: this.o.clock.nowMs() }), opts);
           break;
+        case 'config':
+          ok = await dcs.compareAndSwap(`${clusterPrefix(cluster)}${KEYS.config}`, JSON.stringify(c.config), c.modRevision, opts);
+          break;
+        case 'restart': {
+          const why = await this.requestRestart(c.member, c.apiUrl, restAuth);
+          if (why !== undefined) {
+            errors.push(`restart ${c.member}: ${why}; asked again next pass`);
+            failed.add(c.kind);
+            continue;
+          }
+          ok = true;
+          break;
+        }
       }
       if (ok) applied++;
-      else errors.push(`${c.kind} ${c.kind === 'switchover' ? c.from : c.kind === 'leaving' ? c.members.join(',') : c.name}: its key changed under the controller; planned again next pass`);
+      else {
+        failed.add(c.kind);
+        errors.push(`${describeChange(c)}: its key changed under the controller; planned again next pass`);
+      }
     }
-    return { applied, errors };
+    return { applied, errors, failed };
+  }
+
+  /**
+   * Schedules a restart of `member` a few seconds ahead through its agent's REST API, on the
+   * condition that a restart is still pending then (POST /restart with schedule and restart_pending,
+   * as Patroni's): the schedule is published in the member key, so the next pass — of this
+   * controller or the next one — sees the restart in flight and asks nothing more. Undefined when
+   * the agent accepted it; otherwise why not.
+   */
+  private async requestRestart(member: string, apiUrl: string, auth: { readonly username: string; readonly password: string } | undefined): Promise<string | undefined> {
+    if (auth === undefined) return 'the cluster has no secrets (no REST API credentials)';
+    const body = JSON.stringify({ schedule: new Date(this.o.clock.nowMs() + RESTART_LEAD_MS).toISOString(), restart_pending: true });
+    try {
+      const res = await httpCall(new URL('/restart', apiUrl), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` },
+        body,
+        timeoutMs: this.timeoutMs,
+      });
+      return res.status === 202 ? undefined : `the agent at ${apiUrl} answered ${res.status}: ${res.body.trim().slice(0, 200)}`;
+    } catch (e) {
+      return `the agent at ${apiUrl} did not answer: ${describeError(e)}`;
+    }
   }
 
   /** A cluster whose spec was deleted: its assignments go first; once no agent of it is left, its keys. */

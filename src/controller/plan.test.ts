@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseClusterSpec, type ClusterSpec } from '../spec/index.js';
-import { planCluster, routerName, type ClusterObservation, type CurrentAssignment, type Plan, type PlanInput, type PlanNode } from './plan.js';
+import type { DynamicConfig } from '../ha/index.js';
+import { planCluster, routerName, type ClusterObservation, type CurrentAssignment, type ObservedMember, type Plan, type PlanInput, type PlanNode } from './plan.js';
 
 function spec(replicas: number, opts: { antiAffinity?: boolean; routers?: number; name?: string } = {}): ClusterSpec {
   const name = opts.name ?? 'app';
@@ -74,7 +75,7 @@ describe('planCluster', () => {
     const current = [memberOn('app-1', 'n1'), memberOn('app-2', 'n2'), memberOn('app-3', 'n3'), routerOn(routerName('app', 1), 'n1')];
     const down = planCluster(input({ spec: spec(2, { routers: 1 }), assignments: current, observation: view('app-1', ['app-1', 'app-2', 'app-3']) }));
     // The member about to go is announced in the `leaving` key in the same pass.
-    assert.deepEqual(down.changes.map((c) => [c.kind, c.kind === 'switchover' ? c.from : c.kind === 'leaving' ? c.members.join(',') : c.name]), [['leaving', 'app-3'], ['unassign', 'app-3']]);
+    assert.deepEqual(down.changes.map((c) => [c.kind, c.kind === 'switchover' ? c.from : c.kind === 'leaving' ? c.members.join(',') : c.kind === 'assign' || c.kind === 'unassign' ? c.name : c.kind]), [['leaving', 'app-3'], ['unassign', 'app-3']]);
     const leaderRemoved = planCluster(input({ spec: spec(2, { routers: 1 }), assignments: current, observation: { ...view('app-3', ['app-1', 'app-2', 'app-3']), leaving: ['app-3'] } }));
     assert.deepEqual(leaderRemoved.changes, [{ kind: 'switchover', from: 'app-3', candidate: 'app-1', reason: { code: 'switchover-before-move', message: 'switchover from app-3 to app-1 before app-3 is removed (scale down)' } }]);
     const during = planCluster(input({ spec: spec(2, { routers: 1 }), assignments: current, observation: { ...view('app-3', ['app-1', 'app-2', 'app-3']), failoverPending: true, leaving: ['app-3'] } }));
@@ -99,7 +100,93 @@ describe('planCluster', () => {
     assert.match(held.waiting[0]?.message ?? '', /app-2 is a synchronous standby; waiting for the leader to name app-1 instead/);
     assert.match(held.waiting[1]?.message ?? '', /no synchronous standby/);
     const down = planCluster(input({ spec: spec(1, { routers: 1 }), assignments: current, observation: obs(['app-1']) }));
-    assert.deepEqual(down.changes.map((c) => [c.kind, c.kind === 'switchover' ? c.candidate : c.kind === 'leaving' ? c.members.join(',') : c.name]), [['unassign', 'app-2'], ['switchover', 'app-1']]);
+    assert.deepEqual(down.changes.map((c) => [c.kind, c.kind === 'switchover' ? c.candidate : c.kind === 'leaving' ? c.members.join(',') : c.kind === 'assign' || c.kind === 'unassign' ? c.name : c.kind]), [['unassign', 'app-2'], ['switchover', 'app-1']]);
+  });
+
+  it('writes a changed dynamic configuration of the spec into the config key once, keeping pause and a later edit-config', () => {
+    const base = spec(3);
+    const current = [memberOn('app-1', 'n1'), memberOn('app-2', 'n2'), memberOn('app-3', 'n3'), routerOn(routerName('app', 1), 'n1'), routerOn(routerName('app', 2), 'n2')];
+    const obs = (config: DynamicConfig, modRevision = 7): ClusterObservation => ({ ...view('app-1', ['app-1', 'app-2', 'app-3']), config: { value: config, modRevision } });
+    // Before the bootstrap wrote the key: nothing to write, nothing marked.
+    const early = planCluster(input({ spec: base, assignments: current, observation: view('app-1', ['app-1', 'app-2', 'app-3']) }));
+    assert.deepEqual(early.changes, []);
+    assert.equal(early.appliedConfig, undefined);
+    // The pass that first sees the key takes it as it is (an edit-config made before stays).
+    const edited: DynamicConfig = { ...base.dynamicConfig, loop_wait: 2 };
+    const first = planCluster(input({ spec: base, assignments: current, observation: obs(edited) }));
+    assert.deepEqual(first.changes, []);
+    const mark = first.appliedConfig;
+    assert.ok(mark !== undefined);
+    // The same spec again: the edit-config stays.
+    assert.deepEqual(planCluster(input({ spec: base, assignments: current, observation: obs(edited), appliedConfig: mark })).changes, []);
+    // The spec's configuration changes: written once, with the key's pause kept, on its revision.
+    const changed: ClusterSpec = { ...base, dynamicConfig: { ...base.dynamicConfig, postgresql: { ...base.dynamicConfig.postgresql, parameters: { max_connections: 150 } } } };
+    const paused: DynamicConfig = { ...edited, pause: true };
+    const write = planCluster(input({ spec: changed, generation: 2, assignments: current, observation: obs(paused, 9), appliedConfig: mark }));
+    assert.deepEqual(write.changes, [{ kind: 'config', config: { ...changed.dynamicConfig, pause: true }, modRevision: 9, reason: { code: 'config-changed', message: 'spec generation 2 changes the dynamic configuration: written to the config key (the agents apply it; parameters that need a restart are restarted one member at a time)' } }]);
+    const mark2 = write.appliedConfig;
+    assert.ok(mark2 !== undefined && mark2 !== mark);
+    // Written (or already equal): nothing more; an edit-config after it stays too.
+    assert.deepEqual(planCluster(input({ spec: changed, generation: 2, assignments: current, observation: obs({ ...changed.dynamicConfig, pause: true }, 10), appliedConfig: mark2 })).changes, []);
+    assert.deepEqual(planCluster(input({ spec: changed, generation: 2, assignments: current, observation: obs({ ...changed.dynamicConfig, ttl: 9 }, 11), appliedConfig: mark2 })).changes, []);
+    // A key that already matches the new spec is not written again, only marked.
+    const same = planCluster(input({ spec: changed, generation: 2, assignments: current, observation: obs(changed.dynamicConfig), appliedConfig: mark }));
+    assert.deepEqual(same.changes, []);
+    assert.equal(same.appliedConfig, mark2);
+  });
+
+  it('rolls a restart out: replicas one at a time (outside the synchronous set first), each only while all are ready, then one switchover', () => {
+    const current = [memberOn('app-1', 'n1'), memberOn('app-2', 'n2'), memberOn('app-3', 'n3'), routerOn(routerName('app', 1), 'n1'), routerOn(routerName('app', 2), 'n2')];
+    const m = (role: string, state: string, over: Partial<ObservedMember> = {}): ObservedMember => ({ role, state, apiUrl: 'http://127.0.0.1:1', ...over });
+    const obs = (ms: Record<string, ObservedMember>, extra: Partial<ClusterObservation> = {}): ClusterObservation => ({ leader: 'app-1', members: new Map(Object.entries(ms)), failoverPending: false, ...extra });
+    const pend = { pendingRestart: true };
+    const plan = (o: ClusterObservation): Plan => planCluster(input({ spec: spec(3), assignments: current, observation: o }));
+    const restarts = (p: Plan): string[] => p.changes.flatMap((c) => (c.kind === 'restart' ? [c.member] : []));
+    const all = { 'app-1': m('primary', 'running', pend), 'app-2': m('replica', 'streaming', pend), 'app-3': m('replica', 'streaming', pend) };
+    const p1 = plan(obs(all));
+    assert.deepEqual(restarts(p1), ['app-2']);
+    assert.match(p1.changes[0]?.reason.message ?? '', /app-2 restarts for a parameter change \(replicas first, one at a time; then app-1, app-3\)/);
+    // Its restart in flight (scheduled, then running): nothing else.
+    const inFlight = plan(obs({ ...all, 'app-2': m('replica', 'streaming', { ...pend, busy: true }) }));
+    assert.deepEqual(inFlight.changes, []);
+    assert.match(inFlight.waiting[0]?.message ?? '', /waiting for app-2 \(a restart or another operation in flight\)/);
+    const down = plan(obs({ ...all, 'app-2': m('replica', 'starting') }));
+    assert.deepEqual(down.changes, []);
+    assert.match(down.waiting[0]?.message ?? '', /app-1, app-3 need a restart .*waiting until every member is ready \(app-2: starting\)/);
+    // app-2 done: app-3 next; then the leader, by a switchover to a restarted replica.
+    assert.deepEqual(restarts(plan(obs({ ...all, 'app-2': m('replica', 'streaming') }))), ['app-3']);
+    const leaderOnly = plan(obs({ ...all, 'app-2': m('replica', 'streaming'), 'app-3': m('replica', 'streaming') }));
+    assert.deepEqual(leaderOnly.changes.map((c) => c.kind === 'switchover' && [c.from, c.candidate]), [['app-1', 'app-2']]);
+    assert.match(leaderOnly.changes[0]?.reason.message ?? '', /before app-1 restarts for a parameter change/);
+    // A switchover or failover in flight: nothing.
+    assert.deepEqual(plan(obs(all, { failoverPending: true })).changes, []);
+    // In synchronous mode the standby in the synchronous set goes last, and is announced in `leaving`
+    // until the leader names another.
+    const sync = obs(all, { syncMembers: ['app-2'], leaving: ['app-2', 'app-3'] });
+    assert.deepEqual(restarts(plan(sync)), ['app-3']);
+    const announce = plan(obs({ ...all, 'app-3': m('replica', 'streaming') }, { syncMembers: ['app-2'], leaving: ['app-2', 'app-3'] }));
+    assert.deepEqual(announce.changes.map((c) => c.kind === 'leaving' && c.members), [['app-2']]);
+    assert.equal(announce.waiting[0]?.code, 'waiting-for-sync-standby');
+    const renamed = plan(obs({ ...all, 'app-3': m('replica', 'streaming') }, { syncMembers: ['app-3'], leaving: ['app-2'] }));
+    assert.deepEqual(restarts(renamed), ['app-2']);
+    // Not while members are placed or removed in the same pass.
+    const scaling = planCluster(input({ spec: spec(4), assignments: current, observation: obs(all) }));
+    assert.ok(scaling.changes.some((c) => c.kind === 'assign' && c.name === 'app-4'));
+    assert.deepEqual(restarts(scaling), []);
+    assert.ok(scaling.waiting.some((w) => w.code === 'rolling-restart-waiting'));
+    // Lowering max_connections: the primary first, in place (no standby may run below it), then the replicas.
+    const lower = { pendingRestart: true, restartLowers: ['max_connections'] };
+    const lowering = { 'app-1': m('primary', 'running', lower), 'app-2': m('replica', 'streaming', lower), 'app-3': m('replica', 'streaming', lower) };
+    const pl = plan(obs(lowering));
+    assert.deepEqual(restarts(pl), ['app-1']);
+    assert.match(pl.changes[0]?.reason.message ?? '', /app-1 restarts for a parameter change \(it lowers max_connections, which no standby may run below its primary: the primary restarts in place first/);
+    assert.deepEqual(restarts(plan(obs({ ...lowering, 'app-1': m('primary', 'running') }))), ['app-2']);
+    const lastOne = plan(obs({ ...lowering, 'app-1': m('primary', 'running'), 'app-2': m('replica', 'streaming') }));
+    assert.deepEqual(lastOne.changes.map((c) => c.kind), ['restart']);
+    assert.deepEqual(restarts(plan(obs({ 'app-1': m('primary', 'running'), 'app-2': m('replica', 'streaming'), 'app-3': m('replica', 'streaming') }))), []);
+    // A cluster of one restarts its primary in place.
+    const one = planCluster(input({ spec: spec(1), assignments: [memberOn('app-1', 'n1'), ...current.filter((a) => a.kind === 'router')], observation: obs({ 'app-1': m('primary', 'running', pend) }) }));
+    assert.deepEqual(restarts(one), ['app-1']);
   });
 
   it('waits nodeLostSeconds before re-creating the members of a lost node, then places them elsewhere', () => {

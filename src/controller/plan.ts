@@ -1,5 +1,6 @@
 import { clusterInstances, placeInstances } from '../placement/index.js';
 import type { InstanceToPlace, Occupant, Placement, PlacementNode, Taint } from '../placement/index.js';
+import type { DynamicConfig } from '../ha/index.js';
 import type { ClusterSpec } from '../spec/index.js';
 import type { ReasonRecord, WorkloadKind } from './records.js';
 
@@ -29,10 +30,24 @@ export interface CurrentAssignment {
   readonly modRevision: number;
 }
 
+/** One member as its agent publishes it (the `members/<name>` key). */
+export interface ObservedMember {
+  readonly role: string;
+  readonly state: string;
+  /** PostgreSQL reports a changed parameter that takes effect only at a restart. */
+  readonly pendingRestart?: boolean;
+  /** The hot-standby parameters its pending restart lowers: the primary restarts first. */
+  readonly restartLowers?: readonly string[];
+  /** A restart is scheduled on it, or its agent runs an operation (a restart, a clone, a start). */
+  readonly busy?: boolean;
+  /** Its agent's REST API (the rolling restart asks it there). */
+  readonly apiUrl?: string;
+}
+
 /** What the agents of the cluster report: the leader key and each member's role and state. */
 export interface ClusterObservation {
   readonly leader?: string;
-  readonly members: ReadonlyMap<string, { readonly role: string; readonly state: string }>;
+  readonly members: ReadonlyMap<string, ObservedMember>;
   /** A switchover or failover is already requested (the `failover` key exists). */
   readonly failoverPending: boolean;
   /**
@@ -42,6 +57,8 @@ export interface ClusterObservation {
   readonly syncMembers?: readonly string[];
   /** The cluster's `leaving` key as it is (undefined: no key). */
   readonly leaving?: readonly string[];
+  /** The `config` key as the agents read it, with its revision; undefined until the bootstrap wrote it. */
+  readonly config?: { readonly value: DynamicConfig; readonly modRevision: number };
 }
 
 export interface PlanInput {
@@ -57,6 +74,11 @@ export interface PlanInput {
   readonly observation: ClusterObservation;
   /** Members of a node lost for longer than this are placed elsewhere (nodeLostSeconds, default 30). */
   readonly nodeLostMs: number;
+  /**
+   * The spec's dynamic configuration the controller last made the `config` key match (canonical
+   * JSON, `pause` left out; from the cluster's status). Undefined: none yet.
+   */
+  readonly appliedConfig?: string;
 }
 
 /** One change to make, with its precondition. */
@@ -73,7 +95,11 @@ export type PlannedChange =
   | { readonly kind: 'unassign'; readonly workload: WorkloadKind; readonly name: string; readonly node: string; readonly modRevision: number; readonly reason: ReasonRecord }
   | { readonly kind: 'switchover'; readonly from: string; readonly candidate: string; readonly reason: ReasonRecord }
   /** Rewrite the `leaving` key (empty: delete it): the members about to be moved or removed, ranked last for the synchronous set. */
-  | { readonly kind: 'leaving'; readonly members: readonly string[]; readonly reason: ReasonRecord };
+  | { readonly kind: 'leaving'; readonly members: readonly string[]; readonly reason: ReasonRecord }
+  /** Write the spec's dynamic configuration into the `config` key (compare-and-swap on its revision). */
+  | { readonly kind: 'config'; readonly config: DynamicConfig; readonly modRevision: number; readonly reason: ReasonRecord }
+  /** Ask a member's agent to restart it (a scheduled restart, only while a restart is pending). */
+  | { readonly kind: 'restart'; readonly member: string; readonly apiUrl: string; readonly reason: ReasonRecord };
 
 export interface Plan {
   readonly changes: readonly PlannedChange[];
@@ -84,6 +110,8 @@ export interface Plan {
   readonly desired: { readonly members: number; readonly routers: number };
   /** Members whose agent reports running as primary, or streaming as a replica. */
   readonly ready: number;
+  /** What the status keeps as `appliedConfig` once this pass's changes are written (see PlanInput). */
+  readonly appliedConfig?: string;
 }
 
 export const DEFAULT_NODE_LOST_SECONDS = 30;
@@ -187,9 +215,15 @@ export function planCluster(input: PlanInput): Plan {
   // Announced in the `leaving` key before anything moves: the leader then names a synchronous standby
   // that stays, so stopping one that leaves never blocks a commit in strict mode.
   const goingAway = new Set([...leaving, ...members.filter((a) => desiredMembers.has(a.name) && alive.get(a.node)?.drain === true).map((a) => a.name)]);
-  const announced = [...goingAway].sort();
+  // In synchronous mode a replica that waits for a rolling restart is announced too: the leader then
+  // names one that needs none (or was restarted), and the restart stalls no commit.
+  const restarting = obs.syncMembers === undefined ? [] : members.map((a) => a.name).filter((n) => n !== leader && desiredMembers.has(n) && obs.members.get(n)?.pendingRestart === true);
+  const announced = [...new Set([...goingAway, ...restarting])].sort();
   if (announced.join(',') !== [...(obs.leaving ?? [])].sort().join(',')) {
-    changes.push({ kind: 'leaving', members: announced, reason: reason('leaving', announced.length === 0 ? 'no member is about to leave its node' : `about to move or remove ${announced.join(', ')}: the leader ranks them last for the synchronous set`) });
+    const moves = announced.filter((n) => goingAway.has(n));
+    const restarts = announced.filter((n) => !goingAway.has(n));
+    const what = [moves.length === 0 ? '' : `about to move or remove ${moves.join(', ')}`, restarts.length === 0 ? '' : `about to restart ${restarts.join(', ')}`].filter((x) => x !== '').join('; ');
+    changes.push({ kind: 'leaving', members: announced, reason: reason('leaving', announced.length === 0 ? 'no member is about to leave its node' : `${what}: the leader ranks them last for the synchronous set`) });
   }
   /** Why `name` may not be stopped yet: it is a synchronous standby and another member that stays could take its place. */
   const syncHold = (name: string): ReasonRecord | undefined => {
@@ -303,8 +337,127 @@ export function planCluster(input: PlanInput): Plan {
     }
   }
 
+  const appliedConfig = planConfig(input, changes);
+  planRollingRestart(input, changes, waiting, switchoverAsked, askSwitchover, syncHold);
+
   const ready = spec.members.filter((m) => isReady(obs.members.get(m.name))).length;
-  return { changes, pending, waiting, desired: { members: spec.members.length, routers: routerCount }, ready };
+  return { changes, pending, waiting, desired: { members: spec.members.length, routers: routerCount }, ready, ...(appliedConfig === undefined ? {} : { appliedConfig }) };
+}
+
+/** One change in a line: `assign member app-4 → node-2`, `switchover app-1 → app-2`, `restart app-3`. */
+export function describeChange(c: PlannedChange): string {
+  switch (c.kind) {
+    case 'assign':
+      return `assign ${c.workload} ${c.name} → ${c.node}`;
+    case 'unassign':
+      return `unassign ${c.workload} ${c.name} from ${c.node}`;
+    case 'switchover':
+      return `switchover ${c.from} → ${c.candidate}`;
+    case 'leaving':
+      return `leaving: ${c.members.join(', ') || 'none'}`;
+    case 'config':
+      return 'config: the spec\'s dynamic configuration';
+    case 'restart':
+      return `restart ${c.member}`;
+  }
+}
+
+/** JSON with the keys of every object sorted: equal values, equal text. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (typeof v === 'object' && v !== null) {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** The dynamic configuration as the spec gives it, without `pause` (that is the operator's: `warden pause`). */
+function specConfigText(config: DynamicConfig): string {
+  const { pause: _pause, ...rest } = config;
+  return canonicalJson(rest);
+}
+
+/**
+ * The spec's dynamic configuration into the `config` key (docs/architecture.md, "Rolling changes"):
+ * only when the spec's own configuration changed since the controller last made them match, so a
+ * `warden edit-config` stays until the spec's configuration is changed and applied again; `pause`
+ * is kept as it is. Nothing before the bootstrap wrote the key, nor on the pass that first sees
+ * it. Returns what the status keeps.
+ */
+function planConfig(input: PlanInput, changes: PlannedChange[]): string | undefined {
+  const current = input.observation.config;
+  if (current === undefined) return input.appliedConfig;
+  const wanted = specConfigText(input.spec.dynamicConfig);
+  if (wanted === input.appliedConfig) return wanted;
+  // No mark yet (the pass that first sees the key the bootstrap wrote from the spec, or a status an
+  // older controller wrote): the key is taken as it is, so an earlier edit-config is not undone.
+  if (input.appliedConfig === undefined) return wanted;
+  if (specConfigText(current.value) !== wanted) {
+    changes.push({
+      kind: 'config',
+      config: { ...input.spec.dynamicConfig, pause: current.value.pause },
+      modRevision: current.modRevision,
+      reason: reason('config-changed', `spec generation ${input.generation} changes the dynamic configuration: written to the config key (the agents apply it; parameters that need a restart are restarted one member at a time)`),
+    });
+  }
+  return wanted;
+}
+
+/**
+ * A parameter change that needs a restart, rolled out (docs/architecture.md, "Rolling changes"):
+ * the replicas with a pending restart first, one at a time, each only while every member is ready
+ * and nothing else is in flight; then one switchover away from the leader (to a replica that was
+ * restarted); the old leader then restarts as a replica. A change that lowers a hot-standby
+ * parameter restarts the primary in place first instead. One step per pass.
+ */
+function planRollingRestart(
+  input: PlanInput,
+  changes: PlannedChange[],
+  waiting: ReasonRecord[],
+  switchoverAsked: boolean,
+  askSwitchover: (from: string, leaving: ReadonlySet<string>, why: string) => void,
+  syncHold: (name: string) => ReasonRecord | undefined,
+): void {
+  const { spec, observation: obs } = input;
+  const assigned = new Set(input.assignments.filter((a) => a.kind === 'member').map((a) => a.name));
+  const placed = spec.members.map((m) => m.name).filter((n) => assigned.has(n));
+  const needing = placed.filter((n) => obs.members.get(n)?.pendingRestart === true);
+  if (needing.length === 0) return;
+  const what = `${needing.join(', ')} need${needing.length === 1 ? 's' : ''} a restart for a parameter change`;
+  const wait = (why: string): void => void waiting.push(reason('rolling-restart-waiting', `${what}; ${why}`));
+  if (switchoverAsked || obs.failoverPending) return wait('waiting for the switchover in flight');
+  const moving = changes.find((c) => c.kind === 'config' || ((c.kind === 'assign' || c.kind === 'unassign') && c.workload === 'member'));
+  if (moving !== undefined) return wait('waiting for this pass\'s other changes first');
+  const notReady = placed.filter((n) => !isReady(obs.members.get(n)));
+  if (notReady.length > 0) return wait(`waiting until every member is ready (${notReady.map((n) => `${n}: ${obs.members.get(n)?.state ?? 'no member key'}`).join(', ')})`);
+  const busy = placed.filter((n) => obs.members.get(n)?.busy === true);
+  if (busy.length > 0) return wait(`waiting for ${busy.join(', ')} (a restart or another operation in flight)`);
+  const restart = (member: string, why: string): void => {
+    const apiUrl = obs.members.get(member)?.apiUrl;
+    if (apiUrl === undefined) return wait(`${member} publishes no REST API`);
+    changes.push({ kind: 'restart', member, apiUrl, reason: reason('rolling-restart', `${member} restarts for a parameter change (${why})`) });
+  };
+  // A change that lowers a hot-standby parameter (max_connections, …) goes the other way: a standby
+  // may not run below its primary, so the primary restarts in place first, then the replicas.
+  const lowers = obs.leader === undefined || !needing.includes(obs.leader) ? [] : (obs.members.get(obs.leader)?.restartLowers ?? []);
+  if (obs.leader !== undefined && lowers.length > 0) {
+    return restart(obs.leader, `it lowers ${lowers.join(', ')}, which no standby may run below its primary: the primary restarts in place first, then the replicas`);
+  }
+  // Replicas first, those outside the synchronous set before those in it.
+  const replicas = needing.filter((n) => n !== obs.leader && obs.members.get(n)?.role === 'replica');
+  const ordered = [...replicas.filter((n) => obs.syncMembers?.includes(n) !== true), ...replicas.filter((n) => obs.syncMembers?.includes(n) === true)];
+  const replica = ordered[0];
+  if (replica !== undefined) {
+    const hold = syncHold(replica);
+    if (hold !== undefined) return void waiting.push(hold);
+    const after = needing.filter((n) => n !== replica);
+    return restart(replica, `replicas first, one at a time${after.length === 0 ? '' : `; then ${after.join(', ')}`}`);
+  }
+  if (obs.leader === undefined || !needing.includes(obs.leader)) return;
+  // A cluster of one has nobody to switch over to: its primary restarts in place (a short outage).
+  if (placed.length === 1) return restart(obs.leader, 'the only member: it restarts in place');
+  askSwitchover(obs.leader, new Set(needing), 'restarts for a parameter change (its replicas were restarted first)');
 }
 
 /** The one sentence a pass ends with (docs/architecture.md, invariant 7). */

@@ -143,6 +143,8 @@ export interface ClusterStatus {
   readonly lastError: string | null;
   readonly controller: string;
   readonly updatedAtMs: number;
+  /** The spec's dynamic configuration the `config` key was last made to match (canonical JSON, without `pause`). */
+  readonly appliedConfig?: string;
 }
 
 const LABEL_MAP: Decoder<Labels> = (v, p) => {
@@ -228,6 +230,7 @@ export const CLUSTER_STATUS: Decoder<ClusterStatus> = obj({
   lastError: nullable(str),
   controller: str,
   updatedAtMs: num({ min: 0 }),
+  appliedConfig: optional(str),
 });
 
 /** One key of the control plane as a typed record, or why it was refused. */

@@ -48,6 +48,7 @@ export function planInputFromSnapshot(
   lostForMs: ReadonlyMap<string, number>,
   nodeLostMs: number,
 ): PlanInput {
+  const appliedConfig = snap.statuses.get(spec.name)?.appliedConfig;
   return {
     spec,
     generation,
@@ -57,6 +58,7 @@ export function planInputFromSnapshot(
     occupants: otherOccupants(snap, specs, spec.name),
     observation,
     nodeLostMs,
+    ...(appliedConfig === undefined ? {} : { appliedConfig }),
   };
 }
 
@@ -64,10 +66,13 @@ export function planInputFromSnapshot(
 export function observationOf(view: ClusterView): ClusterObservation {
   return {
     ...(view.leader === undefined ? {} : { leader: view.leader.name }),
-    members: new Map([...view.members].map(([n, m]) => [n, { role: m.role, state: m.state }])),
+    members: new Map(
+      [...view.members].map(([n, m]) => [n, { role: m.role, state: m.state, pendingRestart: m.pendingRestart === true, ...(m.restartLowers === undefined ? {} : { restartLowers: m.restartLowers }), busy: m.scheduledRestart !== undefined || m.operation !== undefined, apiUrl: m.apiUrl }]),
+    ),
     failoverPending: view.failover !== undefined,
     // The same test the leader applies to a switchover candidate (switchoverCandidate in src/ha).
     ...(view.config.synchronous_mode !== 'off' && view.sync !== undefined ? { syncMembers: view.sync.members } : {}),
     ...(view.leaving === undefined ? {} : { leaving: view.leaving.members }),
+    ...(view.configModRevision === undefined ? {} : { config: { value: view.config, modRevision: view.configModRevision } }),
   };
 }

@@ -67,6 +67,12 @@ export interface MemberRecord {
   readonly tags: MemberTags;
   readonly reason?: { readonly code: string; readonly message: string };
   readonly pendingRestart?: boolean;
+  /**
+   * The hot-standby parameters its pending restart lowers (max_connections, …): a standby may not
+   * run below its primary, so a rolling restart restarts the primary first (docs/architecture.md,
+   * "Rolling changes").
+   */
+  readonly restartLowers?: readonly string[];
   /** A restart the operator scheduled on this member (see scheduled-restart.ts). */
   readonly scheduledRestart?: ScheduledRestartRecord;
   /** The operation the member's agent runs in the background (a clone, a rewind, a start), with its progress. */
@@ -247,6 +253,7 @@ export const MEMBER_RECORD: Decoder<MemberRecord> = obj({
   tags: TAGS_RECORD,
   reason: optional(obj({ code: str, message: str })),
   pendingRestart: optional(bool),
+  restartLowers: optional(list(str)),
   scheduledRestart: optional(SCHEDULED_RESTART_RECORD),
   operation: optional(
     obj({

@@ -88,6 +88,8 @@ export interface ServerStatus {
   readonly systemIdentifier: string;
   /** pending_restart from pg_settings. */
   readonly pendingRestart: boolean;
+  /** The hot-standby parameters (HOT_STANDBY_PARAMETERS) the pending restart lowers; absent: none. */
+  readonly restartLowers?: readonly string[];
 }
 
 /** How far a long copy (pg_basebackup, pg_rewind) has got, as the tool reports it. */

@@ -3,16 +3,33 @@
 import { parseLsn, type Lsn } from '../core/lsn.js';
 import type { ServerStatus } from './postgres.js';
 
-/** Asked first, on every server: recovery, system identifier, pending restart. */
+/**
+ * The parameters a standby must have at least as high as its primary (hot standby refuses to run
+ * below the primary's values): lowering one needs the primary restarted first.
+ */
+export const HOT_STANDBY_PARAMETERS = ['max_connections', 'max_locks_per_transaction', 'max_prepared_transactions', 'max_wal_senders', 'max_worker_processes'] as const;
+
+/**
+ * Asked first, on every server: recovery, system identifier, pending restart, and which of the
+ * hot-standby parameters the pending restart lowers (the last line for it in the configuration
+ * files against the running value).
+ */
 export const BASE_STATUS_SQL = `SELECT pg_is_in_recovery() AS in_recovery,
                 (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
-                EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) AS pending_restart`;
+                EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) AS pending_restart,
+                ARRAY(SELECT s.name FROM pg_settings s
+                  JOIN LATERAL (SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name ORDER BY f.seqno DESC LIMIT 1) f ON true
+                  WHERE s.pending_restart AND s.name IN (${HOT_STANDBY_PARAMETERS.map((n) => `'${n}'`).join(', ')})
+                    AND f.setting ~ '^[0-9]+$' AND f.setting::bigint < s.setting::bigint
+                  ORDER BY s.name) AS restart_lowers`;
 
 /** The row of BASE_STATUS_SQL. */
 export interface BaseStatusRow {
   readonly in_recovery: boolean;
   readonly system_identifier: string;
   readonly pending_restart: boolean;
+  /** Absent in rows from an older query (tests). */
+  readonly restart_lowers?: readonly string[];
 }
 
 /** A primary's flushed position and the WAL file being written (whose name carries the timeline). */
@@ -54,6 +71,10 @@ export interface RecoveryStatusRow {
   readonly history_tli: number | null;
 }
 
+function lowers(base: BaseStatusRow): { restartLowers?: readonly string[] } {
+  return base.restart_lowers === undefined || base.restart_lowers.length === 0 ? {} : { restartLowers: base.restart_lowers };
+}
+
 /** The timeline in a WAL file name (its first 8 hex digits). */
 export function timelineOfWalFile(walfile: string): number {
   return Number.parseInt(walfile.slice(0, 8), 16);
@@ -67,6 +88,7 @@ export function primaryStatus(base: BaseStatusRow, wal: PrimaryWalRow, replicas:
   return {
     systemIdentifier: base.system_identifier,
     pendingRestart: base.pending_restart,
+    ...lowers(base),
     inRecovery: false,
     timeline: timelineOfWalFile(wal.walfile),
     walPosition: parseLsn(wal.flush),
@@ -87,6 +109,7 @@ export function standbyStatus(base: BaseStatusRow, r: RecoveryStatusRow): Server
   return {
     systemIdentifier: base.system_identifier,
     pendingRestart: base.pending_restart,
+    ...lowers(base),
     inRecovery: true,
     // The checkpoint's timeline lags a timeline switch until the next restartpoint, and
     // received_tli vanishes with the WAL receiver (exactly when the leader is lost). A standby

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
+import pg from 'pg';
 import { checkHistory, type AckedWrite } from '../../src/chaos/checker.js';
 import { ChaosWriter, prepareTable, readFinalValues, type WriteTarget } from '../../src/chaos/writer.js';
 import type { ListOutput } from '../../src/cli/list.js';
@@ -21,10 +22,12 @@ import { itKeepingLogs } from '../support/kept-logs.js';
 // daemons and one real etcd: a scale 3 → 5 → 2 with `warden apply` loses no acknowledged write and
 // never removes the leader (its leader is first moved onto a member the scale down removes), and
 // two clusters on the same nodes stay apart: the SIGKILLed primary of one (strict synchronous mode:
-// nothing acknowledged may be lost) leaves the other's leader, timeline and writes alone. Writers go through each cluster's router (src/chaos/writer.ts); the
+// nothing acknowledged may be lost) leaves the other's leader, timeline and writes alone; a
+// parameter that needs a restart, raised then lowered with `warden apply`, rolls through the
+// members of the strict one (replicas first and one switchover; lowered: the primary in place first). Writers go through each cluster's router (src/chaos/writer.ts); the
 // checker (src/chaos/checker.ts) compares their acknowledgements with the final leader's table.
 
-const spec = (name: string, replicas: number, sync: boolean): string => `apiVersion: warden.dev/v1
+const spec = (name: string, replicas: number, sync: boolean, parameters: Record<string, number> = {}): string => `apiVersion: warden.dev/v1
 kind: Cluster
 metadata:
   name: ${name}
@@ -40,7 +43,7 @@ spec:
       ttl: 5
       loop_wait: 1
       retry_timeout: 2
-${sync ? '      synchronous_mode: true\n      synchronous_mode_strict: true\n' : ''}`;
+${sync ? '      synchronous_mode: true\n      synchronous_mode_strict: true\n' : ''}${Object.keys(parameters).length === 0 ? '' : `      postgresql:\n        parameters:\n${Object.entries(parameters).map(([k, v]) => `          ${k}: ${v}\n`).join('')}`}`;
 
 interface RouterWriter {
   readonly writer: ChaosWriter;
@@ -56,6 +59,7 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
   const seenPids = new Set<number>();
   /** Stops each writer and its refresh loop; the after hook runs them all (a failed case leaves its own running). */
   const stoppers: (() => Promise<void>)[] = [];
+  const writing = new Map<string, () => Promise<void>>();
   const it = itKeepingLogs(() => dir);
   const etcdArgs = (): string[] => ['--etcd', etcd?.etcd.endpoints.join(',') ?? ''];
 
@@ -82,9 +86,9 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
     assert.ok(m !== undefined, `${l.cluster} has no leader`);
     return { name: m.name, timeline: m.timeline ?? 0 };
   };
-  const apply = async (cluster: string, replicas: number, sync: boolean): Promise<void> => {
+  const apply = async (cluster: string, replicas: number, sync: boolean, parameters: Record<string, number> = {}): Promise<void> => {
     const file = join(dir, `${cluster}.yaml`);
-    await writeFile(file, spec(cluster, replicas, sync));
+    await writeFile(file, spec(cluster, replicas, sync, parameters));
     const r = await runWarden(['apply', '-f', file, ...etcdArgs()], { timeoutMs: 30_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   };
@@ -98,6 +102,8 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
   };
   /** A chaos writer through the cluster's router (its address from the node records, re-read every second). */
   const startWriter = async (cluster: string): Promise<RouterWriter> => {
+    // A writer a failed test left running would write the same values as this one: stop it first.
+    await writing.get(cluster)?.();
     const secrets = await secretsOf(cluster);
     const creds = { user: secrets.superuser.username, password: secrets.superuser.password };
     const routerAt = async (): Promise<WriteTarget | undefined> => {
@@ -124,6 +130,7 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
       await refreshing.catch(() => undefined);
     };
     stoppers.push(stop);
+    writing.set(cluster, stop);
     return {
       writer,
       finish: async () => {
@@ -219,14 +226,14 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
     const two = await eventually(async () => {
       const l = await list('app');
       for (const m of l.members) if (m.role === 'leader') leaders.add(m.name);
-      return streaming('app', ['app-1', 'app-2']);
-    }, { timeoutMs: 240_000, intervalMs: 500, what: 'app-1 and app-2 streaming, the others gone' });
+      // The members leave the DCS before their node daemons publish them gone: wait for both.
+      const placed = (await nodes()).flatMap((n) => n.workloads).filter((x) => x.cluster === 'app' && x.kind === 'member').map((x) => x.name).sort();
+      return placed.join(',') === 'app-1,app-2' ? streaming('app', ['app-1', 'app-2']) : undefined;
+    }, { timeoutMs: 240_000, intervalMs: 500, what: 'app-1 and app-2 streaming and the only app members on the nodes, the others gone' });
     const afterLeader = leaderOf(two);
     assert.ok(['app-1', 'app-2'].includes(afterLeader.name), `the leader after the scale down is ${afterLeader.name}`);
     assert.equal(afterLeader.timeline, before.timeline + 1, 'one switchover (one new timeline) moved the leader off app-5');
     assert.deepEqual([...leaders].filter((n) => !['app-1', 'app-2', 'app-5'].includes(n)), [], `leaders seen: ${[...leaders].join(', ')}`);
-    const ns = await nodes();
-    assert.deepEqual(ns.flatMap((n) => n.workloads).filter((x) => x.cluster === 'app' && x.kind === 'member').map((x) => x.name).sort(), ['app-1', 'app-2']);
     const asides = (await Promise.all(['node-1', 'node-2', 'node-3'].map((n) => readdir(join(dir, n, 'moved-aside')).catch(() => [] as string[])))).flat();
     for (const m of ['app-3', 'app-4', 'app-5']) assert.ok(asides.some((d) => d.startsWith(`app-${m}-`)), `${m}'s directory was not moved aside: ${asides.join(', ')}`);
     const r = await w.finish();
@@ -265,5 +272,83 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
     assert.deepEqual({ lost: ra.lost, overlaps: ra.overlaps }, { lost: 0, overlaps: 0 }, `app: ${ra.acked} acknowledged`);
     // Generous for a loaded 2-core machine; app stalled behind other's failover would take seconds (ttl 5 s).
     assert.ok(gap < 3_000, `app's writes stalled for ${Math.round(gap)} ms during other's failover`);
+  });
+  it('a parameter that needs a restart, applied to other (strict synchronous), rolls through its members: replicas first, one switchover, nothing lost', async () => {
+    const names = ['other-1', 'other-2', 'other-3'];
+    const wo = await startWriter('other');
+    await eventually(() => (wo.writer.acks.length > 20 ? true : undefined), { timeoutMs: 60_000, what: 'other: writes acknowledged' });
+    const l0 = await eventually(() => streaming('other', names), { timeoutMs: 120_000, intervalMs: 500, what: 'other streaming' });
+    const before = leaderOf(l0);
+    const secrets = await secretsOf('other');
+    const setting = async (host: string, port: number): Promise<string> => {
+      const c = new pg.Client({ host, port, user: secrets.superuser.username, password: secrets.superuser.password, database: 'postgres', connectionTimeoutMillis: 1_500, query_timeout: 3_000 });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        return String((await c.query<{ v: string }>("SELECT current_setting('max_connections') AS v")).rows[0]?.v);
+      } catch (e) {
+        return `unreachable: ${(e as Error).message}`;
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    };
+    for (const m of l0.members) assert.equal(await setting(m.host, m.port), '100', `${m.name} before the change`);
+    const t = performance.now();
+    await apply('other', 3, true, { max_connections: 150 });
+    const leaders = new Set<string>();
+    const done = await eventually(async () => {
+      const l = await streaming('other', names);
+      if (l === undefined) return undefined;
+      leaders.add(leaderOf(l).name);
+      if (l.members.some((m) => m.pendingRestart)) return undefined;
+      const values = await Promise.all(l.members.map((m) => setting(m.host, m.port)));
+      return values.every((v) => v === '150') ? l : undefined;
+    }, { timeoutMs: 300_000, intervalMs: 1_000, what: 'every member of other restarted with max_connections 150' });
+    const rolled = performance.now();
+    const afterLeader = leaderOf(done);
+    assert.notEqual(afterLeader.name, before.name, 'the leader was switched over before its own restart');
+    assert.equal(afterLeader.timeline, before.timeline + 1, 'exactly one switchover (one new timeline)');
+    const gap = longestGapMs(wo.writer.acks, t, rolled);
+    const r = await wo.finish();
+    assert.deepEqual({ lost: r.lost, overlaps: r.overlaps }, { lost: 0, overlaps: 0 }, `${r.acked} acknowledged`);
+    // A stall as long as a ttl (5 s) would mean a restart took the synchronous standby away under the writer.
+    assert.ok(gap < 5_000, `other's writes stalled for ${Math.round(gap)} ms during the rolling restart (took ${Math.round(rolled - t)} ms)`);
+    console.log(`# rolling restart of other: ${Math.round(rolled - t)} ms from apply to every member on 150, longest write gap ${Math.round(gap)} ms, leader ${before.name} → ${afterLeader.name}`);
+  });
+  it('lowering it again restarts other\'s primary in place first (no standby may run below its primary), then the replicas; no switchover, nothing lost', async () => {
+    const names = ['other-1', 'other-2', 'other-3'];
+    const wo = await startWriter('other');
+    await eventually(() => (wo.writer.acks.length > 20 ? true : undefined), { timeoutMs: 60_000, what: 'other: writes acknowledged' });
+    const before = leaderOf(await eventually(() => streaming('other', names), { timeoutMs: 120_000, intervalMs: 500, what: 'other streaming' }));
+    const secrets = await secretsOf('other');
+    const setting = async (host: string, port: number): Promise<string> => {
+      const c = new pg.Client({ host, port, user: secrets.superuser.username, password: secrets.superuser.password, database: 'postgres', connectionTimeoutMillis: 1_500, query_timeout: 3_000 });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        return String((await c.query<{ v: string }>("SELECT current_setting('max_connections') AS v")).rows[0]?.v);
+      } catch (e) {
+        return `unreachable: ${(e as Error).message}`;
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    };
+    const t = performance.now();
+    await apply('other', 3, true, { max_connections: 120 });
+    const done = await eventually(async () => {
+      const l = await streaming('other', names);
+      if (l === undefined || l.members.some((m) => m.pendingRestart)) return undefined;
+      const values = await Promise.all(l.members.map((m) => setting(m.host, m.port)));
+      return values.every((v) => v === '120') ? l : undefined;
+    }, { timeoutMs: 300_000, intervalMs: 1_000, what: 'every member of other restarted with max_connections 120' });
+    const rolled = performance.now();
+    assert.deepEqual(leaderOf(done), before, 'the primary restarted in place: same leader, same timeline');
+    // The active controller said why the primary went first (its reason in the node daemon's log).
+    const logs = (await Promise.all([1, 2, 3].map((i) => readFile(join(dir, `node-${i}.log`), 'utf8').catch(() => '')))).join('');
+    assert.match(logs, new RegExp(`${before.name} restarts for a parameter change \\(it lowers max_connections, which no standby may run below its primary`));
+    const gap = longestGapMs(wo.writer.acks, t, rolled);
+    const r = await wo.finish();
+    assert.deepEqual({ lost: r.lost, overlaps: r.overlaps }, { lost: 0, overlaps: 0 }, `${r.acked} acknowledged`);
+    console.log(`# lowering rolled through other: ${Math.round(rolled - t)} ms from apply to every member on 120, longest write gap ${Math.round(gap)} ms (the primary's restart in place)`);
   });
 });
