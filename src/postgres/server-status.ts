@@ -12,16 +12,19 @@ export const HOT_STANDBY_PARAMETERS = ['max_connections', 'max_locks_per_transac
 /**
  * Asked first, on every server: recovery, system identifier, pending restart, and which of the
  * hot-standby parameters the pending restart lowers (the last line for it in the configuration
- * files against the running value).
+ * files against the running value; pg_file_settings reads the files, so only while a restart is
+ * pending).
  */
 export const BASE_STATUS_SQL = `SELECT pg_is_in_recovery() AS in_recovery,
                 (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
                 EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) AS pending_restart,
-                ARRAY(SELECT s.name FROM pg_settings s
-                  JOIN LATERAL (SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name ORDER BY f.seqno DESC LIMIT 1) f ON true
-                  WHERE s.pending_restart AND s.name IN (${HOT_STANDBY_PARAMETERS.map((n) => `'${n}'`).join(', ')})
-                    AND f.setting ~ '^[0-9]+$' AND f.setting::bigint < s.setting::bigint
-                  ORDER BY s.name) AS restart_lowers`;
+                CASE WHEN EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) THEN
+                  ARRAY(SELECT s.name FROM pg_settings s
+                    JOIN LATERAL (SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name ORDER BY f.seqno DESC LIMIT 1) f ON true
+                    WHERE s.pending_restart AND s.name IN (${HOT_STANDBY_PARAMETERS.map((n) => `'${n}'`).join(', ')})
+                      AND f.setting ~ '^[0-9]+$' AND f.setting::bigint < s.setting::bigint
+                    ORDER BY s.name)
+                ELSE ARRAY[]::text[] END AS restart_lowers`;
 
 /** The row of BASE_STATUS_SQL. */
 export interface BaseStatusRow {
