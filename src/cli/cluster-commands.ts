@@ -80,7 +80,7 @@ function newSecrets(): ClusterSecrets {
 }
 
 /** `warden apply`: exit 0 stored (or unchanged), 1 not converged within --timeout with --wait, 2 invalid spec (nothing changed). */
-export async function runApply(o: EtcdOptions & { file: string; wait: boolean; timeoutSeconds: number }): Promise<number> {
+export async function runApply(o: EtcdOptions & { file: string; wait: boolean; timeoutSeconds: number; secrets?: ClusterSecrets }): Promise<number> {
   const loaded = await loadClusterSpec(o.file);
   if (!loaded.ok) {
     for (const e of loaded.errors) err(formatSpecError(e));
@@ -119,7 +119,7 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
       const ok = stored === undefined ? await client.create(specKey(spec.name), JSON.stringify(record)) : await client.compareAndSwap(specKey(spec.name), JSON.stringify(record), stored.modRevision);
       if (!ok) throw new WardenError('conflict', `the stored spec of ${spec.name} changed while this apply ran; nothing was stored — apply again`);
       // Created once: members of one cluster must share them, and an apply must never rotate them under running agents.
-      await client.create(secretsKey(spec.name), JSON.stringify(newSecrets()));
+      await client.create(secretsKey(spec.name), JSON.stringify(o.secrets ?? newSecrets()));
       out(`stored spec ${spec.name} generation ${generation}`);
     }
     if (!o.wait) return 0;

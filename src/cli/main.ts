@@ -49,8 +49,9 @@ export function buildCli(): Command {
     .option('-f, --file <cluster.yaml>', 'cluster spec (default: cluster "demo" with 3 members)')
     .option('--dir <dir>', 'runtime directory', '.warden')
     .option('--source-dir <dir>', "with spec.dataSource: the runtime dir of the cluster whose backups the new cluster starts from")
-    .action(async (o: { file?: string; dir: string; sourceDir?: string }) => {
-      process.exitCode = await runUp({ ...(o.file === undefined ? {} : { file: o.file }), ...(o.sourceDir === undefined ? {} : { sourceDir: o.sourceDir }), dir: o.dir, color: useColor }).catch(explainUpError);
+    .option('--nodes <count|nodes.yaml>', 'run etcd and node daemons (default 3 nodes: node-1..3 in zones a, b, c) and apply the spec to them, as across hosts')
+    .action(async (o: { file?: string; dir: string; sourceDir?: string; nodes?: string }) => {
+      process.exitCode = await runUp({ ...(o.file === undefined ? {} : { file: o.file }), ...(o.sourceDir === undefined ? {} : { sourceDir: o.sourceDir }), ...(o.nodes === undefined ? {} : { nodes: o.nodes }), dir: o.dir, color: useColor }).catch(explainUpError);
     });
 
   program

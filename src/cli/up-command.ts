@@ -1,11 +1,17 @@
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { eventually } from '../core/deadline.js';
+import { defaultLocalNodes, DEFAULT_LOCAL_NODES, MAX_LOCAL_NODES, prepareNodesRuntime, localSecrets, type LocalNodeSpec } from '../controller/local-nodes.js';
+import { loadNodesFile } from '../spec/load-spec-files.js';
+import { readControl, runApply } from './cluster-commands.js';
 import pc from 'picocolors';
 import { describeError, WardenError } from '../core/errors.js';
 import { isProcessAlive } from '../core/process-info.js';
 import { readLayout } from '../controller/runtime-layout.js';
 import { findOrphans, stopOrphans } from '../controller/orphans.js';
 import { prepareRuntimeDir, runningSupervisor, startSupervisor } from '../controller/local-up.js';
-import { readStateFile } from '../controller/state-file.js';
+import { etcdClientFromState, readStateFile } from '../controller/state-file.js';
 import { defaultClusterSpec, formatSpecError, loadClusterSpec, type ClusterSpec } from '../spec/index.js';
 import { setUpStanza } from './backup-commands.js';
 import type { DataSourcePlan } from '../controller/backup-runtime.js';
@@ -19,7 +25,7 @@ const UP_TIMEOUT_MS = 240_000;
 type Palette = ReturnType<typeof pc.createColors>;
 
 /** `warden up`: starts (or reports) the local runtime and returns once the cluster is healthy. Exit code. */
-export async function runUp(opts: { file?: string; dir?: string; sourceDir?: string; color: boolean }): Promise<number> {
+export async function runUp(opts: { file?: string; dir?: string; sourceDir?: string; nodes?: string; color: boolean }): Promise<number> {
   const out = (s: string): void => void process.stdout.write(`${s}\n`);
   const c: Palette = pc.createColors(opts.color);
   const dir = resolve(opts.dir ?? '.warden');
@@ -37,6 +43,7 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
     process.stderr.write(`warden up: --source-dir names the runtime dir of the cluster in spec.dataSource.postgresCluster, and ${opts.file ?? 'the default spec'} has none\n`);
     return 2;
   }
+  if (opts.nodes !== undefined || (await readLayout(dir))?.nodes !== undefined) return runUpNodes({ ...opts, dir, spec }, c, out);
   const running = await runningSupervisor(dir);
   if (running !== undefined) {
     out(`A cluster is already running in ${dir} (supervisor pid ${running}).`);
@@ -144,6 +151,123 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
   }
   await report(dir, c, out);
   return 0;
+}
+
+/**
+ * `warden up --nodes N|nodes.yaml`: etcd and N node daemons under the supervisor, then the spec
+ * applied as `warden apply --dir DIR --wait` would (docs/architecture.md, "Nodes on one machine").
+ * On a running runtime, `-f` applies the file: a changed spec (replicas 3 → 5) is carried out.
+ */
+async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string; nodes?: string; spec: ClusterSpec }, c: Palette, out: (s: string) => void): Promise<number> {
+  const { dir, spec } = opts;
+  const err = (s: string): void => void process.stderr.write(`warden up: ${s}\n`);
+  if (spec.backups !== undefined || spec.dataSource !== undefined || opts.sourceDir !== undefined) {
+    err(`${spec.backups !== undefined ? 'spec.backups' : 'spec.dataSource'} is not run on node daemons yet: start this cluster without --nodes`);
+    return 2;
+  }
+  const prior = await readLayout(dir);
+  if (prior !== undefined && prior.nodes === undefined) {
+    err(`${dir} was set up without --nodes (a static cluster under the supervisor): use another --dir, or \`warden down --dir ${dir} --purge\` first`);
+    return 1;
+  }
+  if (prior !== undefined && prior.cluster !== spec.name && opts.file !== undefined) {
+    err(`${dir} runs cluster "${prior.cluster}", but ${opts.file} names "${spec.name}": use another --dir (\`warden apply -f ${opts.file} --dir ${dir}\` adds a second cluster to its nodes)`);
+    return 1;
+  }
+  let nodes: LocalNodeSpec[] = [];
+  if (opts.nodes !== undefined && prior === undefined) {
+    const parsed = await localNodesOf(opts.nodes);
+    if (typeof parsed === 'number') return parsed;
+    nodes = parsed;
+  } else if (opts.nodes !== undefined) {
+    out(c.dim(`note: ${dir} keeps the ${prior?.nodes?.length ?? 0} nodes it was made with; --nodes ${opts.nodes} applies to a new dir`));
+  }
+  const running = await runningSupervisor(dir);
+  if (running === undefined) {
+    if (prior !== undefined) {
+      const orphans = await findOrphans(prior, await readStateFile(dir).catch(() => undefined));
+      if (orphans.length > 0) {
+        out(`the previous supervisor is gone; stopping what it left running: ${orphans.map((o) => `${o.what} (pid ${o.pid})`).join(', ')}`);
+        await stopOrphans(orphans);
+      }
+    }
+    const layout = await prepareNodesRuntime(dir, prior === undefined ? spec : { ...spec, name: prior.cluster }, nodes.length > 0 ? nodes : defaultLocalNodes(DEFAULT_LOCAL_NODES));
+    out(`${c.bold('warden up')}: ${layout.nodes?.length ?? 0} node daemons (${(layout.nodes ?? []).map((n) => n.name).join(', ')}) and ${layout.etcd.members.length} etcd members, in ${dir}`);
+    const pid = startSupervisor(dir);
+    out(`supervisor started (pid ${pid}); logs in ${dir}/supervisor.log and ${dir}/nodes/*.log`);
+  } else {
+    out(`A cluster is already running in ${dir} (supervisor pid ${running}).`);
+  }
+  const state = await eventually(async () => {
+    const s = await readStateFile(dir).catch(() => undefined);
+    if (s === undefined) return undefined;
+    const client = etcdClientFromState(s, 2_000);
+    try {
+      await client.get('/warden/', { timeoutMs: 2_000 });
+      return s;
+    } catch {
+      return undefined;
+    } finally {
+      client.close();
+    }
+  }, { timeoutMs: 60_000, intervalMs: 500, what: 'etcd of the runtime answering' });
+  const layout = await readLayout(dir);
+  const cluster = layout?.cluster ?? spec.name;
+  const client = etcdClientFromState(state, 5_000);
+  try {
+    // Applied before every node registered, the controller would place all members on the first one.
+    const names = (layout?.nodes ?? []).map((n) => n.name);
+    await eventually(async () => {
+      const snap = await readControl(client).catch(() => undefined);
+      return snap !== undefined && names.every((n) => snap.nodes.has(n)) ? true : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 500, what: `node daemons ${names.join(', ')} registered in etcd (see ${dir}/nodes/*.log)` });
+  } finally {
+    client.close();
+  }
+  let file = opts.file;
+  if (file === undefined) {
+    file = join(dir, 'cluster.yaml');
+    if (!existsSync(file)) await writeFile(file, defaultSpecText(cluster));
+    out(c.dim(`spec: ${file} (edit it, then \`warden apply -f ${file} --dir ${dir}\`)`));
+  }
+  const rc = await runApply({ dir, file, wait: true, timeoutSeconds: UP_TIMEOUT_MS / 1000, secrets: await localSecrets(dir) });
+  if (rc !== 0) return rc;
+  // state.json follows etcd every 2 s: wait for the members the spec asks for before reporting.
+  await eventually(async () => {
+    const s = await readStateFile(dir).catch(() => undefined);
+    return s !== undefined && s.members.length >= spec.members.length && s.members.every((m) => m.node !== undefined) ? true : undefined;
+  }, { timeoutMs: 20_000, intervalMs: 500, what: 'state.json listing the members' }).catch(() => undefined);
+  out(c.green('cluster is healthy'));
+  await report(dir, c, out);
+  return 0;
+}
+
+/** `--nodes`: a count (1-9: node-1..N in zones a, b, c…) or a nodes file as `warden plan --nodes` reads it. Exit code 2 when invalid. */
+async function localNodesOf(arg: string): Promise<LocalNodeSpec[] | number> {
+  if (/^\d+$/.test(arg)) {
+    const n = Number(arg);
+    if (n < 1 || n > MAX_LOCAL_NODES) {
+      process.stderr.write(`warden up: --nodes ${arg}: between 1 and ${MAX_LOCAL_NODES} nodes on one machine\n`);
+      return 2;
+    }
+    return defaultLocalNodes(n);
+  }
+  const loaded = await loadNodesFile(arg);
+  if (!loaded.ok) {
+    for (const e of loaded.errors) process.stderr.write(`${formatSpecError(e)}\n`);
+    return 2;
+  }
+  for (const n of loaded.notices) process.stdout.write(`note: ${formatSpecError(n)}\n`);
+  if (loaded.file.nodes.length === 0 || loaded.file.nodes.length > MAX_LOCAL_NODES) {
+    process.stderr.write(`warden up: ${arg}: between 1 and ${MAX_LOCAL_NODES} nodes on one machine, got ${loaded.file.nodes.length}\n`);
+    return 2;
+  }
+  return loaded.file.nodes.map((n) => ({ name: n.name, labels: n.labels, taints: n.taints }));
+}
+
+/** The spec `warden up --nodes` applies when no -f is given: three members of cluster "demo". */
+function defaultSpecText(cluster: string): string {
+  return `apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: ${cluster}\nspec:\n  instances:\n  - name: instance1\n    replicas: 3\n`;
 }
 
 async function report(dir: string, c: Palette, out: (s: string) => void): Promise<void> {

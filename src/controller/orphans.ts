@@ -17,6 +17,8 @@ export async function findOrphans(layout: RuntimeLayout, state: StateFile | unde
   if (state === undefined) return [];
   const candidates: { pid: number | null | undefined; what: string; marker: string }[] = [
     ...layout.members.map((m) => ({ pid: state.members.find((s) => s.name === m.name)?.agentPid, what: `agent ${m.name}`, marker: m.configFile })),
+    // `--nodes`: a node daemon stops its own agents and routers on SIGTERM.
+    ...(layout.nodes ?? []).map((n) => ({ pid: state.nodes?.find((s) => s.name === n.name)?.pid, what: `node daemon ${n.name}`, marker: n.configFile })),
     ...(layout.router === undefined ? [] : [{ pid: state.router?.pid, what: 'router', marker: layout.router.configFile }]),
     ...layout.etcd.members.map((m, i) => ({ pid: state.etcdPids?.[i], what: `etcd ${m.name}`, marker: m.dataDir })),
   ];
@@ -35,7 +37,7 @@ export async function findOrphans(layout: RuntimeLayout, state: StateFile | unde
  * after `graceMs`. Returns what was stopped.
  */
 export async function stopOrphans(orphans: readonly Orphan[], graceMs = 30_000): Promise<Orphan[]> {
-  const rank = (o: Orphan): number => (o.what.startsWith('agent') ? 0 : o.what === 'router' ? 1 : 2);
+  const rank = (o: Orphan): number => (o.what.startsWith('agent') || o.what.startsWith('node daemon') ? 0 : o.what === 'router' ? 1 : 2);
   const stopped: Orphan[] = [];
   for (const r of [0, 1, 2]) {
     const group = orphans.filter((o) => rank(o) === r);
@@ -43,7 +45,7 @@ export async function stopOrphans(orphans: readonly Orphan[], graceMs = 30_000):
       group.map(async (o) => {
         signalPid(o.pid, 'SIGCONT');
         signalPid(o.pid, 'SIGTERM');
-        if (!(await waitForExit(o.pid, graceMs))) {
+        if (!(await waitForExit(o.pid, o.what.startsWith('node daemon') ? Math.max(graceMs, 90_000) : graceMs))) {
           signalPid(o.pid, 'SIGKILL');
           await waitForExit(o.pid, 5_000);
         }

@@ -147,7 +147,7 @@ export interface ClusterStatus {
   readonly appliedConfig?: string;
 }
 
-const LABEL_MAP: Decoder<Labels> = (v, p) => {
+export const LABEL_MAP: Decoder<Labels> = (v, p) => {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return { ok: false, path: p, problem: 'must be an object of label: value' };
   for (const [k, val] of Object.entries(v)) if (typeof val !== 'string') return { ok: false, path: `${p}.${k}`, problem: `must be a string, got ${typeof val}` };
   return { ok: true, value: v as Labels };

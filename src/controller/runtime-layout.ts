@@ -72,11 +72,28 @@ export interface RuntimeEtcdAuth {
   readonly rootPasswordFile: string;
 }
 
+/** One node daemon of a `warden up --nodes` runtime: DIR/nodes/<name>/ and its node.yaml. */
+export interface RuntimeNode {
+  readonly name: string;
+  /** The node daemon's dir (its workloads, ports.json, moved-aside/). */
+  readonly dir: string;
+  /** DIR/nodes/<name>.yaml, the daemon's --config. */
+  readonly configFile: string;
+  readonly logFile: string;
+  /** The daemon's stdout and stderr. */
+  readonly outFile: string;
+}
+
 /** DIR/runtime.json: everything the supervisor needs to (re)start the same cluster. */
 export interface RuntimeLayout {
   readonly cluster: string;
   readonly etcd: EtcdClusterSpec;
   readonly members: readonly RuntimeMember[];
+  /**
+   * `warden up --nodes`: the supervisor runs these node daemons instead of agents, and the
+   * controller places the members (`members` is then empty, and there is no `router`).
+   */
+  readonly nodes?: readonly RuntimeNode[];
   /** Absent in dirs made before routers existed; `up` adds it. */
   readonly router?: RuntimeRouter;
   readonly restartDelaySeconds: number;
@@ -134,6 +151,7 @@ const RUNTIME_LAYOUT: Decoder<RuntimeLayout> = obj({
       pgbackrest: optional(obj({ configFile: str, configText: str, lockPath: str, logPath: str, spoolPath: str })),
     }),
   ),
+  nodes: optional(list(obj({ name: str, dir: str, configFile: str, logFile: str, outFile: str }))),
   router: optional(obj({ host: str, rwPort: port, roPort: port, adminPort: port, dir: str, configFile: str, logFile: str })),
   restartDelaySeconds: num({ min: 0 }),
   etcdAuth: optional(obj({ username: str, passwordFile: str, rootPasswordFile: str })),

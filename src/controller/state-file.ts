@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { decodeJson, list, nullable, num, obj, optional, port, str, type Decoder } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
+import { LABEL_MAP } from './records.js';
 
 /** One member as recorded for other tools (names are part of the public contract). */
 export interface StateMember {
@@ -14,6 +15,17 @@ export interface StateMember {
   readonly port: number;
   readonly dataDir: string;
   readonly agentPid: number | null;
+  /** `--nodes`: the node it runs on and its directory there. */
+  readonly node?: string;
+  readonly dir?: string;
+}
+
+/** `--nodes`: one node daemon. */
+export interface StateNode {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly pid: number | null;
+  readonly dir: string;
 }
 
 /** The local runtime's router as recorded for other tools: `rw` and `ro` are where clients connect. */
@@ -26,6 +38,12 @@ export interface StateRouter {
   readonly pid?: number | null;
 }
 
+/** `--nodes`: a router, with the node it runs on and its directory. */
+export interface StateRouterAt extends StateRouter {
+  readonly node: string;
+  readonly dir: string;
+}
+
 /** DIR/state.json: what `warden up` started and where it is (docs/architecture.md, 'The local runtime'). */
 export interface StateFile {
   readonly cluster: string;
@@ -33,7 +51,12 @@ export interface StateFile {
   readonly superuser: string;
   readonly pgpassFile: string;
   readonly members: readonly StateMember[];
+  /** The first router (`--nodes`: the first of `routers`). */
   readonly router: null | StateRouter;
+  /** `--nodes`: every router of the cluster. */
+  readonly routers?: readonly StateRouterAt[];
+  /** `--nodes`: the node daemons. */
+  readonly nodes?: readonly StateNode[];
   /** PID of the supervisor that owns every process above. */
   readonly supervisorPid: number | null;
   readonly etcdPids?: readonly (number | null)[];
@@ -67,8 +90,10 @@ const STATE_FILE: Decoder<StateFile> = obj({
   etcd: list(str),
   superuser: str,
   pgpassFile: str,
-  members: list(obj({ name: str, apiUrl: str, host: str, port, dataDir: str, agentPid: pid })),
-  router: nullable(obj({ rw: hostPort, ro: hostPort, admin: optional(hostPort), pid: optional(pid) })),
+  members: list(obj({ name: str, apiUrl: str, host: str, port, dataDir: str, agentPid: pid, node: optional(str), dir: optional(str) })),
+  router: nullable(obj({ rw: hostPort, ro: hostPort, admin: optional(hostPort), pid: optional(pid), node: optional(str), dir: optional(str) })),
+  routers: optional(list(obj({ rw: hostPort, ro: hostPort, admin: optional(hostPort), pid: optional(pid), node: str, dir: str }))),
+  nodes: optional(list(obj({ name: str, labels: LABEL_MAP, pid, dir: str }))),
   supervisorPid: pid,
   etcdPids: optional(list(pid)),
   etcdAuth: optional(obj({ username: str, passwordFile: str })),

@@ -6,7 +6,8 @@ import { describeError } from '../core/errors.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
 import { spawnEtcdMember, waitForEtcdHealth, type EtcdProcess } from '../dcs/etcd-server.js';
 import { createLogger, type Logger } from '../agent/logger.js';
-import { ensureMemberFiles, lookupRunUser, readLayout, supervisorPidPath, type RuntimeEtcdAuth, type RuntimeLayout, type RuntimeMember } from './runtime-layout.js';
+import { ensureMemberFiles, lookupRunUser, readLayout, supervisorPidPath, type RuntimeEtcdAuth, type RuntimeLayout, type RuntimeMember, type RuntimeNode } from './runtime-layout.js';
+import { nodesState } from './local-nodes.js';
 import { SupervisedRouter } from './router-runtime.js';
 import { readStateFile, writeStateFile, type StateFile } from './state-file.js';
 import { join } from 'node:path';
@@ -16,6 +17,11 @@ import { AGENT_NODE_FLAGS, isChildRunning, spawnWarden, stopChild, wardenArgv } 
 export { AGENT_NODE_FLAGS, wardenArgv };
 
 const AGENT_STOP_GRACE_MS = 60_000;
+/** A node daemon stops its agents (each up to 60 s) and routers before it exits. */
+const NODE_STOP_GRACE_MS = 90_000;
+const NODE_RESTART_DELAY_MS = 1_000;
+/** How often a `--nodes` runtime's state.json is refreshed from etcd (members and routers move). */
+const NODES_STATE_INTERVAL_MS = 2_000;
 const ETCD_NICE = -5;
 
 /**
@@ -23,6 +29,9 @@ const ETCD_NICE = -5;
  * of every etcd member and agent of one runtime dir. It waits on its children (no zombies), starts a
  * dead agent again after restartDelaySeconds (longer than the TTL, so that a lost primary fails over
  * first and then rejoins), restarts a dead etcd member, and on SIGTERM stops agents then etcd.
+ * With `warden up --nodes` it runs node daemons instead of agents and the router (they run the
+ * members and routers the controller assigns), restarts a dead one after 1 s, and refreshes
+ * state.json from etcd every 2 s.
  */
 export async function runSupervisor(dir: string): Promise<void> {
   const layout = await readLayout(dir);
@@ -39,6 +48,9 @@ export async function runSupervisor(dir: string): Promise<void> {
 class Supervisor {
   private readonly etcd = new Map<string, EtcdProcess>();
   private readonly agents = new Map<string, ChildProcess>();
+  private readonly nodes = new Map<string, ChildProcess>();
+  private nodesState: Pick<StateFile, 'members' | 'router' | 'routers' | 'nodes'> | undefined;
+  private stateTimer: NodeJS.Timeout | undefined;
   private router: SupervisedRouter | undefined;
   private stopping = false;
   private readonly runUser = lookupRunUser();
@@ -55,6 +67,8 @@ class Supervisor {
     this.log.info({ endpoints: this.layout.etcd.members.map((m) => m.clientUrl) }, 'etcd is healthy');
     if (this.layout.etcdAuth !== undefined) await this.ensureEtcdAuthentication(this.layout.etcdAuth);
     for (const m of this.layout.members) this.startAgent(m);
+    for (const n of this.layout.nodes ?? []) this.startNode(n);
+    if (this.layout.nodes !== undefined) this.refreshNodesState();
     if (this.layout.router !== undefined) {
       this.router = new SupervisedRouter(this.layout.router, this.log, wardenArgv, () => void this.writeState());
       this.router.start();
@@ -144,6 +158,48 @@ class Supervisor {
     });
   }
 
+  private startNode(n: RuntimeNode): void {
+    if (this.stopping) return;
+    const child = spawnWarden(['node', '--config', n.configFile], n.outFile);
+    this.nodes.set(n.name, child);
+    this.log.info({ node: n.name, pid: child.pid }, 'node daemon started');
+    void this.writeState();
+    child.once('error', (e) => this.log.error({ node: n.name, err: describeError(e) }, 'node daemon failed to spawn'));
+    child.once('exit', (code, signal) => {
+      if (this.stopping || this.nodes.get(n.name) !== child) return;
+      this.log.warn({ node: n.name, code, signal, restartInMs: NODE_RESTART_DELAY_MS }, 'node daemon exited; restarting it');
+      void this.writeState();
+      setTimeout(() => this.startNode(n), NODE_RESTART_DELAY_MS);
+    });
+  }
+
+  /** `--nodes`: members, routers and nodes as etcd and the node records say, every 2 s (a failed read keeps the last). */
+  private refreshNodesState(): void {
+    if (this.stopping) return;
+    void (async () => {
+      const a = this.layout.etcdAuth;
+      const client = new EtcdClient({
+        endpoints: this.layout.etcd.members.map((m) => m.clientUrl),
+        defaultTimeoutMs: 3_000,
+        ...(a === undefined ? {} : { auth: { username: a.username, password: (await readFile(a.passwordFile, 'utf8')).trim() } }),
+      });
+      try {
+        const pids = new Map([...this.nodes].map(([name, child]) => [name, isChildRunning(child) ? (child.pid ?? null) : null]));
+        const next = await nodesState(this.layout, client, pids);
+        if (JSON.stringify(next) !== JSON.stringify(this.nodesState)) {
+          this.nodesState = next;
+          await this.writeState();
+        }
+      } finally {
+        client.close();
+      }
+    })()
+      .catch((e: unknown) => this.log.debug({ err: describeError(e) }, 'reading the nodes\' state from etcd failed; retrying'))
+      .finally(() => {
+        if (!this.stopping) this.stateTimer = setTimeout(() => this.refreshNodesState(), NODES_STATE_INTERVAL_MS);
+      });
+  }
+
   private async writeState(): Promise<void> {
     const prev = await readStateFile(this.dir).catch(() => undefined);
     const state: StateFile = {
@@ -164,6 +220,7 @@ class Supervisor {
         };
       }),
       router: this.router?.state() ?? prev?.router ?? null,
+      ...(this.layout.nodes === undefined ? {} : this.nodesStateNow()),
       supervisorPid: this.stopping ? null : process.pid,
       etcdPids: this.layout.etcd.members.map((m) => this.etcd.get(m.name)?.pid ?? null),
       ...(this.layout.etcdAuth === undefined ? {} : { etcdAuth: { username: this.layout.etcdAuth.username, passwordFile: this.layout.etcdAuth.passwordFile } }),
@@ -171,11 +228,23 @@ class Supervisor {
     await writeStateFile(this.dir, state).catch((e: unknown) => this.log.error({ err: describeError(e) }, 'writing state.json failed'));
   }
 
+  /** The last nodes' state, with the node daemons' PIDs as they are now. */
+  private nodesStateNow(): Pick<StateFile, 'members' | 'router' | 'routers' | 'nodes'> {
+    const s = this.nodesState ?? { members: [], router: null, routers: [], nodes: [] };
+    const nodes = (this.layout.nodes ?? []).map((n) => {
+      const child = this.nodes.get(n.name);
+      return { ...(s.nodes?.find((x) => x.name === n.name) ?? { name: n.name, labels: {}, dir: n.dir }), pid: isChildRunning(child) && !this.stopping ? (child.pid ?? null) : null };
+    });
+    return { ...s, nodes };
+  }
+
   async shutdown(signal: string): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.log.info({ signal }, 'shutting down: agents first, then etcd');
+    if (this.stateTimer !== undefined) clearTimeout(this.stateTimer);
+    this.log.info({ signal }, 'shutting down: agents (node daemons) first, then etcd');
     const exits = [...this.agents.values()].map((child) => stopChild(child, AGENT_STOP_GRACE_MS));
+    exits.push(...[...this.nodes.values()].map((child) => stopChild(child, NODE_STOP_GRACE_MS)));
     await Promise.all([...exits, this.router?.stop(10_000)]);
     await Promise.all([...this.etcd.values()].map((p) => p.stop(10_000).catch(() => undefined)));
     await this.writeState();

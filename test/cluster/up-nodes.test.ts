@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import type { ListOutput } from '../../src/cli/list.js';
+import { readStateFile, type StateFile } from '../../src/controller/state-file.js';
+import { eventually } from '../../src/core/deadline.js';
+import { isProcessAlive, processCommandLine, signalPid } from '../../src/core/process-info.js';
+import { runWarden, traversableTempDir } from '../support/cli.js';
+
+// `warden up --nodes 3`: the local runtime as etcd plus three node daemons on one machine, the code
+// path of a deployment across hosts — the spec applied as `warden apply` would, state.json with
+// nodes, members on nodes and routers, `warden up -f` on a running runtime carrying out a changed
+// spec (replicas 3 → 4), a killed node daemon restarted by the supervisor, and `warden down`
+// stopping everything it started.
+
+const spec = (replicas: number): string =>
+  `apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: shop\nspec:\n  instances:\n  - name: instance1\n    replicas: ${replicas}\n    affinity:\n      podAntiAffinity:\n        preferredDuringSchedulingIgnoredDuringExecution:\n        - weight: 100\n          podAffinityTerm:\n            labelSelector: { matchLabels: { warden.dev/cluster: shop } }\n            topologyKey: topology.kubernetes.io/zone\n`;
+
+describe('warden up --nodes: etcd and node daemons on one machine', { timeout: 900_000 }, () => {
+  let dir = '';
+  let runtime = '';
+  const pids = new Set<number>();
+
+  const list = async (): Promise<ListOutput> => {
+    const r = await runWarden(['list', '--dir', runtime, '--format', 'json'], { timeoutMs: 15_000 });
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as ListOutput;
+  };
+  const healthy = async (n: number): Promise<ListOutput | undefined> => {
+    const l = await list();
+    const leaders = l.members.filter((m) => m.role === 'leader' && m.state === 'running');
+    const streaming = l.members.filter((m) => m.role !== 'leader' && m.state === 'streaming');
+    return l.members.length === n && leaders.length === 1 && streaming.length === n - 1 ? l : undefined;
+  };
+  const state = async (): Promise<StateFile> => {
+    const s = await readStateFile(runtime);
+    assert.ok(s !== undefined, 'no state.json');
+    for (const p of [s.supervisorPid, ...(s.nodes ?? []).map((n) => n.pid), ...s.members.map((m) => m.agentPid), ...(s.routers ?? []).map((r) => r.pid ?? null)]) if (typeof p === 'number') pids.add(p);
+    return s;
+  };
+
+  before(async () => {
+    dir = await traversableTempDir('warden-up-nodes-');
+    runtime = join(dir, 'rt');
+  });
+
+  after(async () => {
+    if (runtime !== '') await runWarden(['down', '--dir', runtime, '--purge'], { timeoutMs: 240_000 });
+    // Anything still alive that this test saw started is ended by its PID.
+    for (const pid of pids) if (await isProcessAlive(pid)) signalPid(pid, 'SIGKILL');
+    if (dir !== '') await rm(dir, { recursive: true, force: true });
+  });
+
+  it('brings up three node daemons and etcd, applies the spec, and records nodes, members and routers in state.json', async () => {
+    const file = join(dir, 'shop.yaml');
+    await writeFile(file, spec(3));
+    const r = await runWarden(['up', '--nodes', '3', '-f', file, '--dir', runtime], { timeoutMs: 400_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /3 node daemons \(node-1, node-2, node-3\)/);
+    assert.match(r.stdout, /stored spec shop generation 1/);
+    assert.match(r.stdout, /3\/3 members ready, 2\/2 routers placed/);
+    assert.match(r.stdout, /cluster is healthy/);
+    const l = await eventually(() => healthy(3), { timeoutMs: 60_000, what: 'shop healthy' });
+    assert.equal(l.cluster, 'shop');
+    const s = await state();
+    assert.equal(s.cluster, 'shop');
+    assert.deepEqual((s.nodes ?? []).map((n) => [n.name, n.labels['topology.kubernetes.io/zone']]), [['node-1', 'zone-a'], ['node-2', 'zone-b'], ['node-3', 'zone-c']]);
+    for (const n of s.nodes ?? []) assert.ok(n.pid !== null && (await isProcessAlive(n.pid)), `${n.name}'s daemon runs`);
+    assert.deepEqual(s.members.map((m) => m.name), ['shop-1', 'shop-2', 'shop-3']);
+    // The preferred zone spread puts one member on each node.
+    assert.deepEqual(s.members.map((m) => m.node).sort(), ['node-1', 'node-2', 'node-3']);
+    for (const m of s.members) assert.ok(m.dir?.startsWith(join(runtime, 'nodes', m.node ?? '?', 'workloads', 'shop', 'members')) === true, `${m.name}: ${m.dir ?? 'no dir'}`);
+    assert.equal(s.routers?.length, 2);
+    assert.deepEqual(s.router, s.routers?.[0]);
+    // A client through the first router reaches the primary, with the password in the runtime dir.
+    const password = (await readFile(join(runtime, 'secrets', 'superuser.password'), 'utf8')).trim();
+    const rw = s.router?.rw;
+    assert.ok(rw !== undefined);
+    const value = await eventually(async () => {
+      const c = new pg.Client({ host: rw.host, port: rw.port, user: 'postgres', password, database: 'postgres', connectionTimeoutMillis: 2_000, query_timeout: 3_000 });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        return String((await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r);
+      } catch {
+        return undefined;
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }, { timeoutMs: 30_000, what: 'a connection through the router' });
+    assert.equal(value, 'false', 'the router\'s read-write port reaches the primary');
+  });
+
+  it('warden up -f with a changed spec on the running runtime carries it out (replicas 3 → 4)', async () => {
+    const file = join(dir, 'shop.yaml');
+    await writeFile(file, spec(4));
+    const r = await runWarden(['up', '-f', file, '--dir', runtime], { timeoutMs: 400_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /already running/);
+    assert.match(r.stdout, /stored spec shop generation 2/);
+    await eventually(() => healthy(4), { timeoutMs: 120_000, what: 'four members' });
+    await eventually(async () => ((await state()).members.length === 4 ? true : undefined), { timeoutMs: 30_000, what: 'state.json with four members' });
+  });
+
+  it('restarts a node daemon killed with -9; the new one stops the agents the dead one left and runs its members again', async () => {
+    const s = await state();
+    const victim = s.nodes?.find((n) => n.name === 'node-2');
+    assert.ok(victim?.pid !== null && victim?.pid !== undefined);
+    const before = s.members.filter((m) => m.node === 'node-2');
+    assert.ok(before.length > 0 && before.every((m) => m.agentPid !== null), `node-2 runs ${before.map((m) => m.name).join(', ') || 'nothing'}`);
+    signalPid(victim.pid, 'SIGKILL');
+    const again = await eventually(async () => {
+      const n = (await state()).nodes?.find((x) => x.name === 'node-2');
+      return n?.pid !== null && n?.pid !== undefined && n.pid !== victim.pid && (await isProcessAlive(n.pid)) ? n : undefined;
+    }, { timeoutMs: 60_000, what: 'node-2 running again under a new PID' });
+    assert.notEqual(again.pid, victim.pid);
+    // The members of node-2 run again under the new daemon: new agent PIDs, and the old ones gone.
+    await eventually(async () => {
+      const now = (await state()).members;
+      return before.every((b) => {
+        const m = now.find((x) => x.name === b.name);
+        return m?.agentPid !== null && m?.agentPid !== undefined && m.agentPid !== b.agentPid;
+      }) ? true : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 1_000, what: `new agents for ${before.map((m) => m.name).join(', ')}` });
+    for (const b of before) assert.equal(b.agentPid !== null && (await isProcessAlive(b.agentPid)), false, `${b.name}'s old agent (pid ${b.agentPid ?? '?'}) still runs`);
+    await eventually(() => healthy(4), { timeoutMs: 180_000, intervalMs: 1_000, what: 'four healthy members after node-2 came back' });
+  });
+
+  it('warden down stops every process it started: supervisor, node daemons, agents, routers, etcd', async () => {
+    const s = await state();
+    const started = [s.supervisorPid, ...(s.nodes ?? []).map((n) => n.pid), ...s.members.map((m) => m.agentPid), ...(s.routers ?? []).map((r) => r.pid ?? null), ...(s.etcdPids ?? [])].filter((p): p is number => typeof p === 'number');
+    assert.ok(started.length >= 1 + 3 + 4 + 2 + 3, `PIDs in state.json: ${started.join(', ')}`);
+    const r = await runWarden(['down', '--dir', runtime], { timeoutMs: 240_000 });
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const alive = (await Promise.all(started.map(async (p) => ((await isProcessAlive(p)) ? `${p}: ${(await processCommandLine(p))?.join(' ') ?? '?'}` : undefined)))).filter((p) => p !== undefined);
+    assert.deepEqual(alive, [], 'processes still alive after warden down');
+  });
+});
