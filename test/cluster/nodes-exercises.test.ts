@@ -100,6 +100,20 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
     assert.ok(secrets?.ok === true, `no secrets for ${cluster}`);
     return secrets.value;
   };
+  /** max_connections of one member, as its superuser sees it (or why it could not be asked). */
+  const maxConnectionsOf = async (cluster: string, host: string, port: number): Promise<string> => {
+    const secrets = await secretsOf(cluster);
+    const c = new pg.Client({ host, port, user: secrets.superuser.username, password: secrets.superuser.password, database: 'postgres', connectionTimeoutMillis: 1_500, query_timeout: 3_000 });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      return String((await c.query<{ v: string }>("SELECT current_setting('max_connections') AS v")).rows[0]?.v);
+    } catch (e) {
+      return `unreachable: ${(e as Error).message}`;
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  };
   /** A chaos writer through the cluster's router (its address from the node records, re-read every second). */
   const startWriter = async (cluster: string): Promise<RouterWriter> => {
     // A writer a failed test left running would write the same values as this one: stop it first.
@@ -279,19 +293,7 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
     await eventually(() => (wo.writer.acks.length > 20 ? true : undefined), { timeoutMs: 60_000, what: 'other: writes acknowledged' });
     const l0 = await eventually(() => streaming('other', names), { timeoutMs: 120_000, intervalMs: 500, what: 'other streaming' });
     const before = leaderOf(l0);
-    const secrets = await secretsOf('other');
-    const setting = async (host: string, port: number): Promise<string> => {
-      const c = new pg.Client({ host, port, user: secrets.superuser.username, password: secrets.superuser.password, database: 'postgres', connectionTimeoutMillis: 1_500, query_timeout: 3_000 });
-      c.on('error', () => undefined);
-      try {
-        await c.connect();
-        return String((await c.query<{ v: string }>("SELECT current_setting('max_connections') AS v")).rows[0]?.v);
-      } catch (e) {
-        return `unreachable: ${(e as Error).message}`;
-      } finally {
-        await c.end().catch(() => undefined);
-      }
-    };
+    const setting = (host: string, port: number): Promise<string> => maxConnectionsOf('other', host, port);
     for (const m of l0.members) assert.equal(await setting(m.host, m.port), '100', `${m.name} before the change`);
     const t = performance.now();
     await apply('other', 3, true, { max_connections: 150 });
@@ -320,19 +322,7 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
     const wo = await startWriter('other');
     await eventually(() => (wo.writer.acks.length > 20 ? true : undefined), { timeoutMs: 60_000, what: 'other: writes acknowledged' });
     const before = leaderOf(await eventually(() => streaming('other', names), { timeoutMs: 120_000, intervalMs: 500, what: 'other streaming' }));
-    const secrets = await secretsOf('other');
-    const setting = async (host: string, port: number): Promise<string> => {
-      const c = new pg.Client({ host, port, user: secrets.superuser.username, password: secrets.superuser.password, database: 'postgres', connectionTimeoutMillis: 1_500, query_timeout: 3_000 });
-      c.on('error', () => undefined);
-      try {
-        await c.connect();
-        return String((await c.query<{ v: string }>("SELECT current_setting('max_connections') AS v")).rows[0]?.v);
-      } catch (e) {
-        return `unreachable: ${(e as Error).message}`;
-      } finally {
-        await c.end().catch(() => undefined);
-      }
-    };
+    const setting = (host: string, port: number): Promise<string> => maxConnectionsOf('other', host, port);
     const t = performance.now();
     await apply('other', 3, true, { max_connections: 120 });
     const done = await eventually(async () => {
