@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { signalPid } from '../core/process-info.js';
+import { signalPid, waitForExit } from '../core/process-info.js';
 
 // How Warden starts its own processes as children (the supervisor of `warden up`, and `warden
 // node`): the same build, output appended to a file, waited on by the parent (nothing else reaps
@@ -57,4 +57,17 @@ export function stopChild(child: ChildProcess | undefined, graceMs: number): Pro
     signalPid(pid, 'SIGCONT');
     signalPid(pid, 'SIGTERM');
   });
+}
+
+/**
+ * `stopChild` for a process that is not our child (one adopted from an earlier run): SIGCONT +
+ * SIGTERM, SIGKILL after `graceMs`; its exit is seen in /proc (a zombie counts as gone). Resolves
+ * once it has exited, or 10 s after the SIGKILL at the latest.
+ */
+export async function stopPid(pid: number, graceMs: number): Promise<void> {
+  signalPid(pid, 'SIGCONT');
+  signalPid(pid, 'SIGTERM');
+  if (await waitForExit(pid, graceMs)) return;
+  signalPid(pid, 'SIGKILL');
+  await waitForExit(pid, 10_000);
 }

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parseControlSnapshot, CONTROL_PREFIX } from '../controller/records.js';
+import { eventually } from '../core/deadline.js';
+import { isProcessAlive, signalPid } from '../core/process-info.js';
+import { assignmentKey, parseControlSnapshot, CONTROL_PREFIX, type Assignment } from '../controller/records.js';
 import { MemoryDcs } from '../dcs/memory-dcs.js';
 import { parseNodeConfig, type NodeConfig } from '../spec/index.js';
 import { NodeDaemon, type NodeLog } from './node-daemon.js';
@@ -14,10 +18,10 @@ after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-async function config(name: string): Promise<NodeConfig> {
+async function config(name: string, extra = ''): Promise<NodeConfig> {
   const dir = await mkdtemp(join(tmpdir(), 'warden-node-'));
   dirs.push(dir);
-  const r = parseNodeConfig(`name: ${name}\ndir: ${dir}\netcd:\n  endpoints: [http://127.0.0.1:2379]\nleaseTtlSeconds: 2\ncontroller:\n  enabled: false\nlabels:\n  zone: a\n`, 'node.yaml');
+  const r = parseNodeConfig(`name: ${name}\ndir: ${dir}\netcd:\n  endpoints: [http://127.0.0.1:2379]\nleaseTtlSeconds: 2\ncontroller:\n  enabled: false\nlabels:\n  zone: a\n${extra}`, 'node.yaml');
   assert.ok(r.ok);
   return r.config;
 }
@@ -55,5 +59,107 @@ describe('NodeDaemon registration', () => {
     const second = new NodeDaemon(await config('node-1'), dcs, quiet, undefined);
     await second.start();
     await second.stop();
+  });
+});
+
+describe('NodeDaemon after a crash: workloads left running', () => {
+  // A crashed daemon's agents keep running (they are not in its process group's way once it is
+  // gone); the next run finds them through their PID files. Stand-ins here are idle node processes
+  // whose command line names the workload's config file, as a real agent's does.
+  const procs: ChildProcess[] = [];
+  after(() => {
+    for (const p of procs) if (p.pid !== undefined) signalPid(p.pid, 'SIGKILL');
+  });
+
+  const member = (name: string, uid: string): Assignment => ({
+    cluster: 'app',
+    kind: 'member',
+    name,
+    node: 'node-1',
+    clusterUid: uid,
+    generation: 1,
+    agent: { instanceSet: 'instance1', bootstrapDynamicConfig: {} },
+    reason: 'placed by the test',
+  });
+
+  /** A member directory as an earlier run leaves it, with a live stand-in for its agent. */
+  async function leftover(nodeDir: string, name: string, uid: string): Promise<{ dir: string; pid: number }> {
+    const dir = join(nodeDir, 'workloads', 'app', 'members', name);
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'workload.json'), JSON.stringify({ cluster: 'app', clusterUid: uid, kind: 'member', name, ports: [15432, 18008] }));
+    await writeFile(join(dir, 'agent.yaml'), 'name: stand-in\n');
+    const p = spawn(process.execPath, ['-e', 'setInterval(() => undefined, 1000)', join(dir, 'agent.yaml')], { stdio: 'ignore' });
+    procs.push(p);
+    assert.ok(p.pid !== undefined);
+    await writeFile(join(dir, 'pid'), `${p.pid}\n`);
+    return { dir, pid: p.pid };
+  }
+
+  it('adopts a member still assigned here (same PID, watched), stops and moves aside one no longer assigned, and restarts an adopted one that dies', async () => {
+    const cfg = await config('node-1', 'restartDelaySeconds: 60\n');
+    const dcs = new MemoryDcs();
+    const kept = await leftover(cfg.dir, 'app-1', 'uid-1');
+    const stale = await leftover(cfg.dir, 'app-9', 'uid-1');
+    await dcs.put(assignmentKey('app', 'member', 'app-1'), JSON.stringify(member('app-1', 'uid-1')));
+    const d = new NodeDaemon(cfg, dcs, quiet, undefined);
+    await d.start();
+    try {
+      const adopted = await eventually(() => d.running().find((w) => w.key === 'app/members/app-1' && w.state === 'running'), { timeoutMs: 10_000, what: 'app-1 adopted' });
+      assert.equal(adopted.pid, kept.pid);
+      assert.equal(adopted.dir, kept.dir);
+      // Published in the node record with the adopted PID and the agent's address from its marker.
+      await eventually(async () => {
+        const raw = await dcs.range(CONTROL_PREFIX);
+        const w = parseControlSnapshot(raw.revision, raw.kvs).nodes.get('node-1')?.record.workloads.find((x) => x.name === 'app-1');
+        return w?.pid === kept.pid && w.address === `http://${cfg.address}:18008` ? true : undefined;
+      }, { timeoutMs: 10_000, what: 'app-1 published with its adopted PID' });
+      // The one nothing assigns here is stopped by its PID and its data moved aside, not deleted.
+      await eventually(async () => (!(await isProcessAlive(stale.pid)) ? true : undefined), { timeoutMs: 10_000, what: 'app-9 stopped' });
+      await eventually(async () => (!existsSync(stale.dir) ? true : undefined), { timeoutMs: 10_000, what: 'app-9 moved away' });
+      const aside = await readdir(join(cfg.dir, 'moved-aside'));
+      assert.ok(aside.some((n) => n.startsWith('app-app-9-')), aside.join(', '));
+      assert.equal(await isProcessAlive(kept.pid), true);
+      // An adopted process is not our child: its death is noticed through /proc, then it is restarted after the delay.
+      signalPid(kept.pid, 'SIGKILL');
+      const gone = await eventually(() => d.running().find((w) => w.key === 'app/members/app-1' && w.state === 'restarting'), { timeoutMs: 10_000, what: 'app-1 seen gone' });
+      assert.equal(gone.pid, undefined);
+      const published = await eventually(async () => {
+        const r = await dcs.range(CONTROL_PREFIX);
+        return parseControlSnapshot(r.revision, r.kvs).nodes.get('node-1')?.record.workloads.find((x) => x.name === 'app-1' && x.state === 'restarting');
+      }, { timeoutMs: 10_000, what: 'app-1 published as restarting' });
+      assert.equal(published.restarts, 1);
+      assert.match(published.lastError ?? '', new RegExp(`the adopted member \\(pid ${kept.pid}\\) is gone`));
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('does not adopt a process of another cluster uid: it is stopped and the workload prepared afresh', async () => {
+    const cfg = await config('node-1', 'restartDelaySeconds: 60\n');
+    const dcs = new MemoryDcs();
+    const old = await leftover(cfg.dir, 'app-1', 'uid-old');
+    await dcs.put(assignmentKey('app', 'member', 'app-1'), JSON.stringify(member('app-1', 'uid-new')));
+    const d = new NodeDaemon(cfg, dcs, quiet, undefined);
+    await d.start();
+    try {
+      await eventually(async () => (!(await isProcessAlive(old.pid)) ? true : undefined), { timeoutMs: 10_000, what: 'the old uid\'s process stopped' });
+      // Started afresh: the old uid's data is moved aside first; without the cluster's secrets in etcd the start then fails, with the reason.
+      const failed = await eventually(() => d.running().find((w) => w.key === 'app/members/app-1' && w.state === 'failed'), { timeoutMs: 10_000, what: 'app-1 started afresh' });
+      assert.equal(failed.pid, undefined);
+      const aside = await readdir(join(cfg.dir, 'moved-aside'));
+      assert.ok(aside.some((n) => n.startsWith('app-app-1-')), aside.join(', '));
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('a stop right after the start stops the workloads it found left running, whether the first pass ran or not', async () => {
+    const cfg = await config('node-1');
+    const dcs = new MemoryDcs();
+    const left = await leftover(cfg.dir, 'app-1', 'uid-1');
+    const d = new NodeDaemon(cfg, dcs, quiet, undefined);
+    await d.start();
+    await d.stop();
+    assert.equal(await isProcessAlive(left.pid), false);
   });
 });

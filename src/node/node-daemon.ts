@@ -8,14 +8,14 @@ import { systemClock } from '../core/clock.js';
 import { decodeJson } from '../core/decode.js';
 import { sleep } from '../core/deadline.js';
 import { describeError, isWardenError, WardenError } from '../core/errors.js';
-import { isProcessAlive, processCommandLine, signalPid, waitForExit } from '../core/process-info.js';
+import { isProcessAlive, processCommandLine } from '../core/process-info.js';
 import { ControllerCandidate, type ControllerLog } from '../controller/controller.js';
 import { CONTROL_PREFIX, NODE_RECORD, nodeKey, parseControlSnapshot, type Assignment, type ClusterSecrets, type NodeRecord, type WorkloadState, type WorkloadStatus } from '../controller/records.js';
 import type { RunUser } from '../controller/runtime-layout.js';
-import { AGENT_NODE_FLAGS, isChildRunning, spawnWarden, stopChild } from '../controller/warden-child.js';
+import { AGENT_NODE_FLAGS, isChildRunning, spawnWarden, stopChild, stopPid } from '../controller/warden-child.js';
 import type { Dcs } from '../dcs/dcs.js';
 import type { NodeConfig } from '../spec/index.js';
-import { moveAside, prepareWorkload, workloadDir, workloadKey, type WorkloadFiles } from './workload-files.js';
+import { adoptableFiles, moveAside, prepareWorkload, workloadDir, workloadKey, type WorkloadFiles } from './workload-files.js';
 
 /** How the node daemon logs. */
 export type NodeLog = ControllerLog;
@@ -25,10 +25,21 @@ const ROUTER_RESTART_DELAY_MS = 1_000;
 const AGENT_STOP_GRACE_MS = 60_000;
 const ROUTER_STOP_GRACE_MS = 10_000;
 
+/** A workload process an earlier run of this daemon left running, found at start. */
+interface Leftover {
+  readonly pid: number;
+  readonly dir: string;
+  readonly kind: 'member' | 'router';
+  readonly cluster: string;
+  readonly name: string;
+}
+
 /** One workload this daemon runs. */
 interface Workload {
   assignment: Assignment;
   child: ChildProcess | undefined;
+  /** The PID of a process an earlier run of this daemon started and this one adopted (not our child). */
+  adoptedPid: number | undefined;
   files: WorkloadFiles | undefined;
   state: WorkloadState;
   restarts: number;
@@ -44,7 +55,9 @@ interface Workload {
  * it waits on them (nothing else reaps orphans), starts a dead one again after a delay, recreates a
  * workload whose directory vanished, moves aside (never deletes) a directory of another cluster or
  * of a workload no longer assigned here, and publishes each workload's state in its node record.
- * With etcd unreachable it keeps running what it runs (agents fence themselves) and retries.
+ * With etcd unreachable it keeps running what it runs (agents fence themselves) and retries. A
+ * daemon that crashed left its workloads running; its next run adopts those still assigned here
+ * (watching them through /proc, as they are no longer its children) instead of restarting them.
  */
 export class NodeDaemon {
   private readonly workloads = new Map<string, Workload>();
@@ -61,6 +74,8 @@ export class NodeDaemon {
   private secrets: ReadonlyMap<string, ClusterSecrets> = new Map();
   /** Removals in flight (an agent may take up to a minute to stop): a pass does not wait for them. */
   private readonly removals = new Set<Promise<void>>();
+  /** Workloads of a crashed earlier run, by workload key, until the first pass adopts or stops them. */
+  private readonly leftovers = new Map<string, Leftover>();
 
   constructor(
     private readonly cfg: NodeConfig,
@@ -69,12 +84,12 @@ export class NodeDaemon {
     private readonly runUser: RunUser | undefined,
   ) {}
 
-  /** Registers (refusing a name another live daemon holds), stops leftovers of a crashed run, then runs. */
+  /** Registers (refusing a name another live daemon holds), finds leftovers of a crashed run, then runs. */
   async start(): Promise<void> {
     await mkdir(this.cfg.dir, { recursive: true, mode: 0o755 });
     await this.register();
     await writeFile(join(this.cfg.dir, 'node.pid'), `${process.pid}\n`);
-    await this.stopLeftovers();
+    await this.findLeftovers();
     this.leaseTimer = setInterval(() => void this.renew(), Math.max(250, (this.cfg.leaseTtlSeconds * 1000) / 4));
     if (this.cfg.controller.enabled) {
       this.controller = new ControllerCandidate({
@@ -115,7 +130,7 @@ export class NodeDaemon {
       kind: a.kind,
       name: a.name,
       state: w.state,
-      pid: isChildRunning(w.child) ? (w.child.pid ?? null) : null,
+      pid: pidOf(w) ?? null,
       restarts: w.restarts,
       ...(w.files === undefined ? {} : { address: w.files.address }),
       ...(w.lastError === undefined ? {} : { lastError: w.lastError }),
@@ -166,29 +181,76 @@ export class NodeDaemon {
   }
 
   /**
-   * Workloads a crashed earlier run left behind (their PID file names a live process whose command
-   * line names the workload's config) are stopped by PID, so that each is started once, as our child.
+   * Workloads a crashed earlier run left behind: a PID file naming a live process whose command line
+   * names the workload's directory. The first pass adopts those still assigned here and stops the rest.
    */
-  private async stopLeftovers(): Promise<void> {
+  private async findLeftovers(): Promise<void> {
     const root = join(this.cfg.dir, 'workloads');
     if (!existsSync(root)) return;
     for (const cluster of await readdir(root)) {
-      for (const kind of ['members', 'routers']) {
-        const kindDir = join(root, cluster, kind);
+      for (const kind of ['member', 'router'] as const) {
+        const kindDir = join(root, cluster, `${kind}s`);
         if (!existsSync(kindDir)) continue;
         for (const name of await readdir(kindDir)) {
           const dir = join(kindDir, name);
           const pid = Number((await readFile(join(dir, 'pid'), 'utf8').catch(() => '')).trim());
-          if (!Number.isInteger(pid) || pid <= 0 || !(await isProcessAlive(pid))) continue;
-          const argv = await processCommandLine(pid);
-          if (argv?.some((x) => x.startsWith(dir)) !== true) continue;
-          this.log.warn({ pid, dir }, 'stopping a workload left by an earlier run of this daemon; it is started again as a child');
-          signalPid(pid, 'SIGCONT');
-          signalPid(pid, 'SIGTERM');
-          if (!(await waitForExit(pid, AGENT_STOP_GRACE_MS))) signalPid(pid, 'SIGKILL');
+          if (!Number.isInteger(pid) || pid <= 0 || !(await runsIn(pid, dir))) continue;
+          this.log.info({ pid, dir }, 'found a workload left running by an earlier run of this daemon');
+          this.leftovers.set(workloadKey({ cluster, kind, name }), { pid, dir, kind, cluster, name });
         }
       }
     }
+  }
+
+  /**
+   * A leftover whose assignment is still here is adopted when its directory's marker names this very
+   * assignment (same cluster uid); otherwise it is stopped by PID and the workload started afresh.
+   */
+  private adoptOrStart(key: string, w: Workload, left: Leftover): void {
+    // Set at once, so that a removal or a stop in the meantime stops this process too.
+    w.adoptedPid = left.pid;
+    void (async () => {
+      const files = await adoptableFiles(this.cfg, w.assignment);
+      if (files !== undefined && (await runsIn(left.pid, left.dir)) && !this.stopping && !w.removing) {
+        w.files = files;
+        w.state = 'running';
+        this.log.info({ workload: key, pid: left.pid }, `${w.assignment.kind} adopted: it keeps running, watched by its PID`);
+        this.publishSoon();
+        return;
+      }
+      if (this.stopping || w.removing) return;
+      this.log.warn({ workload: key, pid: left.pid }, 'the workload left running does not match its assignment (another cluster uid, or its files are gone): stopping it and starting it afresh');
+      await stopPid(left.pid, this.stopGraceMs(w));
+      w.adoptedPid = undefined;
+      this.startWorkload(key, w);
+    })().catch((e: unknown) => {
+      w.state = 'failed';
+      w.lastError = describeError(e);
+      this.log.error({ workload: key, err: w.lastError }, 'could not adopt the workload left running; retrying the start after the delay');
+      if (!this.stopping && !w.removing) w.restartTimer = setTimeout(() => this.startWorkload(key, w), this.restartDelayMs(w));
+    });
+  }
+
+  /** An adopted workload is not our child: its death is seen here, every pass (etcd or not), and handled as an exit. */
+  private async watchAdopted(): Promise<void> {
+    for (const [key, w] of this.workloads) {
+      const pid = w.adoptedPid;
+      if (pid === undefined || w.files === undefined || w.removing || this.stopping) continue;
+      if (await runsIn(pid, w.files.dir)) continue;
+      w.adoptedPid = undefined;
+      this.exited(key, w, `the adopted ${w.assignment.kind} (pid ${pid}) is gone`);
+    }
+  }
+
+  /** Stops a leftover that nothing assigns here any more, and retires its directory like any unassigned workload's. */
+  private removeLeftover(key: string, left: Leftover): void {
+    const grace = left.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS;
+    this.log.info({ workload: key, pid: left.pid }, 'stopping a workload left running that is no longer assigned to this node');
+    const p = stopPid(left.pid, grace)
+      .then(() => this.retireDir(left.kind, left.dir, `${left.cluster}-${left.name}`, 'no longer assigned to this node'))
+      .catch((e: unknown) => this.log.error({ workload: key, err: describeError(e) }, 'removing the workload left running failed; its directory is left in place'))
+      .finally(() => this.removals.delete(p));
+    this.removals.add(p);
   }
 
   private async renew(): Promise<void> {
@@ -221,6 +283,7 @@ export class NodeDaemon {
 
   /** One pass: what is assigned here is started, what is not is stopped and moved aside, status published. */
   async pass(): Promise<void> {
+    await this.watchAdopted();
     const raw = await this.dcs.range(CONTROL_PREFIX, { timeoutMs: 3_000 });
     const snap = parseControlSnapshot(raw.revision, raw.kvs);
     for (const [key, why] of snap.invalid) this.log.warn({ key, why }, 'invalid control-plane record ignored');
@@ -230,22 +293,29 @@ export class NodeDaemon {
     for (const [key, a] of mine) {
       const w = this.workloads.get(key);
       if (w === undefined) {
-        const fresh: Workload = { assignment: a, child: undefined, files: undefined, state: 'starting', restarts: 0, restartTimer: undefined, lastError: undefined, removing: false };
+        const fresh: Workload = { assignment: a, child: undefined, adoptedPid: undefined, files: undefined, state: 'starting', restarts: 0, restartTimer: undefined, lastError: undefined, removing: false };
         this.workloads.set(key, fresh);
-        this.startWorkload(key, fresh);
+        const left = this.leftovers.get(key);
+        this.leftovers.delete(key);
+        if (left === undefined) this.startWorkload(key, fresh);
+        else this.adoptOrStart(key, fresh, left);
       } else if (w.assignment.clusterUid !== a.clusterUid) {
         // The cluster was deleted and applied again: the running workload belongs to the old one.
         if (!w.removing) this.remove(key, w, 'its cluster was applied again under a new uid');
       } else {
         w.assignment = a;
         // A directory deleted under a running workload: stop it; its exit brings it back, recreated.
-        if (isChildRunning(w.child) && w.files !== undefined && !existsSync(w.files.dir)) {
+        if (pidOf(w) !== undefined && w.files !== undefined && !existsSync(w.files.dir)) {
           this.log.warn({ workload: key, dir: w.files.dir }, 'its directory vanished: stopping it so that it is recreated');
-          void stopChild(w.child, w.assignment.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS);
+          void this.stopProcess(w);
         }
       }
     }
     for (const [key, w] of this.workloads) if (!mine.has(key) && !w.removing) this.remove(key, w, 'no longer assigned to this node');
+    for (const [key, left] of this.leftovers) {
+      this.leftovers.delete(key);
+      this.removeLeftover(key, left);
+    }
     await this.publish();
   }
 
@@ -253,9 +323,31 @@ export class NodeDaemon {
     return w.assignment.kind === 'member' ? this.cfg.restartDelaySeconds * 1000 : ROUTER_RESTART_DELAY_MS;
   }
 
+  private stopGraceMs(w: Workload): number {
+    return w.assignment.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS;
+  }
+
+  /** Stops the workload's process, our child or adopted; resolves once it has exited. */
+  private stopProcess(w: Workload): Promise<void> {
+    if (isChildRunning(w.child)) return stopChild(w.child, this.stopGraceMs(w));
+    return w.adoptedPid === undefined ? Promise.resolve() : stopPid(w.adoptedPid, this.stopGraceMs(w));
+  }
+
+  /** A workload's process ended (our child's exit, or an adopted one gone): started again after the delay. */
+  private exited(key: string, w: Workload, why: string): void {
+    const delayMs = this.restartDelayMs(w);
+    w.state = 'restarting';
+    w.restarts++;
+    w.lastError = why;
+    this.log.warn({ workload: key, why, restartInMs: delayMs }, `${w.assignment.kind} ended; starting it again after the delay`);
+    this.publishSoon();
+    w.restartTimer = setTimeout(() => this.startWorkload(key, w), delayMs);
+  }
+
   private startWorkload(key: string, w: Workload): void {
     if (this.stopping || w.removing) return;
     w.restartTimer = undefined;
+    w.adoptedPid = undefined;
     void (async () => {
       const files = await prepareWorkload(this.cfg, w.assignment, this.secrets.get(w.assignment.cluster), this.runUser);
       for (const note of files.notes) this.log.warn({ workload: key }, note);
@@ -274,13 +366,7 @@ export class NodeDaemon {
       child.once('error', (e) => this.log.error({ workload: key, err: describeError(e) }, `${a.kind} failed to spawn`));
       child.once('exit', (code, signal) => {
         if (this.stopping || w.removing || w.child !== child) return;
-        const delayMs = this.restartDelayMs(w);
-        w.state = 'restarting';
-        w.restarts++;
-        w.lastError = `exited (${signal ?? `code ${code}`})`;
-        this.log.warn({ workload: key, code, signal, restartInMs: delayMs }, `${a.kind} exited; starting it again after the delay`);
-        this.publishSoon();
-        w.restartTimer = setTimeout(() => this.startWorkload(key, w), delayMs);
+        this.exited(key, w, `exited (${signal ?? `code ${code}`})`);
       });
       this.publishSoon();
     })().catch((e: unknown) => {
@@ -308,18 +394,21 @@ export class NodeDaemon {
     clearTimeout(w.restartTimer);
     w.state = 'stopping';
     this.log.info({ workload: key, why }, 'stopping a workload');
-    await stopChild(w.child, w.assignment.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS);
-    const dir = w.files?.dir ?? workloadDir(this.cfg.dir, w.assignment);
-    if (existsSync(dir)) {
-      if (w.assignment.kind === 'member') {
-        // Data is moved aside, never deleted (invariant 5 in docs/architecture.md).
-        const to = await moveAside(this.cfg.dir, dir, `${w.assignment.cluster}-${w.assignment.name}`, why);
-        this.log.info({ workload: key, to }, 'moved its directory aside');
-      } else {
-        await rm(dir, { recursive: true, force: true });
-      }
-    }
+    await this.stopProcess(w);
+    await this.retireDir(w.assignment.kind, w.files?.dir ?? workloadDir(this.cfg.dir, w.assignment), `${w.assignment.cluster}-${w.assignment.name}`, why);
     this.workloads.delete(key);
+  }
+
+  /** The directory of a workload no longer run here: a member's is moved aside, a router's (no data) removed. */
+  private async retireDir(kind: 'member' | 'router', dir: string, label: string, why: string): Promise<void> {
+    if (!existsSync(dir)) return;
+    if (kind === 'router') {
+      await rm(dir, { recursive: true, force: true });
+      return;
+    }
+    // Data is moved aside, never deleted (invariant 5 in docs/architecture.md).
+    const to = await moveAside(this.cfg.dir, dir, label, why);
+    this.log.info({ dir, to }, 'moved its directory aside');
   }
 
   /** Publishes a state change now; a failure is logged and the next pass publishes again. */
@@ -338,7 +427,7 @@ export class NodeDaemon {
 
   /** What this daemon runs, for tests. */
   running(): { key: string; pid: number | undefined; state: WorkloadState; dir: string | undefined }[] {
-    return [...this.workloads].map(([key, w]) => ({ key, pid: isChildRunning(w.child) ? w.child.pid : undefined, state: w.state, dir: w.files?.dir }));
+    return [...this.workloads].map(([key, w]) => ({ key, pid: pidOf(w), state: w.state, dir: w.files?.dir }));
   }
 
   /** Stops the controller candidate (handing over at once), every workload, then the node lease. */
@@ -351,10 +440,26 @@ export class NodeDaemon {
     await this.controller?.stop();
     for (const w of this.workloads.values()) clearTimeout(w.restartTimer);
     await Promise.all([...this.removals]);
-    await Promise.all([...this.workloads.values()].map((w) => stopChild(w.child, w.assignment.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS)));
+    await Promise.all([
+      ...[...this.workloads.values()].map((w) => this.stopProcess(w)),
+      // Found at start but not yet adopted (no pass ran): a stop stops them as well.
+      ...[...this.leftovers.values()].map((l) => stopPid(l.pid, l.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS)),
+    ]);
     // Revoked, the node key goes at once; otherwise it expires within the lease ttl.
     if (this.leaseId !== undefined) await this.dcs.revokeLease(this.leaseId, { timeoutMs: 3_000 }).catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'could not revoke the node lease; the node key expires with it'));
     await rm(join(this.cfg.dir, 'node.pid'), { force: true });
     this.log.info({}, 'node daemon stopped');
   }
+}
+
+/** The workload's process: our child while it runs, else the adopted one's PID. */
+function pidOf(w: Workload): number | undefined {
+  return isChildRunning(w.child) ? w.child.pid : w.adoptedPid;
+}
+
+/** True while `pid` is alive and its command line names a file under `dir` (a reused PID does not). */
+async function runsIn(pid: number, dir: string): Promise<boolean> {
+  if (!(await isProcessAlive(pid))) return false;
+  const argv = await processCommandLine(pid);
+  return argv?.some((x) => x.startsWith(`${dir}/`)) === true;
 }

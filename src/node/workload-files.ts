@@ -97,6 +97,31 @@ export async function moveAside(nodeDir: string, dir: string, label: string, why
 }
 
 /**
+ * The files of a workload that an earlier run of this daemon started and that still runs, read back
+ * from its directory — for adopting it instead of restarting it. Undefined unless the directory's
+ * marker names this very assignment (cluster, uid, kind, name, the ports it needs) and its config
+ * file is there: anything else is not ours to adopt.
+ */
+export async function adoptableFiles(cfg: NodeConfig, a: Assignment): Promise<WorkloadFiles | undefined> {
+  const dir = workloadDir(cfg.dir, a);
+  const text = await readFile(join(dir, 'workload.json'), 'utf8').catch(() => undefined);
+  const marker = text === undefined ? undefined : decodeJson(WORKLOAD_MARKER, text);
+  if (marker?.ok !== true) return undefined;
+  const m = marker.value;
+  if (m.cluster !== a.cluster || m.clusterUid !== a.clusterUid || m.kind !== a.kind || m.name !== a.name) return undefined;
+  const host = cfg.address;
+  const [first, second] = m.ports;
+  if (a.kind === 'router') {
+    const configFile = join(dir, 'router.yaml');
+    if (m.ports.length !== 3 || first === undefined || !existsSync(configFile)) return undefined;
+    return { dir, configFile, outFile: join(dir, 'router.out'), pidFile: join(dir, 'pid'), address: `${host}:${first}`, notes: [] };
+  }
+  const configFile = join(dir, 'agent.yaml');
+  if (m.ports.length !== 2 || second === undefined || !existsSync(configFile)) return undefined;
+  return { dir, configFile, outFile: join(dir, 'agent.out'), pidFile: join(dir, 'pid'), address: `http://${host}:${second}`, notes: [] };
+}
+
+/**
  * Makes sure the workload's directory and files exist for this assignment: a missing directory is
  * created (a member's agent then clones its data afresh), a directory of another cluster (another
  * uid: a cluster deleted and applied again under the same name) is moved aside first. Config files

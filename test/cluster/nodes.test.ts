@@ -16,7 +16,8 @@ import { itKeepingLogs } from '../support/kept-logs.js';
 
 // Three `warden node` daemons on loopback (each with its own dir) and one real etcd: `warden apply`
 // of a spec places the members on the nodes, the node daemons run them as their children, a killed
-// agent is started again by its node daemon, and re-applying a larger spec adds a member.
+// agent is started again by its node daemon, a crashed node daemon's successor adopts its agents,
+// and re-applying a larger spec adds a member.
 
 const spec = (replicas: number): string => `apiVersion: warden.dev/v1
 kind: Cluster
@@ -238,20 +239,37 @@ describe('warden node: three node daemons run a cluster applied with warden appl
     assert.match(await readFile(join(dir, 'node-1-twin.out'), 'utf8'), /another live node daemon is registered as node-1 \(pid \d+, dir .*\/node-1,.*refusing to start a second one/);
   });
 
-  it('a node daemon killed with SIGKILL is started again: it takes over its own key and restarts what the old one left', async () => {
+  it('a node daemon killed with SIGKILL is started again: it takes over its own key and adopts what the old one left (same agents, no failover); an adopted agent that dies is started again', async () => {
+    const before = await eventually(() => streaming(['app-1', 'app-2', 'app-3']), { timeoutMs: 120_000, what: 'every member streaming' });
+    const leader = before.members.find((m) => m.role === 'leader');
+    assert.ok(leader !== undefined);
     const ns = await nodes();
-    const victim = ns.find((n) => n.workloads.some((w) => w.kind === 'member'));
-    assert.ok(victim !== undefined);
-    const oldAgents = victim.workloads.filter((w) => w.kind === 'member').map((w) => w.pid);
+    // The leader's node: its daemon's crash must not cost a failover.
+    const victim = ns.find((n) => n.workloads.some((w) => w.kind === 'member' && w.name === leader.name));
+    assert.ok(victim !== undefined, `no node runs ${leader.name}`);
+    const oldAgents = victim.workloads.filter((w) => w.kind === 'member').map((w) => ({ name: w.name, pid: w.pid }));
     signalPid(victim.pid, 'SIGKILL');
     assert.ok(await waitForExit(victim.pid, 10_000));
     startDaemon(victim.name);
     await eventually(async () => {
       const n = (await nodes()).find((x) => x.name === victim.name);
       const members = n?.workloads.filter((w) => w.kind === 'member') ?? [];
-      return n !== undefined && n.pid !== victim.pid && members.length === oldAgents.length && members.every((w) => w.pid !== null && !oldAgents.includes(w.pid)) ? n : undefined;
-    }, { timeoutMs: 120_000, what: `${victim.name} back with its members restarted as its children` });
-    for (const pid of oldAgents) if (pid !== null) assert.equal(await isProcessAlive(pid), false, `the old agent ${pid} is still running`);
+      const same = oldAgents.every((o) => members.some((w) => w.name === o.name && w.pid === o.pid && w.state === 'running'));
+      return n !== undefined && n.pid !== victim.pid && members.length === oldAgents.length && same ? n : undefined;
+    }, { timeoutMs: 60_000, what: `${victim.name} back, its members adopted under their old PIDs` });
+    for (const o of oldAgents) assert.ok(o.pid !== null && (await isProcessAlive(o.pid)), `${o.name}'s agent ${o.pid ?? '?'} no longer runs`);
+    const after = await eventually(() => streaming(['app-1', 'app-2', 'app-3']), { timeoutMs: 60_000, what: 'every member streaming after the adoption' });
+    const leaderAfter = after.members.find((m) => m.role === 'leader');
+    assert.equal(leaderAfter?.name, leader.name, 'the leader changed: the daemon crash cost a failover');
+    assert.equal(leaderAfter.timeline, leader.timeline, 'a new timeline: the daemon crash cost a failover');
+    // The adopted agent is not the new daemon's child; its death is seen in /proc and it is started again.
+    const adopted = oldAgents[0];
+    assert.ok(adopted?.pid !== null && adopted?.pid !== undefined);
+    signalPid(adopted.pid, 'SIGKILL');
+    await eventually(async () => {
+      const w = (await nodes()).find((x) => x.name === victim.name)?.workloads.find((x) => x.name === adopted.name);
+      return w !== undefined && w.pid !== null && w.pid !== adopted.pid && w.state === 'running' && w.restarts >= 1 ? w : undefined;
+    }, { timeoutMs: 60_000, what: `${adopted.name}'s agent started again by the new daemon` });
     await eventually(() => streaming(['app-1', 'app-2', 'app-3']), { timeoutMs: 120_000, what: 'every member streaming again' });
   });
 
@@ -275,7 +293,8 @@ describe('warden node: three node daemons run a cluster applied with warden appl
     }
     const gone = lost.workloads.filter((w) => w.kind === 'member').map((w) => w.name);
     assert.ok(gone.length > 0, `${lost.name} runs the active controller and no member`);
-    const tree = await processTree(lost.pid);
+    // Its workloads too: an agent adopted after an earlier daemon crash is no longer in the daemon's tree.
+    const tree = [...new Set([...(await processTree(lost.pid)), ...(await Promise.all(lost.workloads.map((w) => (w.pid === null ? [] : processTree(w.pid))))).flat()])];
     for (const pid of tree) seenPids.add(pid);
     for (const pid of tree.reverse()) signalPid(pid, 'SIGKILL');
     const lostName = lost.name;

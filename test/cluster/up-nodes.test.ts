@@ -12,8 +12,8 @@ import { runWarden, traversableTempDir } from '../support/cli.js';
 // `warden up --nodes 3`: the local runtime as etcd plus three node daemons on one machine, the code
 // path of a deployment across hosts — the spec applied as `warden apply` would, state.json with
 // nodes, members on nodes and routers, `warden up -f` on a running runtime carrying out a changed
-// spec (replicas 3 → 4), a killed node daemon restarted by the supervisor, and `warden down`
-// stopping everything it started.
+// spec (replicas 3 → 4), a killed node daemon restarted by the supervisor (its successor adopts the
+// agents it left), and `warden down` stopping everything it started.
 
 const spec = (replicas: number): string =>
   `apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: shop\nspec:\n  instances:\n  - name: instance1\n    replicas: ${replicas}\n    affinity:\n      podAntiAffinity:\n        preferredDuringSchedulingIgnoredDuringExecution:\n        - weight: 100\n          podAffinityTerm:\n            labelSelector: { matchLabels: { warden.dev/cluster: shop } }\n            topologyKey: topology.kubernetes.io/zone\n`;
@@ -104,7 +104,7 @@ describe('warden up --nodes: etcd and node daemons on one machine', { timeout: 9
     await eventually(async () => ((await state()).members.length === 4 ? true : undefined), { timeoutMs: 30_000, what: 'state.json with four members' });
   });
 
-  it('restarts a node daemon killed with -9; the new one stops the agents the dead one left and runs its members again', async () => {
+  it('restarts a node daemon killed with -9; the new one adopts the agents the dead one left (same PIDs) and warden down still stops them', async () => {
     const s = await state();
     const victim = s.nodes?.find((n) => n.name === 'node-2');
     assert.ok(victim?.pid !== null && victim?.pid !== undefined);
@@ -116,16 +116,14 @@ describe('warden up --nodes: etcd and node daemons on one machine', { timeout: 9
       return n?.pid !== null && n?.pid !== undefined && n.pid !== victim.pid && (await isProcessAlive(n.pid)) ? n : undefined;
     }, { timeoutMs: 60_000, what: 'node-2 running again under a new PID' });
     assert.notEqual(again.pid, victim.pid);
-    // The members of node-2 run again under the new daemon: new agent PIDs, and the old ones gone.
+    // The members of node-2 keep running under their old agents, now watched by the new daemon.
+    for (const b of before) assert.ok(b.agentPid !== null && (await isProcessAlive(b.agentPid)), `${b.name}'s agent (pid ${b.agentPid ?? '?'}) was stopped`);
     await eventually(async () => {
-      const now = (await state()).members;
-      return before.every((b) => {
-        const m = now.find((x) => x.name === b.name);
-        return m?.agentPid !== null && m?.agentPid !== undefined && m.agentPid !== b.agentPid;
-      }) ? true : undefined;
-    }, { timeoutMs: 120_000, intervalMs: 1_000, what: `new agents for ${before.map((m) => m.name).join(', ')}` });
-    for (const b of before) assert.equal(b.agentPid !== null && (await isProcessAlive(b.agentPid)), false, `${b.name}'s old agent (pid ${b.agentPid ?? '?'}) still runs`);
-    await eventually(() => healthy(4), { timeoutMs: 180_000, intervalMs: 1_000, what: 'four healthy members after node-2 came back' });
+      const now = await state();
+      const n = now.nodes?.find((x) => x.name === 'node-2');
+      return n?.pid === again.pid && before.every((b) => now.members.some((m) => m.name === b.name && m.node === 'node-2' && m.agentPid === b.agentPid)) ? true : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 1_000, what: `${before.map((m) => m.name).join(', ')} adopted under their old PIDs` });
+    await eventually(() => healthy(4), { timeoutMs: 120_000, intervalMs: 1_000, what: 'four healthy members after node-2 came back' });
   });
 
   it('warden down stops every process it started: supervisor, node daemons, agents, routers, etcd', async () => {
