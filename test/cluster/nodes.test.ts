@@ -294,7 +294,7 @@ describe('warden node: three node daemons run a cluster applied with warden appl
     const gone = lost.workloads.filter((w) => w.kind === 'member').map((w) => w.name);
     assert.ok(gone.length > 0, `${lost.name} runs the active controller and no member`);
     // Its workloads too: an agent adopted after an earlier daemon crash is no longer in the daemon's tree.
-    const tree = [...new Set([...(await processTree(lost.pid)), ...(await Promise.all(lost.workloads.map((w) => (w.pid === null ? [] : processTree(w.pid))))).flat()])];
+    const tree = [...new Set([...(await processTree(lost.pid)), ...(await Promise.all(lost.workloads.map((w) => (w.pid === null ? Promise.resolve([]) : processTree(w.pid))))).flat()])];
     for (const pid of tree) seenPids.add(pid);
     for (const pid of tree.reverse()) signalPid(pid, 'SIGKILL');
     const lostName = lost.name;
