@@ -2,21 +2,18 @@
 // a deployment across hosts (docs/architecture.md, "The local runtime", "Nodes on one machine").
 // Preparing the dir, the node daemons' configs, and what state.json says about the nodes, their
 // members and routers (read from etcd and from the workloads' marker files).
-import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { decodeJson, list, obj, port } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
-import { freePorts, isPortInUse } from '../core/free-port.js';
 import type { EtcdClient } from '../dcs/etcd-client.js';
 import type { EtcdClusterSpec } from '../dcs/etcd-server.js';
 import { clusterPrefix, parseClusterView } from '../ha/index.js';
 import type { Labels, Taint } from '../placement/index.js';
 import type { ClusterSpec } from '../spec/index.js';
 import { CONTROL_PREFIX, parseControlSnapshot, type ClusterSecrets } from './records.js';
-import { preflight, ETCD_USER, PG_BIN_DIR, REST_USER } from './local-up.js';
+import { checkEtcdPortsFree, portTaker, preflight, prepareLocalEtcd, writeRuntimeSecrets, PG_BIN_DIR, REST_USER } from './local-up.js';
 import { readLayout, writeLayout, type RuntimeEtcdAuth, type RuntimeLayout, type RuntimeNode } from './runtime-layout.js';
 import type { StateFile, StateMember, StateNode, StateRouterAt } from './state-file.js';
 
@@ -65,44 +62,13 @@ export async function prepareNodesRuntime(dirArg: string, spec: ClusterSpec, nod
   const existing = await readLayout(dir);
   if (existing !== undefined) {
     if (existing.nodes === undefined) throw new WardenError('conflict', `${dir} was set up without --nodes (a static cluster under the supervisor): use another --dir, or \`warden down --purge\` first`);
-    for (const m of existing.etcd.members) {
-      for (const url of [m.clientUrl, m.peerUrl]) {
-        const u = new URL(url);
-        if (await isPortInUse(Number(u.port), u.hostname)) throw new WardenError('port-in-use', `port ${u.host} (etcd ${m.name}) is in use by another process`);
-      }
-    }
+    await checkEtcdPortsFree(existing.etcd);
     return existing;
   }
   await mkdir(dir, { recursive: true, mode: 0o755 });
-  await mkdir(join(dir, 'secrets'), { recursive: true, mode: 0o700 });
-  const secret = (): string => randomBytes(18).toString('base64url');
-  const file = (name: string): string => join(dir, 'secrets', name);
-  const superPw = secret();
-  for (const [name, value] of [['superuser.password', superPw], ['replication.password', secret()], ['restapi.password', secret()]] as const) await writeFile(file(name), `${value}\n`, { mode: 0o600 });
-  const etcdAuth: RuntimeEtcdAuth = { username: ETCD_USER, passwordFile: file('etcd.password'), rootPasswordFile: file('etcd-root.password') };
-  await writeFile(etcdAuth.passwordFile, `${secret()}\n`, { mode: 0o600 });
-  await writeFile(etcdAuth.rootPasswordFile, `${secret()}\n`, { mode: 0o600 });
-  const pgpassFile = join(dir, 'pgpass');
-  await writeFile(pgpassFile, `${HOST}:*:*:postgres:${superPw}\nlocalhost:*:*:postgres:${superPw}\n`, { mode: 0o600 });
-  const ports = await freePorts(spec.etcdMembers * 2);
-  const take = (): number => {
-    const p = ports.shift();
-    if (p === undefined) throw new WardenError('internal', 'ran out of free ports');
-    return p;
-  };
-  // In memory, as for the static runtime (src/controller/local-up.ts says why).
-  const etcdDataRoot = existsSync('/dev/shm') ? join('/dev/shm', `warden-etcd-${spec.name}-${randomBytes(4).toString('hex')}`) : join(dir, 'etcd', 'data');
-  const etcd: EtcdClusterSpec = {
-    token: `warden-${spec.name}-${randomBytes(4).toString('hex')}`,
-    members: Array.from({ length: spec.etcdMembers }, (_, i) => {
-      const name = `etcd${i + 1}`;
-      return { name, clientUrl: `http://${HOST}:${take()}`, peerUrl: `http://${HOST}:${take()}`, dataDir: join(etcdDataRoot, name), logFile: join(dir, 'etcd', name, 'etcd.log') };
-    }),
-  };
-  for (const m of etcd.members) {
-    await mkdir(join(m.logFile, '..'), { recursive: true });
-    await mkdir(join(m.dataDir, '..'), { recursive: true, mode: 0o700 });
-  }
+  const { etcdAuth, pgpassFile } = await writeRuntimeSecrets(dir);
+  const take = await portTaker(spec.etcdMembers * 2);
+  const etcd = await prepareLocalEtcd(dir, spec, take);
   const runtimeNodes: RuntimeNode[] = [];
   for (const n of nodes) {
     // 0755: the PostgreSQL run user traverses it to its members' directories.

@@ -74,58 +74,16 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
         if (await isPortInUse(port, m.host)) throw new WardenError('port-in-use', `port ${m.host}:${port} (${what} of ${m.name}) is in use by another process`);
       }
     }
-    for (const m of existing.etcd.members) {
-      for (const url of [m.clientUrl, m.peerUrl]) {
-        const u = new URL(url);
-        if (await isPortInUse(Number(u.port), u.hostname)) throw new WardenError('port-in-use', `port ${u.host} (etcd ${m.name}) is in use by another process`);
-      }
-    }
+    await checkEtcdPortsFree(existing.etcd);
     // A member directory deleted while the runtime was down is recreated from the runtime's record.
     for (const m of existing.members) await ensureMemberFiles(m, runUserOf(run));
     return ensureRouter(dir, existing);
   }
   if (spec.backups !== undefined) checkPgBackRestInstalled();
   await mkdir(dir, { recursive: true });
-  await mkdir(join(dir, 'secrets'), { recursive: true, mode: 0o700 });
-  const secret = (): string => randomBytes(18).toString('base64url');
-  const superPw = secret();
-  const replPw = secret();
-  const superFile = join(dir, 'secrets', 'superuser.password');
-  const replFile = join(dir, 'secrets', 'replication.password');
-  const restFile = join(dir, 'secrets', 'restapi.password');
-  await writeFile(restFile, `${secret()}\n`, { mode: 0o600 });
-  // etcd runs with authentication (the supervisor turns it on once etcd first answers): a local
-  // user who can reach etcd's port cannot rewrite the cluster's keys behind the REST API's back.
-  const etcdAuth: RuntimeEtcdAuth = { username: ETCD_USER, passwordFile: join(dir, 'secrets', 'etcd.password'), rootPasswordFile: join(dir, 'secrets', 'etcd-root.password') };
-  await writeFile(etcdAuth.passwordFile, `${secret()}\n`, { mode: 0o600 });
-  await writeFile(etcdAuth.rootPasswordFile, `${secret()}\n`, { mode: 0o600 });
-  await writeFile(superFile, `${superPw}\n`, { mode: 0o600 });
-  await writeFile(replFile, `${replPw}\n`, { mode: 0o600 });
-  const pgpassFile = join(dir, 'pgpass');
-  await writeFile(pgpassFile, `${HOST}:*:*:postgres:${superPw}\nlocalhost:*:*:postgres:${superPw}\n`, { mode: 0o600 });
-
-  const ports = await freePorts(spec.etcdMembers * 2 + spec.members.length * 2 + ROUTER_PORT_COUNT);
-  const take = (): number => {
-    const p = ports.shift();
-    if (p === undefined) throw new WardenError('internal', 'ran out of free ports');
-    return p;
-  };
-  // etcd's data lives in memory (/dev/shm) on one machine: PostgreSQL's own writes on the same disk
-  // stalled etcd's fsync for over 2 s under pgbench, longer than the 2 s lease, and every agent lost
-  // its lease at once. A reboot loses this state (warden up then says so); its logs stay in DIR/etcd.
-  const etcdDataRoot = existsSync('/dev/shm') ? join('/dev/shm', `warden-etcd-${spec.name}-${randomBytes(4).toString('hex')}`) : join(dir, 'etcd', 'data');
-  const etcd: EtcdClusterSpec = {
-    token: `warden-${spec.name}-${randomBytes(4).toString('hex')}`,
-    members: Array.from({ length: spec.etcdMembers }, (_, i) => {
-      const name = `etcd${i + 1}`;
-      const edir = join(dir, 'etcd', name);
-      return { name, clientUrl: `http://${HOST}:${take()}`, peerUrl: `http://${HOST}:${take()}`, dataDir: join(etcdDataRoot, name), logFile: join(edir, 'etcd.log') };
-    }),
-  };
-  for (const m of etcd.members) {
-    await mkdir(join(m.logFile, '..'), { recursive: true });
-    await mkdir(join(m.dataDir, '..'), { recursive: true, mode: 0o700 });
-  }
+  const { superFile, replFile, restFile, etcdAuth, pgpassFile } = await writeRuntimeSecrets(dir);
+  const take = await portTaker(spec.etcdMembers * 2 + spec.members.length * 2 + ROUTER_PORT_COUNT);
+  const etcd = await prepareLocalEtcd(dir, spec, take);
 
   const backups = spec.backups;
   const backup = backups === undefined ? undefined : await prepareBackup(dir, spec.name, backups, runUserOf(run));
@@ -190,6 +148,78 @@ export async function prepareRuntimeDir(dirArg: string, spec: ClusterSpec, specG
   };
   await writeLayout(dir, layout);
   return layout;
+}
+
+/** The secret files of a runtime dir (each 0600 under DIR/secrets, 0700). */
+export interface RuntimeSecretFiles {
+  readonly superFile: string;
+  readonly replFile: string;
+  readonly restFile: string;
+  readonly etcdAuth: RuntimeEtcdAuth;
+  readonly pgpassFile: string;
+}
+
+/**
+ * Generates the passwords of a new runtime dir, the same for `warden up` and `warden up --nodes`:
+ * superuser, replication, REST API, etcd's user and root (etcd runs with authentication — the
+ * supervisor turns it on once etcd first answers — so a local user who can reach etcd's port
+ * cannot rewrite the cluster's keys behind the REST API's back), and DIR/pgpass for the CLI.
+ */
+export async function writeRuntimeSecrets(dir: string): Promise<RuntimeSecretFiles> {
+  await mkdir(join(dir, 'secrets'), { recursive: true, mode: 0o700 });
+  const secret = (): string => randomBytes(18).toString('base64url');
+  const file = (name: string): string => join(dir, 'secrets', name);
+  const superPw = secret();
+  const files = { superFile: file('superuser.password'), replFile: file('replication.password'), restFile: file('restapi.password') };
+  const etcdAuth: RuntimeEtcdAuth = { username: ETCD_USER, passwordFile: file('etcd.password'), rootPasswordFile: file('etcd-root.password') };
+  for (const [path, value] of [[files.superFile, superPw], [files.replFile, secret()], [files.restFile, secret()], [etcdAuth.passwordFile, secret()], [etcdAuth.rootPasswordFile, secret()]] as const) {
+    await writeFile(path, `${value}\n`, { mode: 0o600 });
+  }
+  const pgpassFile = join(dir, 'pgpass');
+  await writeFile(pgpassFile, `${HOST}:*:*:postgres:${superPw}\nlocalhost:*:*:postgres:${superPw}\n`, { mode: 0o600 });
+  return { ...files, etcdAuth, pgpassFile };
+}
+
+/**
+ * The local etcd members of a new runtime dir, on ports from `take`, their log dirs created. Their
+ * data lives in memory (/dev/shm) on one machine: PostgreSQL's own writes on the same disk stalled
+ * etcd's fsync for over 2 s under pgbench, longer than the 2 s lease, and every agent lost its
+ * lease at once. A reboot loses this state (warden up then says so); the logs stay in DIR/etcd.
+ */
+export async function prepareLocalEtcd(dir: string, spec: Pick<ClusterSpec, 'name' | 'etcdMembers'>, take: () => number): Promise<EtcdClusterSpec> {
+  const etcdDataRoot = existsSync('/dev/shm') ? join('/dev/shm', `warden-etcd-${spec.name}-${randomBytes(4).toString('hex')}`) : join(dir, 'etcd', 'data');
+  const etcd: EtcdClusterSpec = {
+    token: `warden-${spec.name}-${randomBytes(4).toString('hex')}`,
+    members: Array.from({ length: spec.etcdMembers }, (_, i) => {
+      const name = `etcd${i + 1}`;
+      return { name, clientUrl: `http://${HOST}:${take()}`, peerUrl: `http://${HOST}:${take()}`, dataDir: join(etcdDataRoot, name), logFile: join(dir, 'etcd', name, 'etcd.log') };
+    }),
+  };
+  for (const m of etcd.members) {
+    await mkdir(join(m.logFile, '..'), { recursive: true });
+    await mkdir(join(m.dataDir, '..'), { recursive: true, mode: 0o700 });
+  }
+  return etcd;
+}
+
+/** `count` free loopback ports, handed out one by one. */
+export async function portTaker(count: number): Promise<() => number> {
+  const ports = await freePorts(count);
+  return () => {
+    const p = ports.shift();
+    if (p === undefined) throw new WardenError('internal', 'ran out of free ports');
+    return p;
+  };
+}
+
+/** An existing runtime dir starts again only when no other process holds its etcd ports. */
+export async function checkEtcdPortsFree(etcd: EtcdClusterSpec): Promise<void> {
+  for (const m of etcd.members) {
+    for (const url of [m.clientUrl, m.peerUrl]) {
+      const u = new URL(url);
+      if (await isPortInUse(Number(u.port), u.hostname)) throw new WardenError('port-in-use', `port ${u.host} (etcd ${m.name}) is in use by another process`);
+    }
+  }
 }
 
 /** The run user's ids, when `warden up` runs as root. */
