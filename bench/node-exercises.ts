@@ -6,7 +6,7 @@
  * table is read from the leader and the checker (src/chaos/checker.ts) counts lost acknowledged
  * writes and overlapping writable primaries.
  *
- *   npm run build && node --import tsx bench/node-exercises.ts [--runs 3] [--fill-mb 100] [--big-mb 0] [--routers 2] [--only abcde] [--dir /var/tmp/warden-bench-node-exercises]
+ *   npm run build && node --import tsx bench/node-exercises.ts [--runs 3] [--fill-mb 100] [--big-mb 0] [--routers 2] [--only abcdef] [--dir /var/tmp/warden-bench-node-exercises]
  *
  * `--routers` is the cluster's spec.proxy.router.replicas; the writer (but a's, pinned to router-1)
  * reconnects to the first router address that accepts a connection, as libpq does with every
@@ -24,6 +24,11 @@
  *   e. a second cluster on the same etcd and nodes with its own writer; SIGKILL of cluster A's
  *      primary (agent and postmaster): cluster B's leader and timeline, and its write gap during
  *      A's failover against its gap over a quiet window of the same length just before (reference).
+ *   f. crash of the leader's node daemon (--runs times): SIGKILL of the daemon alone (its agents,
+ *      PostgreSQL and router keep running), started again at once as systemd's Restart=always
+ *      would; time until it is registered again with every workload adopted under its old PID, the
+ *      leader and timeline after, and the write gap against a quiet window of the same length
+ *      just before (reference).
  *
  * Write gap: the longest interval between two consecutive acknowledgements (ackAtMs) from the
  * fault to recovery. Times are on the bench's monotonic clock; `warden list` is polled every 250 ms.
@@ -42,8 +47,8 @@ import { startEtcdCluster } from '../src/dcs/etcd-server.js';
 import { EtcdClient } from '../src/dcs/etcd-client.js';
 import { fmt, logger, machine, machineLine, now, onCleanup, parseOptions, postmasterPid, processTree, procStat, requireBuild, runBench, signal, sleep, summarize, table, warden, WARDEN_BIN } from './support.js';
 
-const opts = parseOptions({ runs: 3, 'fill-mb': 100, 'big-mb': 0, routers: 2, only: 'abcde', dir: '/var/tmp/warden-bench-node-exercises' });
-/** Whether exercise `x` (a … e) runs: `--only bd` runs b and d. */
+const opts = parseOptions({ runs: 3, 'fill-mb': 100, 'big-mb': 0, routers: 2, only: 'abcdef', dir: '/var/tmp/warden-bench-node-exercises' });
+/** Whether exercise `x` (a … f) runs: `--only bd` runs b and d. */
 const runs = (x: string): boolean => opts.only.includes(x);
 const log = logger('node-exercises');
 
@@ -100,15 +105,18 @@ await runBench(async () => {
     for (const pid of daemons) while ((await procStat(pid)) !== undefined && (await procStat(pid))?.state !== 'Z' && Date.now() < deadline) await sleep(200);
     for (const pid of daemons) for (const p of await processTree(pid)) signal(p, 'SIGKILL');
   });
-  for (const i of [1, 2, 3]) {
-    const name = `node-${i}`;
-    const cfg = join(opts.dir, `${name}.yaml`);
-    await writeFile(cfg, `name: ${name}\ndir: ${join(opts.dir, name)}\netcd:\n  endpoints: [${etcd}]\nlabels:\n  topology.kubernetes.io/zone: zone-${i}\nrestartDelaySeconds: 1\nlog:\n  file: ${join(opts.dir, `${name}.log`)}\n`);
+  const startDaemon = (name: string): number | undefined => {
     const out = openSync(join(opts.dir, `${name}.out`), 'a');
-    const child = spawn(process.execPath, [WARDEN_BIN, 'node', '--config', cfg], { stdio: ['ignore', out, out], detached: true });
+    const child = spawn(process.execPath, [WARDEN_BIN, 'node', '--config', join(opts.dir, `${name}.yaml`)], { stdio: ['ignore', out, out], detached: true });
     closeSync(out);
     child.unref();
     if (child.pid !== undefined) daemons.push(child.pid);
+    return child.pid;
+  };
+  for (const i of [1, 2, 3]) {
+    const name = `node-${i}`;
+    await writeFile(join(opts.dir, `${name}.yaml`), `name: ${name}\ndir: ${join(opts.dir, name)}\netcd:\n  endpoints: [${etcd}]\nlabels:\n  topology.kubernetes.io/zone: zone-${i}\nrestartDelaySeconds: 1\nlog:\n  file: ${join(opts.dir, `${name}.log`)}\n`);
+    startDaemon(name);
   }
   log('three node daemons started');
 
@@ -417,6 +425,46 @@ await runBench(async () => {
     figures.push({ exercise: 'e. cluster B max write gap during A\'s failover', values: [bGap / 1000], unit: 's', note: `reference: ${fmt(quietGap / 1000, 3)} s over 5 s quiet just before; B leader ${b0.name} tl ${b0.timeline} → ${b1.name} tl ${b1.timeline}` });
     safety.push(['e. cluster A (killed primary)', String(ra.acked), String(ra.lost), String(ra.overlaps)]);
     safety.push(['e. cluster B (untouched)', String(rb.acked), String(rb.lost), String(rb.overlaps)]);
+  }
+
+  // f. The leader's node daemon crashes; its successor adopts what it ran.
+  if (runs('f')) {
+    const w = await startWriter('app');
+    const back: number[] = [];
+    const gapsF: number[] = [];
+    const quiet: number[] = [];
+    const changed: string[] = [];
+    for (let i = 0; i < opts.runs; i++) {
+      await until('acks through the router', 30_000, async () => (w.writer.acksSince(now() - 500).length > 0 ? true : undefined));
+      const before = leaderOf(await until('app streaming', 300_000, () => streaming('app', 3)));
+      const node = (await workload('app', before.name)).node;
+      const held = node.workloads.map((x) => ({ name: x.name, pid: x.pid }));
+      const quietFrom = now();
+      await sleep(5_000);
+      const t = now();
+      signal(node.pid, 'SIGKILL');
+      await until(`${node.name}'s daemon gone`, 10_000, async () => ((await procStat(node.pid))?.state !== undefined && (await procStat(node.pid))?.state !== 'Z' ? undefined : true), 20);
+      startDaemon(node.name);
+      const adopted = await until(`${node.name} back with its workloads adopted`, 120_000, async () => {
+        const n = (await nodes()).find((x) => x.name === node.name);
+        if (n === undefined || n.pid === node.pid) return undefined;
+        return held.every((h) => n.workloads.some((x) => x.name === h.name && x.pid === h.pid && x.state === 'running')) ? now() : undefined;
+      }, 50);
+      await sleep(Math.max(0, 5_000 - (now() - t)));
+      const end = now();
+      const after = leaderOf(await list('app'));
+      const g = gapMs(w.writer.acks, t, end);
+      const q = gapMs(w.writer.acks, quietFrom, t);
+      back.push((adopted - t) / 1000);
+      gapsF.push(g / 1000);
+      quiet.push(q / 1000);
+      if (after.name !== before.name || after.timeline !== before.timeline) changed.push(`run ${i + 1}: ${before.name} tl ${before.timeline} → ${after.name} tl ${after.timeline}`);
+      log(`f${i + 1}: ${node.name}'s daemon (pid ${node.pid}, running ${held.map((h) => h.name).join(', ')}) killed; registered again with every workload adopted after ${fmt((adopted - t) / 1000, 2)} s; max write gap ${fmt(g, 0)} ms (quiet 5 s before: ${fmt(q, 0)} ms); leader ${before.name} tl ${before.timeline} → ${after.name} tl ${after.timeline}`);
+    }
+    const res = await w.finish();
+    figures.push({ exercise: 'f. leader\'s node daemon SIGKILLed and started again: registered, every workload adopted (same PIDs)', values: back, unit: 's', note: changed.length === 0 ? 'leader and timeline unchanged in every run' : changed.join('; ') });
+    figures.push({ exercise: 'f. same: max write gap over 5 s from the kill', values: gapsF, unit: 's', note: `reference, 5 s quiet just before: median ${fmt(summarize(quiet).median, 3)} s` });
+    safety.push(['f. node daemon crash', String(res.acked), String(res.lost), String(res.overlaps)]);
   }
 
   const atEnd = machine();
