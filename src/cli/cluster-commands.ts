@@ -11,7 +11,7 @@ import { observationOf, parseStoredSpecs, planInputFromSnapshot } from '../contr
 import { readStateFile } from '../controller/state-file.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
 import { clusterPrefix, parseClusterView } from '../ha/index.js';
-import { formatSpecError, loadClusterSpec, parseClusterSpec } from '../spec/index.js';
+import { formatSpecError, loadClusterSpec, noticesForController, parseClusterSpec } from '../spec/index.js';
 import { readEtcdFiles } from './etcd-files.js';
 import { etcdOptionsFromEnv } from './target.js';
 
@@ -87,7 +87,7 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
     err('nothing was changed');
     return 2;
   }
-  for (const n of loaded.notices) err(formatSpecError(n));
+  for (const n of noticesForController(loaded.notices)) err(formatSpecError(n));
   const spec = loaded.spec;
   // The controller's members bootstrap with initdb: a spec that asks for another cluster's data
   // must not quietly get an empty cluster instead.

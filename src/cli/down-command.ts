@@ -5,6 +5,7 @@ import { signalPid, waitForExit } from '../core/process-info.js';
 import { findOrphans, stopOrphans } from '../controller/orphans.js';
 import { layoutPath, readLayout } from '../controller/runtime-layout.js';
 import { runningSupervisor } from '../controller/local-up.js';
+import { removeNodesNetwork } from '../controller/local-nodes.js';
 import { readStateFile } from '../controller/state-file.js';
 
 /** `warden down [--purge]`: stops what `up` started in DIR, by PID, and with --purge removes the data. */
@@ -34,6 +35,9 @@ export async function runDown(opts: { dir?: string; purge: boolean }): Promise<n
     stoppedSomething = true;
   }
   out(stoppedSomething ? 'stopped' : `nothing running in ${dir}`);
+  // `--netns`: the namespaces go with the processes (`up` builds them again).
+  const network = removeNodesNetwork(layout);
+  if (network !== undefined) out(`removed the network namespaces ${network}`);
   if (opts.purge) {
     // Only a directory that `warden up` created is removed.
     if (existsSync(layoutPath(dir))) {

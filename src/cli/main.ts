@@ -50,8 +50,10 @@ export function buildCli(): Command {
     .option('--dir <dir>', 'runtime directory', '.warden')
     .option('--source-dir <dir>', "with spec.dataSource: the runtime dir of the cluster whose backups the new cluster starts from")
     .option('--nodes <count|nodes.yaml>', 'run etcd and node daemons (default 3 nodes: node-1..3 in zones a, b, c) and apply the spec to them, as across hosts')
-    .action(async (o: { file?: string; dir: string; sourceDir?: string; nodes?: string }) => {
-      process.exitCode = await runUp({ ...(o.file === undefined ? {} : { file: o.file }), ...(o.sourceDir === undefined ? {} : { sourceDir: o.sourceDir }), ...(o.nodes === undefined ? {} : { nodes: o.nodes }), dir: o.dir, color: useColor }).catch(explainUpError);
+    .option('--netns', 'with --nodes (implied: 3 nodes), as root: each node daemon in a network namespace of its own, with its own address', false)
+    .action(async (o: { file?: string; dir: string; sourceDir?: string; nodes?: string; netns: boolean }) => {
+      const nodes = o.nodes ?? (o.netns ? '3' : undefined);
+      process.exitCode = await runUp({ ...(o.file === undefined ? {} : { file: o.file }), ...(o.sourceDir === undefined ? {} : { sourceDir: o.sourceDir }), ...(nodes === undefined ? {} : { nodes }), netns: o.netns, dir: o.dir, color: useColor }).catch(explainUpError);
     });
 
   program

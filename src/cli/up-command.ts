@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { eventually } from '../core/deadline.js';
-import { defaultLocalNodes, DEFAULT_LOCAL_NODES, MAX_LOCAL_NODES, prepareNodesRuntime, localSecrets, type LocalNodeSpec } from '../controller/local-nodes.js';
+import { defaultLocalNodes, DEFAULT_LOCAL_NODES, ensureNodesNetwork, MAX_LOCAL_NODES, prepareNodesRuntime, localSecrets, type LocalNodeSpec } from '../controller/local-nodes.js';
 import { loadNodesFile } from '../spec/load-spec-files.js';
 import { readControl, runApply } from './cluster-commands.js';
 import pc from 'picocolors';
@@ -12,7 +12,7 @@ import { readLayout } from '../controller/runtime-layout.js';
 import { findOrphans, stopOrphans } from '../controller/orphans.js';
 import { prepareRuntimeDir, runningSupervisor, startSupervisor } from '../controller/local-up.js';
 import { etcdClientFromState, readStateFile } from '../controller/state-file.js';
-import { defaultClusterSpec, formatSpecError, loadClusterSpec, type ClusterSpec } from '../spec/index.js';
+import { defaultClusterSpec, formatSpecError, loadClusterSpec, noticesForController, type ClusterSpec } from '../spec/index.js';
 import { setUpStanza } from './backup-commands.js';
 import type { DataSourcePlan } from '../controller/backup-runtime.js';
 import { resolveDataSource } from './data-source.js';
@@ -25,11 +25,12 @@ const UP_TIMEOUT_MS = 240_000;
 type Palette = ReturnType<typeof pc.createColors>;
 
 /** `warden up`: starts (or reports) the local runtime and returns once the cluster is healthy. Exit code. */
-export async function runUp(opts: { file?: string; dir?: string; sourceDir?: string; nodes?: string; color: boolean }): Promise<number> {
+export async function runUp(opts: { file?: string; dir?: string; sourceDir?: string; nodes?: string; netns?: boolean; color: boolean }): Promise<number> {
   const out = (s: string): void => void process.stdout.write(`${s}\n`);
   const c: Palette = pc.createColors(opts.color);
   const dir = resolve(opts.dir ?? '.warden');
   let spec: ClusterSpec = defaultClusterSpec();
+  const nodesMode = opts.nodes !== undefined || (await readLayout(dir))?.nodes !== undefined;
   if (opts.file !== undefined) {
     const loaded = await loadClusterSpec(opts.file);
     if (!loaded.ok) {
@@ -37,13 +38,14 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
       return 2;
     }
     spec = loaded.spec;
-    for (const n of loaded.notices) out(c.dim(`note: ${formatSpecError(n)}`));
+    // With --nodes the controller runs the spec: placement and router replicas are applied.
+    for (const n of nodesMode ? noticesForController(loaded.notices) : loaded.notices) out(c.dim(`note: ${formatSpecError(n)}`));
   }
   if (opts.sourceDir !== undefined && spec.dataSource === undefined) {
     process.stderr.write(`warden up: --source-dir names the runtime dir of the cluster in spec.dataSource.postgresCluster, and ${opts.file ?? 'the default spec'} has none\n`);
     return 2;
   }
-  if (opts.nodes !== undefined || (await readLayout(dir))?.nodes !== undefined) return runUpNodes({ ...opts, dir, spec }, c, out);
+  if (nodesMode) return runUpNodes({ ...opts, dir, spec }, c, out);
   const running = await runningSupervisor(dir);
   if (running !== undefined) {
     out(`A cluster is already running in ${dir} (supervisor pid ${running}).`);
@@ -158,7 +160,7 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
  * applied as `warden apply --dir DIR --wait` would (docs/architecture.md, "Nodes on one machine").
  * On a running runtime, `-f` applies the file: a changed spec (replicas 3 → 5) is carried out.
  */
-async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string; nodes?: string; spec: ClusterSpec }, c: Palette, out: (s: string) => void): Promise<number> {
+async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string; nodes?: string; netns?: boolean; spec: ClusterSpec }, c: Palette, out: (s: string) => void): Promise<number> {
   const { dir, spec } = opts;
   const err = (s: string): void => void process.stderr.write(`warden up: ${s}\n`);
   if (spec.backups !== undefined || spec.dataSource !== undefined || opts.sourceDir !== undefined) {
@@ -182,6 +184,9 @@ async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string
   } else if (opts.nodes !== undefined) {
     out(c.dim(`note: ${dir} keeps the ${prior?.nodes?.length ?? 0} nodes it was made with; --nodes ${opts.nodes} applies to a new dir`));
   }
+  if (opts.netns === true && prior !== undefined && prior.netns === undefined) {
+    out(c.dim(`note: ${dir} was made without --netns and keeps its nodes on 127.0.0.1; --netns applies to a new dir`));
+  }
   const running = await runningSupervisor(dir);
   if (running === undefined) {
     if (prior !== undefined) {
@@ -191,8 +196,10 @@ async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string
         await stopOrphans(orphans);
       }
     }
-    const layout = await prepareNodesRuntime(dir, prior === undefined ? spec : { ...spec, name: prior.cluster }, nodes.length > 0 ? nodes : defaultLocalNodes(DEFAULT_LOCAL_NODES));
+    const layout = await prepareNodesRuntime(dir, prior === undefined ? spec : { ...spec, name: prior.cluster }, nodes.length > 0 ? nodes : defaultLocalNodes(DEFAULT_LOCAL_NODES), { netns: opts.netns === true });
+    ensureNodesNetwork(layout);
     out(`${c.bold('warden up')}: ${layout.nodes?.length ?? 0} node daemons (${(layout.nodes ?? []).map((n) => n.name).join(', ')}) and ${layout.etcd.members.length} etcd members, in ${dir}`);
+    if (layout.netns !== undefined) out(`network namespaces on ${layout.netns.subnet}: ${layout.netns.hosts.map((h) => `${h.name} ${h.ip} (ns ${h.ns})`).join(', ')}; etcd and this machine at ${layout.netns.testerIp}`);
     const pid = startSupervisor(dir);
     out(`supervisor started (pid ${pid}); logs in ${dir}/supervisor.log and ${dir}/nodes/*.log`);
   } else {

@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { decodeJson, list, obj, port } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
+import { NetnsNetwork, netnsToolsUnavailable } from '../core/netns.js';
 import type { EtcdClient } from '../dcs/etcd-client.js';
 import type { EtcdClusterSpec } from '../dcs/etcd-server.js';
 import { clusterPrefix, parseClusterView } from '../ha/index.js';
@@ -37,12 +38,12 @@ export function defaultLocalNodes(count: number): LocalNodeSpec[] {
 }
 
 /** The node.yaml of one local node daemon (its fields: README, "Nodes and a controller"). */
-export function localNodeConfig(n: LocalNodeSpec, nodeDir: string, etcd: EtcdClusterSpec, auth: RuntimeEtcdAuth, restartDelaySeconds: number): string {
+export function localNodeConfig(n: LocalNodeSpec, nodeDir: string, etcd: EtcdClusterSpec, auth: RuntimeEtcdAuth, restartDelaySeconds: number, address: string = HOST): string {
   return stringify({
     name: n.name,
     dir: nodeDir,
     etcd: { endpoints: etcd.members.map((m) => m.clientUrl), username: auth.username, password_file: auth.passwordFile },
-    address: HOST,
+    address,
     labels: n.labels,
     taints: n.taints.map((t) => ({ key: t.key, ...(t.value === undefined ? {} : { value: t.value }), effect: t.effect })),
     restartDelaySeconds,
@@ -54,35 +55,46 @@ export function localNodeConfig(n: LocalNodeSpec, nodeDir: string, etcd: EtcdClu
 /**
  * Writes the runtime dir for `--nodes` the first time (etcd ports, secrets, one node.yaml per node,
  * runtime.json with `nodes` and no static members), or returns the existing layout (ports and data
- * reused; its nodes stay as they were made).
+ * reused; its nodes stay as they were made). With `netns`, each node gets a network namespace and an
+ * address of its own (10.213.N.1…) and etcd listens on the root namespace's address on their bridge;
+ * the network itself is built by `ensureNodesNetwork` (here only named).
  */
-export async function prepareNodesRuntime(dirArg: string, spec: ClusterSpec, nodes: readonly LocalNodeSpec[]): Promise<RuntimeLayout> {
+export async function prepareNodesRuntime(dirArg: string, spec: ClusterSpec, nodes: readonly LocalNodeSpec[], opts: { netns?: boolean } = {}): Promise<RuntimeLayout> {
   const dir = resolve(dirArg);
   preflight();
   const existing = await readLayout(dir);
   if (existing !== undefined) {
     if (existing.nodes === undefined) throw new WardenError('conflict', `${dir} was set up without --nodes (a static cluster under the supervisor): use another --dir, or \`warden down --purge\` first`);
+    // Its network first (gone after a reboot): etcd's ports are on it.
+    ensureNodesNetwork(existing);
     await checkEtcdPortsFree(existing.etcd);
     return existing;
+  }
+  if (opts.netns === true) {
+    const why = netnsToolsUnavailable();
+    if (why !== undefined) throw new WardenError('config-invalid', `--netns: ${why}`);
   }
   await mkdir(dir, { recursive: true, mode: 0o755 });
   const { etcdAuth, pgpassFile } = await writeRuntimeSecrets(dir);
   const take = await portTaker(spec.etcdMembers * 2);
-  const etcd = await prepareLocalEtcd(dir, spec, take);
+  const network = opts.netns === true ? new NetnsNetwork(nodes.map((n, i) => ({ name: n.name, suffix: i + 1 }))).plan : undefined;
+  const etcd = await prepareLocalEtcd(dir, spec, take, network?.testerIp ?? HOST);
   const runtimeNodes: RuntimeNode[] = [];
   for (const n of nodes) {
     // 0755: the PostgreSQL run user traverses it to its members' directories.
     const nodeDir = join(dir, 'nodes', n.name);
     await mkdir(nodeDir, { recursive: true, mode: 0o755 });
     const configFile = `${nodeDir}.yaml`;
-    await writeFile(configFile, localNodeConfig(n, nodeDir, etcd, etcdAuth, spec.restartDelaySeconds), { mode: 0o600 });
-    runtimeNodes.push({ name: n.name, dir: nodeDir, configFile, logFile: `${nodeDir}.log`, outFile: `${nodeDir}.out` });
+    const host = network?.hosts.find((h) => h.name === n.name);
+    await writeFile(configFile, localNodeConfig(n, nodeDir, etcd, etcdAuth, spec.restartDelaySeconds, host?.ip ?? HOST), { mode: 0o600 });
+    runtimeNodes.push({ name: n.name, dir: nodeDir, configFile, logFile: `${nodeDir}.log`, outFile: `${nodeDir}.out`, ...(host === undefined ? {} : { netns: host.ns }) });
   }
   const layout: RuntimeLayout = {
     cluster: spec.name,
     etcd,
     members: [],
     nodes: runtimeNodes,
+    ...(network === undefined ? {} : { netns: network }),
     restartDelaySeconds: spec.restartDelaySeconds,
     etcdAuth,
     superuser: 'postgres',
@@ -91,6 +103,27 @@ export async function prepareNodesRuntime(dirArg: string, spec: ClusterSpec, nod
   };
   await writeLayout(dir, layout);
   return layout;
+}
+
+/**
+ * Builds the runtime's network namespaces when the layout names some and they are not there (a new
+ * dir, or after a reboot); a network left half-built is removed first. No-op without `--netns`.
+ */
+export function ensureNodesNetwork(layout: RuntimeLayout): void {
+  if (layout.netns === undefined) return;
+  const network = NetnsNetwork.fromPlan(layout.netns);
+  if (network.exists()) return;
+  const why = netnsToolsUnavailable();
+  if (why !== undefined) throw new WardenError('config-invalid', `the runtime's nodes run in network namespaces: ${why}`);
+  network.destroySync();
+  network.build({ destroyOnExit: false });
+}
+
+/** `warden down`: ends what is left in the runtime's namespaces and removes them, the veth and the route. */
+export function removeNodesNetwork(layout: RuntimeLayout): string | undefined {
+  if (layout.netns === undefined) return undefined;
+  NetnsNetwork.fromPlan(layout.netns).destroySync();
+  return `${layout.netns.subnet}: ${[layout.netns.bridgeNs, ...layout.netns.hosts.map((h) => h.ns)].join(', ')}`;
 }
 
 /**
@@ -125,7 +158,13 @@ export async function nodesState(
   const raw = await client.range(prefix, { timeoutMs: 3_000 });
   const view = parseClusterView(prefix, raw.revision, raw.kvs);
   const records = [...snap.nodes.values()].map((n) => n.record);
-  const nodes: StateNode[] = (layout.nodes ?? []).map((n) => ({ name: n.name, labels: records.find((r) => r.name === n.name)?.labels ?? {}, pid: nodePids.get(n.name) ?? null, dir: n.dir }));
+  const nodes: StateNode[] = (layout.nodes ?? []).map((n) => ({
+    name: n.name,
+    labels: records.find((r) => r.name === n.name)?.labels ?? {},
+    pid: nodePids.get(n.name) ?? null,
+    dir: n.dir,
+    address: layout.netns?.hosts.find((h) => h.name === n.name)?.ip ?? HOST,
+  }));
   const placed = new Map<string, { node: string; dir: string; pid: number | null }>();
   const routers: StateRouterAt[] = [];
   for (const r of records) {

@@ -186,13 +186,13 @@ export async function writeRuntimeSecrets(dir: string): Promise<RuntimeSecretFil
  * etcd's fsync for over 2 s under pgbench, longer than the 2 s lease, and every agent lost its
  * lease at once. A reboot loses this state (warden up then says so); the logs stay in DIR/etcd.
  */
-export async function prepareLocalEtcd(dir: string, spec: Pick<ClusterSpec, 'name' | 'etcdMembers'>, take: () => number): Promise<EtcdClusterSpec> {
+export async function prepareLocalEtcd(dir: string, spec: Pick<ClusterSpec, 'name' | 'etcdMembers'>, take: () => number, host: string = HOST): Promise<EtcdClusterSpec> {
   const etcdDataRoot = existsSync('/dev/shm') ? join('/dev/shm', `warden-etcd-${spec.name}-${randomBytes(4).toString('hex')}`) : join(dir, 'etcd', 'data');
   const etcd: EtcdClusterSpec = {
     token: `warden-${spec.name}-${randomBytes(4).toString('hex')}`,
     members: Array.from({ length: spec.etcdMembers }, (_, i) => {
       const name = `etcd${i + 1}`;
-      return { name, clientUrl: `http://${HOST}:${take()}`, peerUrl: `http://${HOST}:${take()}`, dataDir: join(etcdDataRoot, name), logFile: join(dir, 'etcd', name, 'etcd.log') };
+      return { name, clientUrl: `http://${host}:${take()}`, peerUrl: `http://${host}:${take()}`, dataDir: join(etcdDataRoot, name), logFile: join(dir, 'etcd', name, 'etcd.log') };
     }),
   };
   for (const m of etcd.members) {

@@ -6,6 +6,7 @@ import { decodeJson, list, num, obj, oneOf, optional, port, str, type Decoder } 
 import { WardenError } from '../core/errors.js';
 import { writeFileAtomically } from './state-file.js';
 import type { EtcdClusterSpec } from '../dcs/etcd-server.js';
+import type { NetnsPlan } from '../core/netns.js';
 
 /** One member of a local runtime: its ports and files, fixed at the first `up` and reused after. */
 export interface RuntimeMember {
@@ -82,6 +83,8 @@ export interface RuntimeNode {
   readonly logFile: string;
   /** The daemon's stdout and stderr. */
   readonly outFile: string;
+  /** `--netns`: the network namespace the daemon runs in (its address is in its node.yaml). */
+  readonly netns?: string;
 }
 
 /** DIR/runtime.json: everything the supervisor needs to (re)start the same cluster. */
@@ -94,6 +97,8 @@ export interface RuntimeLayout {
    * controller places the members (`members` is then empty, and there is no `router`).
    */
   readonly nodes?: readonly RuntimeNode[];
+  /** `warden up --nodes --netns`: the network the node daemons run in (src/core/netns.ts); `down` removes it. */
+  readonly netns?: NetnsPlan;
   /** Absent in dirs made before routers existed; `up` adds it. */
   readonly router?: RuntimeRouter;
   readonly restartDelaySeconds: number;
@@ -151,7 +156,8 @@ const RUNTIME_LAYOUT: Decoder<RuntimeLayout> = obj({
       pgbackrest: optional(obj({ configFile: str, configText: str, lockPath: str, logPath: str, spoolPath: str })),
     }),
   ),
-  nodes: optional(list(obj({ name: str, dir: str, configFile: str, logFile: str, outFile: str }))),
+  nodes: optional(list(obj({ name: str, dir: str, configFile: str, logFile: str, outFile: str, netns: optional(str) }))),
+  netns: optional(obj({ subnet: str, testerIp: str, bridgeNs: str, hostVeth: str, hosts: list(obj({ name: str, ns: str, ip: str })) })),
   router: optional(obj({ host: str, rwPort: port, roPort: port, adminPort: port, dir: str, configFile: str, logFile: str })),
   restartDelaySeconds: num({ min: 0 }),
   etcdAuth: optional(obj({ username: str, passwordFile: str, rootPasswordFile: str })),

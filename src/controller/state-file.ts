@@ -26,6 +26,8 @@ export interface StateNode {
   readonly labels: Readonly<Record<string, string>>;
   readonly pid: number | null;
   readonly dir: string;
+  /** Its address (`--netns`: the node's own in its namespace; else 127.0.0.1). */
+  readonly address?: string;
 }
 
 /** The local runtime's router as recorded for other tools: `rw` and `ro` are where clients connect. */
@@ -93,7 +95,7 @@ const STATE_FILE: Decoder<StateFile> = obj({
   members: list(obj({ name: str, apiUrl: str, host: str, port, dataDir: str, agentPid: pid, node: optional(str), dir: optional(str) })),
   router: nullable(obj({ rw: hostPort, ro: hostPort, admin: optional(hostPort), pid: optional(pid), node: optional(str), dir: optional(str) })),
   routers: optional(list(obj({ rw: hostPort, ro: hostPort, admin: optional(hostPort), pid: optional(pid), node: str, dir: str }))),
-  nodes: optional(list(obj({ name: str, labels: LABEL_MAP, pid, dir: str }))),
+  nodes: optional(list(obj({ name: str, labels: LABEL_MAP, pid, dir: str, address: optional(str) }))),
   supervisorPid: pid,
   etcdPids: optional(list(pid)),
   etcdAuth: optional(obj({ username: str, passwordFile: str })),

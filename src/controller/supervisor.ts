@@ -160,7 +160,7 @@ class Supervisor {
 
   private startNode(n: RuntimeNode): void {
     if (this.stopping) return;
-    const child = spawnWarden(['node', '--config', n.configFile], n.outFile);
+    const child = spawnWarden(['node', '--config', n.configFile], n.outFile, n.netns === undefined ? {} : { netns: n.netns });
     this.nodes.set(n.name, child);
     this.log.info({ node: n.name, pid: child.pid }, 'node daemon started');
     void this.writeState();

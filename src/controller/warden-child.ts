@@ -25,12 +25,15 @@ export function wardenArgv(args: readonly string[], nodeFlags: readonly string[]
 export const AGENT_NODE_FLAGS: readonly string[] = ['--lite-mode'];
 
 /**
- * Starts `warden <args>` with stdout and stderr appended to `outFile`. `detached` gives it a session
+ * Starts `warden <args>` with stdout and stderr appended to `outFile`, inside network namespace
+ * `netns` when given. `detached` gives it a session
  * of its own (setsid): with Linux's autogroup scheduling it then gets a CPU share of its own. The
  * caller must listen for 'exit' (and 'error') and wait on it.
  */
-export function spawnWarden(args: readonly string[], outFile: string, opts: { nodeFlags?: readonly string[]; detached?: boolean; argv?: typeof wardenArgv } = {}): ChildProcess {
-  const { command, args: argv } = (opts.argv ?? wardenArgv)(args, opts.nodeFlags ?? []);
+export function spawnWarden(args: readonly string[], outFile: string, opts: { nodeFlags?: readonly string[]; detached?: boolean; argv?: typeof wardenArgv; netns?: string } = {}): ChildProcess {
+  const w = (opts.argv ?? wardenArgv)(args, opts.nodeFlags ?? []);
+  // `ip netns exec` execs the program in the namespace: the child's PID is Warden's own.
+  const { command, args: argv } = opts.netns === undefined ? w : { command: 'ip', args: ['netns', 'exec', opts.netns, w.command, ...w.args] };
   const out = openSync(outFile, 'a');
   try {
     return spawn(command, argv, { stdio: ['ignore', out, out], env: process.env, ...(opts.detached === true ? { detached: true } : {}) });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DEFAULT_DYNAMIC_CONFIG } from '../ha/dynamic-config.js';
-import { defaultClusterSpec, formatSpecError, loadClusterSpec, parseClusterSpec } from './index.js';
+import { defaultClusterSpec, formatSpecError, loadClusterSpec, noticesForController, parseClusterSpec } from './index.js';
 import type { ClusterSpec, SpecError } from './index.js';
 
 /** Parses and fails the test with the formatted errors when the spec is rejected. */
@@ -186,6 +186,16 @@ describe('cluster spec: accepted files', () => {
     const { spec, notices } = accept(`${header}spec:\n  instances:\n    - replicas: 3\n`);
     assert.deepEqual(spec, defaultClusterSpec());
     assert.deepEqual(notices, []);
+  });
+
+  it('where the controller runs the spec, the notices about placement and router replicas are dropped (it applies them); the others stay', () => {
+    const r = parseClusterSpec(CRUNCHY.replace('  instances:\n', '  proxy:\n    router:\n      replicas: 2\n  instances:\n'), 'cluster.yaml');
+    if (!r.ok) assert.fail(r.errors.map(formatSpecError).join('\n'));
+    const all = r.notices.map((n) => n.field);
+    assert.ok(all.includes('spec.proxy.router.replicas') && all.includes('spec.instances[0].affinity'), all.join(', '));
+    const kept = noticesForController(r.notices).map((n) => n.field);
+    assert.ok(!kept.includes('spec.proxy.router.replicas') && !kept.includes('spec.instances[0].affinity') && !kept.includes('metadata.namespace'), kept.join(', '));
+    assert.ok(kept.includes('spec.image') && kept.includes('spec.instances[0].dataVolumeClaimSpec'), kept.join(', '));
   });
 
   it('a Crunchy PostgresCluster parses, with notices for the Kubernetes-only fields', () => {

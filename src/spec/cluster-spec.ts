@@ -63,6 +63,16 @@ const DEFAULT_RESTART_DELAY_SECONDS = 5;
 const DEFAULT_NAMESPACE = 'default';
 /** Fields placement reads but the local runtime, which runs every member on one machine, does not. */
 const PLACEMENT_ONLY = 'used by `warden plan` for placement; not applied in the local runtime';
+const ONE_LOCAL_ROUTER = 'used by the controller (`warden apply`); the local runtime runs one router';
+
+/**
+ * The notices that concern only the static local runtime (`warden up` without `--nodes`): placement
+ * rules and router replicas, which the controller does apply. Dropped where the controller runs the
+ * spec (`warden apply`, `warden up --nodes`): there they would say the opposite of what happens.
+ */
+export function noticesForController<T extends { readonly message: string }>(notices: readonly T[]): T[] {
+  return notices.filter((n) => n.message !== PLACEMENT_ONLY && n.message !== ONE_LOCAL_ROUTER);
+}
 
 /** The spec `warden up` uses without a file: cluster "demo" with members demo-1..3 and default timings. */
 export function defaultClusterSpec(): ClusterSpec {
@@ -277,7 +287,7 @@ function readClusterSpec(reader: SpecReader, root: YamlValue): ClusterSpec | und
                           const n = reader.number(nv, ns, { integer: true, min: 0, max: MAX_ROUTER_REPLICAS });
                           if (n === undefined) return;
                           routerReplicas = n;
-                          reader.notice(ns, 'used by the controller (`warden apply`); the local runtime runs one router');
+                          reader.notice(ns, ONE_LOCAL_ROUTER);
                         },
                       },
                     });

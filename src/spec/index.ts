@@ -8,6 +8,7 @@ export {
   LOCAL_POSTGRES_VERSION,
   MAX_LOCAL_MEMBERS,
   MAX_ROUTER_REPLICAS,
+  noticesForController,
   parseClusterSpec,
   RECOMMENDED_API_VERSION,
 } from './cluster-spec.js';

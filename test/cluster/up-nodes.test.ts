@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { ListOutput } from '../../src/cli/list.js';
-import { readStateFile, type StateFile } from '../../src/controller/state-file.js';
+import type { StateFile } from '../../src/controller/state-file.js';
 import { eventually } from '../../src/core/deadline.js';
 import { isProcessAlive, processCommandLine, signalPid } from '../../src/core/process-info.js';
-import { runWarden, traversableTempDir } from '../support/cli.js';
+import { runWarden } from '../support/cli.js';
+import { NodesRuntimeUnderTest } from '../support/nodes-runtime.js';
 
 // `warden up --nodes 3`: the local runtime as etcd plus three node daemons on one machine, the code
 // path of a deployment across hosts — the spec applied as `warden apply` would, state.json with
@@ -19,12 +20,10 @@ const spec = (replicas: number): string =>
   `apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: shop\nspec:\n  instances:\n  - name: instance1\n    replicas: ${replicas}\n    affinity:\n      podAntiAffinity:\n        preferredDuringSchedulingIgnoredDuringExecution:\n        - weight: 100\n          podAffinityTerm:\n            labelSelector: { matchLabels: { warden.dev/cluster: shop } }\n            topologyKey: topology.kubernetes.io/zone\n`;
 
 describe('warden up --nodes: etcd and node daemons on one machine', { timeout: 900_000 }, () => {
-  let dir = '';
-  let runtime = '';
-  const pids = new Set<number>();
+  const rt = new NodesRuntimeUnderTest();
 
   const list = async (): Promise<ListOutput> => {
-    const r = await runWarden(['list', '--dir', runtime, '--format', 'json'], { timeoutMs: 15_000 });
+    const r = await runWarden(['list', '--dir', rt.runtime, '--format', 'json'], { timeoutMs: 15_000 });
     assert.equal(r.code, 0, r.stderr);
     return JSON.parse(r.stdout) as ListOutput;
   };
@@ -34,29 +33,16 @@ describe('warden up --nodes: etcd and node daemons on one machine', { timeout: 9
     const streaming = l.members.filter((m) => m.role !== 'leader' && m.state === 'streaming');
     return l.members.length === n && leaders.length === 1 && streaming.length === n - 1 ? l : undefined;
   };
-  const state = async (): Promise<StateFile> => {
-    const s = await readStateFile(runtime);
-    assert.ok(s !== undefined, 'no state.json');
-    for (const p of [s.supervisorPid, ...(s.nodes ?? []).map((n) => n.pid), ...s.members.map((m) => m.agentPid), ...(s.routers ?? []).map((r) => r.pid ?? null)]) if (typeof p === 'number') pids.add(p);
-    return s;
-  };
+  const state = (): Promise<StateFile> => rt.state();
 
-  before(async () => {
-    dir = await traversableTempDir('warden-up-nodes-');
-    runtime = join(dir, 'rt');
-  });
+  before(() => rt.create('warden-up-nodes-'));
 
-  after(async () => {
-    if (runtime !== '') await runWarden(['down', '--dir', runtime, '--purge'], { timeoutMs: 240_000 });
-    // Anything still alive that this test saw started is ended by its PID.
-    for (const pid of pids) if (await isProcessAlive(pid)) signalPid(pid, 'SIGKILL');
-    if (dir !== '') await rm(dir, { recursive: true, force: true });
-  });
+  after(() => rt.cleanup());
 
   it('brings up three node daemons and etcd, applies the spec, and records nodes, members and routers in state.json', async () => {
-    const file = join(dir, 'shop.yaml');
+    const file = join(rt.dir, 'shop.yaml');
     await writeFile(file, spec(3));
-    const r = await runWarden(['up', '--nodes', '3', '-f', file, '--dir', runtime], { timeoutMs: 400_000 });
+    const r = await runWarden(['up', '--nodes', '3', '-f', file, '--dir', rt.runtime], { timeoutMs: 400_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /3 node daemons \(node-1, node-2, node-3\)/);
     assert.match(r.stdout, /stored spec shop generation 1/);
@@ -71,11 +57,11 @@ describe('warden up --nodes: etcd and node daemons on one machine', { timeout: 9
     assert.deepEqual(s.members.map((m) => m.name), ['shop-1', 'shop-2', 'shop-3']);
     // The preferred zone spread puts one member on each node.
     assert.deepEqual(s.members.map((m) => m.node).sort(), ['node-1', 'node-2', 'node-3']);
-    for (const m of s.members) assert.ok(m.dir?.startsWith(join(runtime, 'nodes', m.node ?? '?', 'workloads', 'shop', 'members')) === true, `${m.name}: ${m.dir ?? 'no dir'}`);
+    for (const m of s.members) assert.ok(m.dir?.startsWith(join(rt.runtime, 'nodes', m.node ?? '?', 'workloads', 'shop', 'members')) === true, `${m.name}: ${m.dir ?? 'no dir'}`);
     assert.equal(s.routers?.length, 2);
     assert.deepEqual(s.router, s.routers?.[0]);
     // A client through the first router reaches the primary, with the password in the runtime dir.
-    const password = (await readFile(join(runtime, 'secrets', 'superuser.password'), 'utf8')).trim();
+    const password = (await readFile(join(rt.runtime, 'secrets', 'superuser.password'), 'utf8')).trim();
     const rw = s.router?.rw;
     assert.ok(rw !== undefined);
     const value = await eventually(async () => {
@@ -94,9 +80,9 @@ describe('warden up --nodes: etcd and node daemons on one machine', { timeout: 9
   });
 
   it('warden up -f with a changed spec on the running runtime carries it out (replicas 3 → 4)', async () => {
-    const file = join(dir, 'shop.yaml');
+    const file = join(rt.dir, 'shop.yaml');
     await writeFile(file, spec(4));
-    const r = await runWarden(['up', '-f', file, '--dir', runtime], { timeoutMs: 400_000 });
+    const r = await runWarden(['up', '-f', file, '--dir', rt.runtime], { timeoutMs: 400_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /already running/);
     assert.match(r.stdout, /stored spec shop generation 2/);
@@ -130,7 +116,7 @@ describe('warden up --nodes: etcd and node daemons on one machine', { timeout: 9
     const s = await state();
     const started = [s.supervisorPid, ...(s.nodes ?? []).map((n) => n.pid), ...s.members.map((m) => m.agentPid), ...(s.routers ?? []).map((r) => r.pid ?? null), ...(s.etcdPids ?? [])].filter((p): p is number => typeof p === 'number');
     assert.ok(started.length >= 1 + 3 + 4 + 2 + 3, `PIDs in state.json: ${started.join(', ')}`);
-    const r = await runWarden(['down', '--dir', runtime], { timeoutMs: 240_000 });
+    const r = await runWarden(['down', '--dir', rt.runtime], { timeoutMs: 240_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     const alive = (await Promise.all(started.map(async (p) => ((await isProcessAlive(p)) ? `${p}: ${(await processCommandLine(p))?.join(' ') ?? '?'}` : undefined)))).filter((p) => p !== undefined);
     assert.deepEqual(alive, [], 'processes still alive after warden down');
