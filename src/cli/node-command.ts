@@ -24,8 +24,14 @@ export async function runNodeCommand(configPath: string): Promise<number> {
   }
   for (const n of loaded.notices) process.stderr.write(`${formatSpecError(n)}\n`);
   const cfg = loaded.config;
-  const { auth } = readEtcdFiles({ ...(cfg.etcd.username === undefined ? {} : { username: cfg.etcd.username }), ...(cfg.etcd.passwordFile === undefined ? {} : { passwordFile: cfg.etcd.passwordFile }) });
-  const dcs = new EtcdClient({ endpoints: cfg.etcd.endpoints, defaultTimeoutMs: 5_000, ...(auth === undefined ? {} : { auth }) });
+  let files: ReturnType<typeof readEtcdFiles>;
+  try {
+    files = readEtcdFiles(cfg.etcd);
+  } catch (e) {
+    process.stderr.write(`warden node: ${configPath}: ${describeError(e)}\n`);
+    return 2;
+  }
+  const dcs = new EtcdClient({ endpoints: cfg.etcd.endpoints, defaultTimeoutMs: 5_000, ...files });
   const log = createLogger({ level: cfg.log.level, file: cfg.log.file, name: `node:${cfg.name}` });
   const daemon = new NodeDaemon(cfg, dcs, log, lookupRunUser());
   try {

@@ -152,6 +152,9 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
   const key = workloadKey(a);
   const host = cfg.address;
   const etcdAuth = cfg.etcd.username !== undefined && cfg.etcd.passwordFile !== undefined ? { username: cfg.etcd.username, passwordFile: cfg.etcd.passwordFile } : undefined;
+  // TLS towards etcd: the node's own files (paths, read by each workload when it starts).
+  const etcdTls = { ...(cfg.etcd.cacert === undefined ? {} : { cacert: cfg.etcd.cacert }), ...(cfg.etcd.cert === undefined ? {} : { cert: cfg.etcd.cert }), ...(cfg.etcd.key === undefined ? {} : { key: cfg.etcd.key }) };
+  const etcdFiles = { ...(etcdAuth ?? {}), ...etcdTls };
   if (a.kind === 'router') {
     const [rw, ro, admin] = await portsFor(cfg.dir, key, 3, host);
     if (rw === undefined || ro === undefined || admin === undefined) throw new WardenError('internal', 'no free ports for the router');
@@ -162,7 +165,7 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
       stringifyRouterConfig({
         cluster: a.cluster,
         etcdEndpoints: cfg.etcd.endpoints,
-        ...(etcdAuth === undefined ? {} : { etcdFiles: etcdAuth }),
+        ...(Object.keys(etcdFiles).length === 0 ? {} : { etcdFiles }),
         listen: { rw: { host, port: rw }, ro: { host, port: ro }, admin: { host, port: admin } },
         holdTimeoutMs: ROUTER_DEFAULTS.holdTimeoutMs,
         maxHeld: ROUTER_DEFAULTS.maxHeld,
@@ -203,6 +206,9 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
       cluster: a.cluster,
       'etcd.endpoints': [...cfg.etcd.endpoints],
       ...(etcdAuth === undefined ? {} : { 'etcd.username': etcdAuth.username, 'etcd.password_file': etcdAuth.passwordFile }),
+      ...(etcdTls.cacert === undefined ? {} : { 'etcd.cacert': etcdTls.cacert }),
+      ...(etcdTls.cert === undefined ? {} : { 'etcd.cert': etcdTls.cert }),
+      ...(etcdTls.key === undefined ? {} : { 'etcd.key': etcdTls.key }),
       'restapi.listen': { host, port: apiPort },
       'restapi.authentication.username': secrets.restApi.username,
       'restapi.authentication.password_file': restFile,

@@ -27,4 +27,23 @@ describe('parseNodeConfig', () => {
     const r = parseNodeConfig('labels: {}\n', 'node.yaml');
     assert.deepEqual(r.ok ? [] : r.errors.map((e) => e.field).sort(), ['dir', 'etcd.endpoints', 'name']);
   });
+
+  it('reads etcd TLS (CA, client certificate and key) for https:// endpoints', () => {
+    const r = parseNodeConfig('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [https://10.0.0.5:2379]\n  cacert: /etc/warden/etcd-ca.pem\n  cert: /etc/warden/etcd-client.pem\n  key: /etc/warden/etcd-client.key\n', 'node.yaml');
+    assert.ok(r.ok, r.ok ? '' : r.errors.map(formatSpecError).join('\n'));
+    assert.deepEqual(r.config.etcd, { endpoints: ['https://10.0.0.5:2379'], cacert: '/etc/warden/etcd-ca.pem', cert: '/etc/warden/etcd-client.pem', key: '/etc/warden/etcd-client.key' });
+  });
+
+  it('refuses TLS settings with http:// endpoints, a certificate without its key, and relative paths', () => {
+    const lines = (text: string): string[] => {
+      const r = parseNodeConfig(text, 'node.yaml');
+      return r.ok ? [] : r.errors.map(formatSpecError);
+    };
+    const http = lines('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [http://127.0.0.1:2379]\n  cacert: /etc/ca.pem\n');
+    assert.ok(http.some((l) => /^node\.yaml:1:1: etcd\.cacert: TLS settings need https:\/\/ etcd endpoints/.test(l)), http.join('\n'));
+    const half = lines('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [https://127.0.0.1:2379]\n  cert: /etc/c.pem\n');
+    assert.ok(half.some((l) => /etcd\.key: etcd\.cert and etcd\.key go together/.test(l)), half.join('\n'));
+    const rel = lines('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [https://127.0.0.1:2379]\n  cacert: ca.pem\n');
+    assert.ok(rel.some((l) => /^node\.yaml:5:3: etcd\.cacert: must be an absolute path/.test(l)), rel.join('\n'));
+  });
 });

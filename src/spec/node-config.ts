@@ -15,7 +15,19 @@ export interface NodeConfig {
   readonly name: string;
   /** Absolute: the daemon's own files and every workload's directory. */
   readonly dir: string;
-  readonly etcd: { readonly endpoints: readonly string[]; readonly username?: string; readonly passwordFile?: string };
+  /**
+   * etcd: endpoints, authentication (user + password file) and TLS (https:// endpoints only: the CA
+   * of etcd's certificate, a client certificate and key). The daemon passes the same files to the
+   * agents and routers it runs.
+   */
+  readonly etcd: {
+    readonly endpoints: readonly string[];
+    readonly username?: string;
+    readonly passwordFile?: string;
+    readonly cacert?: string;
+    readonly cert?: string;
+    readonly key?: string;
+  };
   /** The address workloads listen on and are reached at. */
   readonly address: string;
   readonly labels: Labels;
@@ -62,6 +74,9 @@ export function parseNodeConfig(text: string, file: string): ParseNodeConfigResu
   let endpoints: string[] | undefined;
   let username: string | undefined;
   let passwordFile: string | undefined;
+  let cacert: string | undefined;
+  let cert: string | undefined;
+  let key: string | undefined;
   let address: string = d.address;
   let labels: Labels = {};
   let taints: Taint[] = [];
@@ -106,6 +121,9 @@ export function parseNodeConfig(text: string, file: string): ParseNodeConfigResu
             },
             username: (uv, us) => (username = readStringValue(reader, uv, us)),
             password_file: (pv, ps) => (passwordFile = absolute(pv, ps)),
+            cacert: (tv, ts) => (cacert = absolute(tv, ts)),
+            cert: (tv, ts) => (cert = absolute(tv, ts)),
+            key: (tv, ts) => (key = absolute(tv, ts)),
           },
         });
         if (found && !hasKey(v, 'endpoints')) reader.missing({ ...s, field: 'etcd.endpoints' }, 'required: the etcd endpoints, e.g. [http://127.0.0.1:2379]');
@@ -141,13 +159,23 @@ export function parseNodeConfig(text: string, file: string): ParseNodeConfigResu
     if (!hasKey(root, 'etcd')) reader.missing({ ...rootSite, field: 'etcd.endpoints' }, 'required: the etcd endpoints, e.g. [http://127.0.0.1:2379]');
   }
   if (username === undefined && passwordFile !== undefined) reader.error({ ...rootSite, field: 'etcd.password_file' }, 'needs etcd.username');
+  if ((cert === undefined) !== (key === undefined)) reader.error({ ...rootSite, field: cert === undefined ? 'etcd.cert' : 'etcd.key' }, 'etcd.cert and etcd.key go together (a client certificate and its private key)');
+  const tlsField = cacert !== undefined ? 'etcd.cacert' : cert !== undefined ? 'etcd.cert' : key !== undefined ? 'etcd.key' : undefined;
+  if (tlsField !== undefined && endpoints?.some((e) => !e.startsWith('https://')) === true) reader.error({ ...rootSite, field: tlsField }, 'TLS settings need https:// etcd endpoints');
   if (reader.errors.length > 0 || name === undefined || dir === undefined || endpoints === undefined) return { ok: false, errors: sortSpecErrors(reader.errors) };
   return {
     ok: true,
     config: {
       name,
       dir,
-      etcd: { endpoints, ...(username === undefined ? {} : { username }), ...(passwordFile === undefined ? {} : { passwordFile }) },
+      etcd: {
+        endpoints,
+        ...(username === undefined ? {} : { username }),
+        ...(passwordFile === undefined ? {} : { passwordFile }),
+        ...(cacert === undefined ? {} : { cacert }),
+        ...(cert === undefined ? {} : { cert }),
+        ...(key === undefined ? {} : { key }),
+      },
       address,
       labels: Object.hasOwn(labels, HOSTNAME) ? labels : { ...labels, [HOSTNAME]: name },
       taints,

@@ -3,7 +3,6 @@ import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import type { ListOutput } from '../../src/cli/list.js';
 import { readLayout, type RuntimeLayout } from '../../src/controller/runtime-layout.js';
 import type { StateFile } from '../../src/controller/state-file.js';
@@ -12,6 +11,7 @@ import { isProcessAlive } from '../../src/core/process-info.js';
 import { runWarden } from '../support/cli.js';
 import { NetnsNetwork, netnsUnavailable } from '../support/netns-network.js';
 import { NodesRuntimeUnderTest } from '../support/nodes-runtime.js';
+import { probe } from '../support/pg-probe.js';
 
 // `warden up --nodes 3 --netns` (root): each node daemon in a network namespace of its own with its
 // own address on a private bridge, etcd on the root namespace's address on that bridge — several
@@ -80,20 +80,10 @@ describe('warden up --netns: node daemons in network namespaces of their own', {
     const rw = s.router?.rw;
     assert.ok(rw !== undefined && net.hosts.some((h) => h.ip === rw.host), `the router listens on a node's address (${rw?.host ?? 'none'})`);
     const password = (await readFile(join(rt.runtime, 'secrets', 'superuser.password'), 'utf8')).trim();
-    const primary = await eventually(async () => {
-      const c = new pg.Client({ host: rw.host, port: rw.port, user: 'postgres', password, database: 'postgres', connectionTimeoutMillis: 2_000, query_timeout: 3_000 });
-      c.on('error', () => undefined);
-      try {
-        await c.connect();
-        await c.query('CREATE TABLE IF NOT EXISTS netns_probe (v int)');
-        await c.query('INSERT INTO netns_probe VALUES (1)');
-        return (await c.query<{ a: string; r: boolean }>('SELECT host(inet_server_addr()) AS a, pg_is_in_recovery() AS r')).rows[0];
-      } catch {
-        return undefined;
-      } finally {
-        await c.end().catch(() => undefined);
-      }
-    }, { timeoutMs: 60_000, what: 'a write through the router' });
+    const primary = await eventually(
+      () => probe<{ a: string; r: boolean }>({ host: rw.host, port: rw.port, user: 'postgres', password }, 'CREATE TABLE IF NOT EXISTS netns_probe (v int)', 'INSERT INTO netns_probe VALUES (1)', 'SELECT host(inet_server_addr()) AS a, pg_is_in_recovery() AS r'),
+      { timeoutMs: 60_000, what: 'a write through the router' },
+    );
     assert.equal(primary.r, false, 'the router\'s read-write port reaches the primary');
     assert.equal(primary.a, l.members.find((m) => m.role === 'leader')?.host, 'the primary serves on its node\'s address');
   });

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import type { ListOutput } from '../../src/cli/list.js';
 import type { StateFile } from '../../src/controller/state-file.js';
 import { eventually } from '../../src/core/deadline.js';
 import { isProcessAlive, processCommandLine, signalPid } from '../../src/core/process-info.js';
 import { runWarden } from '../support/cli.js';
 import { NodesRuntimeUnderTest } from '../support/nodes-runtime.js';
+import { probe } from '../support/pg-probe.js';
 
 // `warden up --nodes 3`: the local runtime as etcd plus three node daemons on one machine, the code
 // path of a deployment across hosts — the spec applied as `warden apply` would, state.json with
@@ -65,16 +65,8 @@ describe('warden up --nodes: etcd and node daemons on one machine', { timeout: 9
     const rw = s.router?.rw;
     assert.ok(rw !== undefined);
     const value = await eventually(async () => {
-      const c = new pg.Client({ host: rw.host, port: rw.port, user: 'postgres', password, database: 'postgres', connectionTimeoutMillis: 2_000, query_timeout: 3_000 });
-      c.on('error', () => undefined);
-      try {
-        await c.connect();
-        return String((await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r);
-      } catch {
-        return undefined;
-      } finally {
-        await c.end().catch(() => undefined);
-      }
+      const row = await probe<{ r: boolean }>({ host: rw.host, port: rw.port, user: 'postgres', password }, 'SELECT pg_is_in_recovery() AS r');
+      return row === undefined ? undefined : String(row.r);
     }, { timeoutMs: 30_000, what: 'a connection through the router' });
     assert.equal(value, 'false', 'the router\'s read-write port reaches the primary');
   });
