@@ -284,6 +284,10 @@ async function runBackup(o: { dir: string; type: BackupType; repo?: string; wait
   const from = choice.standby ?? choice.primary;
   const record: RunningRecord = { type: o.type, from, primary: choice.primary, startedAtMs: Date.now(), pid: process.pid };
   if (o.format !== 'json') process.stdout.write(`${choice.reason}\n`);
+  if (choice.standby !== undefined) {
+    const note = await alignStandbyControlFile(rt, memberOf(rt.layout, choice.primary), memberOf(rt.layout, choice.standby));
+    if (note !== undefined && o.format !== 'json') process.stdout.write(`${note}\n`);
+  }
   const set = await withBackupLock(rt.target, record, (signal) =>
     rt.repo.backup(
       { primary: serverOf(memberOf(rt.layout, choice.primary)), ...(choice.standby === undefined ? {} : { standby: serverOf(memberOf(rt.layout, choice.standby)) }) },
@@ -365,6 +369,49 @@ const ARCHIVER_ROW = obj({
   failed_count: str,
   now_ms: str,
 });
+
+/**
+ * A standby's pg_control names the timeline of its last restartpoint, so for a while after a
+ * switchover or failover it still names the old one — and pgBackRest 2.45 then refuses to back up
+ * from it ("WAL timeline 2 does not match pg_control timeline 1", error 58; a backup right after a
+ * switchover failed this way in about one run in three). When that is so: a checkpoint on the
+ * primary (a checkpoint record on the present timeline), the standby replaying past it, and a
+ * checkpoint on the standby (a restartpoint there) bring its pg_control to the present timeline.
+ * Returns what was done, or undefined when nothing was needed. Bounded: 60 s for the replay.
+ */
+async function alignStandbyControlFile(rt: BackupRuntime, primary: RuntimeMember, standby: RuntimeMember): Promise<string | undefined> {
+  const password = (await readFile(join(rt.dir, 'secrets', 'superuser.password'), 'utf8')).trim();
+  const connect = async (m: RuntimeMember): Promise<pg.Client> => {
+    const c = new pg.Client({ host: m.host, port: m.pgPort, user: rt.layout.superuser, password, database: 'postgres', connectionTimeoutMillis: PG_QUERY_TIMEOUT_MS, query_timeout: PG_QUERY_TIMEOUT_MS * 6 });
+    c.on('error', () => undefined);
+    await c.connect();
+    return c;
+  };
+  const p = await connect(primary);
+  try {
+    const s = await connect(standby);
+    try {
+      const timelineOf = async (c: pg.Client, sql: string): Promise<number> => Number((await c.query<{ tl: string }>(sql)).rows[0]?.tl ?? Number.NaN);
+      const present = await timelineOf(p, "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text AS tl");
+      const control = await timelineOf(s, 'SELECT timeline_id::text AS tl FROM pg_control_checkpoint()');
+      if (!Number.isFinite(present) || control >= present) return undefined;
+      await p.query('CHECKPOINT');
+      const lsn = (await p.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]?.l ?? '0/0';
+      await eventually(async () => ((await s.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn])).rows[0]?.ok === true ? true : undefined), {
+        timeoutMs: 60_000,
+        intervalMs: 200,
+        what: `${standby.name} to replay the primary's checkpoint at ${lsn}`,
+      });
+      await s.query('CHECKPOINT');
+      const after = await timelineOf(s, 'SELECT timeline_id::text AS tl FROM pg_control_checkpoint()');
+      return `${standby.name}'s control file named timeline ${control} (the cluster is on ${present}): checkpoint on ${primary.name}, restartpoint on ${standby.name}; it names ${after} now`;
+    } finally {
+      await s.end().catch(() => undefined);
+    }
+  } finally {
+    await p.end().catch(() => undefined);
+  }
+}
 
 /** pg_stat_archiver on the primary, decoded. */
 async function archiverStatus(rt: BackupRuntime, host: string, port: number): Promise<{ point: RecoveryPoint; lastArchivedWal: string | null; lastArchivedAtMs: number | null; lastFailedWal: string | null; lastFailedAtMs: number | null; failedCount: number }> {
