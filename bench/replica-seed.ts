@@ -7,11 +7,11 @@
  *   npm run build && node --import tsx bench/replica-seed.ts [--scale 30] [--rounds 3] [--dir /var/tmp/warden-bench-replica-seed]
  *
  * Both clusters: 2 members, 1 etcd member, pgbench's database at --scale (≈ 15 MB per unit), no
- * writer. Time: from `warden reinit` to the replica streaming under a new postmaster. Bytes from
- * the primary: what the primary's walsender processes that started after the reinit wrote
- * (`wchar` of /proc/<pid>/io: the base backup's and the streaming's socket writes), sampled every
- * 20 ms (the last 20 ms of a walsender that exits can be missed). The clusters run one after the
- * other, never together.
+ * writer. Time: from `warden reinit` to the replica streaming under a new postmaster. Bytes read
+ * from the primary: what the primary's walsender processes that started after the reinit read
+ * (`rchar` of /proc/<pid>/io: the data files a base backup sends, the WAL the streaming sends; the
+ * socket sends themselves are not in /proc/<pid>/io), sampled every 20 ms (the last 20 ms of a
+ * walsender that exits can be missed). The clusters run one after the other, never together.
  */
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -51,17 +51,17 @@ async function walsenders(ppid: number): Promise<number[]> {
   return out;
 }
 
-/** Samples the walsenders of `postmaster` started after now: returns stop() → the bytes they wrote. */
+/** Samples the walsenders of `postmaster` started after now: returns stop() → the bytes they read. */
 function sampleWalsenders(postmaster: number, before: ReadonlySet<number>): { stop: () => Promise<number> } {
-  const wrote = new Map<number, number>();
+  const read = new Map<number, number>();
   let running = true;
   const loop = (async () => {
     while (running) {
       for (const pid of await walsenders(postmaster)) {
         if (before.has(pid)) continue;
         const io = await readFile(`/proc/${pid}/io`, 'utf8').catch(() => '');
-        const m = /^wchar: (\d+)$/m.exec(io);
-        if (m?.[1] !== undefined) wrote.set(pid, Math.max(wrote.get(pid) ?? 0, Number(m[1])));
+        const m = /^rchar: (\d+)$/m.exec(io);
+        if (m?.[1] !== undefined) read.set(pid, Math.max(read.get(pid) ?? 0, Number(m[1])));
       }
       await sleep(20);
     }
@@ -70,7 +70,7 @@ function sampleWalsenders(postmaster: number, before: ReadonlySet<number>): { st
     stop: async () => {
       running = false;
       await loop;
-      return [...wrote.values()].reduce((a, b) => a + b, 0);
+      return [...read.values()].reduce((a, b) => a + b, 0);
     },
   };
 }
@@ -136,7 +136,7 @@ async function measure(name: string, backups: boolean): Promise<{ rounds: Round[
     const agentLog = await readFile(join(dir, 'members', replica.name, 'agent.log'), 'utf8').catch(() => '');
     const how = agentLog.lastIndexOf('replica seeded from the backup repository') > agentLog.lastIndexOf('cloning with pg_basebackup') ? 'repository' : 'pg_basebackup';
     rounds.push({ seconds, mb, how });
-    log(`${name} round ${i + 1}: ${replica.name} re-created by ${how} in ${fmt(seconds, 2)} s; the primary sent ${fmt(mb, 1)} MB`);
+    log(`${name} round ${i + 1}: ${replica.name} re-created by ${how} in ${fmt(seconds, 2)} s; the primary's walsenders read ${fmt(mb, 1)} MB`);
   }
   await cleanup();
   return { rounds, dbMb };
@@ -155,7 +155,7 @@ await runBench(async () => {
   process.stdout.write(`${machineLine('start', m0)}\n${machineLine('end', m1)}\n\n`);
   process.stdout.write(
     `warden reinit of a replica, 2 members, pgbench scale ${opts.scale}, ${opts.rounds} rounds each:\n${table(
-      ['seeded', 'db MB', 'method seen', 'time median', 'time min–max', 'MB from primary median', 'min–max'],
+      ['seeded', 'db MB', 'method seen', 'time median', 'time min–max', 'MB read on the primary, median', 'min–max'],
       rows.map(([label, r]) => {
         const t = s(r.rounds, (x) => x.seconds);
         const b = s(r.rounds, (x) => x.mb);
