@@ -24,6 +24,8 @@ const PASS_INTERVAL_MS = 1_000;
 const ROUTER_RESTART_DELAY_MS = 1_000;
 const AGENT_STOP_GRACE_MS = 60_000;
 const ROUTER_STOP_GRACE_MS = 10_000;
+/** How long a workload of this kind gets to stop on SIGTERM before SIGKILL. */
+const stopGraceMs = (kind: 'member' | 'router'): number => (kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS);
 
 /** A workload process an earlier run of this daemon left running, found at start. */
 interface Leftover {
@@ -220,7 +222,7 @@ export class NodeDaemon {
       }
       if (this.stopping || w.removing) return;
       this.log.warn({ workload: key, pid: left.pid }, 'the workload left running does not match its assignment (another cluster uid, or its files are gone): stopping it and starting it afresh');
-      await stopPid(left.pid, this.stopGraceMs(w));
+      await stopPid(left.pid, stopGraceMs(w.assignment.kind));
       w.adoptedPid = undefined;
       this.startWorkload(key, w);
     })().catch((e: unknown) => {
@@ -244,7 +246,7 @@ export class NodeDaemon {
 
   /** Stops a leftover that nothing assigns here any more, and retires its directory like any unassigned workload's. */
   private removeLeftover(key: string, left: Leftover): void {
-    const grace = left.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS;
+    const grace = stopGraceMs(left.kind);
     this.log.info({ workload: key, pid: left.pid }, 'stopping a workload left running that is no longer assigned to this node');
     const p = stopPid(left.pid, grace)
       .then(() => this.retireDir(left.kind, left.dir, `${left.cluster}-${left.name}`, 'no longer assigned to this node'))
@@ -323,14 +325,10 @@ export class NodeDaemon {
     return w.assignment.kind === 'member' ? this.cfg.restartDelaySeconds * 1000 : ROUTER_RESTART_DELAY_MS;
   }
 
-  private stopGraceMs(w: Workload): number {
-    return w.assignment.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS;
-  }
-
   /** Stops the workload's process, our child or adopted; resolves once it has exited. */
   private stopProcess(w: Workload): Promise<void> {
-    if (isChildRunning(w.child)) return stopChild(w.child, this.stopGraceMs(w));
-    return w.adoptedPid === undefined ? Promise.resolve() : stopPid(w.adoptedPid, this.stopGraceMs(w));
+    if (isChildRunning(w.child)) return stopChild(w.child, stopGraceMs(w.assignment.kind));
+    return w.adoptedPid === undefined ? Promise.resolve() : stopPid(w.adoptedPid, stopGraceMs(w.assignment.kind));
   }
 
   /** A workload's process ended (our child's exit, or an adopted one gone): started again after the delay. */
@@ -443,7 +441,7 @@ export class NodeDaemon {
     await Promise.all([
       ...[...this.workloads.values()].map((w) => this.stopProcess(w)),
       // Found at start but not yet adopted (no pass ran): a stop stops them as well.
-      ...[...this.leftovers.values()].map((l) => stopPid(l.pid, l.kind === 'member' ? AGENT_STOP_GRACE_MS : ROUTER_STOP_GRACE_MS)),
+      ...[...this.leftovers.values()].map((l) => stopPid(l.pid, stopGraceMs(l.kind))),
     ]);
     // Revoked, the node key goes at once; otherwise it expires within the lease ttl.
     if (this.leaseId !== undefined) await this.dcs.revokeLease(this.leaseId, { timeoutMs: 3_000 }).catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'could not revoke the node lease; the node key expires with it'));

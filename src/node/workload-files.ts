@@ -109,16 +109,19 @@ export async function adoptableFiles(cfg: NodeConfig, a: Assignment): Promise<Wo
   if (marker?.ok !== true) return undefined;
   const m = marker.value;
   if (m.cluster !== a.cluster || m.clusterUid !== a.clusterUid || m.kind !== a.kind || m.name !== a.name) return undefined;
-  const host = cfg.address;
-  const [first, second] = m.ports;
-  if (a.kind === 'router') {
-    const configFile = join(dir, 'router.yaml');
-    if (m.ports.length !== 3 || first === undefined || !existsSync(configFile)) return undefined;
-    return { dir, configFile, outFile: join(dir, 'router.out'), pidFile: join(dir, 'pid'), address: `${host}:${first}`, notes: [] };
-  }
-  const configFile = join(dir, 'agent.yaml');
-  if (m.ports.length !== 2 || second === undefined || !existsSync(configFile)) return undefined;
-  return { dir, configFile, outFile: join(dir, 'agent.out'), pidFile: join(dir, 'pid'), address: `http://${host}:${second}`, notes: [] };
+  if (m.ports.length !== (a.kind === 'router' ? 3 : 2)) return undefined;
+  const files = filesAt(dir, a.kind, cfg.address, m.ports, []);
+  return existsSync(files.configFile) ? files : undefined;
+}
+
+/**
+ * Where a workload's files are and where it is reached, from its ports (a router: rw, ro, admin —
+ * clients reach rw; a member: PostgreSQL, REST API — the daemon reaches the API).
+ */
+function filesAt(dir: string, kind: WorkloadKind, host: string, ports: readonly number[], notes: readonly string[]): WorkloadFiles {
+  const base = { dir, pidFile: join(dir, 'pid'), notes };
+  if (kind === 'router') return { ...base, configFile: join(dir, 'router.yaml'), outFile: join(dir, 'router.out'), address: `${host}:${ports[0] ?? 0}` };
+  return { ...base, configFile: join(dir, 'agent.yaml'), outFile: join(dir, 'agent.out'), address: `http://${host}:${ports[1] ?? 0}` };
 }
 
 /**
@@ -176,7 +179,7 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
       }),
       { mode: 0o644 },
     );
-    return { dir, configFile, outFile: join(dir, 'router.out'), pidFile: join(dir, 'pid'), address: `${host}:${rw}`, notes };
+    return filesAt(dir, 'router', host, [rw, ro, admin], notes);
   }
   if (secrets === undefined) throw new WardenError('not-found', `no secrets for cluster ${a.cluster} in etcd (/warden/_secrets/${a.cluster}): \`warden apply\` creates them`);
   const agent = a.agent;
@@ -227,5 +230,5 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
     }),
     { mode: 0o600 },
   );
-  return { dir, configFile, outFile: join(dir, 'agent.out'), pidFile: join(dir, 'pid'), address: `http://${host}:${apiPort}`, notes };
+  return filesAt(dir, 'member', host, [pgPort, apiPort], notes);
 }
