@@ -26,6 +26,12 @@ export interface ArchiveWatchDeps {
   readonly intervalMs: number;
   /** Bound of the query and of the DCS write. */
   readonly timeoutMs: number;
+  /**
+   * Creates the stanza in the repositories (idempotent: pgBackRest accepts an existing stanza of
+   * this cluster and refuses one of another). Given, it runs once per leadership before the first
+   * look, and again each look until it succeeds — node daemons have no `warden up` that does it.
+   */
+  readonly ensureStanza?: () => Promise<void>;
 }
 
 /** Polls the archiver on the leader; `current()` is the last health seen (undefined on a replica). */
@@ -34,6 +40,8 @@ export class ArchiveWatch {
   private runner: Periodic | undefined;
   private lastError: string | undefined;
   private lastBackupSeen: LastBackup | undefined;
+  private stanzaReady = false;
+  private lastStanzaError: string | undefined;
 
   constructor(private readonly deps: ArchiveWatchDeps) {}
 
@@ -61,8 +69,10 @@ export class ArchiveWatch {
     if (!d.isArchiving()) {
       this.last = undefined;
       this.lastBackupSeen = undefined;
+      this.stanzaReady = false;
       return;
     }
+    if (d.ensureStanza !== undefined && !this.stanzaReady) await this.createStanza(d.ensureStanza);
     if (d.lastBackupKey !== undefined) await this.readLastBackup(d.lastBackupKey);
     try {
       const rows = await d.pg.query(ARCHIVER_QUERY, [], d.timeoutMs);
@@ -78,6 +88,20 @@ export class ArchiveWatch {
       const why = describeError(e);
       if (why !== this.lastError) d.log.warn({ err: why }, 'archive: could not read or publish the archiver status');
       this.lastError = why;
+    }
+  }
+
+  private async createStanza(ensure: () => Promise<void>): Promise<void> {
+    const d = this.deps;
+    try {
+      await ensure();
+      this.stanzaReady = true;
+      this.lastStanzaError = undefined;
+      d.log.info({}, 'archive: the stanza exists in the backup repositories');
+    } catch (e) {
+      const why = describeError(e);
+      if (why !== this.lastStanzaError) d.log.error({ err: why }, 'archive: cannot create the stanza in the backup repositories: WAL is not archived until it exists (retried each look)');
+      this.lastStanzaError = why;
     }
   }
 

@@ -20,7 +20,7 @@ import { chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isWardenError } from '../core/errors.js';
 import { cancelledError } from '../postgres/progress.js';
-import { formatSpecError, loadAgentConfig } from '../spec/index.js';
+import { formatSpecError, loadAgentConfig, type AgentConfig } from '../spec/index.js';
 import { withRunAsUserDefault } from '../spec/agent-config.js';
 import { dataSourceRestorer } from './data-source-bootstrap.js';
 
@@ -132,6 +132,7 @@ export async function runAgentCommand(configFile: string): Promise<number> {
           log,
           intervalMs: ARCHIVE_WATCH_INTERVAL_MS,
           timeoutMs: ARCHIVE_WATCH_TIMEOUT_MS,
+          ...(cfg.postgres.archive.createStanza === true ? { ensureStanza: stanzaCreator(cfg.postgres, cfg.postgres.archive) } : {}),
         });
   // The leader's agent runs the backup schedules until a controller exists (docs/architecture.md, "Backups").
   const scheduler =
@@ -281,4 +282,18 @@ function raisePriority(log: { warn(obj: object, msg: string): void }): void {
   } catch (e) {
     log.warn({ err: describeError(e) }, 'could not raise the agent priority');
   }
+}
+
+/** How long one stanza-create may take (it reads pg_control and writes the repositories' info files). */
+const STANZA_CREATE_TIMEOUT_MS = 120_000;
+
+/**
+ * The leader's stanza-create (postgresql.archive.create_stanza, set by node daemons): this member's
+ * server as pg1, through its own pgbackrest.conf. pgBackRest leaves an existing stanza of this
+ * system as it is and refuses one made by another, naming both system ids.
+ */
+function stanzaCreator(pgCfg: AgentConfig['postgres'], archive: { pgbackrestConfig: string; stanza: string }): () => Promise<void> {
+  const identity = pgCfg.runAsUser === undefined ? undefined : identityOf(pgCfg.runAsUser);
+  const repo = new PgBackRestRepository({ stanza: archive.stanza, configFile: archive.pgbackrestConfig, ...(identity === undefined ? {} : { identity }) });
+  return () => repo.createStanza({ dataDir: pgCfg.dataDir, port: pgCfg.listen.port, socketDir: pgCfg.socketDir }, { timeoutMs: STANZA_CREATE_TIMEOUT_MS });
 }

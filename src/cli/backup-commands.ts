@@ -36,6 +36,7 @@ import { lagBytes, parseLsn } from '../core/lsn.js';
 import { PG_BIN_DIR } from '../controller/local-up.js';
 import { lookupRunUser, readLayout, type RuntimeBackup, type RuntimeLayout, type RuntimeMember } from '../controller/runtime-layout.js';
 import { wardenArgv } from '../controller/warden-child.js';
+import { readStateFile, type StateFile } from '../controller/state-file.js';
 import { clusterPrefix, KEYS, slotNameFor, type ClusterView, type HistoryEntry } from '../ha/index.js';
 import { LocalPostgres } from '../postgres/postgres-instance.js';
 import { describeTarget, PGBACKREST_AUTO_CONF_KEYS, recoverToTarget } from './recover-to-target.js';
@@ -47,6 +48,8 @@ const DEFAULT_BACKUP_TIMEOUT_S = 6 * 3600;
 const BACKUP_LEASE_MS = 15_000;
 const INFO_TIMEOUT_MS = 60_000;
 const PG_QUERY_TIMEOUT_MS = 5_000;
+/** pgBackRest info's status code of a stanza the repository does not hold (yet). */
+const MISSING_STANZA = 1;
 
 /** The local runtime's backup setup: its layout, repository and a client for it. */
 interface BackupRuntime {
@@ -55,6 +58,8 @@ interface BackupRuntime {
   readonly layout: RuntimeLayout;
   readonly backup: RuntimeBackup;
   readonly repo: PgBackRestRepository;
+  /** `--nodes`: the members are placed by the controller and run by node daemons. */
+  readonly onNodes: boolean;
 }
 
 /** Opens DIR's backup setup; a runtime without spec.backups.pgbackrest is told so. */
@@ -69,7 +74,35 @@ export async function openBackupRuntime(dirArg: string): Promise<BackupRuntime> 
   const target = await resolveTarget({ dir });
   const identity = lookupRunUser();
   const repo = new PgBackRestRepository({ stanza: backup.stanza, configFile: backup.configFile, ...(identity === undefined ? {} : { identity }) });
-  return { dir, target, layout, backup, repo };
+  // `--nodes`: the controller placed the members; state.json says where each one's files are.
+  const members = layout.nodes === undefined ? layout.members : nodesMembers(await readStateFile(dir), layout.cluster);
+  return { dir, target, layout: { ...layout, members }, backup, repo, onNodes: layout.nodes !== undefined };
+}
+
+/**
+ * The members of a `--nodes` runtime as the backup commands reach them: each one state.json places
+ * in a node's directory (DIR/nodes/<node>/workloads/<cluster>/members/<name>: its data, socket dir
+ * and the pgbackrest.conf its node daemon wrote).
+ */
+export function nodesMembers(state: StateFile | undefined, cluster: string): RuntimeMember[] {
+  if (state === undefined) throw new WardenError('not-found', `the runtime's state.json is missing: is its supervisor running (\`warden up\`)?`);
+  const out: RuntimeMember[] = [];
+  for (const m of state.members) {
+    if (m.dir === undefined || m.node === undefined) continue;
+    const apiPort = Number(new URL(m.apiUrl).port);
+    out.push({
+      name: m.name,
+      host: m.host,
+      pgPort: m.port,
+      apiPort,
+      memberDir: m.dir,
+      dataDir: join(m.dir, 'data'),
+      configFile: join(m.dir, 'agent.yaml'),
+      logFile: join(m.dir, 'agent.log'),
+    });
+  }
+  if (out.length === 0) throw new WardenError('not-found', `no member of cluster ${cluster} is placed on a node of this runtime yet (state.json lists none with a directory)`);
+  return out;
 }
 
 /** The server of a member as pgBackRest reaches it: data dir and unix socket. */
@@ -95,7 +128,16 @@ function memberOf(layout: RuntimeLayout, name: string): RuntimeMember {
 export async function setUpStanza(dirArg: string, leader: string, out: (s: string) => void): Promise<void> {
   const rt = await openBackupRuntime(dirArg);
   const primary = serverOf(memberOf(rt.layout, leader));
-  await rt.repo.createStanza(primary, { timeoutMs: 120_000 });
+  if (rt.onNodes) {
+    // The leader's agent creates it (postgresql.archive.create_stanza): two stanza-creates at once,
+    // under different lock paths, would write the same info files together.
+    await eventually(async () => {
+      const info = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS }).catch(() => undefined);
+      return info !== undefined && info.statusCode !== MISSING_STANZA ? true : undefined;
+    }, { timeoutMs: 180_000, intervalMs: 1_000, what: `the leader's agent (${leader}) to create stanza ${rt.backup.stanza} (see its agent.log)` });
+  } else {
+    await rt.repo.createStanza(primary, { timeoutMs: 120_000 });
+  }
   // check forces a WAL switch and waits for that segment in the repository: archiving works end to end.
   await rt.repo.check(primary, { timeoutMs: 180_000 });
   out(`backups: stanza ${rt.backup.stanza} ready; WAL is archived to ${rt.backup.repos.map((r) => r.path).join(', ')}`);

@@ -110,6 +110,13 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
     if (stored === undefined && (view.initialize !== undefined || view.members.size > 0)) {
       throw new WardenError('conflict', `cluster ${spec.name} has keys in this etcd but no stored spec: a \`warden up\` cluster, or a deleted one whose members are still being removed (\`warden get clusters\`); nothing was changed`);
     }
+    // Members get spec.backups when they are placed: a change under running members would leave
+    // some archiving and some not (or into other repositories) without anyone being told.
+    if (storedParsed?.ok === true && !isDeepStrictEqual(storedParsed.spec.backups, spec.backups)) {
+      err(`${o.file}: spec.backups: differs from the stored generation ${stored?.generation ?? 0} of cluster ${spec.name}; the backups of a running cluster cannot be changed yet (its members were placed with the stored one)`);
+      err('nothing was changed');
+      return 2;
+    }
     const plan = planCluster(planInputFromSnapshot(snap, parseStoredSpecs(snap), spec, generation, observationOf(view), new Map(), DEFAULT_NODE_LOST_MS));
     out(renderApplyPlan(spec.name, plan, snap.assignments.get(spec.name) ?? []));
     if (unchanged) {

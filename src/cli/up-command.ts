@@ -163,8 +163,8 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
 async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string; nodes?: string; netns?: boolean; spec: ClusterSpec }, c: Palette, out: (s: string) => void): Promise<number> {
   const { dir, spec } = opts;
   const err = (s: string): void => void process.stderr.write(`warden up: ${s}\n`);
-  if (spec.backups !== undefined || spec.dataSource !== undefined || opts.sourceDir !== undefined) {
-    err(`${spec.backups !== undefined ? 'spec.backups' : 'spec.dataSource'} is not run on node daemons yet: start this cluster without --nodes`);
+  if (spec.dataSource !== undefined || opts.sourceDir !== undefined) {
+    err('spec.dataSource is not run on node daemons yet: start this cluster without --nodes');
     return 2;
   }
   const prior = await readLayout(dir);
@@ -245,6 +245,21 @@ async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string
     return s !== undefined && s.members.length >= spec.members.length && s.members.every((m) => m.node !== undefined) ? true : undefined;
   }, { timeoutMs: 20_000, intervalMs: 500, what: 'state.json listing the members' }).catch(() => undefined);
   out(c.green('cluster is healthy'));
+  if (layout?.backup === undefined) {
+    if (spec.backups !== undefined && prior !== undefined) out(c.yellow(`note: spec.backups was not applied: ${dir} was set up without backups and keeps its layout (use a new --dir, or \`warden down --purge\` first)`));
+  } else {
+    // The leader's agent creates the stanza (node daemons set postgresql.archive.create_stanza);
+    // this checks that WAL reaches the repository and publishes the schedules, as a static `up` does.
+    const leader = (await readClusterView(await resolveTarget({ dir })).catch(() => undefined))?.leader?.name;
+    try {
+      if (leader === undefined) throw new WardenError('conflict', 'no leader to check archiving against');
+      await setUpStanza(dir, leader, out);
+    } catch (e) {
+      err(`backups: ${describeError(e)} (the cluster runs; WAL stays in pg_wal until archiving works)`);
+      await report(dir, c, out);
+      return 1;
+    }
+  }
   await report(dir, c, out);
   return 0;
 }

@@ -27,10 +27,10 @@ async function ownedFile(path: string, text: string, run: RunUser | undefined): 
 /**
  * DIR/backup for a new runtime dir: one posix repository per volume repo (DIR/backup/<name>), the
  * lock and log dirs of the repository's own commands (backup, expire, info, restore), and their
- * pgbackrest.conf.
+ * pgbackrest.conf. A `--nodes` runtime keeps them in DIR/backup/<cluster> (`backupDir`), the place
+ * its node daemons put that cluster's repositories (src/node/workload-files.ts, repoPathOf).
  */
-export async function prepareBackup(dir: string, stanza: string, spec: BackupsSpec, run: RunUser | undefined): Promise<RuntimeBackup> {
-  const backupDir = join(dir, 'backup');
+export async function prepareBackup(dir: string, stanza: string, spec: BackupsSpec, run: RunUser | undefined, backupDir: string = join(dir, 'backup')): Promise<RuntimeBackup> {
   const backup: RuntimeBackup = {
     engine: 'pgbackrest',
     stanza,

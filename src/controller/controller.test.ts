@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../core/clock.js';
 import { MemoryDcs } from '../dcs/memory-dcs.js';
-import { ControllerCandidate, type ControllerLog } from './controller.js';
+import { ControllerCandidate, memberAgentSettings, type ControllerLog } from './controller.js';
 import { parseClusterSpec } from '../spec/index.js';
 import { assignmentKey, CONTROL_KEYS, CONTROL_PREFIX, nodeKey, parseControlSnapshot, secretsKey, specKey, statusKey, type ClusterStatus, type NodeRecord, type StoredSpec } from './records.js';
 
@@ -294,5 +294,18 @@ describe('ControllerCandidate', () => {
       assert.deepEqual(nodes, ['node-1', 'node-2', 'node-3'], cluster);
       assert.deepEqual(snap.statuses.get(cluster)?.pending, []);
     }
+  });
+});
+
+describe('memberAgentSettings', () => {
+  it('carries spec.backups into a member\'s assignment: stanza = cluster name, repositories, options', () => {
+    const r = parseClusterSpec('apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: shop\nspec:\n  instances:\n  - name: instance1\n    replicas: 2\n  backups:\n    pgbackrest:\n      global: { repo1-retention-full: 3 }\n      repos:\n      - name: repo1\n        volume: {}\n', 'shop.yaml');
+    assert.ok(r.ok);
+    const a = memberAgentSettings(r.spec, 'instance1');
+    assert.equal(a.instanceSet, 'instance1');
+    assert.deepEqual(a.backups, { stanza: 'shop', repos: ['repo1'], global: { 'repo1-retention-full': '3' } });
+    const plain = parseClusterSpec('apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: shop\nspec:\n  instances:\n  - name: instance1\n    replicas: 2\n', 'shop.yaml');
+    assert.ok(plain.ok);
+    assert.equal(memberAgentSettings(plain.spec, 'instance1').backups, undefined);
   });
 });

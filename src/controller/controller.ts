@@ -303,7 +303,7 @@ export class ControllerCandidate {
             node: c.node,
             clusterUid: stored.uid,
             generation: stored.generation,
-            ...(c.workload === 'member' ? { agent: { instanceSet: member?.instanceSet ?? '', bootstrapDynamicConfig: spec.dynamicConfig as unknown as Record<string, unknown> } } : {}),
+            ...(c.workload === 'member' ? { agent: memberAgentSettings(spec, member?.instanceSet ?? '') } : {}),
             reason: c.reason.message,
           };
           const key = assignmentKey(cluster, c.workload, c.name);
@@ -397,4 +397,17 @@ export class ControllerCandidate {
     await this.o.dcs.put(statusKey(cluster), JSON.stringify({ ...body, updatedAtMs: this.o.clock.nowMs() } satisfies ClusterStatus), { timeoutMs: this.timeoutMs });
     this.lastStatus.set(cluster, fingerprint);
   }
+}
+
+/**
+ * A member's agent settings in its assignment: its instance set, the bootstrap dynamic config and,
+ * with spec.backups, the stanza (the cluster's name) and repositories it archives into.
+ */
+export function memberAgentSettings(spec: ClusterSpec, instanceSet: string): NonNullable<Assignment['agent']> {
+  const b = spec.backups;
+  return {
+    instanceSet,
+    bootstrapDynamicConfig: spec.dynamicConfig as unknown as Record<string, unknown>,
+    ...(b === undefined ? {} : { backups: { stanza: spec.name, repos: b.repos.map((r) => r.name), global: b.global } }),
+  };
 }

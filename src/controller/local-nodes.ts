@@ -15,7 +15,8 @@ import type { Labels, Taint } from '../placement/index.js';
 import type { ClusterSpec } from '../spec/index.js';
 import { CONTROL_PREFIX, parseControlSnapshot, type ClusterSecrets } from './records.js';
 import { checkEtcdPortsFree, portTaker, preflight, prepareLocalEtcd, writeRuntimeSecrets, PG_BIN_DIR, REST_USER } from './local-up.js';
-import { readLayout, writeLayout, type RuntimeEtcdAuth, type RuntimeLayout, type RuntimeNode } from './runtime-layout.js';
+import { lookupRunUser, readLayout, writeLayout, type RuntimeBackup, type RuntimeEtcdAuth, type RuntimeLayout, type RuntimeNode } from './runtime-layout.js';
+import { checkPgBackRestInstalled, prepareBackup } from './backup-runtime.js';
 import type { StateFile, StateMember, StateNode, StateRouterAt } from './state-file.js';
 
 const HOST = '127.0.0.1';
@@ -38,7 +39,7 @@ export function defaultLocalNodes(count: number): LocalNodeSpec[] {
 }
 
 /** The node.yaml of one local node daemon (its fields: README, "Nodes and a controller"). */
-export function localNodeConfig(n: LocalNodeSpec, nodeDir: string, etcd: EtcdClusterSpec, auth: RuntimeEtcdAuth, restartDelaySeconds: number, address: string = HOST): string {
+export function localNodeConfig(n: LocalNodeSpec, nodeDir: string, etcd: EtcdClusterSpec, auth: RuntimeEtcdAuth, restartDelaySeconds: number, address: string = HOST, backupRepoPath?: string): string {
   return stringify({
     name: n.name,
     dir: nodeDir,
@@ -49,6 +50,7 @@ export function localNodeConfig(n: LocalNodeSpec, nodeDir: string, etcd: EtcdClu
     restartDelaySeconds,
     pgBinDir: PG_BIN_DIR,
     log: { level: 'info', file: `${nodeDir}.log` },
+    ...(backupRepoPath === undefined ? {} : { backups: { repo_path: backupRepoPath } }),
   });
 }
 
@@ -79,6 +81,14 @@ export async function prepareNodesRuntime(dirArg: string, spec: ClusterSpec, nod
   const take = await portTaker(spec.etcdMembers * 2);
   const network = opts.netns === true ? new NetnsNetwork(nodes.map((n, i) => ({ name: n.name, suffix: i + 1 }))).plan : undefined;
   const etcd = await prepareLocalEtcd(dir, spec, take, network?.testerIp ?? HOST);
+  const backupRoot = join(dir, 'backup');
+  await mkdir(backupRoot, { recursive: true, mode: 0o755 });
+  const run = lookupRunUser();
+  let backup: RuntimeBackup | undefined;
+  if (spec.backups !== undefined) {
+    checkPgBackRestInstalled();
+    backup = await prepareBackup(dir, spec.name, spec.backups, run, join(backupRoot, spec.name));
+  }
   const runtimeNodes: RuntimeNode[] = [];
   for (const n of nodes) {
     // 0755: the PostgreSQL run user traverses it to its members' directories.
@@ -86,7 +96,8 @@ export async function prepareNodesRuntime(dirArg: string, spec: ClusterSpec, nod
     await mkdir(nodeDir, { recursive: true, mode: 0o755 });
     const configFile = `${nodeDir}.yaml`;
     const host = network?.hosts.find((h) => h.name === n.name);
-    await writeFile(configFile, localNodeConfig(n, nodeDir, etcd, etcdAuth, spec.restartDelaySeconds, host?.ip ?? HOST), { mode: 0o600 });
+    // One machine: every node reaches the same DIR/backup, where each cluster's repositories go.
+    await writeFile(configFile, localNodeConfig(n, nodeDir, etcd, etcdAuth, spec.restartDelaySeconds, host?.ip ?? HOST, backupRoot), { mode: 0o600 });
     runtimeNodes.push({ name: n.name, dir: nodeDir, configFile, logFile: `${nodeDir}.log`, outFile: `${nodeDir}.out`, ...(host === undefined ? {} : { netns: host.ns }) });
   }
   const layout: RuntimeLayout = {
@@ -97,6 +108,7 @@ export async function prepareNodesRuntime(dirArg: string, spec: ClusterSpec, nod
     ...(network === undefined ? {} : { netns: network }),
     restartDelaySeconds: spec.restartDelaySeconds,
     etcdAuth,
+    ...(backup === undefined ? {} : { backup }),
     superuser: 'postgres',
     pgpassFile,
     createdAt: new Date().toISOString(),

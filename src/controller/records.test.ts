@@ -64,6 +64,17 @@ describe('control-plane records', () => {
     assert.deepEqual(noAgent, { ok: false, error: 'agent: is missing (a member needs its agent settings)' });
   });
 
+  it('decodes a member\'s backups (stanza, repositories, options as text) and names a bad repository', () => {
+    const withBackups = { ...assignment, agent: { ...assignment.agent, backups: { stanza: 'app', repos: ['repo1'], global: { 'repo1-retention-full': '2' } } } };
+    const r = parseControlKey(kv(assignmentKey('app', 'member', 'app-1'), withBackups));
+    assert.ok(r?.ok === true && r.record.kind === 'assignment', JSON.stringify(r));
+    assert.deepEqual(r.record.assignment.agent?.backups, { stanza: 'app', repos: ['repo1'], global: { 'repo1-retention-full': '2' } });
+    const badRepo = parseControlKey(kv(assignmentKey('app', 'member', 'app-1'), { ...withBackups, agent: { ...withBackups.agent, backups: { ...withBackups.agent.backups, repos: ['repo9'] } } }));
+    assert.ok(badRepo?.ok === false && /agent\.backups\.repos\[0\]: must be repo1 … repo4/.test(badRepo.error), JSON.stringify(badRepo));
+    const badOption = parseControlKey(kv(assignmentKey('app', 'member', 'app-1'), { ...withBackups, agent: { ...withBackups.agent, backups: { ...withBackups.agent.backups, global: { 'repo1-retention-full': 2 } } } }));
+    assert.ok(badOption?.ok === false && /repo1-retention-full: must be a string/.test(badOption.error), JSON.stringify(badOption));
+  });
+
   it('reports JSON that does not parse with the key', () => {
     const snap = parseControlSnapshot(9, [kv(specKey('app'), '{oops'), kv(statusKey('app'), { cluster: 'app' })]);
     assert.match(snap.invalid.get(specKey('app')) ?? '', /^not valid JSON/);

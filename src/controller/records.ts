@@ -112,8 +112,20 @@ export interface Assignment {
     readonly instanceSet: string;
     /** Bootstrap dynamic configuration (JSON of DynamicConfig), used by the member that bootstraps. */
     readonly bootstrapDynamicConfig: Readonly<Record<string, unknown>>;
+    /**
+     * spec.backups.pgbackrest of the cluster: the member archives through pgBackRest into these
+     * posix repositories, which the node places under its `backups.repo_path`.
+     */
+    readonly backups?: AssignmentBackups;
   };
   readonly reason: string;
+}
+
+/** The backups part of a member's assignment: the stanza (the cluster's name), repositories and pgBackRest options. */
+export interface AssignmentBackups {
+  readonly stanza: string;
+  readonly repos: readonly string[];
+  readonly global: Readonly<Record<string, string>>;
 }
 
 /** `/warden/_controller`: the active controller, create-only under its lease. */
@@ -204,6 +216,14 @@ export const CLUSTER_SECRETS: Decoder<ClusterSecrets> = obj({ superuser: CREDENT
 const JSON_OBJECT: Decoder<Readonly<Record<string, unknown>>> = (v, p) =>
   typeof v === 'object' && v !== null && !Array.isArray(v) ? { ok: true, value: v as Record<string, unknown> } : { ok: false, path: p, problem: 'must be an object' };
 
+const REPO_NAME: Decoder<string> = (v, p) => (typeof v === 'string' && /^repo[1-4]$/.test(v) ? { ok: true, value: v } : { ok: false, path: p, problem: 'must be repo1 … repo4' });
+
+const STRING_RECORD: Decoder<Readonly<Record<string, string>>> = (v, p) => {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { ok: false, path: p, problem: 'must be an object' };
+  for (const [k, x] of Object.entries(v)) if (typeof x !== 'string') return { ok: false, path: `${p}.${k}`, problem: 'must be a string' };
+  return { ok: true, value: v as Record<string, string> };
+};
+
 export const ASSIGNMENT: Decoder<Assignment> = obj({
   cluster: name,
   kind: oneOf(...WORKLOAD_KINDS),
@@ -211,7 +231,7 @@ export const ASSIGNMENT: Decoder<Assignment> = obj({
   node: name,
   clusterUid: str,
   generation: num({ integer: true, min: 1 }),
-  agent: optional(obj({ instanceSet: str, bootstrapDynamicConfig: JSON_OBJECT })),
+  agent: optional(obj({ instanceSet: str, bootstrapDynamicConfig: JSON_OBJECT, backups: optional(obj({ stanza: name, repos: list(REPO_NAME), global: STRING_RECORD })) })),
   reason: str,
 });
 

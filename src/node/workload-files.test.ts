@@ -14,10 +14,10 @@ after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-async function nodeConfig(): Promise<NodeConfig> {
+async function nodeConfig(extra = ''): Promise<NodeConfig> {
   const dir = await mkdtemp(join(tmpdir(), 'warden-node-'));
   dirs.push(dir);
-  const r = parseNodeConfig(`name: node-1\ndir: ${dir}\netcd:\n  endpoints: [http://127.0.0.1:2379]\n`, 'node.yaml');
+  const r = parseNodeConfig(`name: node-1\ndir: ${dir}\netcd:\n  endpoints: [http://127.0.0.1:2379]\n${extra.replace(/DIR/g, dir)}`, 'node.yaml');
   assert.ok(r.ok);
   return r.config;
 }
@@ -26,6 +26,40 @@ const secrets: ClusterSecrets = { superuser: { username: 'postgres', password: '
 const member = (uid = 'uid-1'): Assignment => ({ cluster: 'app', kind: 'member', name: 'app-1', node: 'node-1', clusterUid: uid, generation: 1, agent: { instanceSet: 'instance1', bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG } }, reason: 'test' });
 
 describe('prepareWorkload', () => {
+  it('with spec.backups: a pgbackrest.conf of the member\'s own (its server, spool, lock and log) and repositories under backups.repo_path, named in its agent config', async () => {
+    const cfg = await nodeConfig('backups:\n  repo_path: DIR/backup\n');
+    const a = member();
+    const withBackups: Assignment = { ...a, agent: { instanceSet: 'instance1', bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG }, backups: { stanza: 'app', repos: ['repo1', 'repo2'], global: { 'repo1-retention-full': '3', 'repo1-path': '/elsewhere' } } } };
+    const files = await prepareWorkload(cfg, withBackups, secrets, undefined);
+    const conf = await readFile(join(files.dir, 'pgbackrest.conf'), 'utf8');
+    assert.match(conf, new RegExp(`^repo1-path=${join(cfg.dir, 'backup', 'app', 'repo1')}$`, 'm'));
+    assert.match(conf, new RegExp(`^repo2-path=${join(cfg.dir, 'backup', 'app', 'repo2')}$`, 'm'));
+    assert.match(conf, /^repo1-retention-full=3$/m);
+    assert.doesNotMatch(conf, /elsewhere/, 'a repository path is Warden\'s, never the spec\'s');
+    for (const k of ['lock', 'log', 'spool']) {
+      assert.match(conf, new RegExp(`^${k}-path=${join(files.dir, 'pgbackrest', k)}$`, 'm'));
+      assert.ok(existsSync(join(files.dir, 'pgbackrest', k)), `${k} dir made`);
+    }
+    assert.match(conf, new RegExp(`^pg1-path=${join(files.dir, 'data')}$`, 'm'));
+    assert.match(conf, /^\[app\]$/m);
+    for (const r of ['repo1', 'repo2']) assert.ok(existsSync(join(cfg.dir, 'backup', 'app', r)), `${r} made`);
+    const parsed = parseAgentConfig(await readFile(files.configFile, 'utf8'), files.configFile, {}, { readPasswordFile: () => 'x\n' });
+    assert.ok(parsed.ok, parsed.ok ? '' : JSON.stringify(parsed.errors));
+    assert.deepEqual(parsed.config.postgres.archive, { pgbackrestConfig: join(files.dir, 'pgbackrest.conf'), stanza: 'app', createStanza: true });
+    // Without spec.backups, no archiving.
+    const plain = await prepareWorkload(cfg, { ...a, name: 'app-2' }, secrets, undefined);
+    const parsedPlain = parseAgentConfig(await readFile(plain.configFile, 'utf8'), plain.configFile, {}, { readPasswordFile: () => 'x\n' });
+    assert.ok(parsedPlain.ok);
+    assert.equal(parsedPlain.config.postgres.archive, undefined);
+    assert.ok(!existsSync(join(plain.dir, 'pgbackrest.conf')));
+  });
+
+  it('with spec.backups on a node without backups.repo_path: refused, naming the setting (archiving off would go unnoticed)', async () => {
+    const cfg = await nodeConfig();
+    const a: Assignment = { ...member(), agent: { instanceSet: 'instance1', bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG }, backups: { stanza: 'app', repos: ['repo1'], global: {} } } };
+    await assert.rejects(prepareWorkload(cfg, a, secrets, undefined), /cluster app has spec\.backups, and node node-1 has no backups\.repo_path/);
+  });
+
   it('writes an agent config the agent reads back, with the cluster passwords in 0600 files', async () => {
     const cfg = await nodeConfig();
     const files = await prepareWorkload(cfg, member(), secrets, undefined);

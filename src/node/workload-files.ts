@@ -6,7 +6,8 @@ import { WardenError } from '../core/errors.js';
 import { freePorts } from '../core/free-port.js';
 import type { RunUser } from '../controller/runtime-layout.js';
 import { writeFileAtomically } from '../controller/state-file.js';
-import type { Assignment, ClusterSecrets, WorkloadKind } from '../controller/records.js';
+import type { Assignment, AssignmentBackups, ClusterSecrets, WorkloadKind } from '../controller/records.js';
+import { renderPgBackRestConf } from '../backup/index.js';
 import { parseDynamicConfigJson } from '../ha/index.js';
 import { ROUTER_DEFAULTS, stringifyAgentConfig, stringifyRouterConfig, type NodeConfig } from '../spec/index.js';
 
@@ -201,6 +202,7 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
     await chown(dir, run.uid, run.gid);
     await chown(runDir, run.uid, run.gid);
   }
+  const archive = agent.backups === undefined ? undefined : await prepareArchive(cfg, a, agent.backups, { dir, dataDir: join(dir, 'data'), pgPort, runDir }, run);
   const configFile = join(dir, 'agent.yaml');
   await writeFile(
     configFile,
@@ -224,6 +226,7 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
       'postgresql.authentication.superuser.password_file': superFile,
       'postgresql.authentication.replication.username': secrets.replication.username,
       'postgresql.authentication.replication.password_file': replFile,
+      ...(archive === undefined ? {} : { 'postgresql.archive.pgbackrest_config': archive.configFile, 'postgresql.archive.stanza': archive.stanza, 'postgresql.archive.create_stanza': true }),
       'bootstrap.dcs': dynamic,
       'log.level': cfg.log.level,
       'log.file': join(dir, 'agent.log'),
@@ -231,4 +234,49 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
     { mode: 0o600 },
   );
   return filesAt(dir, 'member', host, [pgPort, apiPort], notes);
+}
+
+/** Where a cluster's posix repository lives on a node: `<backups.repo_path>/<cluster>/<repoN>`. */
+export function repoPathOf(repoRoot: string, cluster: string, repo: string): string {
+  return join(repoRoot, cluster, repo);
+}
+
+/**
+ * A member's pgBackRest files for continuous archiving (spec.backups): its pgbackrest.conf (pg1 = its
+ * server, asynchronous archive-push) and its own lock, log and spool dirs in the workload's
+ * directory (pgBackRest's defaults would be shared by every member of the node), and the
+ * cluster's repositories under the node's backups.repo_path. A node without that setting cannot
+ * run the member: archiving off would leave its WAL beyond recovery without anyone being told.
+ */
+async function prepareArchive(
+  cfg: NodeConfig,
+  a: Assignment,
+  backups: AssignmentBackups,
+  m: { dir: string; dataDir: string; pgPort: number; runDir: string },
+  run: RunUser | undefined,
+): Promise<{ configFile: string; stanza: string }> {
+  const root = cfg.backups?.repoPath;
+  if (root === undefined) {
+    throw new WardenError('config-invalid', `cluster ${a.cluster} has spec.backups, and node ${cfg.name} has no backups.repo_path in its node config: set it to the directory of the backup repositories (the same shared path on every node)`);
+  }
+  const base = join(m.dir, 'pgbackrest');
+  const paths = { lockPath: join(base, 'lock'), logPath: join(base, 'log'), spoolPath: join(base, 'spool') };
+  const repos = backups.repos.map((name) => ({ name, path: repoPathOf(root, a.cluster, name) }));
+  // The repository dirs are pgBackRest's (it runs as the PostgreSQL run user); their parents stay traversable.
+  await mkdir(join(root, a.cluster), { recursive: true, mode: 0o755 });
+  for (const d of [base, paths.lockPath, paths.logPath, paths.spoolPath, ...repos.map((r) => r.path)]) {
+    await mkdir(d, { recursive: true, mode: 0o750 });
+    if (run !== undefined) await chown(d, run.uid, run.gid);
+  }
+  const { text } = renderPgBackRestConf({
+    stanza: backups.stanza,
+    repos,
+    globalOptions: backups.global,
+    ...paths,
+    member: { spoolPath: paths.spoolPath, server: { dataDir: m.dataDir, port: m.pgPort, socketDir: m.runDir } },
+  });
+  const configFile = join(m.dir, 'pgbackrest.conf');
+  await writeFile(configFile, text, { mode: 0o640 });
+  if (run !== undefined) await chown(configFile, run.uid, run.gid);
+  return { configFile, stanza: backups.stanza };
 }

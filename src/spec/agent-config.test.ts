@@ -440,6 +440,13 @@ describe('postgresql.archive', () => {
     assert.match(errors.map(formatSpecError).join('\n'), /postgresql\.archive\.stanza: required: the pgBackRest stanza/);
   });
 
+  it('reads create_stanza (node daemons set it), and refuses it without archiving', () => {
+    const text = stringifyAgentConfig({ ...base, 'postgresql.archive.pgbackrest_config': '/tmp/warden/demo-1/pgbackrest.conf', 'postgresql.archive.stanza': 'demo', 'postgresql.archive.create_stanza': true });
+    assert.deepEqual(accept(text).postgres.archive, { pgbackrestConfig: '/tmp/warden/demo-1/pgbackrest.conf', stanza: 'demo', createStanza: true });
+    const errors = reject(stringifyAgentConfig({ ...base, 'postgresql.archive.create_stanza': true }));
+    assert.match(errors.map(formatSpecError).join('\n'), /postgresql\.archive\.pgbackrest_config: required: create_stanza needs the pgbackrest\.conf of this member/);
+  });
+
   it('refuses a relative config path', () => {
     const errors = reject(stringifyAgentConfig(base), { WARDEN_PG_ARCHIVE_PGBACKREST_CONFIG: 'pgbackrest.conf', WARDEN_PG_ARCHIVE_STANZA: 'demo' });
     assert.match(errors.map(formatSpecError).join('\n'), /WARDEN_PG_ARCHIVE_PGBACKREST_CONFIG/);

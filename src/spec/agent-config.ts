@@ -70,7 +70,7 @@ export interface AgentConfig {
     /** Shell commands run after a role or state change, with (action, role, cluster) as arguments. */
     readonly callbacks: { readonly onStart?: string; readonly onStop?: string; readonly onRoleChange?: string };
     /** Continuous archiving through pgBackRest: this member's pgbackrest.conf and the stanza (postgresql.archive). */
-    readonly archive?: { readonly pgbackrestConfig: string; readonly stanza: string };
+    readonly archive?: { readonly pgbackrestConfig: string; readonly stanza: string; readonly createStanza?: boolean };
   };
   readonly tags: AgentTags;
   /** Written to the DCS `config` key only by the member that bootstraps the cluster. */
@@ -154,6 +154,7 @@ export const AGENT_SETTINGS = [
   ...credentials('postgresql.authentication.replication', 'WARDEN_PG_REPLICATION', 'replicator', 'PostgreSQL replication user (required)'),
   { key: 'postgresql.archive.pgbackrest_config', env: 'WARDEN_PG_ARCHIVE_PGBACKREST_CONFIG', type: { kind: 'path' }, describe: "continuous archiving through pgBackRest: this member's own pgbackrest.conf (with stanza)" },
   { key: 'postgresql.archive.stanza', env: 'WARDEN_PG_ARCHIVE_STANZA', type: { kind: 'name' }, describe: 'the pgBackRest stanza (the cluster name)' },
+  { key: 'postgresql.archive.create_stanza', env: 'WARDEN_PG_ARCHIVE_CREATE_STANZA', type: { kind: 'bool' }, default: false, describe: 'as the leader, create the stanza in the repositories when it is missing (node daemons set it; `warden up` creates it itself)' },
   { key: 'tags.nofailover', env: 'WARDEN_TAGS_NOFAILOVER', type: { kind: 'bool' }, default: false, describe: 'never promote this member' },
   { key: 'tags.failover_priority', env: 'WARDEN_TAGS_FAILOVER_PRIORITY', type: { kind: 'int', rule: { integer: true, min: 0 } }, default: 1, describe: 'higher wins ties in the leader race; 0 behaves like nofailover' },
   { key: 'tags.nosync', env: 'WARDEN_TAGS_NOSYNC', type: { kind: 'bool' }, default: false, describe: 'never a synchronous standby' },
@@ -394,12 +395,16 @@ class AgentConfigResolver {
   /** postgresql.archive: both settings or neither (a config file without a stanza cannot archive). */
   private archive(): { pgbackrestConfig: string; stanza: string } | undefined {
     const { s, v } = this;
-    if (!s.isSet('postgresql.archive.pgbackrest_config') && !s.isSet('postgresql.archive.stanza')) return undefined;
+    if (!s.isSet('postgresql.archive.pgbackrest_config') && !s.isSet('postgresql.archive.stanza')) {
+      if (v['postgresql.archive.create_stanza'] === true) s.missing('postgresql.archive.pgbackrest_config', 'create_stanza needs the pgbackrest.conf of this member');
+      return undefined;
+    }
     if (!s.isSet('postgresql.archive.pgbackrest_config')) return s.missing('postgresql.archive.pgbackrest_config', 'the pgbackrest.conf of this member');
     if (!s.isSet('postgresql.archive.stanza')) return s.missing('postgresql.archive.stanza');
     const config = v['postgresql.archive.pgbackrest_config'];
     const stanza = v['postgresql.archive.stanza'];
-    return config === undefined || stanza === undefined ? undefined : { pgbackrestConfig: config, stanza };
+    const create = v['postgresql.archive.create_stanza'] === true;
+    return config === undefined || stanza === undefined ? undefined : { pgbackrestConfig: config, stanza, ...(create ? { createStanza: true } : {}) };
   }
 
   /** restapi.certfile + keyfile (both or neither: the table checks it), cafile, verify_client (needs cafile unless none). */

@@ -46,4 +46,23 @@ describe('parseNodeConfig', () => {
     const rel = lines('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [https://127.0.0.1:2379]\n  cacert: ca.pem\n');
     assert.ok(rel.some((l) => /^node\.yaml:5:3: etcd\.cacert: must be an absolute path/.test(l)), rel.join('\n'));
   });
+
+  it('reads backups.repo_path, absolute and required once backups is given', () => {
+    const ok = parseNodeConfig('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [http://127.0.0.1:2379]\nbackups:\n  repo_path: /mnt/warden-backup\n', 'node.yaml');
+    assert.ok(ok.ok, ok.ok ? '' : ok.errors.map(formatSpecError).join('\n'));
+    assert.deepEqual(ok.config.backups, { repoPath: '/mnt/warden-backup' });
+    const none = parseNodeConfig('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [http://127.0.0.1:2379]\n', 'node.yaml');
+    assert.ok(none.ok);
+    assert.equal(none.config.backups, undefined);
+    const lines = (text: string): string[] => {
+      const r = parseNodeConfig(text, 'node.yaml');
+      return r.ok ? [] : r.errors.map(formatSpecError);
+    };
+    const rel = lines('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [http://127.0.0.1:2379]\nbackups:\n  repo_path: backup\n');
+    assert.ok(rel.some((l) => /^node\.yaml:6:3: backups\.repo_path: must be an absolute path/.test(l)), rel.join('\n'));
+    const empty = lines('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [http://127.0.0.1:2379]\nbackups: {}\n');
+    assert.ok(empty.some((l) => /backups\.repo_path: required/.test(l)), empty.join('\n'));
+    const typo = lines('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [http://127.0.0.1:2379]\nbackups:\n  repo_pat: /x\n');
+    assert.ok(typo.some((l) => /repo_pat/.test(l)), typo.join('\n'));
+  });
 });

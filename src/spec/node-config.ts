@@ -40,6 +40,12 @@ export interface NodeConfig {
   readonly controller: { readonly enabled: boolean; readonly nodeLostSeconds: number; readonly ttlSeconds: number };
   readonly pgBinDir: string;
   readonly log: { readonly level: LogLevel; readonly file?: string };
+  /**
+   * Continuous archiving for members of clusters with spec.backups (posix repositories): the
+   * directory holding the repositories, `<repoPath>/<cluster>/<repoN>`. Every node that runs such
+   * members needs it at the same path, on storage they share (one machine, or a mounted volume).
+   */
+  readonly backups?: { readonly repoPath: string };
 }
 
 export type ParseNodeConfigResult = { readonly ok: true; readonly config: NodeConfig; readonly notices: readonly SpecNotice[] } | { readonly ok: false; readonly errors: readonly SpecError[] };
@@ -89,6 +95,7 @@ export function parseNodeConfig(text: string, file: string): ParseNodeConfigResu
   let pgBinDir: string = d.pgBinDir;
   let level: LogLevel = 'info';
   let logFile: string | undefined;
+  let repoPath: string | undefined;
   const absolute = (v: YamlValue, s: SpecSite): string | undefined => {
     const p = readStringValue(reader, v, s);
     if (p === undefined) return undefined;
@@ -151,6 +158,10 @@ export function parseNodeConfig(text: string, file: string): ParseNodeConfigResu
             file: (fv, fs) => (logFile = absolute(fv, fs)),
           },
         }),
+      backups: (v, s) => {
+        const found = reader.mapping(v, s, { read: { repo_path: (bv, bs) => (repoPath = absolute(bv, bs)) } });
+        if (found && !hasKey(v, 'repo_path')) reader.missing({ ...s, field: 'backups.repo_path' }, 'required: the absolute directory of the backup repositories, shared by the nodes (e.g. /var/lib/warden-backup)');
+      },
     },
   });
   if (isMap) {
@@ -185,6 +196,7 @@ export function parseNodeConfig(text: string, file: string): ParseNodeConfigResu
       controller: { enabled, nodeLostSeconds, ttlSeconds },
       pgBinDir,
       log: { level, ...(logFile === undefined ? {} : { file: logFile }) },
+      ...(repoPath === undefined ? {} : { backups: { repoPath } }),
     },
     notices: sortSpecErrors(reader.notices),
   };

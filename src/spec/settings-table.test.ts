@@ -298,6 +298,7 @@ describe('settings tables: write then read gives the same settings', () => {
       'postgresql.authentication.replication.password_file': '/secrets/repl',
       'postgresql.archive.pgbackrest_config': '/etc/pgbackrest.conf',
       'postgresql.archive.stanza': 'demo',
+      'postgresql.archive.create_stanza': true,
       'tags.nofailover': true,
       'tags.failover_priority': 0,
       'tags.nosync': true,
