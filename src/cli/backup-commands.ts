@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { chown, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import pg from 'pg';
 import {
@@ -37,6 +37,7 @@ import { PG_BIN_DIR } from '../controller/local-up.js';
 import { lookupRunUser, readLayout, type RuntimeBackup, type RuntimeLayout, type RuntimeMember } from '../controller/runtime-layout.js';
 import { wardenArgv } from '../controller/warden-child.js';
 import { readStateFile, type StateFile } from '../controller/state-file.js';
+import { memberSocketDir } from '../node/workload-files.js';
 import { clusterPrefix, KEYS, slotNameFor, type ClusterView, type HistoryEntry } from '../ha/index.js';
 import { LocalPostgres } from '../postgres/postgres-instance.js';
 import { describeTarget, PGBACKREST_AUTO_CONF_KEYS, recoverToTarget } from './recover-to-target.js';
@@ -99,6 +100,8 @@ export function nodesMembers(state: StateFile | undefined, cluster: string): Run
       dataDir: join(m.dir, 'data'),
       configFile: join(m.dir, 'agent.yaml'),
       logFile: join(m.dir, 'agent.log'),
+      // The node's dir is four levels up: <node dir>/workloads/<cluster>/members/<name>.
+      socketDir: memberSocketDir(dirname(dirname(dirname(dirname(m.dir)))), m.dir, m.port),
     });
   }
   if (out.length === 0) throw new WardenError('not-found', `no member of cluster ${cluster} is placed on a node of this runtime yet (state.json lists none with a directory)`);
@@ -107,7 +110,7 @@ export function nodesMembers(state: StateFile | undefined, cluster: string): Run
 
 /** The server of a member as pgBackRest reaches it: data dir and unix socket. */
 export function serverOf(m: RuntimeMember): PgServer {
-  return { dataDir: m.dataDir, port: m.pgPort, socketDir: join(m.memberDir, 'run') };
+  return { dataDir: m.dataDir, port: m.pgPort, socketDir: m.socketDir ?? join(m.memberDir, 'run') };
 }
 
 /** pgBackRest's index of a repository named in the spec (`repo2` → 2); an unknown name is bad input. */

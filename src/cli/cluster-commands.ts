@@ -153,6 +153,13 @@ async function waitConverged(client: EtcdClient, cluster: string, generation: nu
       for (const p of status?.pending ?? []) err(`  Pending ${p.name}: ${p.reason.message}`);
       for (const r of status?.inProgress ?? []) err(`  in progress: ${r.message}`);
       if (status?.lastError !== null && status?.lastError !== undefined) err(`  last error: ${status.lastError}`);
+      // What the node daemons say of the cluster's workloads that do not run (an agent that exits at once, a member a node cannot prepare).
+      const snap = await readControl(client).catch(() => undefined);
+      for (const { record } of snap?.nodes.values() ?? []) {
+        for (const w of record.workloads) {
+          if (w.cluster === cluster && (w.state !== 'running' || w.lastError !== undefined)) err(`  ${record.name}: ${w.kind} ${w.name} ${w.state}, ${w.restarts} restart(s)${w.lastError === undefined ? '' : `; last: ${w.lastError}`}`);
+        }
+      }
       return 1;
     }
     await sleep(1_000);

@@ -12,7 +12,7 @@ import type { EtcdClient } from '../dcs/etcd-client.js';
 import type { EtcdClusterSpec } from '../dcs/etcd-server.js';
 import { clusterPrefix, parseClusterView } from '../ha/index.js';
 import type { Labels, Taint } from '../placement/index.js';
-import type { ClusterSpec } from '../spec/index.js';
+import { parseNodeConfig, type ClusterSpec } from '../spec/index.js';
 import { CONTROL_PREFIX, parseControlSnapshot, type ClusterSecrets } from './records.js';
 import { checkEtcdPortsFree, portTaker, preflight, prepareLocalEtcd, writeRuntimeSecrets, PG_BIN_DIR, REST_USER } from './local-up.js';
 import { lookupRunUser, readLayout, writeLayout, type RuntimeBackup, type RuntimeEtcdAuth, type RuntimeLayout, type RuntimeNode } from './runtime-layout.js';
@@ -97,7 +97,11 @@ export async function prepareNodesRuntime(dirArg: string, spec: ClusterSpec, nod
     const configFile = `${nodeDir}.yaml`;
     const host = network?.hosts.find((h) => h.name === n.name);
     // One machine: every node reaches the same DIR/backup, where each cluster's repositories go.
-    await writeFile(configFile, localNodeConfig(n, nodeDir, etcd, etcdAuth, spec.restartDelaySeconds, host?.ip ?? HOST, backupRoot), { mode: 0o600 });
+    const text = localNodeConfig(n, nodeDir, etcd, etcdAuth, spec.restartDelaySeconds, host?.ip ?? HOST, backupRoot);
+    // What the daemon would refuse (a --dir too deep for PostgreSQL's socket paths) is said here, before anything starts.
+    const checked = parseNodeConfig(text, configFile);
+    if (!checked.ok) throw new WardenError('config-invalid', `the node config for --dir ${dir}: ${checked.errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`);
+    await writeFile(configFile, text, { mode: 0o600 });
     runtimeNodes.push({ name: n.name, dir: nodeDir, configFile, logFile: `${nodeDir}.log`, outFile: `${nodeDir}.out`, ...(host === undefined ? {} : { netns: host.ns }) });
   }
   const layout: RuntimeLayout = {

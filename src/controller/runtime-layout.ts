@@ -26,6 +26,8 @@ export interface RuntimeMember {
   readonly agentConfig?: string;
   /** This member's pgBackRest files when the runtime archives (absent otherwise, and in older dirs). */
   readonly pgbackrest?: RuntimeMemberPgBackRest;
+  /** Its Unix socket directory when not `run` in memberDir (a node daemon's member with a deep dir). */
+  readonly socketDir?: string;
 }
 
 /** A member's own pgBackRest config (archive-push/get) and its lock, log and spool dirs. */

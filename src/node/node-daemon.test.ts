@@ -10,7 +10,7 @@ import { isProcessAlive, signalPid } from '../core/process-info.js';
 import { assignmentKey, parseControlSnapshot, CONTROL_PREFIX, type Assignment } from '../controller/records.js';
 import { MemoryDcs } from '../dcs/memory-dcs.js';
 import { parseNodeConfig, type NodeConfig } from '../spec/index.js';
-import { NodeDaemon, type NodeLog } from './node-daemon.js';
+import { lastOutputLine, NodeDaemon, type NodeLog } from './node-daemon.js';
 
 const quiet: NodeLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const dirs: string[] = [];
@@ -161,5 +161,23 @@ describe('NodeDaemon after a crash: workloads left running', () => {
     await d.start();
     await d.stop();
     assert.equal(await isProcessAlive(left.pid), false);
+  });
+});
+
+describe('lastOutputLine', () => {
+  it('gives the last line a workload wrote, leaving out Node\'s own warnings, bounded in length', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'warden-out-'));
+    try {
+      const file = join(dir, 'agent.out');
+      await writeFile(file, `${'noise\n'.repeat(2000)}/x/agent.yaml:18:3: postgresql.socket_dir: the Unix socket path is 113 bytes\nWarning: disabling flag --expose_wasm due to conflicting flags\n\n`);
+      assert.equal(await lastOutputLine(file), '/x/agent.yaml:18:3: postgresql.socket_dir: the Unix socket path is 113 bytes');
+      await writeFile(file, `${'y'.repeat(1000)}\n`);
+      assert.equal((await lastOutputLine(file))?.length, 300);
+      await writeFile(file, '');
+      assert.equal(await lastOutputLine(file), undefined);
+      assert.equal(await lastOutputLine(join(dir, 'missing.out')), undefined);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WARDEN_VERSION } from '../agent/agent.js';
 import { systemClock } from '../core/clock.js';
@@ -358,13 +358,19 @@ export class NodeDaemon {
       w.child = child;
       w.files = files;
       w.state = 'running';
-      w.lastError = undefined;
+      // lastError stays: with `restarts`, it tells why the workload last ended.
       if (child.pid !== undefined) await writeFile(files.pidFile, `${child.pid}\n`);
       this.log.info({ workload: key, pid: child.pid }, `${a.kind} started`);
       child.once('error', (e) => this.log.error({ workload: key, err: describeError(e) }, `${a.kind} failed to spawn`));
       child.once('exit', (code, signal) => {
         if (this.stopping || w.removing || w.child !== child) return;
-        this.exited(key, w, `exited (${signal ?? `code ${code}`})`);
+        const why = `exited (${signal ?? `code ${code}`})`;
+        // Its last word (an invalid config, a refused data directory) goes with the exit into the
+        // node record, where `warden get nodes` and `apply --wait` show it.
+        void lastOutputLine(files.outFile).then((line) => {
+          if (this.stopping || w.removing || w.child !== child) return;
+          this.exited(key, w, line === undefined ? why : `${why}: ${line}`);
+        });
       });
       this.publishSoon();
     })().catch((e: unknown) => {
@@ -460,4 +466,29 @@ async function runsIn(pid: number, dir: string): Promise<boolean> {
   if (!(await isProcessAlive(pid))) return false;
   const argv = await processCommandLine(pid);
   return argv?.some((x) => x.startsWith(`${dir}/`)) === true;
+}
+
+/** How much of a workload's output is read for its last line. */
+const OUTPUT_TAIL_BYTES = 4096;
+
+/**
+ * The last line a workload wrote to its output before it exited (Node's own warnings left out,
+ * at most 300 characters), or undefined when there is none or it cannot be read.
+ */
+export async function lastOutputLine(file: string): Promise<string | undefined> {
+  let fd: FileHandle | undefined;
+  try {
+    fd = await open(file, 'r');
+    const size = (await fd.stat()).size;
+    const start = Math.max(0, size - OUTPUT_TAIL_BYTES);
+    const buf = Buffer.alloc(size - start);
+    await fd.read(buf, 0, buf.length, start);
+    const lines = buf.toString('utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('Warning: ') && !l.startsWith('(Use `node --trace') && !l.startsWith('Node.js v'));
+    const last = lines.at(-1);
+    return last === undefined ? undefined : last.length > 300 ? `${last.slice(0, 297)}...` : last;
+  } catch {
+    return undefined;
+  } finally {
+    await fd?.close().catch(() => undefined);
+  }
 }

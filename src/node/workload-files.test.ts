@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import type { Assignment, ClusterSecrets } from '../controller/records.js';
 import { DEFAULT_DYNAMIC_CONFIG } from '../ha/index.js';
 import { parseAgentConfig, parseNodeConfig, parseRouterConfig, type NodeConfig } from '../spec/index.js';
-import { prepareWorkload, workloadDir } from './workload-files.js';
+import { memberSocketDir, prepareWorkload, workloadDir } from './workload-files.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -24,6 +24,19 @@ async function nodeConfig(extra = ''): Promise<NodeConfig> {
 
 const secrets: ClusterSecrets = { superuser: { username: 'postgres', password: 's1' }, replication: { username: 'replicator', password: 'r1' }, restApi: { username: 'warden', password: 'a1' } };
 const member = (uid = 'uid-1'): Assignment => ({ cluster: 'app', kind: 'member', name: 'app-1', node: 'node-1', clusterUid: uid, generation: 1, agent: { instanceSet: 'instance1', bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG } }, reason: 'test' });
+
+describe('memberSocketDir', () => {
+  it('keeps `run` in the member\'s directory while the socket path fits in 107 bytes, else a short one under the node dir', () => {
+    assert.equal(memberSocketDir('/var/lib/warden', '/var/lib/warden/workloads/app/members/app-1', 5432), '/var/lib/warden/workloads/app/members/app-1/run');
+    const node = '/var/tmp/warden-bench-replica-seed-seedrepo/nodes/node-1';
+    const deep = `${node}/workloads/seedrepo/members/seedrepo-1`;
+    const short = memberSocketDir(node, deep, 44427);
+    assert.match(short, new RegExp(`^${node}/sockets/[0-9a-f]{12}$`));
+    assert.ok(Buffer.byteLength(`${short}/.s.PGSQL.44427`) <= 107);
+    assert.equal(memberSocketDir(node, deep, 44427), short, 'the same member gets the same directory');
+    assert.notEqual(memberSocketDir(node, `${node}/workloads/seedrepo/members/seedrepo-2`, 44427), short, 'members do not share one');
+  });
+});
 
 describe('prepareWorkload', () => {
   it('with spec.backups: a pgbackrest.conf of the member\'s own (its server, spool, lock and log) and repositories under backups.repo_path, named in its agent config', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -196,8 +197,8 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
   const superFile = await pw('superuser.password', secrets.superuser.password);
   const replFile = await pw('replication.password', secrets.replication.password);
   const restFile = await pw('restapi.password', secrets.restApi.password);
-  const runDir = join(dir, 'run');
-  if (!existsSync(runDir)) await mkdir(runDir, { mode: 0o700 });
+  const runDir = memberSocketDir(cfg.dir, dir, pgPort);
+  if (!existsSync(runDir)) await mkdir(runDir, { recursive: true, mode: 0o700 });
   if (run !== undefined) {
     await chown(dir, run.uid, run.gid);
     await chown(runDir, run.uid, run.gid);
@@ -234,6 +235,21 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
     { mode: 0o600 },
   );
   return filesAt(dir, 'member', host, [pgPort, apiPort], notes);
+}
+
+/** The longest Unix socket path the OS takes (sun_path, 108 bytes with its NUL). */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+/**
+ * A member's Unix socket directory: `run` in its workload directory, unless the socket path there
+ * would be longer than the OS allows (a deep node dir) — then DIR/sockets/<12 hex of the member's
+ * directory>, which node.yaml's `dir` is checked to leave room for (src/spec/node-config.ts).
+ * Pure: the backup commands compute the same path for a member they reach on its socket.
+ */
+export function memberSocketDir(nodeDir: string, memberDir: string, pgPort: number): string {
+  const beside = join(memberDir, 'run');
+  if (Buffer.byteLength(join(beside, `.s.PGSQL.${pgPort}`)) <= MAX_SOCKET_PATH_BYTES) return beside;
+  return join(nodeDir, 'sockets', createHash('sha256').update(memberDir).digest('hex').slice(0, 12));
 }
 
 /** Where a cluster's posix repository lives on a node: `<backups.repo_path>/<cluster>/<repoN>`. */

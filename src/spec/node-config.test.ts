@@ -65,4 +65,12 @@ describe('parseNodeConfig', () => {
     const typo = lines('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [http://127.0.0.1:2379]\nbackups:\n  repo_pat: /x\n');
     assert.ok(typo.some((l) => /repo_pat/.test(l)), typo.join('\n'));
   });
+
+  it('refuses a dir too deep for PostgreSQL\'s Unix socket paths under it, with the limit', () => {
+    const long = `/var/tmp/${'x'.repeat(70)}`;
+    const r = parseNodeConfig(`name: node-1\ndir: ${long}\netcd:\n  endpoints: [http://127.0.0.1:2379]\n`, 'node.yaml');
+    assert.ok(!r.ok);
+    assert.match(r.errors.map(formatSpecError).join('\n'), /^node\.yaml:2:1: dir: 79 bytes is too long: PostgreSQL's Unix socket paths under it would not fit the 107 bytes the OS allows; use a path of at most 71 bytes/m);
+    assert.ok(parseNodeConfig(`name: node-1\ndir: /${'x'.repeat(70)}\netcd:\n  endpoints: [http://127.0.0.1:2379]\n`, 'node.yaml').ok, '71 bytes fit');
+  });
 });

@@ -61,6 +61,8 @@ export const NODE_CONFIG_DEFAULTS = {
 } as const;
 
 const HOSTNAME = 'kubernetes.io/hostname';
+/** 107 bytes of socket path less `/sockets/` + 12 hex + `/.s.PGSQL.65535`. */
+const MAX_NODE_DIR_BYTES = 107 - '/sockets/'.length - 12 - '/.s.PGSQL.65535'.length;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 /** Validates a node config file; problems come back as file:line:col with the field. Pure. */
@@ -110,7 +112,14 @@ export function parseNodeConfig(text: string, file: string): ParseNodeConfigResu
         if (n.length > 253 || !DNS_SUBDOMAIN.test(n)) return reader.error(s, `node name ${JSON.stringify(n)}: must be a lowercase DNS subdomain (letters, digits, - and .)`);
         name = n;
       },
-      dir: (v, s) => (dir = absolute(v, s)),
+      dir: (v, s) => {
+        const p = absolute(v, s);
+        // A member's socket may move to DIR/sockets/<12 hex>/.s.PGSQL.<port> (src/node/workload-files.ts): it must fit in 107 bytes.
+        if (p !== undefined && Buffer.byteLength(p) > MAX_NODE_DIR_BYTES) {
+          return reader.error(s, `${Buffer.byteLength(p)} bytes is too long: PostgreSQL's Unix socket paths under it would not fit the 107 bytes the OS allows; use a path of at most ${MAX_NODE_DIR_BYTES} bytes`);
+        }
+        dir = p;
+      },
       etcd: (v, s) => {
         const found = reader.mapping(v, s, {
           read: {
