@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { decodeJson, list, obj, oneOf, port, str, type Decoder } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
 import { freePorts } from '../core/free-port.js';
@@ -198,7 +198,11 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
   const replFile = await pw('replication.password', secrets.replication.password);
   const restFile = await pw('restapi.password', secrets.restApi.password);
   const runDir = memberSocketDir(cfg.dir, dir, pgPort);
-  if (!existsSync(runDir)) await mkdir(runDir, { recursive: true, mode: 0o700 });
+  if (!existsSync(runDir)) {
+    // Its parent (DIR/sockets for a deep workload path) stays traversable for the run user.
+    await mkdir(dirname(runDir), { recursive: true, mode: 0o755 });
+    await mkdir(runDir, { mode: 0o700 });
+  }
   if (run !== undefined) {
     await chown(dir, run.uid, run.gid);
     await chown(runDir, run.uid, run.gid);
