@@ -4,7 +4,7 @@
  * repository (cluster with spec.backups and a full backup) against a cluster without backups,
  * where the same reinit clones with pg_basebackup (the reference, measured in the same run).
  *
- *   npm run build && node --import tsx bench/replica-seed.ts [--scale 30] [--rounds 3] [--dir /var/tmp/warden-bench-replica-seed]
+ *   npm run build && node --import tsx bench/replica-seed.ts [--scale 30] [--rounds 3] [--nodes 0|3] [--dir /var/tmp/warden-bench-replica-seed]
  *
  * Both clusters: 2 members, 1 etcd member, pgbench's database at --scale (≈ 15 MB per unit), no
  * writer. Time: from `warden reinit` to the replica streaming under a new postmaster. Bytes read
@@ -12,12 +12,14 @@
  * (`rchar` of /proc/<pid>/io: the data files a base backup sends, the WAL the streaming sends; the
  * socket sends themselves are not in /proc/<pid>/io), sampled every 20 ms (the last 20 ms of a
  * walsender that exits can be missed). The clusters run one after the other, never together.
+ * `--nodes 3`: both clusters run on node daemons (`warden up --nodes 3`): the controller places the
+ * members, the node daemons write their pgBackRest files, the leader's agent creates the stanza.
  */
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fmt, logger, machine, machineLine, now, onCleanup, parseOptions, postmasterPid, run, runBench, sleep, summarize, table, warden } from './support.js';
 
-const opts = parseOptions({ scale: 30, rounds: 3, dir: '/var/tmp/warden-bench-replica-seed' });
+const opts = parseOptions({ scale: 30, rounds: 3, nodes: 0, dir: '/var/tmp/warden-bench-replica-seed' });
 const log = logger('replica-seed');
 
 const spec = (name: string, backups: boolean): string => `apiVersion: warden.dev/v1
@@ -92,7 +94,7 @@ async function measure(name: string, backups: boolean): Promise<{ rounds: Round[
     await rm(specFile, { force: true });
   };
   onCleanup(cleanup);
-  const up = await warden(['up', '-f', specFile, '--dir', dir], 400_000);
+  const up = await warden(['up', '-f', specFile, '--dir', dir, ...(opts.nodes > 0 ? ['--nodes', String(opts.nodes)] : [])], 400_000);
   if (up.code !== 0) throw new Error(`warden up ${name}:\n${up.stdout}\n${up.stderr}`);
   const list = async (): Promise<ListMember[]> => (JSON.parse((await warden(['list', '--dir', dir, '--format', 'json'])).stdout) as { members: ListMember[] }).members;
   const leader = (await list()).find((m) => m.role === 'leader');
@@ -108,7 +110,9 @@ async function measure(name: string, backups: boolean): Promise<{ rounds: Round[
     const b = await warden(['backup', '--type', 'full', '--wait', '--dir', dir], 1_800_000);
     if (b.code !== 0) throw new Error(`warden backup: ${b.stdout}\n${b.stderr}`);
   }
-  const layout = JSON.parse(await readFile(join(dir, 'runtime.json'), 'utf8')) as { members: { name: string; dataDir: string }[] };
+  // A static runtime's member directories are in runtime.json; node daemons' in state.json (where the controller placed them).
+  const layout = JSON.parse(await readFile(join(dir, opts.nodes > 0 ? 'state.json' : 'runtime.json'), 'utf8')) as { members: { name: string; dataDir: string; dir?: string }[] };
+  const memberDir = (m: string): string => layout.members.find((x) => x.name === m)?.dir ?? join(dir, 'members', m);
   const dataDir = (m: string): string => layout.members.find((x) => x.name === m)?.dataDir ?? '';
   const rounds: Round[] = [];
   for (let i = 0; i < opts.rounds; i++) {
@@ -133,7 +137,7 @@ async function measure(name: string, backups: boolean): Promise<{ rounds: Round[
     }
     const seconds = (now() - t) / 1000;
     const mb = (await sampler.stop()) / 1048576;
-    const agentLog = await readFile(join(dir, 'members', replica.name, 'agent.log'), 'utf8').catch(() => '');
+    const agentLog = await readFile(join(memberDir(replica.name), 'agent.log'), 'utf8').catch(() => '');
     const how = agentLog.lastIndexOf('replica seeded from the backup repository') > agentLog.lastIndexOf('cloning with pg_basebackup') ? 'repository' : 'pg_basebackup';
     rounds.push({ seconds, mb, how });
     log(`${name} round ${i + 1}: ${replica.name} re-created by ${how} in ${fmt(seconds, 2)} s; the primary's walsenders read ${fmt(mb, 1)} MB`);
@@ -154,7 +158,7 @@ await runBench(async () => {
   ] as const;
   process.stdout.write(`${machineLine('start', m0)}\n${machineLine('end', m1)}\n\n`);
   process.stdout.write(
-    `warden reinit of a replica, 2 members, pgbench scale ${opts.scale}, ${opts.rounds} rounds each:\n${table(
+    `warden reinit of a replica, 2 members${opts.nodes > 0 ? ` on ${opts.nodes} node daemons` : ''}, pgbench scale ${opts.scale}, ${opts.rounds} rounds each:\n${table(
       ['seeded', 'db MB', 'method seen', 'time median', 'time min–max', 'MB read on the primary, median', 'min–max'],
       rows.map(([label, r]) => {
         const t = s(r.rounds, (x) => x.seconds);
