@@ -42,7 +42,7 @@ export async function restAuthFor(t: Target): Promise<RestAuth | undefined> {
   const user = process.env.WARDEN_RESTAPI_USERNAME;
   const pass = process.env.WARDEN_RESTAPI_PASSWORD;
   if (user !== undefined && pass !== undefined) return { username: user, password: pass };
-  if (t.state === undefined) return undefined;
+  if (!t.local) return undefined;
   try {
     return { username: 'warden', password: (await readFile(join(t.dir, 'secrets', 'restapi.password'), 'utf8')).trim() };
   } catch {

@@ -141,6 +141,7 @@ export async function runAgentCommand(configFile: string): Promise<number> {
       : new BackupScheduler({
           dcs,
           prefix: clusterPrefix(cfg.cluster),
+          cluster: cfg.cluster,
           member: cfg.name,
           isLeader: () => {
             const s = agent.snapshot();

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { chown, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import pg from 'pg';
 import {
@@ -26,7 +26,7 @@ import {
   type SlotRecord,
   decodeSlotRecord,
 } from '../backup/index.js';
-import { decode, nullable, num, obj, oneOf, str } from '../core/decode.js';
+import { decode, decodeJson, list, nullable, num, obj, oneOf, port, str } from '../core/decode.js';
 import { describeError, WardenError } from '../core/errors.js';
 import { dnsLabelProblem } from '../spec/dns-label.js';
 import { eventually } from '../core/deadline.js';
@@ -34,10 +34,12 @@ import { freePort } from '../core/free-port.js';
 import { isProcessAlive } from '../core/process-info.js';
 import { lagBytes, parseLsn } from '../core/lsn.js';
 import { PG_BIN_DIR } from '../controller/local-up.js';
-import { lookupRunUser, readLayout, type RuntimeBackup, type RuntimeLayout, type RuntimeMember } from '../controller/runtime-layout.js';
+import { lookupRunUser, readLayout, type RunUser, type RuntimeBackup, type RuntimeLayout, type RuntimeMember } from '../controller/runtime-layout.js';
 import { wardenArgv } from '../controller/warden-child.js';
-import { readStateFile, type StateFile } from '../controller/state-file.js';
-import { memberSocketDir } from '../node/workload-files.js';
+import { memberSocketDir, workloadDir } from '../node/workload-files.js';
+import { prepareBackup } from '../controller/backup-runtime.js';
+import { CONTROL_PREFIX, parseControlSnapshot, specKey, STORED_SPEC, type NodeRecord, type StoredSpec } from '../controller/records.js';
+import { formatSpecError, parseClusterSpec } from '../spec/index.js';
 import { clusterPrefix, KEYS, slotNameFor, type ClusterView, type HistoryEntry } from '../ha/index.js';
 import { LocalPostgres } from '../postgres/postgres-instance.js';
 import { describeTarget, PGBACKREST_AUTO_CONF_KEYS, recoverToTarget } from './recover-to-target.js';
@@ -63,50 +65,94 @@ interface BackupRuntime {
   readonly onNodes: boolean;
 }
 
-/** Opens DIR's backup setup; a runtime without spec.backups.pgbackrest is told so. */
-export async function openBackupRuntime(dirArg: string): Promise<BackupRuntime> {
+/**
+ * Opens DIR's backup setup; a runtime without spec.backups.pgbackrest is told so. `cluster`: one of
+ * the clusters a `--nodes` runtime runs (default its first, the runtime's own).
+ */
+export async function openBackupRuntime(dirArg: string, cluster?: string): Promise<BackupRuntime> {
   const dir = resolve(dirArg);
   const layout = await readLayout(dir);
   if (layout === undefined) throw new WardenError('not-found', `no local runtime in ${dir} (no runtime.json): run \`warden up --dir ${dir}\``);
-  const backup = layout.backup;
-  if (backup === undefined) {
-    throw new WardenError('config-invalid', `cluster "${layout.cluster}" in ${dir} was started without backups: set spec.backups.pgbackrest.repos (e.g. [{ name: repo1, volume: {} }]) in a new runtime dir`);
+  const name = cluster ?? layout.cluster;
+  if (name !== layout.cluster && layout.nodes === undefined) {
+    throw new WardenError('not-found', `--cluster ${name}: ${dir} runs cluster "${layout.cluster}" only (a static runtime); a --nodes runtime holds several`);
   }
-  const target = await resolveTarget({ dir });
-  const identity = lookupRunUser();
-  const repo = new PgBackRestRepository({ stanza: backup.stanza, configFile: backup.configFile, ...(identity === undefined ? {} : { identity }) });
-  // `--nodes`: the controller placed the members; state.json says where each one's files are.
-  const members = layout.nodes === undefined ? layout.members : nodesMembers(await readStateFile(dir), layout.cluster);
-  return { dir, target, layout: { ...layout, members }, backup, repo, onNodes: layout.nodes !== undefined };
+  const target = await resolveTarget({ dir, cluster: name });
+  const run = lookupRunUser();
+  const backup = name === layout.cluster ? layout.backup : await appliedClusterBackup(dir, target, run);
+  if (backup === undefined) {
+    throw new WardenError('config-invalid', `cluster "${name}" in ${dir} was started without backups: set spec.backups.pgbackrest.repos (e.g. [{ name: repo1, volume: {} }]) in a new runtime dir`);
+  }
+  const repo = new PgBackRestRepository({ stanza: backup.stanza, configFile: backup.configFile, ...(run === undefined ? {} : { identity: run }) });
+  // `--nodes`: the controller placed the members; the node records say where each one's files are.
+  const members = layout.nodes === undefined ? layout.members : await membersOnNodes(target);
+  return { dir, target, layout: { ...layout, cluster: name, members }, backup, repo, onNodes: layout.nodes !== undefined };
 }
 
 /**
- * The members of a `--nodes` runtime as the backup commands reach them: each one state.json places
- * in a node's directory (DIR/nodes/<node>/workloads/<cluster>/members/<name>: its data, socket dir
- * and the pgbackrest.conf its node daemon wrote).
+ * The repository setup of a cluster applied later to a `--nodes` runtime (`warden apply --dir`):
+ * from its stored spec, in DIR/backup/<cluster> where the node daemons put its repositories
+ * (written again each time: idempotent). Undefined when the spec has no backups.
  */
-export function nodesMembers(state: StateFile | undefined, cluster: string): RuntimeMember[] {
-  if (state === undefined) throw new WardenError('not-found', `the runtime's state.json is missing: is its supervisor running (\`warden up\`)?`);
-  const out: RuntimeMember[] = [];
-  for (const m of state.members) {
-    if (m.dir === undefined || m.node === undefined) continue;
-    const apiPort = Number(new URL(m.apiUrl).port);
-    out.push({
-      name: m.name,
-      host: m.host,
-      pgPort: m.port,
-      apiPort,
-      memberDir: m.dir,
-      dataDir: join(m.dir, 'data'),
-      configFile: join(m.dir, 'agent.yaml'),
-      logFile: join(m.dir, 'agent.log'),
-      // The node's dir is four levels up: <node dir>/workloads/<cluster>/members/<name>.
-      socketDir: memberSocketDir(dirname(dirname(dirname(dirname(m.dir)))), m.dir, m.port),
-    });
+async function appliedClusterBackup(dir: string, t: Target, run: RunUser | undefined): Promise<RuntimeBackup | undefined> {
+  const client = etcdClientFor(t, 5000);
+  let stored: StoredSpec;
+  try {
+    const kv = await client.get(specKey(t.cluster), { timeoutMs: 5000 });
+    if (kv === undefined) throw new WardenError('not-found', `no cluster "${t.cluster}" is stored in ${dir}'s etcd (\`warden get clusters --dir ${dir}\`)`);
+    const decoded = decodeJson(STORED_SPEC, kv.value);
+    if (!decoded.ok) throw new WardenError('config-invalid', `invalid record ${specKey(t.cluster)}: ${decoded.error}`);
+    stored = decoded.value;
+  } finally {
+    client.close();
   }
-  if (out.length === 0) throw new WardenError('not-found', `no member of cluster ${cluster} is placed on a node of this runtime yet (state.json lists none with a directory)`);
-  return out;
+  const parsed = parseClusterSpec(stored.text, stored.file);
+  if (!parsed.ok) throw new WardenError('config-invalid', `the stored spec of ${t.cluster} no longer parses: ${parsed.errors.map(formatSpecError).join('; ')}`);
+  const b = parsed.spec.backups;
+  return b === undefined ? undefined : await prepareBackup(dir, t.cluster, b, run, join(dir, 'backup', t.cluster));
 }
+
+/**
+ * The members of a cluster on a `--nodes` runtime as the backup commands reach them: each member
+ * workload a node daemon publishes, in its node's directory (<node dir>/workloads/<cluster>/members/
+ * <name>: its data, socket dir and the pgbackrest.conf its node daemon wrote), on the ports of its
+ * workload.json and the node's address.
+ */
+async function membersOnNodes(t: Target): Promise<RuntimeMember[]> {
+  const client = etcdClientFor(t, 5000);
+  let records: NodeRecord[];
+  try {
+    const raw = await client.range(CONTROL_PREFIX, { timeoutMs: 5000 });
+    records = [...parseControlSnapshot(raw.revision, raw.kvs).nodes.values()].map((n) => n.record);
+  } finally {
+    client.close();
+  }
+  const out: RuntimeMember[] = [];
+  for (const r of records) {
+    for (const w of r.workloads) {
+      if (w.cluster !== t.cluster || w.kind !== 'member') continue;
+      const memberDir = workloadDir(r.dir, w);
+      const marker = decodeJson(MEMBER_PORTS, await readFile(join(memberDir, 'workload.json'), 'utf8').catch(() => '{}'));
+      const [pgPort, apiPort] = marker.ok ? marker.value.ports : [];
+      if (pgPort === undefined || apiPort === undefined) continue;
+      out.push({
+        name: w.name,
+        host: r.addresses[0] ?? '127.0.0.1',
+        pgPort,
+        apiPort,
+        memberDir,
+        dataDir: join(memberDir, 'data'),
+        configFile: join(memberDir, 'agent.yaml'),
+        logFile: join(memberDir, 'agent.log'),
+        socketDir: memberSocketDir(r.dir, memberDir, pgPort),
+      });
+    }
+  }
+  if (out.length === 0) throw new WardenError('not-found', `no member of cluster ${t.cluster} runs on a node of this runtime yet (\`warden get nodes --dir ${t.dir}\`)`);
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+const MEMBER_PORTS = obj({ ports: list(port) });
 
 /** The server of a member as pgBackRest reaches it: data dir and unix socket. */
 export function serverOf(m: RuntimeMember): PgServer {
@@ -305,14 +351,14 @@ function healthOf(view: ClusterView): Parameters<typeof chooseBackupSource>[0] {
   }));
 }
 
-async function runBackup(o: { dir: string; type: BackupType; repo?: string; wait: boolean; timeoutSeconds: number; format: string }): Promise<number> {
-  const rt = await openBackupRuntime(o.dir);
+async function runBackup(o: { dir: string; cluster?: string; type: BackupType; repo?: string; wait: boolean; timeoutSeconds: number; format: string }): Promise<number> {
+  const rt = await openBackupRuntime(o.dir, o.cluster);
   const repoIndex = o.repo === undefined ? undefined : repoIndexOf(rt, o.repo);
   if (!o.wait) {
     const held = await readRunning(rt.target);
     if (held !== undefined) throw new WardenError('conflict', describeRunning(held));
     const logFile = join(rt.backup.logPath, `warden-backup-${Date.now()}.log`);
-    const { command, args } = wardenArgv(['backup', '--dir', rt.dir, '--type', o.type, ...(o.repo === undefined ? [] : ['--repo', o.repo]), '--wait', '--timeout-seconds', String(o.timeoutSeconds)]);
+    const { command, args } = wardenArgv(['backup', '--dir', rt.dir, '--cluster', rt.target.cluster, '--type', o.type, ...(o.repo === undefined ? [] : ['--repo', o.repo]), '--wait', '--timeout-seconds', String(o.timeoutSeconds)]);
     const fd = openSync(logFile, 'a');
     try {
       const child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd], env: process.env });
@@ -363,8 +409,8 @@ export interface ExpireOutput {
  * runs beside a backup. The newest set is never removed by name: the recoverable window would
  * end before it.
  */
-async function runExpire(o: { dir: string; repo?: string; set?: string; format: string }): Promise<number> {
-  const rt = await openBackupRuntime(o.dir);
+async function runExpire(o: { dir: string; cluster?: string; repo?: string; set?: string; format: string }): Promise<number> {
+  const rt = await openBackupRuntime(o.dir, o.cluster);
   const repoIndex = o.repo === undefined ? undefined : repoIndexOf(rt, o.repo);
   const before = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
   if (o.set !== undefined) {
@@ -544,8 +590,8 @@ async function readSlots(t: Target): Promise<BackupsOutput['slots']> {
   }
 }
 
-async function runBackups(o: { dir: string; format: string }): Promise<number> {
-  const rt = await openBackupRuntime(o.dir);
+async function runBackups(o: { dir: string; cluster?: string; format: string }): Promise<number> {
+  const rt = await openBackupRuntime(o.dir, o.cluster);
   const info: RepositoryInfo = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
   // etcd being unreachable must not hide the repository's report: it is said in its place.
   const view = await readClusterView(rt.target).then(
@@ -633,8 +679,8 @@ export interface RestoreDrillOutput {
   readonly check: { readonly sql: string; readonly value: string | null };
 }
 
-async function runRestoreDrill(o: { dir: string; format: string; checkSql: string; timeoutSeconds: number }): Promise<number> {
-  const rt = await openBackupRuntime(o.dir);
+async function runRestoreDrill(o: { dir: string; cluster?: string; format: string; checkSql: string; timeoutSeconds: number }): Promise<number> {
+  const rt = await openBackupRuntime(o.dir, o.cluster);
   const info = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
   const set = info.sets.at(-1);
   if (set === undefined) throw new WardenError('not-found', 'no backup in the repository yet: run `warden backup --wait` first');
@@ -733,6 +779,7 @@ export interface RestoreOutput {
 
 interface RestoreOptions extends RestoreTargetOptions {
   readonly dir: string;
+  readonly cluster?: string;
   readonly into?: string;
   readonly inPlace: boolean;
   readonly repo?: string;
@@ -776,7 +823,7 @@ export function setFor(info: RepositoryInfo, target: RestoreTarget): BackupSet |
  * --check-sql, and stops it: a consistent data directory on a timeline of its own.
  */
 async function runRestore(o: RestoreOptions): Promise<number> {
-  const rt = await openBackupRuntime(o.dir);
+  const rt = await openBackupRuntime(o.dir, o.cluster);
   const parsed = parseRestoreTarget(o);
   if (!parsed.ok) throw new WardenError('config-invalid', parsed.error);
   const target = parsed.value;
@@ -1147,6 +1194,7 @@ export function registerBackupCommands(program: Command): void {
     .command('backup')
     .description('take a backup (from a healthy standby, else the primary; one at a time per cluster)')
     .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
+    .option('--cluster <name>', 'one of the clusters of a `warden up --nodes` dir (default: the one it was made with)')
     .addOption(new Option('--type <type>', 'full copy, or changes since the last full (diff) or the last backup (incr)').choices([...BACKUP_TYPES]).default('full'))
     .option('--repo <repo>', 'the repository (repo1 … repo4, one of the spec\'s; default the first)')
     .option('--wait', 'run in the foreground and print the set when it is complete', false)
@@ -1160,6 +1208,7 @@ export function registerBackupCommands(program: Command): void {
     .command('expire')
     .description('remove the backup sets (and their WAL) the retention options no longer keep, or one set with --set; never beside a backup')
     .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
+    .option('--cluster <name>', 'one of the clusters of a `warden up --nodes` dir (default: the one it was made with)')
     .option('--set <label>', 'remove this set and the sets that depend on it (never the newest)')
     .option('--repo <repo>', 'the repository (repo1 … repo4, one of the spec\'s; default every one)')
     .addOption(formatOption())
@@ -1171,6 +1220,7 @@ export function registerBackupCommands(program: Command): void {
     .command('backups')
     .description('backup sets, the recoverable window and the recovery point now (WAL not yet archived)')
     .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
+    .option('--cluster <name>', 'one of the clusters of a `warden up --nodes` dir (default: the one it was made with)')
     .addOption(formatOption())
     .action(async (o: { dir: string; format: string }) => {
       process.exitCode = await runBackups(o);
@@ -1180,6 +1230,7 @@ export function registerBackupCommands(program: Command): void {
     .command('restore')
     .description('point-in-time recovery into a new data directory (DIR/restores/NEW), or of the running cluster itself (--in-place)')
     .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
+    .option('--cluster <name>', 'one of the clusters of a `warden up --nodes` dir (default: the one it was made with)')
     .option('--time <t>', 'recover to this instant (with a time zone: 2026-12-02T03:04:05Z, "2026-12-02 03:04:05.123456+00")')
     .option('--lsn <lsn>', 'recover to this WAL position')
     .option('--xid <xid>', 'recover to the commit of this transaction')
@@ -1200,6 +1251,7 @@ export function registerBackupCommands(program: Command): void {
     .command('restore-drill')
     .description('restore the latest backup into scratch space, start it standalone, check it, report restore time and MB/s, remove it')
     .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
+    .option('--cluster <name>', 'one of the clusters of a `warden up --nodes` dir (default: the one it was made with)')
     .option('--check-sql <sql>', 'a query run on the restored copy; its first value is reported', 'SELECT count(*) FROM pg_database')
     .option('--timeout-seconds <s>', 'give up after this long', positiveSeconds, 3600)
     .addOption(formatOption())

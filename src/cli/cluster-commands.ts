@@ -10,8 +10,11 @@ import { CONTROL_PREFIX, nodeKey, nodeSettingsKey, parseControlSnapshot, secrets
 import { observationOf, parseStoredSpecs, planInputFromSnapshot } from '../controller/snapshot-plan.js';
 import { readStateFile } from '../controller/state-file.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
-import { clusterPrefix, parseClusterView } from '../ha/index.js';
-import { formatSpecError, loadClusterSpec, noticesForController, parseClusterSpec } from '../spec/index.js';
+import { clusterPrefix, KEYS, parseClusterView } from '../ha/index.js';
+import type { SchedulesRecord } from '../backup/index.js';
+import { localSecrets } from '../controller/local-nodes.js';
+import { readLayout } from '../controller/runtime-layout.js';
+import { formatSpecError, loadClusterSpec, noticesForController, parseClusterSpec, type ClusterSpec } from '../spec/index.js';
 import { readEtcdFiles } from './etcd-files.js';
 import { etcdOptionsFromEnv } from './target.js';
 
@@ -128,6 +131,7 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
       // Created once: members of one cluster must share them, and an apply must never rotate them under running agents.
       await client.create(secretsKey(spec.name), JSON.stringify(o.secrets ?? newSecrets()));
       out(`stored spec ${spec.name} generation ${generation}`);
+      await publishLocalSchedules(client, o, spec);
     }
     if (!o.wait) return 0;
     return await waitConverged(client, spec.name, generation, o.timeoutSeconds * 1000);
@@ -174,7 +178,10 @@ export function registerClusterCommands(program: Command, node: Command): void {
     .option('--wait', 'return once every member is ready (or print what is Pending at the timeout)', false)
     .option('--timeout <seconds>', 'with --wait', '600')
     .action(async (o: EtcdOptions & { file: string; wait: boolean; timeout: string }) => {
-      process.exitCode = await runApply({ ...o, timeoutSeconds: Number(o.timeout) });
+      // The clusters of one `warden up --nodes` dir share its passwords (DIR/secrets), so that every
+      // `--dir DIR --cluster NAME` command (REST calls, psql through DIR/pgpass, backups) works for each.
+      const local = o.etcd === undefined ? await localNodesRuntime(o.dir) : undefined;
+      process.exitCode = await runApply({ ...o, timeoutSeconds: Number(o.timeout), ...(local === undefined ? {} : { secrets: await localSecrets(local) }) });
     });
 
   withEtcd(program.command('get'))
@@ -240,4 +247,29 @@ export function registerClusterCommands(program: Command, node: Command): void {
   settings('cordon');
   settings('uncordon');
   settings('drain');
+}
+
+/** The dir of a `warden up --nodes` runtime (resolved), or undefined for any other dir. */
+async function localNodesRuntime(dirArg: string | undefined): Promise<string | undefined> {
+  const dir = resolve(dirArg ?? '.warden');
+  const layout = await readLayout(dir).catch(() => undefined);
+  return layout?.nodes === undefined ? undefined : dir;
+}
+
+/**
+ * `apply --dir` of a cluster with backup schedules onto a `--nodes` runtime: `backup/schedules`
+ * names the dir, so that the leader's agent runs them as `warden backup --dir DIR --cluster NAME`.
+ * With `--etcd` there is no dir to run the backup commands from: said, and nothing is scheduled.
+ */
+async function publishLocalSchedules(client: EtcdClient, o: EtcdOptions, spec: ClusterSpec): Promise<void> {
+  const schedules = (spec.backups?.repos ?? []).flatMap((r) => r.schedules.map((x) => ({ repo: r.name, type: x.type, cron: x.cron })));
+  if (schedules.length === 0) return;
+  const dir = o.etcd === undefined ? await localNodesRuntime(o.dir) : undefined;
+  if (dir === undefined) {
+    err(`note: spec.backups schedules of ${spec.name} are not run: the backup commands run from a \`warden up --nodes\` dir (apply with --dir)`);
+    return;
+  }
+  const record: SchedulesRecord = { dir, schedules };
+  await client.put(`${clusterPrefix(spec.name)}${KEYS.backupSchedules}`, JSON.stringify(record), { timeoutMs: CALL_TIMEOUT_MS });
+  for (const x of schedules) out(`backups: ${x.type} backup of ${spec.name} into ${x.repo} at "${x.cron}" (UTC), run by its leader's agent`);
 }

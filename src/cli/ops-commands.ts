@@ -17,7 +17,7 @@ function withTarget(cmd: Command): Command {
   return cmd
     .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
     .option('--etcd <urls>', 'etcd endpoints, comma-separated (with --cluster)')
-    .option('--cluster <name>', 'cluster name (with --etcd)');
+    .option('--cluster <name>', 'cluster name (with --etcd; with --dir, another cluster of that runtime\'s etcd)');
 }
 
 async function load(o: TargetOptions): Promise<{ t: Target; view: ClusterView }> {

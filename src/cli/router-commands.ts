@@ -28,7 +28,7 @@ export function registerRouterCommands(program: Command): void {
     .description("print an HAProxy configuration that routes with the agents' /primary and /replica health checks")
     .option('--dir <dir>', 'runtime directory of `warden up`', '.warden')
     .option('--etcd <urls>', 'etcd endpoints, comma-separated (with --cluster)')
-    .option('--cluster <name>', 'cluster name (with --etcd)')
+    .option('--cluster <name>', 'cluster name (with --etcd; with --dir, another cluster of that runtime\'s etcd)')
     .option('--bind <host>', 'address HAProxy listens on', '127.0.0.1')
     .option('--rw-port <port>', 'read-write (primary) port', '5000')
     .option('--ro-port <port>', 'read-only (replicas) port', '5001')

@@ -18,6 +18,8 @@ export interface Target {
   readonly etcd: readonly string[];
   readonly state: StateFile | undefined;
   readonly dir: string;
+  /** Found through `--dir`: the runtime dir's secrets (DIR/secrets, shared by its clusters) apply. */
+  readonly local: boolean;
   /** etcd TLS and credentials: from state.json with --dir, from WARDEN_ETCD_* variables with --etcd. */
   readonly etcdOptions: { readonly tls?: EtcdTls; readonly auth?: EtcdAuth };
 }
@@ -45,18 +47,18 @@ export function etcdOptionsFromEnv(env: NodeJS.ProcessEnv): Target['etcdOptions'
   return { ...(tls === undefined ? {} : { tls }), ...(withPassword === undefined ? {} : { auth: withPassword }) };
 }
 
-/** Resolves `--etcd URLS --cluster NAME`, or else `--dir DIR` (default ./.warden) and its state.json. */
+/** Resolves `--etcd URLS --cluster NAME`, or else `--dir DIR` (default ./.warden) and its state.json (`--cluster` there: another cluster on its etcd). */
 export async function resolveTarget(opts: TargetOptions): Promise<Target> {
   const dir = resolve(opts.dir ?? '.warden');
-  if (opts.etcd !== undefined || opts.cluster !== undefined) {
-    if (opts.etcd === undefined || opts.cluster === undefined) {
-      throw new WardenError('config-invalid', '--etcd and --cluster go together: give both, or use --dir');
+  if (opts.etcd !== undefined) {
+    if (opts.cluster === undefined) {
+      throw new WardenError('config-invalid', '--etcd needs --cluster NAME: give both, or use --dir');
     }
     const etcd = opts.etcd.split(',').map((s) => s.trim()).filter(Boolean);
     for (const u of etcd) {
       if (!/^https?:\/\/[^/]+$/.test(u)) throw new WardenError('config-invalid', `--etcd: not an http(s)://host:port URL: ${u}`);
     }
-    return { cluster: opts.cluster, etcd, state: undefined, dir, etcdOptions: etcdOptionsFromEnv(process.env) };
+    return { cluster: opts.cluster, etcd, state: undefined, dir, local: false, etcdOptions: etcdOptionsFromEnv(process.env) };
   }
   const state = await readStateFile(dir);
   if (state === undefined) {
@@ -64,7 +66,10 @@ export async function resolveTarget(opts: TargetOptions): Promise<Target> {
   }
   const a = state.etcdAuth;
   const etcdOptions = a === undefined ? {} : readEtcdFiles({ username: a.username, passwordFile: a.passwordFile });
-  return { cluster: state.cluster, etcd: state.etcd, state, dir, etcdOptions };
+  // `--dir D --cluster NAME`: another cluster on the same etcd (a `--nodes` runtime holds several);
+  // state.json describes the runtime's first cluster only, so it is not handed on.
+  if (opts.cluster !== undefined && opts.cluster !== state.cluster) return { cluster: opts.cluster, etcd: state.etcd, state: undefined, dir, local: true, etcdOptions };
+  return { cluster: state.cluster, etcd: state.etcd, state, dir, local: true, etcdOptions };
 }
 
 /** Reads the cluster's keys once; a precise error when etcd cannot be reached. */

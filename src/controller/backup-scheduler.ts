@@ -22,6 +22,8 @@ export interface BackupSchedulerDeps {
   readonly dcs: Pick<Dcs, 'get' | 'create' | 'compareAndSwap' | 'range' | 'delete'>;
   /** `/warden/<cluster>/`. */
   readonly prefix: string;
+  /** The cluster's name, passed to `warden backup --cluster`. */
+  readonly cluster: string;
   readonly member: string;
   /** True while this member holds the leader key and runs read-write. */
   readonly isLeader: () => boolean;
@@ -98,7 +100,8 @@ export class BackupScheduler {
     this.seen.add(key);
     d.log.info({ slot: new Date(slotMs).toISOString(), repo: s.repo, type: s.type }, `backup schedules: slot claimed, starting a ${s.type} backup`);
     const run = d.runBackup ?? runWarden;
-    const args = ['backup', '--dir', dir, '--type', s.type, '--repo', s.repo, '--wait', '--format', 'json', '--timeout-seconds', String(Math.ceil(d.backupTimeoutMs / 1000))];
+    // --cluster: a `--nodes` runtime dir may hold several clusters (the runtime's own is the default).
+    const args = ['backup', '--dir', dir, '--cluster', d.cluster, '--type', s.type, '--repo', s.repo, '--wait', '--format', 'json', '--timeout-seconds', String(Math.ceil(d.backupTimeoutMs / 1000))];
     let outcome: SlotRecord;
     try {
       const r = await run(args, d.backupTimeoutMs + 30_000);

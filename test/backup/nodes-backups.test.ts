@@ -173,4 +173,37 @@ describe('backups on node daemons (warden up --nodes; real pgBackRest, PostgreSQ
       assert.equal(rows[0]?.['n'], 150);
     }
   });
+  it('a second cluster applied to the same nodes archives into a repository of its own; --cluster reaches it, its schedule names the dir, the first cluster\'s sets stay as they were', async () => {
+    const before = (await backups()).backups.map((b) => b.label);
+    const file = join(rt.dir, 'other.yaml');
+    await writeFile(file, spec(2).replace('name: nbk', 'name: other').replace('replicas: 3', 'replicas: 2'));
+    const a = await runWarden(['apply', '-f', file, '--dir', rt.runtime, '--wait', '--timeout', '300'], { timeoutMs: 330_000 });
+    assert.equal(a.code, 0, `${a.stdout}\n${a.stderr}`);
+    assert.match(a.stdout, /backups: full backup of other into repo1 at "0 0 1 1 \*" \(UTC\), run by its leader's agent/);
+    const listOther = async (): Promise<ListOutput | undefined> => {
+      const r = await runWarden(['list', '--dir', rt.runtime, '--cluster', 'other', '--format', 'json'], { timeoutMs: 30_000 });
+      if (r.code !== 0) return undefined;
+      const l = JSON.parse(r.stdout) as ListOutput;
+      return l.members.length === 2 && l.members.some((m) => m.role === 'leader' && m.state === 'running') && l.members.some((m) => m.role !== 'leader' && m.state === 'streaming') ? l : undefined;
+    };
+    const l = await eventually(listOther, { timeoutMs: 180_000, intervalMs: 1_000, what: 'other streaming' });
+    assert.equal(l.cluster, 'other');
+    // Its stanza exists once its leader's agent made it; then a backup through --cluster.
+    const r = await eventually(async () => {
+      const x = await runWarden(['backup', '--dir', rt.runtime, '--cluster', 'other', '--type', 'full', '--wait', '--format', 'json'], { timeoutMs: 300_000 });
+      return x.code === 0 ? x : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 2_000, what: 'a backup of other' });
+    const out = JSON.parse(r.stdout) as { from: string; primary: string; set: { label: string } };
+    assert.notEqual(out.from, out.primary, 'from other\'s standby');
+    const b = await runWarden(['backups', '--dir', rt.runtime, '--cluster', 'other', '--format', 'json'], { timeoutMs: 120_000 });
+    assert.equal(b.code, 0, b.stderr);
+    const ob = JSON.parse(b.stdout) as BackupsOutput;
+    assert.equal(ob.stanza, 'other');
+    assert.deepEqual(ob.backups.map((x) => x.label), [out.set.label]);
+    assert.ok(existsSync(join(rt.runtime, 'backup', 'other', 'repo1', 'backup', 'other', out.set.label)), 'the set is in DIR/backup/other/repo1');
+    assert.deepEqual((await backups()).backups.map((x) => x.label), before, 'nbk\'s repository is untouched');
+    const sched = await runWarden(['backups', '--dir', rt.runtime, '--cluster', 'nope', '--format', 'json'], { timeoutMs: 60_000 });
+    assert.notEqual(sched.code, 0);
+    assert.match(sched.stderr, /no cluster "nope" is stored/);
+  });
 });
