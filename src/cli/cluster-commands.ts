@@ -159,11 +159,7 @@ async function waitConverged(client: EtcdClient, cluster: string, generation: nu
       if (status?.lastError !== null && status?.lastError !== undefined) err(`  last error: ${status.lastError}`);
       // What the node daemons say of the cluster's workloads that do not run (an agent that exits at once, a member a node cannot prepare).
       const snap = await readControl(client).catch(() => undefined);
-      for (const { record } of snap?.nodes.values() ?? []) {
-        for (const w of record.workloads) {
-          if (w.cluster === cluster && (w.state !== 'running' || w.lastError !== undefined)) err(`  ${record.name}: ${w.kind} ${w.name} ${w.state}, ${w.restarts} restart(s)${w.lastError === undefined ? '' : `; last: ${w.lastError}`}`);
-        }
-      }
+      for (const line of snap === undefined ? [] : workloadTroubles(snap, cluster)) err(`  ${line}`);
       return 1;
     }
     await sleep(1_000);
@@ -203,7 +199,9 @@ export function registerClusterCommands(program: Command, node: Command): void {
         }
         const rows = [...snap.nodes.values()].map(({ record }) => ({ ...record, settings: snap.nodeSettings.get(record.name) ?? null, controller: snap.controller?.node === record.name }));
         if (o.format === 'json') return out(JSON.stringify(rows, null, 2));
+        const troubles = workloadTroubles(snap);
         out(table([['NAME', 'SCHEDULING', 'WORKLOADS', 'CONTROLLER', 'VERSION', 'LABELS'], ...rows.map((r) => [r.name, r.settings?.drain === true ? 'draining' : r.settings?.unschedulable === true ? 'cordoned' : 'schedulable', r.workloads.map((w) => `${w.name}:${w.state}`).join(',') || '-', r.controller ? 'active' : '', r.version, Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(',')])]));
+        for (const line of troubles) out(`  ${line}`);
       } finally {
         client.close();
       }
@@ -272,4 +270,21 @@ async function publishLocalSchedules(client: EtcdClient, o: EtcdOptions, spec: C
   const record: SchedulesRecord = { dir, schedules };
   await client.put(`${clusterPrefix(spec.name)}${KEYS.backupSchedules}`, JSON.stringify(record), { timeoutMs: CALL_TIMEOUT_MS });
   for (const x of schedules) out(`backups: ${x.type} backup of ${spec.name} into ${x.repo} at "${x.cron}" (UTC), run by its leader's agent`);
+}
+
+/**
+ * One line per workload that does not run or last ended with an error, as its node daemon publishes
+ * it (`node-1: member app-1 restarting, 3 restart(s); last: exited (code 2): <its last output line>`),
+ * for one cluster or all.
+ */
+export function workloadTroubles(snap: ControlSnapshot, cluster?: string): string[] {
+  const lines: string[] = [];
+  for (const { record } of snap.nodes.values()) {
+    for (const w of record.workloads) {
+      if (cluster !== undefined && w.cluster !== cluster) continue;
+      if (w.state === 'running' && w.lastError === undefined) continue;
+      lines.push(`${record.name}: ${w.kind} ${cluster === undefined ? `${w.cluster}/` : ''}${w.name} ${w.state}, ${w.restarts} restart(s)${w.lastError === undefined ? '' : `; last: ${w.lastError}`}`);
+    }
+  }
+  return lines;
 }
