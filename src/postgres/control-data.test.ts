@@ -17,6 +17,12 @@ Latest checkpoint's PrevTimeLineID:   2
 Latest checkpoint's full_page_writes: on
 Latest checkpoint's NextXID:          0:735
 Time of latest checkpoint:            Tue 01 Dec 2026 09:59:58 PM UTC
+wal_level setting:                    replica
+max_connections setting:              150
+max_worker_processes setting:         8
+max_wal_senders setting:              10
+max_prepared_xacts setting:           0
+max_locks_per_xact setting:           64
 `;
 
 describe('pg_controldata output', () => {
@@ -42,7 +48,12 @@ describe('pg_controldata output', () => {
       systemIdentifier: '7710495906974059908',
       clusterState: 'shut down in recovery',
       timeline: 2,
+      controlSettings: { max_connections: 150, max_locks_per_transaction: 64, max_prepared_transactions: 0, max_wal_senders: 10, max_worker_processes: 8 },
     });
+  });
+
+  it('leaves out a hot-standby value that is not an integer', () => {
+    assert.deepEqual(dataDirStateFromControlData('max_connections setting: many\nmax_wal_senders setting: 12\n').controlSettings, { max_wal_senders: 12 });
   });
 
   it('leaves out the fields the output lacks', () => {

@@ -45,6 +45,7 @@ import {
   rewindSourceConninfo,
   wardenSettings,
   withIncludeLine,
+  type RaisedSetting,
 } from './server-config.js';
 import {
   BASE_STATUS_SQL,
@@ -69,6 +70,8 @@ export interface PostgresLogger {
 }
 
 const INSPECT_TIMEOUT_MS = 10_000;
+/** How often a replica running with raised hot-standby values rereads pg_control (followControlSettings). */
+const CONTROL_REREAD_MS = 3_000;
 /** Grace between SIGTERM and SIGKILL for a command that passed its timeout. */
 const KILL_GRACE_MS = 2_000;
 const POLL_MS = 50;
@@ -127,6 +130,11 @@ export class LocalPostgres implements PostgresInstance {
   private runtime: RuntimeSettings = {};
   private statusClient: pg.Client | undefined;
   private lastRole: ReplicationRole | undefined;
+  /** pg_control's hot-standby values, read when last configured as a replica (see raiseToControl in server-config.ts). */
+  private controlSettings: DataDirState['controlSettings'];
+  /** What warden.conf raises above the configured values for them, and when pg_control was last read for it. */
+  private raised: readonly RaisedSetting[] = [];
+  private controlReadAtMs = 0;
 
   constructor(config: PostgresInstanceConfig, logger?: PostgresLogger) {
     validateConfig(config);
@@ -241,6 +249,7 @@ export class LocalPostgres implements PostgresInstance {
     }
     await this.writePgpass();
     this.lastRole = role;
+    if (role.kind === 'replica') await this.readControlSettings();
     await this.writeOwned(join(dataDir, WARDEN_CONF), renderWardenConf(this.wardenSettings(role)), 0o600);
     const confPath = join(dataDir, 'postgresql.conf');
     const withInclude = withIncludeLine(await readFile(confPath, 'utf8'));
@@ -393,7 +402,7 @@ export class LocalPostgres implements PostgresInstance {
   }
 
   async status(timeoutMs: number): Promise<ServerStatus> {
-    return this.withStatusClient(timeoutMs, async (c) => {
+    const status = await this.withStatusClient(timeoutMs, async (c) => {
       const base = await c.query<BaseStatusRow>(BASE_STATUS_SQL);
       const b = base.rows[0];
       if (b === undefined) throw new WardenError('postgres-command-failed', 'status: no row');
@@ -409,6 +418,40 @@ export class LocalPostgres implements PostgresInstance {
       if (r === undefined) throw new WardenError('postgres-command-failed', 'status: no recovery row');
       return standbyStatus(b, r);
     });
+    if (status.inRecovery) await this.followControlSettings();
+    return status;
+  }
+
+  /**
+   * While warden.conf raises a hot-standby parameter above its configured value (pg_control held
+   * the primary's higher one when this replica started), rereads pg_control every few seconds;
+   * once replay has brought it down, rewrites warden.conf, so the lower value shows as a pending
+   * restart and the next restart applies it.
+   */
+  private async followControlSettings(): Promise<void> {
+    if (this.raised.length === 0 || this.lastRole?.kind !== 'replica' || Date.now() - this.controlReadAtMs < CONTROL_REREAD_MS) return;
+    const before = JSON.stringify(this.controlSettings ?? {});
+    await this.readControlSettings();
+    if (JSON.stringify(this.controlSettings ?? {}) === before) return;
+    try {
+      await this.writeOwned(join(this.config.dataDir, WARDEN_CONF), renderWardenConf(this.wardenSettings(this.lastRole)), 0o600);
+      const state = await this.processState();
+      if (state.kind === 'running') signalPid(state.pid, 'SIGHUP');
+      this.log('info', { controlSettings: this.controlSettings }, 'pg_control now holds lower hot-standby values: warden.conf follows (a restart applies them)');
+    } catch (e) {
+      this.log('warn', { err: describeError(e) }, 'cannot rewrite warden.conf for the hot-standby values of pg_control');
+    }
+  }
+
+  private async readControlSettings(): Promise<void> {
+    this.controlReadAtMs = Date.now();
+    try {
+      this.controlSettings = (await this.inspectDataDir()).controlSettings;
+    } catch (e) {
+      // Without pg_control's values the replica starts with the configured ones, as before.
+      this.log('warn', { err: describeError(e) }, 'cannot read the hot-standby values of pg_control');
+      this.controlSettings = undefined;
+    }
   }
 
   async syncSlots(names: readonly string[], timeoutMs: number): Promise<void> {
@@ -525,8 +568,19 @@ export class LocalPostgres implements PostgresInstance {
   // ---- files -------------------------------------------------------------------------------
 
   private wardenSettings(role: ReplicationRole): Map<string, string | number | boolean> {
-    const { settings, ignored } = wardenSettings({ config: this.config, runtime: this.runtime, role, pgpassPath: this.pgpassPath });
+    const { settings, ignored, raised } = wardenSettings({
+      config: this.config,
+      runtime: this.runtime,
+      role,
+      pgpassPath: this.pgpassPath,
+      ...(this.controlSettings === undefined ? {} : { controlSettings: this.controlSettings }),
+    });
     for (const k of ignored) this.log('warn', { parameter: k }, 'ignoring a parameter that Warden sets itself');
+    if (JSON.stringify(raised) !== JSON.stringify(this.raised) && raised.length > 0) {
+      const what = raised.map((r) => `${r.name} ${r.control}, not ${r.configured}`).join(', ');
+      this.log('warn', { raised }, `runs as a replica with ${what}: its pg_control holds the primary's higher value (a standby may not run below its primary; a restart applies the lower one once it has replayed the change)`);
+    }
+    this.raised = raised;
     return settings;
   }
 

@@ -1,4 +1,5 @@
 import type { Lsn } from '../core/lsn.js';
+import type { HotStandbyParameter } from './server-status.js';
 
 /** Where a PostgreSQL server listens. */
 export interface Endpoint {
@@ -54,6 +55,12 @@ export interface DataDirState {
   readonly timeline?: number;
   /** "Latest checkpoint location": after a clean shutdown, the shutdown checkpoint record. */
   readonly checkpointLsn?: Lsn;
+  /**
+   * The hot-standby parameters (max_connections, …) as pg_control holds them: the values the
+   * primary last ran with, as far as this directory has replayed its WAL. A standby may not start
+   * below them.
+   */
+  readonly controlSettings?: Readonly<Partial<Record<HotStandbyParameter, number>>>;
 }
 
 /** How this server should run next time it is configured. */

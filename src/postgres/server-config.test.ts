@@ -27,12 +27,16 @@ const CONFIG: WardenSettingsInput['config'] = {
   parameters: { max_connections: 200 },
 };
 
-function settingsFor(role: ReplicationRole, over: { parameters?: Record<string, SettingValue>; runtime?: RuntimeSettings } = {}): ReturnType<typeof wardenSettings> {
+function settingsFor(
+  role: ReplicationRole,
+  over: { parameters?: Record<string, SettingValue>; runtime?: RuntimeSettings; controlSettings?: WardenSettingsInput['controlSettings'] } = {},
+): ReturnType<typeof wardenSettings> {
   return wardenSettings({
     config: { ...CONFIG, ...(over.parameters === undefined ? {} : { parameters: over.parameters }) },
     runtime: over.runtime ?? {},
     role,
     pgpassPath: '/var/lib/warden/demo-2.pgpass',
+    ...(over.controlSettings === undefined ? {} : { controlSettings: over.controlSettings }),
   });
 }
 
@@ -108,6 +112,61 @@ describe('warden.conf settings', () => {
       );
     }
   });
+});
+
+describe('warden.conf hot-standby values against pg_control', () => {
+  // A replica restarted before it replayed its primary's lowering of max_connections (150 → 120)
+  // would refuse to start with 120: "insufficient parameter settings".
+  const cases: {
+    name: string;
+    role: ReplicationRole;
+    parameters: Record<string, SettingValue>;
+    control: WardenSettingsInput['controlSettings'];
+    key: string;
+    want: SettingValue | undefined;
+    raised: { name: string; configured: number; control: number }[];
+  }[] = [
+    {
+      name: 'a replica runs with pg_control\'s higher value',
+      role: { kind: 'replica' },
+      parameters: { max_connections: 120 },
+      control: { max_connections: 150 },
+      key: 'max_connections',
+      want: 150,
+      raised: [{ name: 'max_connections', configured: 120, control: 150 }],
+    },
+    { name: 'a replica keeps a configured value at pg_control\'s', role: { kind: 'replica' }, parameters: { max_connections: 150 }, control: { max_connections: 150 }, key: 'max_connections', want: 150, raised: [] },
+    { name: 'a replica keeps a configured value above pg_control\'s', role: { kind: 'replica' }, parameters: { max_connections: 200 }, control: { max_connections: 150 }, key: 'max_connections', want: 200, raised: [] },
+    { name: 'a primary keeps its lower value (it writes the change for its standbys)', role: { kind: 'primary' }, parameters: { max_connections: 120 }, control: { max_connections: 150 }, key: 'max_connections', want: 120, raised: [] },
+    {
+      name: 'a value given as text is compared as a number',
+      role: { kind: 'replica' },
+      parameters: { max_worker_processes: '4' },
+      control: { max_worker_processes: 8 },
+      key: 'max_worker_processes',
+      want: 8,
+      raised: [{ name: 'max_worker_processes', configured: 4, control: 8 }],
+    },
+    {
+      name: 'an unset parameter counts as PostgreSQL\'s default',
+      role: { kind: 'replica' },
+      parameters: {},
+      control: { max_locks_per_transaction: 128, max_prepared_transactions: 0 },
+      key: 'max_locks_per_transaction',
+      want: 128,
+      raised: [{ name: 'max_locks_per_transaction', configured: 64, control: 128 }],
+    },
+    { name: 'a value that is not an integer is left to PostgreSQL', role: { kind: 'replica' }, parameters: { max_connections: 'lots' }, control: { max_connections: 150 }, key: 'max_connections', want: 'lots', raised: [] },
+    { name: 'Warden\'s floor of max_wal_senders counts as configured', role: { kind: 'replica' }, parameters: {}, control: { max_wal_senders: 10 }, key: 'max_wal_senders', want: 10, raised: [] },
+    { name: 'without pg_control\'s values the configured ones stand', role: { kind: 'replica' }, parameters: { max_connections: 120 }, control: undefined, key: 'max_connections', want: 120, raised: [] },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const { settings, raised } = settingsFor(c.role, { parameters: c.parameters, controlSettings: c.control });
+      assert.equal(settings.get(c.key), c.want);
+      assert.deepEqual(raised, c.raised);
+    });
+  }
 });
 
 describe('warden.conf archive settings', () => {

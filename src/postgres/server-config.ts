@@ -4,6 +4,7 @@
 import { isIP } from 'node:net';
 import { WardenError } from '../core/errors.js';
 import type { Credentials, Endpoint, PostgresInstanceConfig, ReplicationRole, RuntimeSettings } from './postgres.js';
+import { HOT_STANDBY_PARAMETERS, type HotStandbyParameter } from './server-status.js';
 
 /** Name of the file Warden owns inside the data dir; postgresql.conf includes it. */
 export const WARDEN_CONF = 'warden.conf';
@@ -67,14 +68,32 @@ export interface WardenSettingsInput {
   readonly role: ReplicationRole;
   /** The run user's libpq password file, named in primary_conninfo. */
   readonly pgpassPath: string;
+  /** The hot-standby parameters as the data dir's pg_control holds them (DataDirState.controlSettings): a replica runs with at least these. */
+  readonly controlSettings?: Readonly<Partial<Record<HotStandbyParameter, number>>>;
 }
+
+/** A hot-standby parameter a replica runs above its configured value, because pg_control holds a higher one. */
+export interface RaisedSetting {
+  readonly name: HotStandbyParameter;
+  readonly configured: number;
+  readonly control: number;
+}
+
+/** PostgreSQL 15's defaults of the hot-standby parameters, for one the configuration leaves unset. */
+const HOT_STANDBY_DEFAULTS: Readonly<Record<HotStandbyParameter, number>> = {
+  max_connections: 100,
+  max_locks_per_transaction: 64,
+  max_prepared_transactions: 0,
+  max_wal_senders: 10,
+  max_worker_processes: 8,
+};
 
 /**
  * The settings of warden.conf for `role`: Warden's defaults, then the user's parameters (the ones
  * Warden sets itself are left out and named in `ignored`; with `config.archive`, the archive settings
  * too), the floors, and Warden's required settings last. Throws 'config-invalid' for a replica slot name PostgreSQL would refuse.
  */
-export function wardenSettings(input: WardenSettingsInput): { settings: Map<string, SettingValue>; ignored: string[] } {
+export function wardenSettings(input: WardenSettingsInput): { settings: Map<string, SettingValue>; ignored: string[]; raised: RaisedSetting[] } {
   const { config, runtime, role, pgpassPath } = input;
   const { listen, socketDir, name, replication } = config;
   const parameters = runtime.parameters ?? config.parameters;
@@ -94,6 +113,7 @@ export function wardenSettings(input: WardenSettingsInput): { settings: Map<stri
     const v = Number(settings.get(k));
     settings.set(k, Number.isFinite(v) && v > floor ? v : floor);
   }
+  const raised = role.kind === 'replica' ? raiseToControl(settings, input.controlSettings ?? {}) : [];
   settings.set('listen_addresses', listen.host);
   settings.set('port', listen.port);
   settings.set('unix_socket_directories', socketDir);
@@ -119,7 +139,27 @@ export function wardenSettings(input: WardenSettingsInput): { settings: Map<stri
       settings.set('primary_slot_name', role.slotName);
     }
   }
-  return { settings, ignored };
+  return { settings, ignored, raised };
+}
+
+/**
+ * Raises each hot-standby parameter of `settings` to pg_control's value where that is higher (the
+ * replica has not yet replayed its primary's lowering of it: hot standby refuses to start below it,
+ * "insufficient parameter settings"). A later restart, once pg_control holds the lower value,
+ * applies the configured one. Returns what it raised. A value that is not an integer is left alone.
+ */
+function raiseToControl(settings: Map<string, SettingValue>, control: Readonly<Partial<Record<HotStandbyParameter, number>>>): RaisedSetting[] {
+  const raised: RaisedSetting[] = [];
+  for (const name of HOT_STANDBY_PARAMETERS) {
+    const floor = control[name];
+    if (floor === undefined) continue;
+    const set = settings.get(name);
+    const configured = set === undefined ? HOT_STANDBY_DEFAULTS[name] : typeof set === 'number' ? set : /^\s*[0-9]+\s*$/.test(String(set)) ? Number(set) : undefined;
+    if (configured === undefined || configured >= floor) continue;
+    settings.set(name, floor);
+    raised.push({ name, configured, control: floor });
+  }
+  return raised;
 }
 
 /** warden.conf: one `name = 'value'` per line, sorted by name; every value quoted, which PostgreSQL accepts for any type. */

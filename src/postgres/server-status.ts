@@ -9,6 +9,9 @@ import type { ServerStatus } from './postgres.js';
  */
 export const HOT_STANDBY_PARAMETERS = ['max_connections', 'max_locks_per_transaction', 'max_prepared_transactions', 'max_wal_senders', 'max_worker_processes'] as const;
 
+/** One of HOT_STANDBY_PARAMETERS. */
+export type HotStandbyParameter = (typeof HOT_STANDBY_PARAMETERS)[number];
+
 /**
  * Asked first, on every server: recovery, system identifier, pending restart, and which of the
  * hot-standby parameters the pending restart lowers (the last line for it in the configuration

@@ -302,3 +302,73 @@ describe('LocalPostgres against a real PostgreSQL 15', () => {
     assert.ok(existsSync(a.logPath));
   });
 });
+
+describe('a replica restarted before it replayed its primary lowering max_connections (real PostgreSQL 15)', () => {
+  let sandbox: PgSandbox;
+  let p: LocalPostgres;
+  let r: LocalPostgres;
+  const show = async (x: LocalPostgres): Promise<string> => String((await x.query('SHOW max_connections', [], 5_000))[0]?.['max_connections']);
+
+  before(async () => {
+    sandbox = await PgSandbox.create();
+    const [cp, cr] = await sandbox.configs(['pg-lp', 'pg-lr']);
+    assert.ok(cp !== undefined && cr !== undefined);
+    p = sandbox.instance(cp);
+    r = sandbox.instance(cr);
+  });
+
+  after(async () => {
+    await sandbox.cleanup();
+  });
+
+  it('starts with pg_control\'s higher value instead of refusing, then shows the lower one as a pending restart that a restart applies', async () => {
+    const at = (n: number): Record<string, string | number | boolean> => ({ ...p.config.parameters, max_connections: n });
+    await p.initdb(60_000);
+    await p.updateSettings({ parameters: at(150) });
+    await p.configure({ kind: 'primary' });
+    await p.start(30_000);
+    await p.createRoles(10_000);
+    await p.syncSlots(['pg_lr'], 5_000);
+    await r.basebackup(p.config.listen, 60_000);
+    await r.updateSettings({ parameters: at(150) });
+    await r.configure({ kind: 'replica', upstream: p.config.listen, slotName: 'pg_lr' });
+    await r.start(30_000);
+    await streamingOn(r, 1);
+    assert.equal(await show(r), '150');
+
+    // The replica stops before the primary restarts with 120: its pg_control keeps 150.
+    await r.stop('fast', 30_000);
+    await p.updateSettings({ parameters: at(120) });
+    await p.stop('fast', 30_000);
+    await p.configure({ kind: 'primary' });
+    await p.start(30_000);
+    assert.equal(await show(p), '120');
+    assert.equal((await r.inspectDataDir()).controlSettings?.max_connections, 150);
+
+    await r.updateSettings({ parameters: at(120) });
+    await r.configure({ kind: 'replica', upstream: p.config.listen, slotName: 'pg_lr' });
+    assert.match(await readFile(join(r.config.dataDir, 'warden.conf'), 'utf8'), /^max_connections = '150'$/m);
+    await r.start(30_000);
+    await streamingOn(r, 1);
+    assert.equal(await show(r), '150', 'the replica runs with its primary\'s old value until it has replayed the change');
+
+    // Replay of the primary's parameter change brings pg_control down to 120: warden.conf follows.
+    await p.query('SELECT pg_switch_wal()', [], 5_000);
+    const pending = await eventually(
+      async () => {
+        const s = await r.status(2_000);
+        return s.pendingRestart ? s : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: 'pg-lr: the lower max_connections pending a restart' },
+    );
+    assert.deepEqual(pending.restartLowers, ['max_connections']);
+    assert.equal((await r.inspectDataDir()).controlSettings?.max_connections, 120);
+
+    await r.stop('fast', 30_000);
+    await r.configure({ kind: 'replica', upstream: p.config.listen, slotName: 'pg_lr' });
+    await r.start(30_000);
+    const s = await streamingOn(r, 1);
+    assert.equal(s.pendingRestart, false);
+    assert.equal(await show(r), '120');
+  });
+});
