@@ -46,7 +46,7 @@ await runBench(async () => {
     await warden(['down', '--dir', dir, '--purge'], 180_000);
     await rm(`${dir}-spec`, { recursive: true, force: true });
   });
-  const up = await warden(['up', '-f', specFile, '--dir', dir], 400_000);
+  const up = await warden(['up', '--static', '-f', specFile, '--dir', dir], 400_000);
   if (up.code !== 0) throw new Error(`warden up failed:\n${up.stdout}\n${up.stderr}`);
   const state = await readState(dir);
   const layout = JSON.parse(await run('cat', [join(dir, 'runtime.json')], { timeoutMs: 5000 }).then((r) => r.stdout)) as Runtime;

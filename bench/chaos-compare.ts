@@ -58,7 +58,7 @@ async function runWarden(): Promise<SystemResult> {
     // Under heavy load `warden up` can give up on a supervisor that is merely slow to write its PID
     // file ("the supervisor exited") while the cluster goes on starting; a second `up` reports it.
     log(`warden up failed once (${e instanceof Error ? e.message.split('\n').slice(-2).join(' ') : String(e)}); asking again`);
-    const again = await warden(['up', '--dir', dir], 300_000);
+    const again = await warden(['up', '--static', '--dir', dir], 300_000);
     if (again.code !== 0) throw new Error(`warden up failed twice: ${again.stderr}`);
   }
   try {

@@ -31,7 +31,7 @@ await runBench(async () => {
   writeFileSync(specFile, `apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: chaos\nspec:\n  instances:\n    - name: instance1\n      replicas: 3\n  patroni:\n    dynamicConfiguration:\n      ttl: 2\n${sync}`);
   onCleanup(() => clusterDown(dir, log));
   log(`warden up -f ${specFile} --dir ${dir}`);
-  const up = await warden(['up', '-f', specFile, '--dir', dir], 300_000);
+  const up = await warden(['up', '--static', '-f', specFile, '--dir', dir], 300_000);
   if (up.code !== 0) throw new Error(`warden up failed (exit ${up.code}):\n${up.stdout}\n${up.stderr}`);
   const cluster = await localCluster(dir);
   log(`seed ${seed}: ${opts.rounds} rounds of ${faults.faults.join(', ')}`);

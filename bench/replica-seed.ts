@@ -94,7 +94,7 @@ async function measure(name: string, backups: boolean): Promise<{ rounds: Round[
     await rm(specFile, { force: true });
   };
   onCleanup(cleanup);
-  const up = await warden(['up', '-f', specFile, '--dir', dir, ...(opts.nodes > 0 ? ['--nodes', String(opts.nodes)] : [])], 400_000);
+  const up = await warden(['up', '-f', specFile, '--dir', dir, ...(opts.nodes > 0 ? ['--nodes', String(opts.nodes)] : ['--static'])], 400_000);
   if (up.code !== 0) throw new Error(`warden up ${name}:\n${up.stdout}\n${up.stderr}`);
   const list = async (): Promise<ListMember[]> => (JSON.parse((await warden(['list', '--dir', dir, '--format', 'json'])).stdout) as { members: ListMember[] }).members;
   const leader = (await list()).find((m) => m.role === 'leader');

@@ -154,7 +154,7 @@ export async function clusterUp(dir: string, log: (s: string) => void = () => un
   }
   onCleanup(() => clusterDown(dir, log));
   log(`warden up --dir ${dir} …`);
-  const up = await warden(['up', ...(specFile === undefined ? [] : ['-f', specFile]), '--dir', dir], 300_000);
+  const up = await warden(['up', '--static', ...(specFile === undefined ? [] : ['-f', specFile]), '--dir', dir], 300_000);
   if (up.code !== 0) throw new Error(`warden up failed (exit ${up.code}):\n${up.stdout}\n${up.stderr}`);
   log(`cluster healthy after ${(up.ms / 1000).toFixed(1)} s`);
   return { state: await readState(dir), upMs: up.ms };

@@ -45,15 +45,16 @@ export function buildCli(): Command {
 
   program
     .command('up')
-    .description('start a local cluster (3-member etcd + PostgreSQL primary and replicas), detached, and wait until it is healthy')
+    .description('start a local cluster (3-member etcd, 3 node daemons running the PostgreSQL members and routers), detached, and wait until it is healthy')
     .option('-f, --file <cluster.yaml>', 'cluster spec (default: cluster "demo" with 3 members)')
     .option('--dir <dir>', 'runtime directory', '.warden')
     .option('--source-dir <dir>', "with spec.dataSource: the runtime dir of the cluster whose backups the new cluster starts from")
-    .option('--nodes <count|nodes.yaml>', 'run etcd and node daemons (default 3 nodes: node-1..3 in zones a, b, c) and apply the spec to them, as across hosts')
-    .option('--netns', 'with --nodes (implied: 3 nodes), as root: each node daemon in a network namespace of its own, with its own address', false)
-    .action(async (o: { file?: string; dir: string; sourceDir?: string; nodes?: string; netns: boolean }) => {
+    .option('--nodes <count|nodes.yaml>', 'the node daemons a new dir gets (default 3: node-1..3 in zones a, b, c), or a nodes file with their labels and taints')
+    .option('--netns', 'as root: each node daemon in a network namespace of its own, with its own address (implies 3 nodes)', false)
+    .option('--static', 'a new dir without node daemons: the members and a router under the supervisor alone', false)
+    .action(async (o: { file?: string; dir: string; sourceDir?: string; nodes?: string; netns: boolean; static: boolean }) => {
       const nodes = o.nodes ?? (o.netns ? '3' : undefined);
-      process.exitCode = await runUp({ ...(o.file === undefined ? {} : { file: o.file }), ...(o.sourceDir === undefined ? {} : { sourceDir: o.sourceDir }), ...(nodes === undefined ? {} : { nodes }), netns: o.netns, dir: o.dir, color: useColor }).catch(explainUpError);
+      process.exitCode = await runUp({ ...(o.file === undefined ? {} : { file: o.file }), ...(o.sourceDir === undefined ? {} : { sourceDir: o.sourceDir }), ...(nodes === undefined ? {} : { nodes }), netns: o.netns, static: o.static, dir: o.dir, color: useColor }).catch(explainUpError);
     });
 
   program

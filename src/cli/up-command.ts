@@ -12,7 +12,7 @@ import { readLayout } from '../controller/runtime-layout.js';
 import { findOrphans, stopOrphans } from '../controller/orphans.js';
 import { prepareRuntimeDir, runningSupervisor, startSupervisor } from '../controller/local-up.js';
 import { etcdClientFromState, readStateFile } from '../controller/state-file.js';
-import { defaultClusterSpec, formatSpecError, loadClusterSpec, noticesForController, type ClusterSpec } from '../spec/index.js';
+import { defaultClusterSpec, formatSpecError, loadClusterSpec, noticesForController, type ClusterSpec, type SpecError } from '../spec/index.js';
 import { setUpStanza } from './backup-commands.js';
 import type { DataSourcePlan } from '../controller/backup-runtime.js';
 import { resolveDataSource } from './data-source.js';
@@ -25,12 +25,17 @@ const UP_TIMEOUT_MS = 240_000;
 type Palette = ReturnType<typeof pc.createColors>;
 
 /** `warden up`: starts (or reports) the local runtime and returns once the cluster is healthy. Exit code. */
-export async function runUp(opts: { file?: string; dir?: string; sourceDir?: string; nodes?: string; netns?: boolean; color: boolean }): Promise<number> {
+export async function runUp(opts: { file?: string; dir?: string; sourceDir?: string; nodes?: string; netns?: boolean; static?: boolean; color: boolean }): Promise<number> {
   const out = (s: string): void => void process.stdout.write(`${s}\n`);
   const c: Palette = pc.createColors(opts.color);
   const dir = resolve(opts.dir ?? '.warden');
   let spec: ClusterSpec = defaultClusterSpec();
-  const nodesMode = opts.nodes !== undefined || (await readLayout(dir))?.nodes !== undefined;
+  if (opts.static === true && (opts.nodes !== undefined || opts.netns === true)) {
+    process.stderr.write(`warden up: --static runs the cluster under the supervisor without node daemons: it does not go with --${opts.netns === true ? 'netns' : 'nodes'}\n`);
+    return 2;
+  }
+  const prior = await readLayout(dir);
+  let notices: readonly SpecError[] = [];
   if (opts.file !== undefined) {
     const loaded = await loadClusterSpec(opts.file);
     if (!loaded.ok) {
@@ -38,14 +43,17 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
       return 2;
     }
     spec = loaded.spec;
-    // With --nodes the controller runs the spec: placement and router replicas are applied.
-    for (const n of nodesMode ? noticesForController(loaded.notices) : loaded.notices) out(c.dim(`note: ${formatSpecError(n)}`));
+    notices = loaded.notices;
   }
+  const mode = runtimeMode(opts, prior, spec);
+  // On node daemons the controller runs the spec: placement and router replicas are applied.
+  for (const n of mode.nodes ? noticesForController(notices) : notices) out(c.dim(`note: ${formatSpecError(n)}`));
+  if (mode.note !== undefined) out(c.dim(`note: ${mode.note}`));
   if (opts.sourceDir !== undefined && spec.dataSource === undefined) {
     process.stderr.write(`warden up: --source-dir names the runtime dir of the cluster in spec.dataSource.postgresCluster, and ${opts.file ?? 'the default spec'} has none\n`);
     return 2;
   }
-  if (nodesMode) return runUpNodes({ ...opts, dir, spec }, c, out);
+  if (mode.nodes) return runUpNodes({ ...opts, dir, spec }, c, out);
   const running = await runningSupervisor(dir);
   if (running !== undefined) {
     out(`A cluster is already running in ${dir} (supervisor pid ${running}).`);
@@ -62,7 +70,6 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
   }
   // A supervisor killed with -9 leaves etcd, agents and the router running on the dir's ports:
   // stop those we recognise (by PID, command line checked) so that this `up` can start them again.
-  const prior = await readLayout(dir);
   if (prior !== undefined) {
     const orphans = await findOrphans(prior, await readStateFile(dir).catch(() => undefined));
     if (orphans.length > 0) {
@@ -153,6 +160,26 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
   }
   await report(dir, c, out);
   return 0;
+}
+
+/**
+ * Which runtime `warden up` runs (docs/architecture.md, "Nodes on one machine"): a dir that exists
+ * keeps the one it was made with; a new one gets node daemons (the code path of a multi-host
+ * deployment), unless `--static` asks for the supervisor-only runtime, or the spec has a
+ * `dataSource` without `--nodes` (node daemons do not run one yet: the static runtime does).
+ */
+export function runtimeMode(
+  opts: { readonly nodes?: string; readonly netns?: boolean; readonly static?: boolean; readonly sourceDir?: string },
+  prior: { readonly nodes?: readonly unknown[] } | undefined,
+  spec: Pick<ClusterSpec, 'dataSource'>,
+): { nodes: boolean; note?: string } {
+  if (opts.nodes !== undefined || opts.netns === true) return { nodes: true };
+  if (prior !== undefined) return { nodes: prior.nodes !== undefined };
+  if (opts.static === true) return { nodes: false };
+  if (spec.dataSource !== undefined || opts.sourceDir !== undefined) {
+    return { nodes: false, note: 'spec.dataSource runs on the static runtime (no node daemons: they do not run a data source yet)' };
+  }
+  return { nodes: true };
 }
 
 /**

@@ -65,7 +65,7 @@ describe('archive continuity across a failover (real pgBackRest, PostgreSQL, etc
   });
 
   it('a failing archive is reported in warden list and /metrics, causes no failover, and catches up when the repository is back', async () => {
-    const up = await runWarden(['up', '-f', join(dir, 'cluster.yaml'), '--dir', rt], { timeoutMs: 400_000 });
+    const up = await runWarden(['up', '--static', '-f', join(dir, 'cluster.yaml'), '--dir', rt], { timeoutMs: 400_000 });
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
     const identity = lookupRunUser();
     repo = new PgBackRestRepository({ stanza: 'ac', configFile: join(rt, 'backup', 'pgbackrest.conf'), ...(identity === undefined ? {} : { identity }) });

@@ -64,7 +64,7 @@ describe('backups with pgBackRest in the local runtime (real pgBackRest, Postgre
   });
 
   it('brings the cluster up with archiving on and the stanza created', async () => {
-    const r = await runWarden(['up', '-f', join(dir, 'cluster.yaml'), '--dir', join(dir, 'rt')], { timeoutMs: 400_000 });
+    const r = await runWarden(['up', '--static', '-f', join(dir, 'cluster.yaml'), '--dir', join(dir, 'rt')], { timeoutMs: 400_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /backups: stanza bk ready; WAL is archived to .*\/rt\/backup\/repo1/);
     const l = await list();

@@ -120,14 +120,14 @@ describe('spec.dataSource: a new cluster from another cluster\'s backups (real p
     const apply = await runWarden(['apply', '-f', ok, '--etcd', 'http://127.0.0.1:9'], { timeoutMs: 30_000 });
     assert.equal(apply.code, 2, `${apply.stdout}\n${apply.stderr}`);
     assert.match(apply.stderr, /clone\.yaml:16:7: spec\.dataSource\.postgresCluster\.clusterName: .*the controller does not apply spec\.dataSource yet\nnothing was changed/);
-    const noSource = await runWarden(['up', '--dir', clone, '--source-dir', src], { timeoutMs: 30_000 });
+    const noSource = await runWarden(['up', '--static', '--dir', clone, '--source-dir', src], { timeoutMs: 30_000 });
     assert.equal(noSource.code, 2, noSource.stderr);
     assert.match(noSource.stderr, /--source-dir names the runtime dir of the cluster in spec\.dataSource\.postgresCluster/);
   });
 
   it('sets up the source: refused while its repository has no backup; then rows around a backup, all archived', async () => {
     started.push(src);
-    const up = await runWarden(['up', '-f', join(dir, 'source.yaml'), '--dir', src], { timeoutMs: 300_000 });
+    const up = await runWarden(['up', '--static', '-f', join(dir, 'source.yaml'), '--dir', src], { timeoutMs: 300_000 });
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
     const ok = await writeClone('clone.yaml', '      clusterName: dsrc\n      repoName: repo1\n');
     await refused(ok, /clone\.yaml:17:7: spec\.dataSource\.postgresCluster\.repoName: repository repo1 of cluster "dsrc" has no backup yet/);
@@ -173,6 +173,8 @@ describe('spec.dataSource: a new cluster from another cluster\'s backups (real p
     const up = await upClone(file);
     const upMs = Date.now() - t0;
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
+    // Without --static or --nodes a new dir gets node daemons, but they do not run a data source yet.
+    assert.match(up.stdout, /note: spec\.dataSource runs on the static runtime/);
     assert.match(up.stdout, /data source: cluster dsrc \(\S+\), repo1 set \S+, recovered to /);
 
     const members = (await listCluster(clone)).members;

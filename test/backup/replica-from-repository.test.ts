@@ -20,7 +20,7 @@ describe('replicas from the repository', { timeout: 900_000 }, () => {
     root = await traversableTempDir('warden-seed-');
     await writeFile(join(root, 'cluster.yaml'), SPEC);
     rt = join(root, 'rt');
-    const up = await runWarden(['up', '-f', join(root, 'cluster.yaml'), '--dir', rt], { timeoutMs: 300_000 });
+    const up = await runWarden(['up', '--static', '-f', join(root, 'cluster.yaml'), '--dir', rt], { timeoutMs: 300_000 });
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
   });
   after(async () => {

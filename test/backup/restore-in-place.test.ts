@@ -151,7 +151,7 @@ describe('warden restore --in-place: PITR of the running cluster (real pgBackRes
   });
 
   it('sets up: three members, a backup, a writer inserting one row per transaction', async () => {
-    const up = await runWarden(['up', '-f', join(dir, 'cluster.yaml'), '--dir', rt], { timeoutMs: 400_000 });
+    const up = await runWarden(['up', '--static', '-f', join(dir, 'cluster.yaml'), '--dir', rt], { timeoutMs: 400_000 });
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
     const l = await eventually(async () => {
       const x = await listCluster(rt);

@@ -83,7 +83,7 @@ describe('warden restore --into: point-in-time recovery (real pgBackRest, Postgr
   });
 
   it('sets up: a backup, then 60 transactions of one row each with their commit times, all archived', async () => {
-    const up = await runWarden(['up', '-f', join(dir, 'cluster.yaml'), '--dir', rt], { timeoutMs: 400_000 });
+    const up = await runWarden(['up', '--static', '-f', join(dir, 'cluster.yaml'), '--dir', rt], { timeoutMs: 400_000 });
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
     const l = (await listCluster(rt)).members.find((m) => m.role === 'leader');
     assert.ok(l);

@@ -81,7 +81,7 @@ describe('backup schedules across switchovers (real pgBackRest, PostgreSQL, etcd
   });
 
   it('fires every slot of an every-minute schedule exactly once across a switchover and a crash, from a standby', async () => {
-    const up = await runWarden(['up', '-f', join(dir, 'cluster.yaml'), '--dir', rt], { timeoutMs: 400_000 });
+    const up = await runWarden(['up', '--static', '-f', join(dir, 'cluster.yaml'), '--dir', rt], { timeoutMs: 400_000 });
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
     assert.match(up.stdout, /backups: incr backup into repo1 at "\* \* \* \* \*" \(UTC\), run by the leader's agent/);
     const startedAt = Date.now();

@@ -30,10 +30,10 @@ describe('warden chaos run against a local cluster', { timeout: 600_000 }, () =>
   before(async () => {
     dir = await traversableTempDir('warden-chaos-');
     process.once('exit', stopSupervisor);
-    let up = await runWarden(['up', '--dir', dir], { timeoutMs: 240_000 });
+    let up = await runWarden(['up', '--static', '--dir', dir], { timeoutMs: 240_000 });
     // Under heavy load `warden up` can give up on a supervisor that is merely slow to write its PID
     // file ("the supervisor exited") while the cluster goes on starting; a second `up` reports it.
-    if (up.code !== 0 && /the supervisor exited/.test(up.stderr)) up = await runWarden(['up', '--dir', dir], { timeoutMs: 240_000 });
+    if (up.code !== 0 && /the supervisor exited/.test(up.stderr)) up = await runWarden(['up', '--static', '--dir', dir], { timeoutMs: 240_000 });
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
   });
 

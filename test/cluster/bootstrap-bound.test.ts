@@ -26,7 +26,7 @@ describe('a bootstrap that keeps failing stops after a bound', { timeout: 600_00
       ['apiVersion: warden.dev/v1', 'kind: Cluster', 'metadata:', '  name: bootfail', 'spec:', '  instances:', '    - replicas: 2', '  patroni:', '    dynamicConfiguration:', '      postgresql:', '        parameters:', '          shared_preload_libraries: no_such_library_here', ''].join('\n'),
     );
     const started = Date.now();
-    const r = await runWarden(['up', '-f', spec, '--dir', join(dir, 'rt')], { timeoutMs: 300_000 });
+    const r = await runWarden(['up', '--static', '-f', spec, '--dir', join(dir, 'rt')], { timeoutMs: 300_000 });
     assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stderr, /the cluster could not be bootstrapped: bootstrap failed 3 times/);
     assert.ok(Date.now() - started < 200_000, 'up gave up before its own 240 s timeout');

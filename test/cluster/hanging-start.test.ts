@@ -22,7 +22,7 @@ describe('a leader whose PostgreSQL start hangs fails over after primary_start_t
     dir = await traversableTempDir('warden-hang-');
     const spec = join(dir, 'cluster.yaml');
     await writeFile(spec, ['apiVersion: warden.dev/v1', 'kind: Cluster', 'metadata:', '  name: hang', 'spec:', '  instances:', '    - replicas: 3', '  patroni:', '    dynamicConfiguration:', '      primary_start_timeout: 5', ''].join('\n'));
-    const r = await runWarden(['up', '-f', spec, '--dir', join(dir, 'rt')], { timeoutMs: 300_000 });
+    const r = await runWarden(['up', '--static', '-f', spec, '--dir', join(dir, 'rt')], { timeoutMs: 300_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     dir = join(dir, 'rt');
   });

@@ -57,7 +57,7 @@ describe('hardening against hostile input (real cluster)', { timeout: 900_000 },
 
   before(async () => {
     dir = await traversableTempDir('warden-hard-');
-    const r = await runWarden(['up', '--dir', dir], { timeoutMs: 300_000 });
+    const r = await runWarden(['up', '--static', '--dir', dir], { timeoutMs: 300_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     auth = (await readFile(join(dir, 'secrets', 'restapi.password'), 'utf8')).trim();
     await eventually(healthy, { timeoutMs: 60_000, what: 'a healthy cluster' });
@@ -234,7 +234,7 @@ describe('hardening against hostile input (real cluster)', { timeout: 900_000 },
     const state = await readState(dir);
     signalPid(state.supervisorPid!, 'SIGKILL');
     await waitForExit(state.supervisorPid!, 10_000);
-    const r = await runWarden(['up', '--dir', dir], { timeoutMs: 300_000 });
+    const r = await runWarden(['up', '--static', '--dir', dir], { timeoutMs: 300_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /the previous supervisor is gone; stopping what it left running: .*agent .*etcd/);
     const again = await eventually(healthy, { timeoutMs: 90_000, what: 'the same cluster healthy again' });

@@ -38,7 +38,7 @@ describe('2,000 idle sockets on every listening port for 60 s', { timeout: 600_0
 
   before(async () => {
     dir = await traversableTempDir('warden-idle-');
-    const r = await runWarden(['up', '--dir', dir], { timeoutMs: 300_000 });
+    const r = await runWarden(['up', '--static', '--dir', dir], { timeoutMs: 300_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     await eventually(async () => {
       const l = await list();

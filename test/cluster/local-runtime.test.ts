@@ -46,7 +46,7 @@ describe('the local runtime (warden up / list / down) with real etcd and Postgre
   });
 
   it('brings up a 3-member cluster with one command and records it in state.json', async () => {
-    const r = await runWarden(['up', '--dir', dir], { timeoutMs: 300_000 });
+    const r = await runWarden(['up', '--static', '--dir', dir], { timeoutMs: 300_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /cluster is healthy/);
     assert.match(r.stdout, /psql "host=127\.0\.0\.1 port=\d+ user=postgres/);
@@ -103,7 +103,7 @@ describe('the local runtime (warden up / list / down) with real etcd and Postgre
   });
 
   it('reports the running cluster on a second up', async () => {
-    const r = await runWarden(['up', '--dir', dir], { timeoutMs: 60_000 });
+    const r = await runWarden(['up', '--static', '--dir', dir], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /already running/);
   });
@@ -219,7 +219,7 @@ describe('warden up: bad input', () => {
     try {
       const spec = join(dir, 'cluster.yaml');
       await writeFile(spec, 'apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: demo\nspec:\n  instances:\n    - replicas: 3\n  patroni:\n    dynamicConfiguration:\n      tll: 5\n');
-      const r = await runWarden(['up', '-f', spec, '--dir', join(dir, 'rt')], { timeoutMs: 30_000 });
+      const r = await runWarden(['up', '--static', '-f', spec, '--dir', join(dir, 'rt')], { timeoutMs: 30_000 });
       assert.equal(r.code, 2);
       assert.match(r.stderr, /cluster\.yaml:10:7: spec\.patroni\.dynamicConfiguration\.tll: .*ttl/);
       assert.equal(existsSync(join(dir, 'rt')), false);

@@ -21,7 +21,7 @@ describe('a long clone: the loop stays alive and shows its progress', { timeout:
     const spec = join(root, 'cluster.yaml');
     await writeFile(spec, ['apiVersion: warden.dev/v1', 'kind: Cluster', 'metadata:', '  name: clone', 'spec:', '  instances:', '    - replicas: 2', ''].join('\n'));
     dir = join(root, 'rt');
-    const r = await runWarden(['up', '-f', spec, '--dir', dir], { timeoutMs: 300_000 });
+    const r = await runWarden(['up', '--static', '-f', spec, '--dir', dir], { timeoutMs: 300_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   });
   after(async () => {

@@ -228,7 +228,13 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
     // The agents' REST API wants the cluster's credentials; with --etcd the CLI has no dir to read them from.
     const rest = await secretsOf('app');
     const env = { WARDEN_RESTAPI_USERNAME: rest.restApi.username, WARDEN_RESTAPI_PASSWORD: rest.restApi.password };
-    const sw = await runWarden(['switchover', ...etcdArgs(), '--cluster', 'app', '--candidate', 'app-5', '--force'], { timeoutMs: 60_000, env });
+    // app-5 streams as soon as it connects, but may still be catching up on the writer's WAL: a
+    // switchover refuses a candidate more than maximum_lag_on_failover behind, so ask again then.
+    let sw = await runWarden(['switchover', ...etcdArgs(), '--cluster', 'app', '--candidate', 'app-5', '--force'], { timeoutMs: 60_000, env });
+    for (const until = Date.now() + 60_000; sw.code !== 0 && /app-5: lag \d+ bytes > maximum_lag_on_failover/.test(sw.stderr) && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 1_000));
+      sw = await runWarden(['switchover', ...etcdArgs(), '--cluster', 'app', '--candidate', 'app-5', '--force'], { timeoutMs: 60_000, env });
+    }
     assert.equal(sw.code, 0, `${sw.stdout}\n${sw.stderr}`);
     const onFive = await eventually(async () => {
       const l = await streaming('app', five);

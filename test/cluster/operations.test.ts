@@ -35,7 +35,7 @@ describe('operations (switchover, config, pause, reinit, synchronous mode)', { t
 
   before(async () => {
     dir = await traversableTempDir('warden-ops-');
-    const r = await runWarden(['up', '--dir', dir], { timeoutMs: 300_000 });
+    const r = await runWarden(['up', '--static', '--dir', dir], { timeoutMs: 300_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     auth = (await readFile(join(dir, 'secrets', 'restapi.password'), 'utf8')).trim();
     const l = await eventually(healthy, { timeoutMs: 60_000, what: 'a healthy cluster' });

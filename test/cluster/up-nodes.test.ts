@@ -39,10 +39,10 @@ describe('warden up --nodes: etcd and node daemons on one machine', { timeout: 9
 
   after(() => rt.cleanup());
 
-  it('brings up three node daemons and etcd, applies the spec, and records nodes, members and routers in state.json', async () => {
+  it('warden up without --static brings up three node daemons and etcd, applies the spec, and records nodes, members and routers in state.json', async () => {
     const file = join(rt.dir, 'shop.yaml');
     await writeFile(file, spec(3));
-    const r = await runWarden(['up', '--nodes', '3', '-f', file, '--dir', rt.runtime], { timeoutMs: 400_000 });
+    const r = await runWarden(['up', '-f', file, '--dir', rt.runtime], { timeoutMs: 400_000 });
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /3 node daemons \(node-1, node-2, node-3\)/);
     assert.match(r.stdout, /stored spec shop generation 1/);

@@ -76,7 +76,7 @@ describe('the router of `warden up` with real etcd and PostgreSQL', { timeout: 6
 
   before(async () => {
     dir = await traversableTempDir('warden-router-it-');
-    const r = await runWarden(['up', '--dir', dir], { timeoutMs: 300_000 });
+    const r = await runWarden(['up', '--static', '--dir', dir], { timeoutMs: 300_000 });
     upOutput = `${r.stdout}\n${r.stderr}`;
     assert.equal(r.code, 0, upOutput);
     state = await readState(dir);
