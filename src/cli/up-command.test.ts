@@ -15,7 +15,7 @@ describe('the runtime warden up runs', () => {
     { name: '--nodes gives node daemons', opts: { nodes: '5' }, want: true },
     { name: '--netns gives node daemons', opts: { netns: true }, want: true },
     { name: 'a dir made static stays static', opts: {}, prior: {}, want: false },
-    { name: 'a dir made with node daemons keeps them, even with --static', opts: { static: true }, prior: { nodes: [] }, want: true },
+    { name: 'a dir made with node daemons keeps them, even with --static (and says so)', opts: { static: true }, prior: { nodes: [] }, want: true, note: /keeps them: --static applies to a new dir/ },
     { name: 'a new dir for a spec with a data source runs static, and says why', opts: {}, spec: DATA_SOURCE, want: false, note: /spec\.dataSource runs on the static runtime/ },
     { name: '--source-dir alone runs static too (up then says the spec has no data source)', opts: { sourceDir: '/x' }, want: false, note: /static runtime/ },
     { name: '--nodes with a data source stays on node daemons (refused there with exit 2)', opts: { nodes: '3' }, spec: DATA_SOURCE, want: true },

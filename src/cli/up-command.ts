@@ -174,7 +174,10 @@ export function runtimeMode(
   spec: Pick<ClusterSpec, 'dataSource'>,
 ): { nodes: boolean; note?: string } {
   if (opts.nodes !== undefined || opts.netns === true) return { nodes: true };
-  if (prior !== undefined) return { nodes: prior.nodes !== undefined };
+  if (prior !== undefined) {
+    const nodes = prior.nodes !== undefined;
+    return nodes && opts.static === true ? { nodes, note: 'this dir was made with node daemons and keeps them: --static applies to a new dir' } : { nodes };
+  }
   if (opts.static === true) return { nodes: false };
   if (spec.dataSource !== undefined || opts.sourceDir !== undefined) {
     return { nodes: false, note: 'spec.dataSource runs on the static runtime (no node daemons: they do not run a data source yet)' };
@@ -196,7 +199,7 @@ async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string
   }
   const prior = await readLayout(dir);
   if (prior !== undefined && prior.nodes === undefined) {
-    err(`${dir} was set up without --nodes (a static cluster under the supervisor): use another --dir, or \`warden down --dir ${dir} --purge\` first`);
+    err(`${dir} was set up without node daemons (\`warden up --static\`: a cluster under the supervisor alone): use another --dir, or \`warden down --dir ${dir} --purge\` first`);
     return 1;
   }
   if (prior !== undefined && prior.cluster !== spec.name && opts.file !== undefined) {

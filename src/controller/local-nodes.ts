@@ -66,7 +66,7 @@ export async function prepareNodesRuntime(dirArg: string, spec: ClusterSpec, nod
   preflight();
   const existing = await readLayout(dir);
   if (existing !== undefined) {
-    if (existing.nodes === undefined) throw new WardenError('conflict', `${dir} was set up without --nodes (a static cluster under the supervisor): use another --dir, or \`warden down --purge\` first`);
+    if (existing.nodes === undefined) throw new WardenError('conflict', `${dir} was set up without node daemons (\`warden up --static\`): use another --dir, or \`warden down --purge\` first`);
     // Its network first (gone after a reboot): etcd's ports are on it.
     ensureNodesNetwork(existing);
     await checkEtcdPortsFree(existing.etcd);

@@ -127,7 +127,7 @@ describe('spec.dataSource: a new cluster from another cluster\'s backups (real p
 
   it('sets up the source: refused while its repository has no backup; then rows around a backup, all archived', async () => {
     started.push(src);
-    const up = await runWarden(['up', '--static', '-f', join(dir, 'source.yaml'), '--dir', src], { timeoutMs: 300_000 });
+    const up = await runWarden(['up', '-f', join(dir, 'source.yaml'), '--dir', src], { timeoutMs: 300_000 });
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
     const ok = await writeClone('clone.yaml', '      clusterName: dsrc\n      repoName: repo1\n');
     await refused(ok, /clone\.yaml:17:7: spec\.dataSource\.postgresCluster\.repoName: repository repo1 of cluster "dsrc" has no backup yet/);
