@@ -25,7 +25,8 @@ export interface DataSourceRecord {
   readonly superuserPasswordFile: string;
 }
 
-const TARGET = obj({
+/** A restore target as JSON holds it (`kind` and the field it names). */
+export const RESTORE_TARGET_JSON = obj({
   kind: oneOf('latest', 'time', 'lsn', 'xid', 'name'),
   time: optional(str),
   lsn: optional(str),
@@ -40,7 +41,7 @@ const RECORD = obj({
   configFile: str,
   repo: num({ integer: true, min: 1, max: 256 }),
   setLabel: str,
-  target: TARGET,
+  target: RESTORE_TARGET_JSON,
   targetTimeline: optional(num({ integer: true, min: 1 })),
   superuserPasswordFile: str,
 });
@@ -49,15 +50,19 @@ const RECORD = obj({
 export function decodeDataSourceRecord(text: string): { ok: true; value: DataSourceRecord } | { ok: false; error: string } {
   const d = decodeJson(RECORD, text);
   if (!d.ok) return d;
-  const t = d.value.target;
-  const ex = t.exclusive === true ? { exclusive: true } : {};
-  let target: RestoreTarget | undefined;
-  if (t.kind === 'latest') target = { kind: 'latest' };
-  else if (t.kind === 'time' && t.time !== undefined) target = { kind: 'time', time: t.time, ...ex };
-  else if (t.kind === 'lsn' && t.lsn !== undefined) target = { kind: 'lsn', lsn: t.lsn, ...ex };
-  else if (t.kind === 'xid' && t.xid !== undefined) target = { kind: 'xid', xid: t.xid, ...ex };
-  else if (t.kind === 'name' && t.name !== undefined) target = { kind: 'name', name: t.name };
-  if (target === undefined) return { ok: false, error: `target: a ${t.kind} target needs its ${t.kind} field` };
+  const target = restoreTargetOf(d.value.target);
+  if (typeof target === 'string') return { ok: false, error: target };
   const { targetTimeline, ...rest } = d.value;
   return { ok: true, value: { ...rest, target, ...(targetTimeline === undefined ? {} : { targetTimeline }) } };
+}
+
+/** The RestoreTarget of a decoded RESTORE_TARGET_JSON, or why it is not one. */
+export function restoreTargetOf(t: { kind: RestoreTarget['kind']; time?: string; lsn?: string; xid?: string; name?: string; exclusive?: boolean }): RestoreTarget | string {
+  const ex = t.exclusive === true ? { exclusive: true } : {};
+  if (t.kind === 'latest') return { kind: 'latest' };
+  if (t.kind === 'time' && t.time !== undefined) return { kind: 'time', time: t.time, ...ex };
+  if (t.kind === 'lsn' && t.lsn !== undefined) return { kind: 'lsn', lsn: t.lsn, ...ex };
+  if (t.kind === 'xid' && t.xid !== undefined) return { kind: 'xid', xid: t.xid, ...ex };
+  if (t.kind === 'name' && t.name !== undefined) return { kind: 'name', name: t.name };
+  return `target: a ${t.kind} target needs its ${t.kind} field`;
 }

@@ -15,4 +15,4 @@ export { cronMatches, latestSlot, nextSlot, parseCron, type Cron, type CronError
 export { abandonedOutcome, decodeSchedules, decodeSlotRecord, isAbandonedClaim, dueSlots, type SchedulesRecord, readSchedule, SCHEDULE_TYPES, slotDir, slotKey, slotKeysToPrune, SLOT_LOOK_BACK_MS, SLOT_RECORD, SLOTS_KEPT, type BackupSchedule, type SlotRecord } from './backup-schedule.js';
 export { parseRestoreTarget, recoveryEndedShort, targetTimeMs, unreachableTarget, type ArchiveReach, type RecoveryEndedShort, type RestoreTargetOptions } from './restore-target.js';
 export { seedReplicaFromRepository, seedVerdict, type SeedVerdict } from './replica-seed.js';
-export { decodeDataSourceRecord, type DataSourceRecord } from './data-source-record.js';
+export { decodeDataSourceRecord, RESTORE_TARGET_JSON, restoreTargetOf, type DataSourceRecord } from './data-source-record.js';

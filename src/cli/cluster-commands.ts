@@ -6,7 +6,7 @@ import { Option, type Command } from 'commander';
 import { sleep } from '../core/deadline.js';
 import { WardenError } from '../core/errors.js';
 import { describeChange, planCluster, type Plan } from '../controller/plan.js';
-import { CONTROL_PREFIX, nodeKey, nodeSettingsKey, parseControlSnapshot, secretsKey, specKey, type ClusterSecrets, type ControlSnapshot, type NodeSettings, type StoredSpec } from '../controller/records.js';
+import { CONTROL_PREFIX, nodeKey, nodeSettingsKey, parseControlSnapshot, dataSourceKey, secretsKey, specKey, type ClusterSecrets, type ControlSnapshot, type NodeSettings, type StoredDataSource, type StoredSpec } from '../controller/records.js';
 import { observationOf, parseStoredSpecs, planInputFromSnapshot } from '../controller/snapshot-plan.js';
 import { readStateFile } from '../controller/state-file.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
@@ -83,7 +83,7 @@ function newSecrets(): ClusterSecrets {
 }
 
 /** `warden apply`: exit 0 stored (or unchanged), 1 not converged within --timeout with --wait, 2 invalid spec (nothing changed). */
-export async function runApply(o: EtcdOptions & { file: string; wait: boolean; timeoutSeconds: number; secrets?: ClusterSecrets }): Promise<number> {
+export async function runApply(o: EtcdOptions & { file: string; wait: boolean; timeoutSeconds: number; secrets?: ClusterSecrets; dataSource?: StoredDataSource }): Promise<number> {
   const loaded = await loadClusterSpec(o.file);
   if (!loaded.ok) {
     for (const e of loaded.errors) err(formatSpecError(e));
@@ -92,17 +92,18 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
   }
   for (const n of noticesForController(loaded.notices)) err(formatSpecError(n));
   const spec = loaded.spec;
-  // The controller's members bootstrap with initdb: a spec that asks for another cluster's data
-  // must not quietly get an empty cluster instead.
-  if (spec.dataSource !== undefined) {
-    err(formatSpecError({ ...spec.dataSource.clusterNameSite, message: 'a new cluster from another cluster\'s backups is made by `warden up -f FILE --source-dir DIR` (the local runtime); the controller does not apply spec.dataSource yet' }));
-    err('nothing was changed');
-    return 2;
-  }
   const text = await readFile(o.file, 'utf8');
   const client = await controlClient(o);
   try {
     const snap = await readControl(client);
+    // The members bootstrap from spec.dataSource only with what `warden up --source-dir` resolved
+    // and stored (/warden/_datasources/<cluster>): a spec that asks for another cluster's data must
+    // not quietly get an empty cluster instead.
+    if (spec.dataSource !== undefined && o.dataSource === undefined && !snap.dataSources.has(spec.name)) {
+      err(formatSpecError({ ...spec.dataSource.clusterNameSite, message: 'a new cluster from another cluster\'s backups is made by `warden up -f FILE --source-dir DIR` (it resolves the source\'s repository and backup set); `warden apply` only re-applies such a cluster' }));
+      err('nothing was changed');
+      return 2;
+    }
     const stored = snap.specs.get(spec.name);
     const storedParsed = stored === undefined ? undefined : parseClusterSpec(stored.text, stored.file);
     const unchanged = storedParsed?.ok === true && isDeepStrictEqual(storedParsed.spec, spec);
@@ -125,6 +126,10 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
     if (unchanged) {
       out(`spec unchanged (generation ${generation}): nothing stored`);
     } else {
+      // Before the spec: a controller that sees the spec sees its data source in the same snapshot.
+      // Put, not create: what this `warden up` resolved replaces one left by an earlier run that
+      // stopped before storing its spec.
+      if (o.dataSource !== undefined && stored === undefined) await client.put(dataSourceKey(spec.name), JSON.stringify(o.dataSource));
       const record: StoredSpec = { cluster: spec.name, generation, text, file: resolve(o.file), uid: stored?.uid ?? randomBytes(8).toString('hex'), appliedAtMs: Date.now() };
       const ok = stored === undefined ? await client.create(specKey(spec.name), JSON.stringify(record)) : await client.compareAndSwap(specKey(spec.name), JSON.stringify(record), stored.modRevision);
       if (!ok) throw new WardenError('conflict', `the stored spec of ${spec.name} changed while this apply ran; nothing was stored — apply again`);

@@ -6,23 +6,18 @@ import { runtimeMode } from './up-command.js';
 
 const BIN = fileURLToPath(new URL('./bin.ts', import.meta.url));
 
-const DATA_SOURCE = { dataSource: { postgresCluster: { clusterName: 'src', repoName: 'repo1' } } } as unknown as Parameters<typeof runtimeMode>[2];
-
 describe('the runtime warden up runs', () => {
-  const cases: { name: string; opts: Parameters<typeof runtimeMode>[0]; prior?: Parameters<typeof runtimeMode>[1]; spec?: Parameters<typeof runtimeMode>[2]; want: boolean; note?: RegExp }[] = [
+  const cases: { name: string; opts: Parameters<typeof runtimeMode>[0]; prior?: Parameters<typeof runtimeMode>[1]; want: boolean; note?: RegExp }[] = [
     { name: 'a new dir gets node daemons', opts: {}, want: true },
     { name: 'a new dir with --static gets none', opts: { static: true }, want: false },
     { name: '--nodes gives node daemons', opts: { nodes: '5' }, want: true },
     { name: '--netns gives node daemons', opts: { netns: true }, want: true },
     { name: 'a dir made static stays static', opts: {}, prior: {}, want: false },
     { name: 'a dir made with node daemons keeps them, even with --static (and says so)', opts: { static: true }, prior: { nodes: [] }, want: true, note: /keeps them: --static applies to a new dir/ },
-    { name: 'a new dir for a spec with a data source runs static, and says why', opts: {}, spec: DATA_SOURCE, want: false, note: /spec\.dataSource runs on the static runtime/ },
-    { name: '--source-dir alone runs static too (up then says the spec has no data source)', opts: { sourceDir: '/x' }, want: false, note: /static runtime/ },
-    { name: '--nodes with a data source stays on node daemons (refused there with exit 2)', opts: { nodes: '3' }, spec: DATA_SOURCE, want: true },
   ];
   for (const c of cases) {
     it(c.name, () => {
-      const mode = runtimeMode(c.opts, c.prior, c.spec ?? {});
+      const mode = runtimeMode(c.opts, c.prior);
       assert.equal(mode.nodes, c.want);
       if (c.note === undefined) assert.equal(mode.note, undefined);
       else assert.match(mode.note ?? '', c.note);

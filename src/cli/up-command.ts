@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { eventually } from '../core/deadline.js';
 import { defaultLocalNodes, DEFAULT_LOCAL_NODES, ensureNodesNetwork, MAX_LOCAL_NODES, prepareNodesRuntime, localSecrets, type LocalNodeSpec } from '../controller/local-nodes.js';
@@ -9,6 +9,7 @@ import pc from 'picocolors';
 import { describeError, WardenError } from '../core/errors.js';
 import { isProcessAlive } from '../core/process-info.js';
 import { readLayout } from '../controller/runtime-layout.js';
+import type { StoredDataSource } from '../controller/records.js';
 import { findOrphans, stopOrphans } from '../controller/orphans.js';
 import { prepareRuntimeDir, runningSupervisor, startSupervisor } from '../controller/local-up.js';
 import { etcdClientFromState, readStateFile } from '../controller/state-file.js';
@@ -45,7 +46,7 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
     spec = loaded.spec;
     notices = loaded.notices;
   }
-  const mode = runtimeMode(opts, prior, spec);
+  const mode = runtimeMode(opts, prior);
   // On node daemons the controller runs the spec: placement and router replicas are applied.
   for (const n of mode.nodes ? noticesForController(notices) : notices) out(c.dim(`note: ${formatSpecError(n)}`));
   if (mode.note !== undefined) out(c.dim(`note: ${mode.note}`));
@@ -165,13 +166,11 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
 /**
  * Which runtime `warden up` runs (docs/architecture.md, "Nodes on one machine"): a dir that exists
  * keeps the one it was made with; a new one gets node daemons (the code path of a multi-host
- * deployment), unless `--static` asks for the supervisor-only runtime, or the spec has a
- * `dataSource` without `--nodes` (node daemons do not run one yet: the static runtime does).
+ * deployment), unless `--static` asks for the supervisor-only runtime.
  */
 export function runtimeMode(
-  opts: { readonly nodes?: string; readonly netns?: boolean; readonly static?: boolean; readonly sourceDir?: string },
+  opts: { readonly nodes?: string; readonly netns?: boolean; readonly static?: boolean },
   prior: { readonly nodes?: readonly unknown[] } | undefined,
-  spec: Pick<ClusterSpec, 'dataSource'>,
 ): { nodes: boolean; note?: string } {
   if (opts.nodes !== undefined || opts.netns === true) return { nodes: true };
   if (prior !== undefined) {
@@ -179,9 +178,6 @@ export function runtimeMode(
     return nodes && opts.static === true ? { nodes, note: 'this dir was made with node daemons and keeps them: --static applies to a new dir' } : { nodes };
   }
   if (opts.static === true) return { nodes: false };
-  if (spec.dataSource !== undefined || opts.sourceDir !== undefined) {
-    return { nodes: false, note: 'spec.dataSource runs on the static runtime (no node daemons: they do not run a data source yet)' };
-  }
   return { nodes: true };
 }
 
@@ -193,10 +189,6 @@ export function runtimeMode(
 async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string; nodes?: string; netns?: boolean; spec: ClusterSpec }, c: Palette, out: (s: string) => void): Promise<number> {
   const { dir, spec } = opts;
   const err = (s: string): void => void process.stderr.write(`warden up: ${s}\n`);
-  if (spec.dataSource !== undefined || opts.sourceDir !== undefined) {
-    err('spec.dataSource is not run on node daemons yet: start this cluster without --nodes');
-    return 2;
-  }
   const prior = await readLayout(dir);
   if (prior !== undefined && prior.nodes === undefined) {
     err(`${dir} was set up without node daemons (\`warden up --static\`: a cluster under the supervisor alone): use another --dir, or \`warden down --dir ${dir} --purge\` first`);
@@ -205,6 +197,33 @@ async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string
   if (prior !== undefined && prior.cluster !== spec.name && opts.file !== undefined) {
     err(`${dir} runs cluster "${prior.cluster}", but ${opts.file} names "${spec.name}": use another --dir (\`warden apply -f ${opts.file} --dir ${dir}\` adds a second cluster to its nodes)`);
     return 1;
+  }
+  // spec.dataSource is resolved before anything is written, as on the static runtime: a fault is
+  // exit 2 at the spec's field and no runtime dir is made. The controller then gives every member
+  // the source's repository, set and target (/warden/_datasources/<cluster>).
+  let dataSource: StoredDataSource | undefined;
+  if (spec.dataSource !== undefined && prior === undefined) {
+    const resolved = await resolveDataSource({ ...spec, dataSource: spec.dataSource }, { dir, sourceDir: opts.sourceDir });
+    if (!resolved.ok) {
+      for (const e of resolved.errors) process.stderr.write(`${formatSpecError(e)}\n`);
+      return 2;
+    }
+    const p = resolved.plan;
+    const sourceSuperuserPassword = (await readFile(p.sourceSuperuserPasswordFile, 'utf8')).replace(/\r?\n$/, '');
+    dataSource = {
+      cluster: spec.name,
+      sourceCluster: p.sourceCluster,
+      stanza: p.stanza,
+      repo: p.repoName,
+      repoPath: p.repoPath,
+      setLabel: p.setLabel,
+      target: p.target,
+      ...(p.targetTimeline === undefined ? {} : { targetTimeline: p.targetTimeline }),
+      sourceSuperuserPassword,
+    };
+    out(`data source: cluster ${p.sourceCluster} (${p.sourceDir}), ${p.repoName} set ${p.setLabel}, recovered to ${describeTarget(p.target)}; this cluster archives into its own repository`);
+  } else if (spec.dataSource !== undefined) {
+    out(c.dim(`note: spec.dataSource applies when a runtime dir is made; ${dir} exists and keeps its data`));
   }
   let nodes: LocalNodeSpec[] = [];
   if (opts.nodes !== undefined && prior === undefined) {
@@ -267,7 +286,7 @@ async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string
     if (!existsSync(file)) await writeFile(file, defaultSpecText(cluster));
     out(c.dim(`spec: ${file} (edit it, then \`warden apply -f ${file} --dir ${dir}\`)`));
   }
-  const rc = await runApply({ dir, file, wait: true, timeoutSeconds: UP_TIMEOUT_MS / 1000, secrets: await localSecrets(dir) });
+  const rc = await runApply({ dir, file, wait: true, timeoutSeconds: UP_TIMEOUT_MS / 1000, secrets: await localSecrets(dir), ...(dataSource === undefined ? {} : { dataSource }) });
   if (rc !== 0) return rc;
   // state.json follows etcd every 2 s: wait for the members the spec asks for before reporting.
   await eventually(async () => {

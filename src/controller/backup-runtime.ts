@@ -81,20 +81,34 @@ export interface DataSourcePlan {
 }
 
 /**
- * DIR/bootstrap for a cluster made from another cluster's backups: a pgbackrest.conf that names
- * only the source's repository (no server, nothing the source runs with; the restore's lock and
- * log are the member's), a copy of the source's superuser password in DIR/secrets, and the data
- * source file the agents' bootstrap reads. Returns that file's path.
+ * DIR/bootstrap for a cluster made from another cluster's backups (the static runtime): the files
+ * of `writeDataSourceFiles`, with a copy of the source's superuser password in DIR/secrets.
+ * Returns the data source file's path.
  */
 export async function prepareDataSource(dir: string, plan: DataSourcePlan, run: RunUser | undefined): Promise<string> {
-  const base = join(dir, 'bootstrap');
+  const superuserPasswordFile = join(dir, 'secrets', 'source-superuser.password');
+  await copyFile(plan.sourceSuperuserPasswordFile, superuserPasswordFile);
+  await chmod(superuserPasswordFile, 0o600);
+  return writeDataSourceFiles(join(dir, 'bootstrap'), plan, superuserPasswordFile, run);
+}
+
+/**
+ * The files an agent's bootstrap from a data source reads (bootstrap.pgbackrest.data_source), in
+ * `base`: a pgbackrest.conf that names only the source's repository (no server, nothing the source
+ * runs with; the restore's lock and log are in `base`), and the data source file. The node daemon
+ * writes them per member (src/node/workload-files.ts), `warden up --static` once per runtime.
+ * Returns the data source file's path.
+ */
+export async function writeDataSourceFiles(
+  base: string,
+  plan: Pick<DataSourcePlan, 'sourceCluster' | 'stanza' | 'repoName' | 'repoPath' | 'setLabel' | 'target' | 'targetTimeline'>,
+  superuserPasswordFile: string,
+  run: RunUser | undefined,
+): Promise<string> {
   for (const d of [base, join(base, 'lock'), join(base, 'log')]) await ownedDir(d, run);
   const configFile = join(base, 'source-pgbackrest.conf');
   const { text } = renderPgBackRestConf({ stanza: plan.stanza, repos: [{ name: plan.repoName, path: plan.repoPath }], globalOptions: {}, lockPath: join(base, 'lock'), logPath: join(base, 'log') });
   await ownedFile(configFile, text, run);
-  const superuserPasswordFile = join(dir, 'secrets', 'source-superuser.password');
-  await copyFile(plan.sourceSuperuserPasswordFile, superuserPasswordFile);
-  await chmod(superuserPasswordFile, 0o600);
   const record: DataSourceRecord = {
     sourceCluster: plan.sourceCluster,
     stanza: plan.stanza,

@@ -308,4 +308,16 @@ describe('memberAgentSettings', () => {
     assert.ok(plain.ok);
     assert.equal(memberAgentSettings(plain.spec, 'instance1').backups, undefined);
   });
+
+  it('carries the stored data source into a member\'s assignment while the spec asks for one, without the cluster name', () => {
+    const ds = { cluster: 'shop', sourceCluster: 'src', stanza: 'src', repo: 'repo1', repoPath: '/srv/backup/src/repo1', setLabel: 'L', target: { kind: 'latest' as const }, sourceSuperuserPassword: 'pw' };
+    const clone = parseClusterSpec('apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: shop\nspec:\n  instances:\n  - name: instance1\n    replicas: 2\n  dataSource:\n    postgresCluster:\n      clusterName: src\n      repoName: repo1\n', 'shop.yaml');
+    assert.ok(clone.ok, clone.ok ? '' : JSON.stringify(clone.errors));
+    const { cluster: _c, ...want } = ds;
+    assert.deepEqual(memberAgentSettings(clone.spec, 'instance1', ds).dataSource, want);
+    assert.equal(memberAgentSettings(clone.spec, 'instance1').dataSource, undefined, 'no stored data source: none');
+    const plain = parseClusterSpec('apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: shop\nspec:\n  instances:\n  - name: instance1\n    replicas: 2\n', 'shop.yaml');
+    assert.ok(plain.ok);
+    assert.equal(memberAgentSettings(plain.spec, 'instance1', ds).dataSource, undefined, 'a spec without dataSource bootstraps nothing from it');
+  });
 });

@@ -6,7 +6,7 @@ import type { ClusterSpec } from '../spec/index.js';
 import { httpCall } from '../core/http-app.js';
 import { DEFAULT_NODE_LOST_SECONDS, describeChange, planCluster, summarizePlan, type ClusterObservation, type Plan, type PlannedChange } from './plan.js';
 import { observationOf, parseStoredSpecs, planInputFromSnapshot } from './snapshot-plan.js';
-import { assignmentKey, CONTROL_KEYS, CONTROL_PREFIX, parseControlSnapshot, secretsKey, statusKey, type Assignment, type ClusterStatus, type ControlSnapshot } from './records.js';
+import { assignmentKey, CONTROL_KEYS, CONTROL_PREFIX, dataSourceKey, parseControlSnapshot, secretsKey, statusKey, type Assignment, type ClusterStatus, type ControlSnapshot, type StoredDataSource } from './records.js';
 
 /** How the controller logs: one line per pass that did something, one per error. */
 export interface ControllerLog {
@@ -222,6 +222,7 @@ export class ControllerCandidate {
     const lostForMs = new Map([...this.lostSince].map(([n, t]) => [n, now - t]));
     const specs = parseStoredSpecs(snap);
     const out = new Map<string, { plan?: Plan; applied: number; error: string | null; summary: string }>();
+    // Not the data sources: `warden up` writes one just before its spec, and must not see it removed as a deleted cluster's.
     const clusters = new Set([...snap.specs.keys(), ...snap.assignments.keys(), ...snap.statuses.keys(), ...snap.secrets.keys()]);
     for (const cluster of [...clusters].sort()) {
       if (!this.isActive()) break;
@@ -240,7 +241,7 @@ export class ControllerCandidate {
         const view = await this.observe(cluster);
         const current = snap.assignments.get(cluster) ?? [];
         const plan = planCluster(planInputFromSnapshot(snap, specs, entry.spec, stored.generation, view, lostForMs, this.nodeLostMs));
-        const { applied, errors, failed } = await this.apply(cluster, entry.spec, stored, plan.changes, snap.secrets.get(cluster)?.restApi);
+        const { applied, errors, failed } = await this.apply(cluster, entry.spec, stored, plan.changes, snap.secrets.get(cluster)?.restApi, snap.dataSources.get(cluster));
         const error = errors.length === 0 ? null : errors.join('; ');
         // A config write that lost its race is planned again next pass: the status keeps the old mark.
         const appliedConfig = failed.has('config') ? snap.statuses.get(cluster)?.appliedConfig : plan.appliedConfig;
@@ -280,6 +281,7 @@ export class ControllerCandidate {
     stored: { generation: number; uid: string },
     changes: readonly PlannedChange[],
     restAuth: { readonly username: string; readonly password: string } | undefined,
+    dataSource: StoredDataSource | undefined,
   ): Promise<{ applied: number; errors: string[]; failed: Set<PlannedChange['kind']> }> {
     const { dcs } = this.o;
     const errors: string[] = [];
@@ -303,7 +305,7 @@ export class ControllerCandidate {
             node: c.node,
             clusterUid: stored.uid,
             generation: stored.generation,
-            ...(c.workload === 'member' ? { agent: memberAgentSettings(spec, member?.instanceSet ?? '') } : {}),
+            ...(c.workload === 'member' ? { agent: memberAgentSettings(spec, member?.instanceSet ?? '', dataSource) } : {}),
             reason: c.reason.message,
           };
           const key = assignmentKey(cluster, c.workload, c.name);
@@ -384,6 +386,7 @@ export class ControllerCandidate {
     if (keys.kvs.some((kv) => kv.key.startsWith(`${prefix}${KEYS.membersDir}`))) return { applied: 0, error: null, summary: `${cluster}: deleted; waiting for its agents to stop` };
     for (const kv of keys.kvs) await dcs.delete(kv.key, opts);
     await dcs.delete(secretsKey(cluster), opts);
+    await dcs.delete(dataSourceKey(cluster), opts);
     await dcs.delete(statusKey(cluster), opts);
     this.lastStatus.delete(cluster);
     this.o.log.info({ cluster, keys: keys.kvs.length }, `${cluster}: deleted; its keys are removed`);
@@ -403,11 +406,14 @@ export class ControllerCandidate {
  * A member's agent settings in its assignment: its instance set, the bootstrap dynamic config and,
  * with spec.backups, the stanza (the cluster's name) and repositories it archives into.
  */
-export function memberAgentSettings(spec: ClusterSpec, instanceSet: string): NonNullable<Assignment['agent']> {
+export function memberAgentSettings(spec: ClusterSpec, instanceSet: string, dataSource?: StoredDataSource): NonNullable<Assignment['agent']> {
   const b = spec.backups;
+  // The data source goes with the spec that asks for it: a later spec without one bootstraps nothing from it.
+  const ds = spec.dataSource === undefined || dataSource === undefined ? undefined : (({ cluster: _c, ...rest }) => rest)(dataSource);
   return {
     instanceSet,
     bootstrapDynamicConfig: spec.dynamicConfig as unknown as Record<string, unknown>,
     ...(b === undefined ? {} : { backups: { stanza: spec.name, repos: b.repos.map((r) => r.name), global: b.global } }),
+    ...(ds === undefined ? {} : { dataSource: ds }),
   };
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assignmentKey, CONTROL_KEYS, nodeKey, parseControlKey, parseControlSnapshot, specKey, statusKey, type Assignment, type NodeRecord } from './records.js';
+import { assignmentKey, CONTROL_KEYS, dataSourceKey, nodeKey, parseControlKey, parseControlSnapshot, specKey, statusKey, type Assignment, type NodeRecord } from './records.js';
 
 const node: NodeRecord = {
   name: 'node-1',
@@ -62,6 +62,21 @@ describe('control-plane records', () => {
     const { agent: _agent, ...bare } = assignment;
     const noAgent = parseControlKey(kv(assignmentKey('app', 'member', 'app-1'), bare));
     assert.deepEqual(noAgent, { ok: false, error: 'agent: is missing (a member needs its agent settings)' });
+  });
+
+  it('decodes a data source under its cluster\'s key, in a member\'s assignment too, and names a bad target', () => {
+    const ds = { sourceCluster: 'src', stanza: 'src', repo: 'repo1', repoPath: '/srv/backup/src/repo1', setLabel: '20261204-010101F', target: { kind: 'lsn', lsn: '0/3000028' }, targetTimeline: 1, sourceSuperuserPassword: 'pw' };
+    const r = parseControlKey(kv(dataSourceKey('app'), { cluster: 'app', ...ds }));
+    assert.ok(r?.ok === true && r.record.kind === 'data-source', JSON.stringify(r));
+    assert.deepEqual(r.record.dataSource, { cluster: 'app', ...ds });
+    assert.deepEqual(parseControlKey(kv(dataSourceKey('shop'), { cluster: 'app', ...ds })), { ok: false, error: 'the record names "app", the key "shop"' });
+    const noLsn = parseControlKey(kv(dataSourceKey('app'), { cluster: 'app', ...ds, target: { kind: 'lsn' } }));
+    assert.deepEqual(noLsn, { ok: false, error: 'target: a lsn target needs its lsn field' });
+    const inAssignment = parseControlKey(kv(assignmentKey('app', 'member', 'app-1'), { ...assignment, agent: { ...assignment.agent, dataSource: ds } }));
+    assert.ok(inAssignment?.ok === true && inAssignment.record.kind === 'assignment');
+    assert.deepEqual(inAssignment.record.assignment.agent?.dataSource, ds);
+    const snap = parseControlSnapshot(9, [kv(dataSourceKey('app'), { cluster: 'app', ...ds })]);
+    assert.equal(snap.dataSources.get('app')?.setLabel, '20261204-010101F');
   });
 
   it('decodes a member\'s backups (stanza, repositories, options as text) and names a bad repository', () => {

@@ -1,4 +1,5 @@
 import { bool, decodeJson, list, nullable, num, obj, oneOf, optional, str, type Decoded, type Decoder } from '../core/decode.js';
+import { RESTORE_TARGET_JSON, restoreTargetOf, type RestoreTarget } from '../backup/index.js';
 import type { Labels, Taint } from '../placement/index.js';
 import { TAINT_EFFECTS } from '../placement/index.js';
 
@@ -12,6 +13,7 @@ export const CONTROL_KEYS = {
   nodeSettingsDir: '/warden/_node-settings/',
   specsDir: '/warden/_specs/',
   secretsDir: '/warden/_secrets/',
+  dataSourcesDir: '/warden/_datasources/',
   assignmentsDir: '/warden/_assignments/',
   statusDir: '/warden/_status/',
   controller: '/warden/_controller',
@@ -24,6 +26,7 @@ export const nodeKey = (node: string): string => `${CONTROL_KEYS.nodesDir}${node
 export const nodeSettingsKey = (node: string): string => `${CONTROL_KEYS.nodeSettingsDir}${node}`;
 export const specKey = (cluster: string): string => `${CONTROL_KEYS.specsDir}${cluster}`;
 export const secretsKey = (cluster: string): string => `${CONTROL_KEYS.secretsDir}${cluster}`;
+export const dataSourceKey = (cluster: string): string => `${CONTROL_KEYS.dataSourcesDir}${cluster}`;
 export const statusKey = (cluster: string): string => `${CONTROL_KEYS.statusDir}${cluster}`;
 /** Members and routers live in separate folders so that no member name can collide with a router's. */
 export const assignmentKey = (cluster: string, kind: WorkloadKind, name: string): string => `${CONTROL_KEYS.assignmentsDir}${cluster}/${kind}s/${name}`;
@@ -97,6 +100,29 @@ export interface ClusterSecrets {
   readonly restApi: { readonly username: string; readonly password: string };
 }
 
+/**
+ * Where a cluster made from another cluster's backups (spec.dataSource) restores from: the source's
+ * repository (a posix path every node reaches), the set and the target `warden up` resolved, and
+ * the source's superuser password (the restored roles carry it until the bootstrap sets this
+ * cluster's). The assignment's part of `/warden/_datasources/<cluster>`.
+ */
+export interface AssignmentDataSource {
+  readonly sourceCluster: string;
+  /** The source's stanza and the repository (repo1 … repo4) of its that holds the set. */
+  readonly stanza: string;
+  readonly repo: string;
+  readonly repoPath: string;
+  readonly setLabel: string;
+  readonly target: RestoreTarget;
+  readonly targetTimeline?: number;
+  readonly sourceSuperuserPassword: string;
+}
+
+/** `/warden/_datasources/<cluster>`: created once, before the spec, by `warden up` for a spec with dataSource. */
+export interface StoredDataSource extends AssignmentDataSource {
+  readonly cluster: string;
+}
+
 /** `/warden/_assignments/<cluster>/members|routers/<name>`: written by the active controller (CAS). */
 export interface Assignment {
   readonly cluster: string;
@@ -117,6 +143,8 @@ export interface Assignment {
      * posix repositories, which the node places under its `backups.repo_path`.
      */
     readonly backups?: AssignmentBackups;
+    /** spec.dataSource: the member that bootstraps restores this instead of running initdb. */
+    readonly dataSource?: AssignmentDataSource;
   };
   readonly reason: string;
 }
@@ -224,6 +252,26 @@ const STRING_RECORD: Decoder<Readonly<Record<string, string>>> = (v, p) => {
   return { ok: true, value: v as Record<string, string> };
 };
 
+const RESTORE_TARGET: Decoder<RestoreTarget> = (v, p) => {
+  const r = RESTORE_TARGET_JSON(v, p);
+  if (!r.ok) return r;
+  const t = restoreTargetOf(r.value);
+  return typeof t === 'string' ? { ok: false, path: p, problem: t.replace(/^target: /, '') } : { ok: true, value: t };
+};
+
+const DATA_SOURCE_FIELDS = {
+  sourceCluster: name,
+  stanza: name,
+  repo: REPO_NAME,
+  repoPath: str,
+  setLabel: str,
+  target: RESTORE_TARGET,
+  targetTimeline: optional(num({ integer: true, min: 1 })),
+  sourceSuperuserPassword: str,
+};
+const ASSIGNMENT_DATA_SOURCE: Decoder<AssignmentDataSource> = obj(DATA_SOURCE_FIELDS);
+export const STORED_DATA_SOURCE: Decoder<StoredDataSource> = obj({ cluster: name, ...DATA_SOURCE_FIELDS });
+
 export const ASSIGNMENT: Decoder<Assignment> = obj({
   cluster: name,
   kind: oneOf(...WORKLOAD_KINDS),
@@ -231,7 +279,7 @@ export const ASSIGNMENT: Decoder<Assignment> = obj({
   node: name,
   clusterUid: str,
   generation: num({ integer: true, min: 1 }),
-  agent: optional(obj({ instanceSet: str, bootstrapDynamicConfig: JSON_OBJECT, backups: optional(obj({ stanza: name, repos: list(REPO_NAME), global: STRING_RECORD })) })),
+  agent: optional(obj({ instanceSet: str, bootstrapDynamicConfig: JSON_OBJECT, backups: optional(obj({ stanza: name, repos: list(REPO_NAME), global: STRING_RECORD })), dataSource: optional(ASSIGNMENT_DATA_SOURCE) })),
   reason: str,
 });
 
@@ -259,6 +307,7 @@ export type ControlRecord =
   | { readonly kind: 'node-settings'; readonly node: string; readonly settings: NodeSettings; readonly modRevision: number }
   | { readonly kind: 'spec'; readonly spec: StoredSpec; readonly modRevision: number }
   | { readonly kind: 'secrets'; readonly cluster: string; readonly secrets: ClusterSecrets; readonly modRevision: number }
+  | { readonly kind: 'data-source'; readonly dataSource: StoredDataSource; readonly modRevision: number }
   | { readonly kind: 'assignment'; readonly assignment: Assignment; readonly modRevision: number }
   | { readonly kind: 'status'; readonly status: ClusterStatus; readonly modRevision: number }
   | { readonly kind: 'controller'; readonly controller: ControllerRecord; readonly lease: string; readonly modRevision: number };
@@ -270,6 +319,7 @@ export interface ControlSnapshot {
   readonly nodeSettings: ReadonlyMap<string, NodeSettings & { readonly modRevision: number }>;
   readonly specs: ReadonlyMap<string, StoredSpec & { readonly modRevision: number }>;
   readonly secrets: ReadonlyMap<string, ClusterSecrets>;
+  readonly dataSources: ReadonlyMap<string, StoredDataSource>;
   /** By cluster, then by assignment key. */
   readonly assignments: ReadonlyMap<string, readonly (Assignment & { readonly modRevision: number; readonly key: string })[]>;
   readonly statuses: ReadonlyMap<string, ClusterStatus>;
@@ -305,6 +355,10 @@ export function parseControlKey(kv: { key: string; value: string; lease: string;
     const r = decodeJson(CLUSTER_SECRETS, value);
     return r.ok ? { ok: true, record: { kind: 'secrets', cluster: n, secrets: r.value, modRevision: kv.modRevision } } : fail(r.error);
   }
+  if ((n = rest(CONTROL_KEYS.dataSourcesDir)) !== undefined) {
+    const r = named(STORED_DATA_SOURCE, n, (x) => x.cluster);
+    return r.ok ? { ok: true, record: { kind: 'data-source', dataSource: r.value, modRevision: kv.modRevision } } : fail(errorOf(r));
+  }
   if ((n = rest(CONTROL_KEYS.assignmentsDir)) !== undefined) {
     const r = decodeJson(ASSIGNMENT, value);
     if (!r.ok) return fail(r.error);
@@ -334,6 +388,7 @@ export function parseControlSnapshot(revision: number, kvs: readonly { key: stri
   const nodeSettings = new Map<string, NodeSettings & { modRevision: number }>();
   const specs = new Map<string, StoredSpec & { modRevision: number }>();
   const secrets = new Map<string, ClusterSecrets>();
+  const dataSources = new Map<string, StoredDataSource>();
   const assignments = new Map<string, (Assignment & { modRevision: number; key: string })[]>();
   const statuses = new Map<string, ClusterStatus>();
   const invalid = new Map<string, string>();
@@ -359,6 +414,9 @@ export function parseControlSnapshot(revision: number, kvs: readonly { key: stri
       case 'secrets':
         secrets.set(rec.cluster, rec.secrets);
         break;
+      case 'data-source':
+        dataSources.set(rec.dataSource.cluster, rec.dataSource);
+        break;
       case 'assignment': {
         const list = assignments.get(rec.assignment.cluster) ?? [];
         list.push({ ...rec.assignment, modRevision: rec.modRevision, key: kv.key });
@@ -373,5 +431,5 @@ export function parseControlSnapshot(revision: number, kvs: readonly { key: stri
         break;
     }
   }
-  return { revision, nodes, nodeSettings, specs, secrets, assignments, statuses, ...(controller === undefined ? {} : { controller }), invalid };
+  return { revision, nodes, nodeSettings, specs, secrets, dataSources, assignments, statuses, ...(controller === undefined ? {} : { controller }), invalid };
 }

@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { decodeDataSourceRecord } from '../backup/index.js';
 import type { Assignment, ClusterSecrets } from '../controller/records.js';
 import { DEFAULT_DYNAMIC_CONFIG } from '../ha/index.js';
 import { parseAgentConfig, parseNodeConfig, parseRouterConfig, type NodeConfig } from '../spec/index.js';
@@ -65,6 +66,45 @@ describe('prepareWorkload', () => {
     assert.ok(parsedPlain.ok);
     assert.equal(parsedPlain.config.postgres.archive, undefined);
     assert.ok(!existsSync(join(plain.dir, 'pgbackrest.conf')));
+  });
+
+  it('with spec.dataSource: the source\'s repository in a pgbackrest.conf of the restore\'s own, its password and the data source file, named as the bootstrap method', async () => {
+    const cfg = await nodeConfig('backups:\n  repo_path: DIR/backup\n');
+    const a: Assignment = {
+      ...member(),
+      agent: {
+        instanceSet: 'instance1',
+        bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG },
+        backups: { stanza: 'app', repos: ['repo1'], global: {} },
+        dataSource: { sourceCluster: 'src', stanza: 'src', repo: 'repo2', repoPath: '/srv/backup/src/repo2', setLabel: '20261204-010101F', target: { kind: 'time', time: '2026-12-04 01:02:03+00', exclusive: true }, sourceSuperuserPassword: 'src-secret' },
+      },
+    };
+    const files = await prepareWorkload(cfg, a, secrets, undefined);
+    const parsed = parseAgentConfig(await readFile(files.configFile, 'utf8'), files.configFile, {}, { readPasswordFile: () => 'x\n' });
+    assert.ok(parsed.ok, parsed.ok ? '' : JSON.stringify(parsed.errors));
+    const file = join(files.dir, 'bootstrap', 'data-source.json');
+    assert.deepEqual(parsed.config.bootstrapMethod, { kind: 'pgbackrest', dataSourceFile: file });
+    const record = decodeDataSourceRecord(await readFile(file, 'utf8'));
+    assert.ok(record.ok, record.ok ? '' : record.error);
+    assert.deepEqual(record.value, {
+      sourceCluster: 'src',
+      stanza: 'src',
+      configFile: join(files.dir, 'bootstrap', 'source-pgbackrest.conf'),
+      repo: 2,
+      setLabel: '20261204-010101F',
+      target: { kind: 'time', time: '2026-12-04 01:02:03+00', exclusive: true },
+      superuserPasswordFile: join(files.dir, 'secrets', 'source-superuser.password'),
+    });
+    assert.equal(await readFile(record.value.superuserPasswordFile, 'utf8'), 'src-secret\n');
+    const conf = await readFile(record.value.configFile, 'utf8');
+    assert.match(conf, /^repo2-path=\/srv\/backup\/src\/repo2$/m);
+    assert.match(conf, new RegExp(`^lock-path=${join(files.dir, 'bootstrap', 'lock')}$`, 'm'));
+    assert.doesNotMatch(conf, /pg1-path/, 'the source\'s config names no server: nothing is pushed through it');
+    // Without a data source the member bootstraps with initdb.
+    const plain = await prepareWorkload(cfg, { ...member(), name: 'app-2' }, secrets, undefined);
+    const parsedPlain = parseAgentConfig(await readFile(plain.configFile, 'utf8'), plain.configFile, {}, { readPasswordFile: () => 'x\n' });
+    assert.ok(parsedPlain.ok);
+    assert.deepEqual(parsedPlain.config.bootstrapMethod, { kind: 'initdb' });
   });
 
   it('with spec.backups on a node without backups.repo_path: refused, naming the setting (archiving off would go unnoticed)', async () => {

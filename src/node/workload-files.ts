@@ -7,6 +7,7 @@ import { WardenError } from '../core/errors.js';
 import { freePorts } from '../core/free-port.js';
 import type { RunUser } from '../controller/runtime-layout.js';
 import { writeFileAtomically } from '../controller/state-file.js';
+import { writeDataSourceFiles } from '../controller/backup-runtime.js';
 import type { Assignment, AssignmentBackups, ClusterSecrets, WorkloadKind } from '../controller/records.js';
 import { renderPgBackRestConf } from '../backup/index.js';
 import { parseDynamicConfigJson } from '../ha/index.js';
@@ -208,6 +209,9 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
     await chown(runDir, run.uid, run.gid);
   }
   const archive = agent.backups === undefined ? undefined : await prepareArchive(cfg, a, agent.backups, { dir, dataDir: join(dir, 'data'), pgPort, runDir }, run);
+  // spec.dataSource: any member may win the bootstrap race, so each has the files to restore from.
+  const ds = agent.dataSource;
+  const dataSourceFile = ds === undefined ? undefined : await writeDataSourceFiles(join(dir, 'bootstrap'), { ...ds, repoName: ds.repo }, await pw('source-superuser.password', ds.sourceSuperuserPassword), run);
   const configFile = join(dir, 'agent.yaml');
   await writeFile(
     configFile,
@@ -233,6 +237,7 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
       'postgresql.authentication.replication.password_file': replFile,
       ...(archive === undefined ? {} : { 'postgresql.archive.pgbackrest_config': archive.configFile, 'postgresql.archive.stanza': archive.stanza, 'postgresql.archive.create_stanza': true }),
       'bootstrap.dcs': dynamic,
+      ...(dataSourceFile === undefined ? {} : { 'bootstrap.method': 'pgbackrest' as const, 'bootstrap.pgbackrest.data_source': dataSourceFile }),
       'log.level': cfg.log.level,
       'log.file': join(dir, 'agent.log'),
     }),

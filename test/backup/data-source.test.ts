@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { PgBackRestRepository, type RepositoryInfo } from '../../src/backup/index.js';
 import type { BackupsOutput } from '../../src/cli/backup-commands.js';
 import { lookupRunUser, readLayout } from '../../src/controller/runtime-layout.js';
+import { readStateFile } from '../../src/controller/state-file.js';
 import { eventually } from '../../src/core/deadline.js';
 import { runWarden, traversableTempDir } from '../support/cli.js';
 import { listCluster, sql } from '../support/cluster.js';
@@ -116,10 +117,6 @@ describe('spec.dataSource: a new cluster from another cluster\'s backups (real p
     await refused(action, /action\.yaml:18:\d+: spec\.dataSource\.postgresCluster\.options\[2\]: --target-action is set by Warden/);
     const unknown = await writeClone('unknown.yaml', '      clusterName: dsrc\n      repoName: repo1\n      options: ["--delta"]\n');
     await refused(unknown, /spec\.dataSource\.postgresCluster\.options\[0\]: --delta: not accepted here/);
-    // The controller would bootstrap it with initdb: `warden apply` refuses it before reaching etcd.
-    const apply = await runWarden(['apply', '-f', ok, '--etcd', 'http://127.0.0.1:9'], { timeoutMs: 30_000 });
-    assert.equal(apply.code, 2, `${apply.stdout}\n${apply.stderr}`);
-    assert.match(apply.stderr, /clone\.yaml:16:7: spec\.dataSource\.postgresCluster\.clusterName: .*the controller does not apply spec\.dataSource yet\nnothing was changed/);
     const noSource = await runWarden(['up', '--static', '--dir', clone, '--source-dir', src], { timeoutMs: 30_000 });
     assert.equal(noSource.code, 2, noSource.stderr);
     assert.match(noSource.stderr, /--source-dir names the runtime dir of the cluster in spec\.dataSource\.postgresCluster/);
@@ -131,6 +128,11 @@ describe('spec.dataSource: a new cluster from another cluster\'s backups (real p
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
     const ok = await writeClone('clone.yaml', '      clusterName: dsrc\n      repoName: repo1\n');
     await refused(ok, /clone\.yaml:17:7: spec\.dataSource\.postgresCluster\.repoName: repository repo1 of cluster "dsrc" has no backup yet/);
+    // Without what `warden up --source-dir` resolves, the members would bootstrap with initdb:
+    // `warden apply` refuses it (here into the source's etcd), nothing stored.
+    const apply = await runWarden(['apply', '-f', ok, '--dir', src], { timeoutMs: 30_000 });
+    assert.equal(apply.code, 2, `${apply.stdout}\n${apply.stderr}`);
+    assert.match(apply.stderr, /clone\.yaml:16:7: spec\.dataSource\.postgresCluster\.clusterName: .*`warden apply` only re-applies such a cluster\nnothing was changed/);
     const l = (await listCluster(src)).members.find((m) => m.role === 'leader');
     assert.ok(l);
     leader = { host: l.host, port: l.port };
@@ -173,8 +175,8 @@ describe('spec.dataSource: a new cluster from another cluster\'s backups (real p
     const up = await upClone(file);
     const upMs = Date.now() - t0;
     assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
-    // Without --static or --nodes a new dir gets node daemons, but they do not run a data source yet.
-    assert.match(up.stdout, /note: spec\.dataSource runs on the static runtime/);
+    // A new dir gets node daemons: the controller gave each member the source's repository and set.
+    assert.match(up.stdout, /3 node daemons/);
     assert.match(up.stdout, /data source: cluster dsrc \(\S+\), repo1 set \S+, recovered to /);
 
     const members = (await listCluster(clone)).members;
@@ -218,7 +220,8 @@ describe('spec.dataSource: a new cluster from another cluster\'s backups (real p
     const cloneInfo = await new PgBackRestRepository({ stanza: cloneLayout.backup.stanza, configFile: cloneLayout.backup.configFile, ...(identity === undefined ? {} : { identity }) }).info({ timeoutMs: 60_000 });
     assert.deepEqual(cloneInfo.systemIds, infoBefore.systemIds);
     // The bootstrapping agent logs what the restore and the recovery took.
-    const logs = await Promise.all((cloneLayout.members).map((m) => readFile(m.logFile, 'utf8').catch(() => '')));
+    const cloneState = await readStateFile(clone);
+    const logs = await Promise.all((cloneState?.members ?? []).map((m) => readFile(join(m.dir ?? '', 'agent.log'), 'utf8').catch(() => '')));
     const line = logs.join('\n').split('\n').find((x) => x.includes('"restoreMs"'));
     assert.ok(line !== undefined, 'the bootstrap logged its restore');
     const fig = JSON.parse(line) as { restoreMs: number; recoveryMs: number; set: string };
