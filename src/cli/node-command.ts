@@ -10,6 +10,8 @@ import { NodeDaemon } from '../node/node-daemon.js';
 import { formatSpecError, loadNodeConfig } from '../spec/index.js';
 import { readEtcdFiles } from './etcd-files.js';
 import { etcdOptionsFromEnv } from './target.js';
+import { ctlTls } from './agent-client.js';
+import type { ClientTls } from '../core/http-app.js';
 
 /**
  * `warden node --config node.yaml`: runs the node daemon until SIGTERM or SIGINT, then stops its
@@ -72,9 +74,17 @@ export async function runControllerCommand(o: { etcd: string; name?: string; ttl
     return 2;
   }
   const name = o.name ?? hostname().toLowerCase();
+  // Agents with HTTPS REST APIs: the CLI's WARDEN_CTL_CAFILE / _CERTFILE / _KEYFILE.
+  let restTls: ClientTls | undefined;
+  try {
+    restTls = ctlTls();
+  } catch (e) {
+    process.stderr.write(`warden controller: ${describeError(e)}\n`);
+    return 2;
+  }
   const dcs = new EtcdClient({ endpoints, defaultTimeoutMs: 5_000, ...etcdOptionsFromEnv(process.env) });
   const log = createLogger({ level: 'info', name: `controller:${name}` });
-  const c = new ControllerCandidate({ dcs, clock: systemClock, node: name, candidateId: randomBytes(8).toString('hex'), log, ttlMs: o.ttlSeconds * 1000, nodeLostMs: o.nodeLostSeconds * 1000 });
+  const c = new ControllerCandidate({ dcs, clock: systemClock, node: name, candidateId: randomBytes(8).toString('hex'), log, ttlMs: o.ttlSeconds * 1000, nodeLostMs: o.nodeLostSeconds * 1000, ...(restTls === undefined ? {} : { restTls }) });
   c.start();
   await new Promise<void>((resolve) => {
     const stop = (): void => void c.stop().finally(() => resolve());

@@ -3,7 +3,7 @@ import { describeError, isWardenError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { clusterPrefix, KEYS, parseClusterView } from '../ha/index.js';
 import type { ClusterSpec } from '../spec/index.js';
-import { httpCall } from '../core/http-app.js';
+import { httpCall, type ClientTls } from '../core/http-app.js';
 import { DEFAULT_NODE_LOST_SECONDS, describeChange, planCluster, summarizePlan, type ClusterObservation, type Plan, type PlannedChange } from './plan.js';
 import { observationOf, parseStoredSpecs, planInputFromSnapshot } from './snapshot-plan.js';
 import { assignmentKey, CONTROL_KEYS, CONTROL_PREFIX, dataSourceKey, parseControlSnapshot, secretsKey, statusKey, type Assignment, type ClusterStatus, type ControlSnapshot, type StoredDataSource } from './records.js';
@@ -31,6 +31,11 @@ export interface ControllerOptions {
   readonly nodeLostMs?: number;
   /** Bound on each DCS call. */
   readonly callTimeoutMs?: number;
+  /**
+   * TLS towards the agents' REST API (https:// apiUrls): the CA that signs their certificates, and
+   * a client certificate for agents that verify clients. Node daemons pass their node.yaml restapi files.
+   */
+  readonly restTls?: ClientTls;
 }
 
 /** What one pass did, for tests and the log. */
@@ -365,6 +370,7 @@ export class ControllerCandidate {
         headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` },
         body,
         timeoutMs: this.timeoutMs,
+        ...(this.o.restTls === undefined ? {} : { tls: this.o.restTls }),
       });
       return res.status === 202 ? undefined : `the agent at ${apiUrl} answered ${res.status}: ${res.body.trim().slice(0, 200)}`;
     } catch (e) {

@@ -10,6 +10,7 @@ import { sleep } from '../core/deadline.js';
 import { describeError, isWardenError, WardenError } from '../core/errors.js';
 import { isProcessAlive, processCommandLine } from '../core/process-info.js';
 import { ControllerCandidate, type ControllerLog } from '../controller/controller.js';
+import type { ClientTls } from '../core/http-app.js';
 import { CONTROL_PREFIX, NODE_RECORD, nodeKey, parseControlSnapshot, type Assignment, type ClusterSecrets, type NodeRecord, type WorkloadState, type WorkloadStatus } from '../controller/records.js';
 import type { RunUser } from '../controller/runtime-layout.js';
 import { AGENT_NODE_FLAGS, isChildRunning, spawnWarden, stopChild, stopPid } from '../controller/warden-child.js';
@@ -88,6 +89,8 @@ export class NodeDaemon {
 
   /** Registers (refusing a name another live daemon holds), finds leftovers of a crashed run, then runs. */
   async start(): Promise<void> {
+    // Read before anything is registered: an unreadable certificate is a config error, said at once.
+    const restTls = await restTlsOf(this.cfg);
     await mkdir(this.cfg.dir, { recursive: true, mode: 0o755 });
     await this.register();
     await writeFile(join(this.cfg.dir, 'node.pid'), `${process.pid}\n`);
@@ -95,6 +98,7 @@ export class NodeDaemon {
     this.leaseTimer = setInterval(() => void this.renew(), Math.max(250, (this.cfg.leaseTtlSeconds * 1000) / 4));
     if (this.cfg.controller.enabled) {
       this.controller = new ControllerCandidate({
+        ...(restTls === undefined ? {} : { restTls }),
         dcs: this.dcs,
         clock: systemClock,
         node: this.cfg.name,
@@ -491,4 +495,22 @@ export async function lastOutputLine(file: string): Promise<string | undefined> 
   } finally {
     await fd?.close().catch(() => undefined);
   }
+}
+
+/**
+ * The controller's TLS towards the agents, from node.yaml's restapi files: their CA, and the
+ * node's certificate as a client certificate (agents with verify_client ask for one). A file that
+ * cannot be read is a config error naming it.
+ */
+async function restTlsOf(cfg: NodeConfig): Promise<ClientTls | undefined> {
+  const r = cfg.restApi;
+  if (r === undefined) return undefined;
+  const read = async (field: string, path: string): Promise<string> => {
+    try {
+      return await readFile(path, 'utf8');
+    } catch (e) {
+      throw new WardenError('config-invalid', `node config restapi.${field} ${path}: ${describeError(e)}`);
+    }
+  };
+  return { cert: await read('certfile', r.certfile), key: await read('keyfile', r.keyfile), ...(r.cafile === undefined ? {} : { ca: await read('cafile', r.cafile) }) };
 }

@@ -224,6 +224,14 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
       ...(etcdTls.cert === undefined ? {} : { 'etcd.cert': etcdTls.cert }),
       ...(etcdTls.key === undefined ? {} : { 'etcd.key': etcdTls.key }),
       'restapi.listen': { host, port: apiPort },
+      ...(cfg.restApi === undefined
+        ? {}
+        : {
+            'restapi.certfile': cfg.restApi.certfile,
+            'restapi.keyfile': cfg.restApi.keyfile,
+            ...(cfg.restApi.cafile === undefined ? {} : { 'restapi.cafile': cfg.restApi.cafile }),
+            'restapi.verify_client': cfg.restApi.verifyClient,
+          }),
       'restapi.authentication.username': secrets.restApi.username,
       'restapi.authentication.password_file': restFile,
       'postgresql.listen': { host, port: pgPort },

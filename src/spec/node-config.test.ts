@@ -47,6 +47,31 @@ describe('parseNodeConfig', () => {
     assert.ok(rel.some((l) => /^node\.yaml:5:3: etcd\.cacert: must be an absolute path/.test(l)), rel.join('\n'));
   });
 
+  it('reads the agents\' REST API TLS (certificate, key, CA, client verification) and refuses half of it', () => {
+    const base = 'name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [http://127.0.0.1:2379]\n';
+    const ok = parseNodeConfig(`${base}restapi:\n  certfile: /etc/warden/rest.pem\n  keyfile: /etc/warden/rest.key\n  cafile: /etc/warden/ca.pem\n  verify_client: required\n`, 'node.yaml');
+    assert.ok(ok.ok, ok.ok ? '' : ok.errors.map(formatSpecError).join('\n'));
+    assert.deepEqual(ok.config.restApi, { certfile: '/etc/warden/rest.pem', keyfile: '/etc/warden/rest.key', cafile: '/etc/warden/ca.pem', verifyClient: 'required' });
+    const plain = parseNodeConfig(`${base}restapi:\n  certfile: /etc/warden/rest.pem\n  keyfile: /etc/warden/rest.key\n`, 'node.yaml');
+    assert.ok(plain.ok);
+    assert.deepEqual(plain.config.restApi, { certfile: '/etc/warden/rest.pem', keyfile: '/etc/warden/rest.key', verifyClient: 'none' });
+    const lines = (text: string): string[] => {
+      const r = parseNodeConfig(text, 'node.yaml');
+      return r.ok ? [] : r.errors.map(formatSpecError);
+    };
+    const cases: { text: string; want: RegExp }[] = [
+      { text: 'restapi:\n  certfile: /etc/c.pem\n', want: /restapi\.keyfile: restapi\.certfile and restapi\.keyfile go together/ },
+      { text: 'restapi:\n  cafile: /etc/ca.pem\n', want: /restapi\.cafile: needs restapi\.certfile and restapi\.keyfile \(TLS\)/ },
+      { text: 'restapi:\n  certfile: /etc/c.pem\n  keyfile: /etc/c.key\n  verify_client: optional\n', want: /restapi\.verify_client: optional needs restapi\.cafile/ },
+      { text: 'restapi:\n  certfile: /etc/c.pem\n  keyfile: /etc/c.key\n  verify_client: maybe\n', want: /^node\.yaml:8:3: restapi\.verify_client: must be one of none, optional, required \(got "maybe"\)/ },
+      { text: 'restapi:\n  certfile: c.pem\n  keyfile: /etc/c.key\n', want: /^node\.yaml:6:3: restapi\.certfile: must be an absolute path/ },
+    ];
+    for (const c of cases) {
+      const got = lines(`${base}${c.text}`);
+      assert.ok(got.some((l) => c.want.test(l)), `${c.text}: ${got.join('\n')}`);
+    }
+  });
+
   it('reads backups.repo_path, absolute and required once backups is given', () => {
     const ok = parseNodeConfig('name: node-1\ndir: /var/lib/warden\netcd:\n  endpoints: [http://127.0.0.1:2379]\nbackups:\n  repo_path: /mnt/warden-backup\n', 'node.yaml');
     assert.ok(ok.ok, ok.ok ? '' : ok.errors.map(formatSpecError).join('\n'));

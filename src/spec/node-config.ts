@@ -46,6 +46,12 @@ export interface NodeConfig {
    * members needs it at the same path, on storage they share (one machine, or a mounted volume).
    */
   readonly backups?: { readonly repoPath: string };
+  /**
+   * TLS of the agents' REST API (certfile + keyfile: a certificate for `address`, given to every
+   * agent of the node; cafile: the CA that signs the other nodes' certificates, which agents and the
+   * controller verify them with, and clients' with verify_client).
+   */
+  readonly restApi?: { readonly certfile: string; readonly keyfile: string; readonly cafile?: string; readonly verifyClient: 'none' | 'optional' | 'required' };
 }
 
 export type ParseNodeConfigResult = { readonly ok: true; readonly config: NodeConfig; readonly notices: readonly SpecNotice[] } | { readonly ok: false; readonly errors: readonly SpecError[] };
@@ -98,6 +104,13 @@ export function parseNodeConfig(text: string, file: string): ParseNodeConfigResu
   let level: LogLevel = 'info';
   let logFile: string | undefined;
   let repoPath: string | undefined;
+  let restCert: string | undefined;
+  let restKey: string | undefined;
+  let restCa: string | undefined;
+  let verifyClient = 'none' as 'none' | 'optional' | 'required';
+  let verifySet = false;
+  /** The restapi keys present, valid or not: one that is invalid is reported once, at its own line. */
+  const restGiven = new Set<string>();
   const absolute = (v: YamlValue, s: SpecSite): string | undefined => {
     const p = readStringValue(reader, v, s);
     if (p === undefined) return undefined;
@@ -167,6 +180,27 @@ export function parseNodeConfig(text: string, file: string): ParseNodeConfigResu
             file: (fv, fs) => (logFile = absolute(fv, fs)),
           },
         }),
+      restapi: (v, s) =>
+        reader.mapping(v, s, {
+          read: {
+            certfile: (tv, ts) => {
+              restGiven.add('certfile');
+              restCert = absolute(tv, ts);
+            },
+            keyfile: (tv, ts) => {
+              restGiven.add('keyfile');
+              restKey = absolute(tv, ts);
+            },
+            cafile: (tv, ts) => {
+              restGiven.add('cafile');
+              restCa = absolute(tv, ts);
+            },
+            verify_client: (tv, ts) => {
+              verifySet = true;
+              verifyClient = reader.oneOf(tv, ts, ['none', 'optional', 'required'] as const) ?? verifyClient;
+            },
+          },
+        }),
       backups: (v, s) => {
         const found = reader.mapping(v, s, { read: { repo_path: (bv, bs) => (repoPath = absolute(bv, bs)) } });
         if (found && !hasKey(v, 'repo_path')) reader.missing({ ...s, field: 'backups.repo_path' }, 'required: the absolute directory of the backup repositories, shared by the nodes (e.g. /var/lib/warden-backup)');
@@ -182,6 +216,9 @@ export function parseNodeConfig(text: string, file: string): ParseNodeConfigResu
   if ((cert === undefined) !== (key === undefined)) reader.error({ ...rootSite, field: cert === undefined ? 'etcd.cert' : 'etcd.key' }, 'etcd.cert and etcd.key go together (a client certificate and its private key)');
   const tlsField = cacert !== undefined ? 'etcd.cacert' : cert !== undefined ? 'etcd.cert' : key !== undefined ? 'etcd.key' : undefined;
   if (tlsField !== undefined && endpoints?.some((e) => !e.startsWith('https://')) === true) reader.error({ ...rootSite, field: tlsField }, 'TLS settings need https:// etcd endpoints');
+  if (restGiven.has('certfile') !== restGiven.has('keyfile')) reader.error({ ...rootSite, field: restGiven.has('certfile') ? 'restapi.keyfile' : 'restapi.certfile' }, 'restapi.certfile and restapi.keyfile go together (the agents\' certificate and its private key)');
+  else if (!restGiven.has('certfile') && (restGiven.has('cafile') || verifySet)) reader.error({ ...rootSite, field: restGiven.has('cafile') ? 'restapi.cafile' : 'restapi.verify_client' }, 'needs restapi.certfile and restapi.keyfile (TLS)');
+  else if (verifyClient !== 'none' && !restGiven.has('cafile')) reader.error({ ...rootSite, field: 'restapi.verify_client' }, `${verifyClient} needs restapi.cafile (the CA that signs client certificates)`);
   if (reader.errors.length > 0 || name === undefined || dir === undefined || endpoints === undefined) return { ok: false, errors: sortSpecErrors(reader.errors) };
   return {
     ok: true,
@@ -206,6 +243,7 @@ export function parseNodeConfig(text: string, file: string): ParseNodeConfigResu
       pgBinDir,
       log: { level, ...(logFile === undefined ? {} : { file: logFile }) },
       ...(repoPath === undefined ? {} : { backups: { repoPath } }),
+      ...(restCert === undefined || restKey === undefined ? {} : { restApi: { certfile: restCert, keyfile: restKey, ...(restCa === undefined ? {} : { cafile: restCa }), verifyClient } }),
     },
     notices: sortSpecErrors(reader.notices),
   };

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ListOutput } from '../../src/cli/list.js';
 import { CLUSTER_SECRETS, secretsKey, type NodeRecord } from '../../src/controller/records.js';
 import { decodeJson } from '../../src/core/decode.js';
+import { httpCall } from '../../src/core/http-app.js';
 import { eventually } from '../../src/core/deadline.js';
 import { isProcessAlive, signalPid, waitForExit } from '../../src/core/process-info.js';
 import { EtcdClient, type EtcdAuth } from '../../src/dcs/etcd-client.js';
@@ -31,7 +32,7 @@ describe('warden node with etcd over TLS and authentication', { timeout: 600_000
   const seen = new Set<number>();
 
   const nodeYaml = (name: string, ca: string): string =>
-    `name: ${name}\ndir: ${join(dir, name)}\netcd:\n  endpoints: [${etcd?.endpoints.join(', ') ?? ''}]\n  username: ${user.username}\n  password_file: ${join(dir, 'etcd.password')}\n  cacert: ${ca}\n  cert: ${join(pems.dir, 'nocn.pem')}\n  key: ${join(pems.dir, 'nocn.key')}\nleaseTtlSeconds: 5\nrestartDelaySeconds: 2\ncontroller:\n  ttlSeconds: 5\nlog:\n  file: ${join(dir, `${name}.log`)}\n`;
+    `name: ${name}\ndir: ${join(dir, name)}\netcd:\n  endpoints: [${etcd?.endpoints.join(', ') ?? ''}]\n  username: ${user.username}\n  password_file: ${join(dir, 'etcd.password')}\n  cacert: ${ca}\n  cert: ${join(pems.dir, 'nocn.pem')}\n  key: ${join(pems.dir, 'nocn.key')}\nleaseTtlSeconds: 5\nrestartDelaySeconds: 2\ncontroller:\n  ttlSeconds: 5\nlog:\n  file: ${join(dir, `${name}.log`)}\nrestapi:\n  certfile: ${join(pems.dir, 'server.pem')}\n  keyfile: ${join(pems.dir, 'server.key')}\n  cafile: ${join(pems.dir, 'ca.pem')}\n  verify_client: required\n`;
   const startDaemon = async (name: string, ca: string): Promise<ChildProcess> => {
     await writeFile(join(dir, `${name}.yaml`), nodeYaml(name, ca));
     const out = openSync(join(dir, `${name}.out`), 'a');
@@ -126,5 +127,34 @@ describe('warden node with etcd over TLS and authentication', { timeout: 600_000
       return row === undefined ? undefined : String(row.r);
     }, { timeoutMs: 60_000, what: `a connection through the router at ${address}` });
     assert.equal(inRecovery, 'false', 'the router routes to the primary');
+  });
+
+  it('serves the agents\' REST API over TLS with client certificates; the controller restarts a member for a parameter change through it', async () => {
+    const memberKv = await root?.get('/warden/app/members/app-1');
+    const apiUrl = memberKv === undefined ? '' : String((JSON.parse(memberKv.value) as { apiUrl?: string }).apiUrl);
+    assert.match(apiUrl, /^https:\/\/127\.0\.0\.1:\d+/, 'the agent publishes an https:// API');
+    const withCert = await httpCall(new URL('/patroni', apiUrl), { timeoutMs: 5_000, tls: { ca: pems.ca, cert: pems.clientCert, key: pems.clientKey } });
+    assert.equal(withCert.status, 200, withCert.body);
+    await assert.rejects(httpCall(new URL('/patroni', apiUrl), { timeoutMs: 5_000, tls: { ca: pems.ca } }), 'no client certificate: refused (verify_client: required)');
+    // A parameter that needs a restart: the only member restarts in place, asked by the controller over TLS.
+    const file = join(dir, 'app.yaml');
+    await writeFile(file, 'apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: app\nspec:\n  instances:\n  - name: instance1\n    replicas: 1\n  proxy:\n    router:\n      replicas: 1\n  patroni:\n    dynamicConfiguration:\n      postgresql:\n        parameters:\n          max_connections: 120\n');
+    const applied = await runWarden(['apply', '-f', file, ...etcdArgs()], { timeoutMs: 60_000, env: cliEnv() });
+    assert.equal(applied.code, 0, `${applied.stdout}\n${applied.stderr}`);
+    const kv = await root?.get(secretsKey('app'));
+    const secrets = kv === undefined ? undefined : decodeJson(CLUSTER_SECRETS, kv.value);
+    assert.ok(secrets?.ok === true);
+    const m = await eventually(async () => {
+      const r = await runWarden(['list', ...etcdArgs(), '--cluster', 'app', '--format', 'json'], { timeoutMs: 15_000, env: cliEnv() });
+      const out = r.code === 0 ? (JSON.parse(r.stdout) as ListOutput) : undefined;
+      const leader = out?.members.find((x) => x.role === 'leader' && x.state === 'running' && !x.pendingRestart);
+      if (leader === undefined) return undefined;
+      const row = await probe<{ max_connections: string }>({ host: leader.host, port: leader.port, user: secrets.value.superuser.username, password: secrets.value.superuser.password }, 'SHOW max_connections');
+      return row?.max_connections === '120' ? leader : undefined;
+    }, { timeoutMs: 180_000, intervalMs: 1_000, what: 'app-1 restarted with max_connections 120' });
+    assert.equal(m.name, 'app-1');
+    const log = await readFile(join(dir, 'node-1.log'), 'utf8');
+    assert.match(log, /app-1 restarts for a parameter change \(the only member: it restarts in place\)/);
+    assert.doesNotMatch(log, /restart app-1: the agent at https:\/\/\S+ did not answer/, 'the controller reached the agent over TLS');
   });
 });
