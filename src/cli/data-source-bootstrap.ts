@@ -38,7 +38,7 @@ export function dataSourceRestorer(cfg: AgentConfig, dataSourceFile: string, ide
     // shared by every process on the machine, the source's own are the source's.
     const scratch = join(dirname(cfg.postgres.dataDir), 'bootstrap-restore');
     await rm(scratch, { recursive: true, force: true });
-    for (const d of [scratch, join(scratch, 'lock'), join(scratch, 'log'), join(scratch, 'run')]) {
+    for (const d of [scratch, join(scratch, 'lock'), join(scratch, 'log')]) {
       await mkdir(d, { recursive: true, mode: 0o750 });
       if (identity !== undefined) await chown(d, identity.uid, identity.gid);
     }
@@ -61,13 +61,16 @@ export function dataSourceRestorer(cfg: AgentConfig, dataSourceFile: string, ide
     const restoreMs = Date.now() - started;
 
     // The restored roles are the source's: the private postmaster is reached with its password,
-    // on a port and socket of its own that no router or member knows.
+    // on a port of its own that no router or member knows. Its socket goes in the member's socket
+    // dir (the member's own postmaster is not running yet; the port tells the two apart): that dir
+    // was chosen to fit the 107 bytes a socket path may have, a dir beside the data may not
+    // (node daemons' workload paths are deep).
     const server = new LocalPostgres({
       name: `${cfg.name}-bootstrap`,
       dataDir: cfg.postgres.dataDir,
       binDir: cfg.postgres.binDir,
       listen: { host: '127.0.0.1', port: await freePort('127.0.0.1') },
-      socketDir: join(scratch, 'run'),
+      socketDir: cfg.postgres.socketDir,
       ...(cfg.postgres.runAsUser === undefined ? {} : { runAsUser: cfg.postgres.runAsUser }),
       superuser: { username: cfg.postgres.superuser.username, password: sourcePassword },
       replication: cfg.postgres.replication,

@@ -227,4 +227,19 @@ describe('spec.dataSource: a new cluster from another cluster\'s backups (real p
     const fig = JSON.parse(line) as { restoreMs: number; recoveryMs: number; set: string };
     process.stdout.write(`# clone up (restore, recovery to T, promotion, replica, stanza): ${(upMs / 1000).toFixed(1)} s; restore of ${fig.set} ${(fig.restoreMs / 1000).toFixed(1)} s, recovery to T ${(fig.recoveryMs / 1000).toFixed(1)} s\n`);
   });
+
+  it('clones the same way on the static runtime (warden up --static): the same rows at T', async () => {
+    const t = rows[9]?.ts ?? '';
+    const file = join(dir, 'static.yaml');
+    await writeFile(file, cloneSpec(`      clusterName: dsrc\n      repoName: repo1\n      options: ["--type=time", "--target=${t}"]\n`).replace('name: clone', 'name: sclone'));
+    const rt = join(dir, 'static-clone');
+    started.push(rt);
+    const up = await runWarden(['up', '--static', '-f', file, '--dir', rt, '--source-dir', src], { timeoutMs: 300_000 });
+    assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
+    assert.doesNotMatch(up.stdout, /node daemons/);
+    const l = (await listCluster(rt)).members.find((m) => m.role === 'leader');
+    assert.ok(l !== undefined);
+    const got = String((await sql(rt, l.host, l.port, ROWS_SQL)).rows[0]?.['ids']);
+    assert.equal(got, rows.filter((x) => micros(x.ts) <= micros(t)).map((x) => x.id).join(','));
+  });
 });
