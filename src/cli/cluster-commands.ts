@@ -156,6 +156,13 @@ async function waitConverged(client: EtcdClient, cluster: string, generation: nu
       if (line !== last) out(line);
       last = line;
       if (status.ready === status.desired && status.pending.length === 0 && status.inProgress.length === 0 && status.routers.placed === status.routers.desired) return 0;
+      // Every member gave up bootstrapping: waiting longer changes nothing, say why now.
+      const gaveUp = await bootstrapGaveUp(client, cluster, status.desired);
+      if (gaveUp !== undefined) {
+        err(`the cluster could not be bootstrapped: ${gaveUp}`);
+        err(`see each member's agent.log (\`warden get nodes\` lists where they run); then \`warden delete cluster ${cluster} --confirm ${cluster}\` and apply again`);
+        return 1;
+      }
     }
     if (Date.now() >= deadline) {
       err(`not converged within ${Math.round(timeoutMs / 1000)} s`);
@@ -169,6 +176,17 @@ async function waitConverged(client: EtcdClient, cluster: string, generation: nu
     }
     await sleep(1_000);
   }
+}
+
+/** The last reason when the cluster has no `initialize` key and each of its `desired` members gave up bootstrapping; else undefined. */
+async function bootstrapGaveUp(client: EtcdClient, cluster: string, desired: number): Promise<string | undefined> {
+  const prefix = clusterPrefix(cluster);
+  const raw = await client.range(prefix, { timeoutMs: CALL_TIMEOUT_MS }).catch(() => undefined);
+  if (raw === undefined) return undefined;
+  const view = parseClusterView(prefix, raw.revision, raw.kvs);
+  const members = [...view.members.values()];
+  if (view.initialize !== undefined || desired === 0 || members.length < desired || !members.every((m) => m.reason?.code === 'bootstrap-gave-up')) return undefined;
+  return members[0]?.reason?.message ?? 'bootstrap-gave-up';
 }
 
 /** Registers apply, get, delete and the node subcommands (cordon, uncordon, drain) on `program`. */

@@ -12,8 +12,10 @@ describe('a bootstrap that keeps failing stops after a bound', { timeout: 600_00
   after(async () => {
     if (dir !== '') {
       // The runtime lives in DIR/rt: stop it there (its supervisor, etcd and agents), then remove all.
-      const down = await runWarden(['down', '--dir', join(dir, 'rt'), '--purge'], { timeoutMs: 120_000 });
-      assert.equal(down.code, 0, `${down.stdout}\n${down.stderr}`);
+      for (const rt of ['rt', 'rt-nodes']) {
+        const down = await runWarden(['down', '--dir', join(dir, rt), '--purge'], { timeoutMs: 120_000 });
+        assert.equal(down.code, 0, `${down.stdout}\n${down.stderr}`);
+      }
       await rm(dir, { recursive: true, force: true });
     }
   });
@@ -43,5 +45,15 @@ describe('a bootstrap that keeps failing stops after a bound', { timeout: 600_00
     }));
     assert.ok(reported.some((r) => r.length > 0), 'the moved-aside directories are reported');
     assert.ok(reported.every((r) => r.length <= 3));
+  });
+
+  it('on node daemons too: warden up exits 1 with the reason once every member gave up, not at its timeout', async () => {
+    const spec = join(dir, 'cluster.yaml');
+    const started = Date.now();
+    const r = await runWarden(['up', '-f', spec, '--dir', join(dir, 'rt-nodes')], { timeoutMs: 300_000 });
+    assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /node daemons/);
+    assert.match(r.stderr, /the cluster could not be bootstrapped: bootstrap failed 3 times/);
+    assert.ok(Date.now() - started < 200_000, 'up gave up before its own 240 s timeout');
   });
 });

@@ -371,4 +371,31 @@ describe('a replica restarted before it replayed its primary lowering max_connec
     assert.equal(s.pendingRestart, false);
     assert.equal(await show(r), '120');
   });
+
+  it('one change that lowers max_connections and raises max_worker_processes: primary first, then the paused replica restarts with both and replays on', async () => {
+    const both = { ...p.config.parameters, max_connections: 110, max_worker_processes: 16 };
+    await p.updateSettings({ parameters: both });
+    await r.updateSettings({ parameters: both });
+    await p.stop('fast', 30_000);
+    await p.configure({ kind: 'primary' });
+    await p.start(30_000);
+    await p.query('CREATE TABLE IF NOT EXISTS mixed (id int)', [], 5_000);
+    await p.query('INSERT INTO mixed VALUES (1)', [], 5_000);
+    // The running replica (120 / 8) replays the primary's 16 workers: PostgreSQL records them in its
+    // pg_control and pauses its recovery there (a hot standby below its primary) until it restarts.
+    assert.equal((await r.status(2_000)).pendingRestart, true);
+    await eventually(async () => ((await r.inspectDataDir()).controlSettings?.max_worker_processes === 16 ? true : undefined), { timeoutMs: 30_000, intervalMs: 500, what: 'pg-lr: the primary\'s 16 workers replayed into pg_control' });
+    await r.stop('fast', 30_000);
+    await r.configure({ kind: 'replica', upstream: p.config.listen, slotName: 'pg_lr' });
+    await r.start(30_000);
+    await streamingOn(r, 1);
+    const target = (await p.status(2_000)).walPosition;
+    await eventually(async () => {
+      const st = await r.status(2_000);
+      return st.replayLsn !== undefined && st.replayLsn >= target ? st : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 500, what: 'pg-lr replaying past the change' });
+    assert.equal(await show(r), '110');
+    assert.equal(String((await r.query('SHOW max_worker_processes', [], 5_000))[0]?.['max_worker_processes']), '16');
+    assert.equal(Number((await r.query('SELECT count(*)::int AS n FROM mixed', [], 5_000))[0]?.['n']), 1);
+  });
 });
