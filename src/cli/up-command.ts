@@ -78,20 +78,8 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
       await stopOrphans(orphans);
     }
   }
-  // spec.dataSource is resolved (source cluster, repository, a backup before the target) before
-  // anything is written: a fault is exit 2 at the spec's field, and no runtime dir is made.
-  let dataSource: DataSourcePlan | undefined;
-  if (spec.dataSource !== undefined && prior === undefined) {
-    const resolved = await resolveDataSource({ ...spec, dataSource: spec.dataSource }, { dir, sourceDir: opts.sourceDir });
-    if (!resolved.ok) {
-      for (const e of resolved.errors) process.stderr.write(`${formatSpecError(e)}\n`);
-      return 2;
-    }
-    dataSource = resolved.plan;
-    out(`data source: cluster ${dataSource.sourceCluster} (${dataSource.sourceDir}), ${dataSource.repoName} set ${dataSource.setLabel}, recovered to ${describeTarget(dataSource.target)}; this cluster archives into its own repository`);
-  } else if (spec.dataSource !== undefined) {
-    out(c.dim(`note: spec.dataSource applies when a runtime dir is made; ${dir} exists and keeps its data`));
-  }
+  const dataSource = await upDataSource(spec, dir, opts.sourceDir, prior !== undefined, c, out);
+  if (typeof dataSource === 'number') return dataSource;
   const layout = await prepareRuntimeDir(dir, spec, opts.file !== undefined, dataSource);
   if (spec.backups !== undefined && layout.backup === undefined) {
     out(c.yellow(`note: spec.backups was not applied: ${dir} was set up without backups and keeps its layout (use a new --dir, or \`warden down --purge\` first)`));
@@ -164,6 +152,42 @@ export async function runUp(opts: { file?: string; dir?: string; sourceDir?: str
 }
 
 /**
+ * spec.dataSource, resolved (source cluster, repository, a backup before the target) before
+ * anything is written, on either runtime: a fault is exit 2 at the spec's field (the returned
+ * number), and no runtime dir is made. An existing dir keeps its data: undefined, with a note.
+ */
+async function upDataSource(spec: ClusterSpec, dir: string, sourceDir: string | undefined, dirExists: boolean, c: Palette, out: (s: string) => void): Promise<DataSourcePlan | undefined | number> {
+  if (spec.dataSource === undefined) return undefined;
+  if (dirExists) {
+    out(c.dim(`note: spec.dataSource applies when a runtime dir is made; ${dir} exists and keeps its data`));
+    return undefined;
+  }
+  const resolved = await resolveDataSource({ ...spec, dataSource: spec.dataSource }, { dir, sourceDir });
+  if (!resolved.ok) {
+    for (const e of resolved.errors) process.stderr.write(`${formatSpecError(e)}\n`);
+    return 2;
+  }
+  const p = resolved.plan;
+  out(`data source: cluster ${p.sourceCluster} (${p.sourceDir}), ${p.repoName} set ${p.setLabel}, recovered to ${describeTarget(p.target)}; this cluster archives into its own repository`);
+  return p;
+}
+
+/** The record of `/warden/_datasources/<cluster>` for a resolved data source: its source's superuser password read from its file. */
+async function storedDataSource(cluster: string, p: DataSourcePlan): Promise<StoredDataSource> {
+  return {
+    cluster,
+    sourceCluster: p.sourceCluster,
+    stanza: p.stanza,
+    repo: p.repoName,
+    repoPath: p.repoPath,
+    setLabel: p.setLabel,
+    target: p.target,
+    ...(p.targetTimeline === undefined ? {} : { targetTimeline: p.targetTimeline }),
+    sourceSuperuserPassword: (await readFile(p.sourceSuperuserPasswordFile, 'utf8')).replace(/\r?\n$/, ''),
+  };
+}
+
+/**
  * Which runtime `warden up` runs (docs/architecture.md, "Nodes on one machine"): a dir that exists
  * keeps the one it was made with; a new one gets node daemons (the code path of a multi-host
  * deployment), unless `--static` asks for the supervisor-only runtime.
@@ -198,33 +222,10 @@ async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string
     err(`${dir} runs cluster "${prior.cluster}", but ${opts.file} names "${spec.name}": use another --dir (\`warden apply -f ${opts.file} --dir ${dir}\` adds a second cluster to its nodes)`);
     return 1;
   }
-  // spec.dataSource is resolved before anything is written, as on the static runtime: a fault is
-  // exit 2 at the spec's field and no runtime dir is made. The controller then gives every member
-  // the source's repository, set and target (/warden/_datasources/<cluster>).
-  let dataSource: StoredDataSource | undefined;
-  if (spec.dataSource !== undefined && prior === undefined) {
-    const resolved = await resolveDataSource({ ...spec, dataSource: spec.dataSource }, { dir, sourceDir: opts.sourceDir });
-    if (!resolved.ok) {
-      for (const e of resolved.errors) process.stderr.write(`${formatSpecError(e)}\n`);
-      return 2;
-    }
-    const p = resolved.plan;
-    const sourceSuperuserPassword = (await readFile(p.sourceSuperuserPasswordFile, 'utf8')).replace(/\r?\n$/, '');
-    dataSource = {
-      cluster: spec.name,
-      sourceCluster: p.sourceCluster,
-      stanza: p.stanza,
-      repo: p.repoName,
-      repoPath: p.repoPath,
-      setLabel: p.setLabel,
-      target: p.target,
-      ...(p.targetTimeline === undefined ? {} : { targetTimeline: p.targetTimeline }),
-      sourceSuperuserPassword,
-    };
-    out(`data source: cluster ${p.sourceCluster} (${p.sourceDir}), ${p.repoName} set ${p.setLabel}, recovered to ${describeTarget(p.target)}; this cluster archives into its own repository`);
-  } else if (spec.dataSource !== undefined) {
-    out(c.dim(`note: spec.dataSource applies when a runtime dir is made; ${dir} exists and keeps its data`));
-  }
+  // The controller gives every member the source's repository, set and target (/warden/_datasources/<cluster>).
+  const plan = await upDataSource(spec, dir, opts.sourceDir, prior !== undefined, c, out);
+  if (typeof plan === 'number') return plan;
+  const dataSource = plan === undefined ? undefined : await storedDataSource(spec.name, plan);
   let nodes: LocalNodeSpec[] = [];
   if (opts.nodes !== undefined && prior === undefined) {
     const parsed = await localNodesOf(opts.nodes);

@@ -434,9 +434,7 @@ export class LocalPostgres implements PostgresInstance {
     await this.readControlSettings();
     if (JSON.stringify(this.controlSettings ?? {}) === before) return;
     try {
-      await this.writeOwned(join(this.config.dataDir, WARDEN_CONF), renderWardenConf(this.wardenSettings(this.lastRole)), 0o600);
-      const state = await this.processState();
-      if (state.kind === 'running') signalPid(state.pid, 'SIGHUP');
+      await this.rewriteWardenConf(this.lastRole);
       this.log('info', { controlSettings: this.controlSettings }, 'pg_control now holds lower hot-standby values: warden.conf follows (a restart applies them)');
     } catch (e) {
       this.log('warn', { err: describeError(e) }, 'cannot rewrite warden.conf for the hot-standby values of pg_control');
@@ -558,14 +556,18 @@ export class LocalPostgres implements PostgresInstance {
   async updateSettings(settings: RuntimeSettings): Promise<void> {
     this.runtime = { ...this.runtime, ...settings };
     if (this.lastRole === undefined) return; // applied by the next configure()
-    const { dataDir } = this.config;
-    await this.writeOwned(join(dataDir, WARDEN_CONF), renderWardenConf(this.wardenSettings(this.lastRole)), 0o600);
-    const state = await this.processState();
-    if (state.kind === 'running') signalPid(state.pid, 'SIGHUP');
+    await this.rewriteWardenConf(this.lastRole);
     this.log('info', { synchronousStandbyNames: this.runtime.synchronousStandbyNames ?? '' }, 'settings updated');
   }
 
   // ---- files -------------------------------------------------------------------------------
+
+  /** warden.conf for `role` with the settings in force, and a reload of a running server. */
+  private async rewriteWardenConf(role: ReplicationRole): Promise<void> {
+    await this.writeOwned(join(this.config.dataDir, WARDEN_CONF), renderWardenConf(this.wardenSettings(role)), 0o600);
+    const state = await this.processState();
+    if (state.kind === 'running') signalPid(state.pid, 'SIGHUP');
+  }
 
   private wardenSettings(role: ReplicationRole): Map<string, string | number | boolean> {
     const { settings, ignored, raised } = wardenSettings({
