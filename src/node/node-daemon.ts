@@ -71,6 +71,7 @@ export class NodeDaemon {
   private passTimer: NodeJS.Timeout | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
   private lastPublished = '';
+  private publishing: Promise<void> = Promise.resolve();
   private stopping = false;
   private passing: Promise<void> | undefined;
   /** The cluster passwords as last read from etcd: a restart after etcd went away still has them. */
@@ -424,7 +425,19 @@ export class NodeDaemon {
     void this.publish().catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'publishing the node record failed; the next pass tries again'));
   }
 
-  private async publish(): Promise<void> {
+  /**
+   * One publish at a time, each computing the record when its turn comes. Two puts in flight at
+   * once could be applied in one order and answered in the other: etcd would keep the older record
+   * while lastPublished names the newer one, and nothing would correct it (a router left
+   * `starting` in the record for good).
+   */
+  private publish(): Promise<void> {
+    const next = this.publishing.then(() => this.publishNow());
+    this.publishing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async publishNow(): Promise<void> {
     if (this.leaseId === undefined || this.stopping) return;
     const record = this.record();
     const fingerprint = JSON.stringify(record.workloads);
