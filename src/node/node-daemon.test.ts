@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { eventually } from '../core/deadline.js';
 import { isProcessAlive, signalPid } from '../core/process-info.js';
-import { assignmentKey, parseControlSnapshot, CONTROL_PREFIX, type Assignment } from '../controller/records.js';
+import { assignmentKey, parseControlSnapshot, CONTROL_KEYS, CONTROL_PREFIX, type Assignment } from '../controller/records.js';
+import type { WriteOptions } from '../dcs/dcs.js';
 import { MemoryDcs } from '../dcs/memory-dcs.js';
 import { parseNodeConfig, type NodeConfig } from '../spec/index.js';
 import { lastOutputLine, NodeDaemon, type NodeLog } from './node-daemon.js';
@@ -148,6 +149,53 @@ describe('NodeDaemon after a crash: workloads left running', () => {
       assert.equal(failed.pid, undefined);
       const aside = await readdir(join(cfg.dir, 'moved-aside'));
       assert.ok(aside.some((n) => n.startsWith('app-app-1-')), aside.join(', '));
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('publishes one node record at a time, so that a slow put cannot overwrite a newer record', async () => {
+    // Each put of the node key takes a random time before etcd applies it: two in flight at once
+    // could land in either order. The daemon must never have two in flight, and etcd must end with
+    // the record of what the daemon runs now.
+    class SlowNodePuts extends MemoryDcs {
+      inFlight = 0;
+      maxInFlight = 0;
+      override async put(key: string, value: string, opts?: WriteOptions): Promise<number> {
+        if (!key.startsWith(CONTROL_KEYS.nodesDir)) return super.put(key, value, opts);
+        this.inFlight++;
+        this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+        try {
+          await new Promise((r) => setTimeout(r, Math.random() * 150));
+          return await super.put(key, value, opts);
+        } finally {
+          this.inFlight--;
+        }
+      }
+    }
+    const cfg = await config('node-1', 'restartDelaySeconds: 60\n');
+    const dcs = new SlowNodePuts();
+    const lefts = [await leftover(cfg.dir, 'app-1', 'uid-1'), await leftover(cfg.dir, 'app-2', 'uid-1'), await leftover(cfg.dir, 'app-3', 'uid-1')];
+    for (const n of ['app-1', 'app-2', 'app-3']) await dcs.put(assignmentKey('app', 'member', n), JSON.stringify(member(n, 'uid-1')));
+    const d = new NodeDaemon(cfg, dcs, quiet, undefined);
+    await d.start();
+    try {
+      // Three adoptions, each publishing at once, alongside the passes' own publishes.
+      await eventually(() => (d.running().filter((w) => w.state === 'running').length === 3 ? true : undefined), { timeoutMs: 10_000, what: 'three members adopted' });
+      // Then three deaths in quick succession, each publishing again.
+      for (const l of lefts) signalPid(l.pid, 'SIGKILL');
+      await eventually(() => (d.running().filter((w) => w.state === 'restarting').length === 3 ? true : undefined), { timeoutMs: 10_000, what: 'three members seen gone' });
+      const stored = await eventually(async () => {
+        const r = await dcs.range(CONTROL_PREFIX);
+        const ws = parseControlSnapshot(r.revision, r.kvs).nodes.get('node-1')?.record.workloads ?? [];
+        return ws.length === 3 && ws.every((w) => w.state === 'restarting' && w.pid === null) ? ws : undefined;
+      }, { timeoutMs: 10_000, what: 'the record of three restarting members' });
+      assert.equal(stored.length, 3);
+      // Stays so: no older record lands after it.
+      await new Promise((r) => setTimeout(r, 500));
+      const r = await dcs.range(CONTROL_PREFIX);
+      assert.ok(parseControlSnapshot(r.revision, r.kvs).nodes.get('node-1')?.record.workloads.every((w) => w.state === 'restarting'));
+      assert.equal(dcs.maxInFlight, 1);
     } finally {
       await d.stop();
     }
