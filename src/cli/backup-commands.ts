@@ -79,9 +79,16 @@ export async function openBackupRuntime(dirArg: string, cluster?: string): Promi
   }
   const target = await resolveTarget({ dir, cluster: name });
   const run = lookupRunUser();
-  const backup = name === layout.cluster ? layout.backup : await appliedClusterBackup(dir, target, run);
+  // On node daemons every cluster's backups follow its stored spec (they can be changed by `warden
+  // apply`); a static runtime keeps what it was made with.
+  const backup = layout.nodes === undefined ? layout.backup : await appliedClusterBackup(dir, target, run);
   if (backup === undefined) {
-    throw new WardenError('config-invalid', `cluster "${name}" in ${dir} was started without backups: set spec.backups.pgbackrest.repos (e.g. [{ name: repo1, volume: {} }]) in a new runtime dir`);
+    throw new WardenError(
+      'config-invalid',
+      layout.nodes === undefined
+        ? `cluster "${name}" in ${dir} was started without backups: set spec.backups.pgbackrest.repos (e.g. [{ name: repo1, volume: {} }]) in a new runtime dir`
+        : `cluster "${name}" in ${dir} has no spec.backups: add spec.backups.pgbackrest.repos (e.g. [{ name: repo1, volume: {} }]) to its spec and \`warden apply -f FILE --dir ${dir}\``,
+    );
   }
   const repo = new PgBackRestRepository({ stanza: backup.stanza, configFile: backup.configFile, ...(run === undefined ? {} : { identity: run }) });
   // `--nodes`: the controller placed the members; the node records say where each one's files are.
@@ -90,8 +97,8 @@ export async function openBackupRuntime(dirArg: string, cluster?: string): Promi
 }
 
 /**
- * The repository setup of a cluster applied later to a `--nodes` runtime (`warden apply --dir`):
- * from its stored spec, in DIR/backup/<cluster> where the node daemons put its repositories
+ * The repository setup of a cluster on a `--nodes` runtime (the runtime's own, or one applied later
+ * with `warden apply --dir`): from its stored spec, in DIR/backup/<cluster> where the node daemons put its repositories
  * (written again each time: idempotent). Undefined when the spec has no backups.
  */
 async function appliedClusterBackup(dir: string, t: Target, run: RunUser | undefined): Promise<RuntimeBackup | undefined> {

@@ -5,8 +5,8 @@ import { isDeepStrictEqual } from 'node:util';
 import { Option, type Command } from 'commander';
 import { sleep } from '../core/deadline.js';
 import { WardenError } from '../core/errors.js';
-import { describeChange, planCluster, type Plan } from '../controller/plan.js';
-import { CONTROL_PREFIX, nodeKey, nodeSettingsKey, parseControlSnapshot, dataSourceKey, secretsKey, specKey, type ClusterSecrets, type ControlSnapshot, type NodeSettings, type StoredDataSource, type StoredSpec } from '../controller/records.js';
+import { assignmentBackupsOf, describeChange, planCluster, type Plan } from '../controller/plan.js';
+import { backupsChangeRestarts, backupsFingerprint, CONTROL_PREFIX, nodeKey, nodeSettingsKey, parseControlSnapshot, dataSourceKey, secretsKey, specKey, type AssignmentBackups, type ClusterSecrets, type ControlSnapshot, type NodeSettings, type StoredDataSource, type StoredSpec } from '../controller/records.js';
 import { observationOf, parseStoredSpecs, planInputFromSnapshot } from '../controller/snapshot-plan.js';
 import { readStateFile } from '../controller/state-file.js';
 import { EtcdClient } from '../dcs/etcd-client.js';
@@ -77,6 +77,17 @@ export function renderApplyPlan(cluster: string, plan: Plan, current: readonly {
   return lines.join('\n');
 }
 
+/**
+ * What a change of spec.backups does to the running members, in one line (undefined: no change);
+ * the controller rolls it (docs/architecture.md, "Rolling changes").
+ */
+export function backupsChangeLine(from: AssignmentBackups | undefined, to: AssignmentBackups | undefined): string | undefined {
+  if (backupsFingerprint(from) === backupsFingerprint(to)) return undefined;
+  if (!backupsChangeRestarts(from, to)) return 'spec.backups: only pgBackRest options change: every member\'s pgbackrest.conf is rewritten in place, nothing restarts';
+  const what = from === undefined ? `archiving turns on (into ${to?.repos.join(', ') ?? ''})` : to === undefined ? 'archiving turns off (the repositories keep what they hold)' : `the repositories change (${from.repos.join(', ')} → ${to.repos.join(', ')})`;
+  return `spec.backups: ${what}: each member's agent restarts with the new settings, one at a time — the replicas first, then one switchover, then the former primary`;
+}
+
 function newSecrets(): ClusterSecrets {
   const pw = (): string => randomBytes(18).toString('base64url');
   return { superuser: { username: 'postgres', password: pw() }, replication: { username: 'replicator', password: pw() }, restApi: { username: 'warden', password: pw() } };
@@ -114,15 +125,12 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
     if (stored === undefined && (view.initialize !== undefined || view.members.size > 0)) {
       throw new WardenError('conflict', `cluster ${spec.name} has keys in this etcd but no stored spec: a \`warden up\` cluster, or a deleted one whose members are still being removed (\`warden get clusters\`); nothing was changed`);
     }
-    // Members get spec.backups when they are placed: a change under running members would leave
-    // some archiving and some not (or into other repositories) without anyone being told.
-    if (storedParsed?.ok === true && !isDeepStrictEqual(storedParsed.spec.backups, spec.backups)) {
-      err(`${o.file}: spec.backups: differs from the stored generation ${stored?.generation ?? 0} of cluster ${spec.name}; the backups of a running cluster cannot be changed yet (its members were placed with the stored one)`);
-      err('nothing was changed');
-      return 2;
-    }
     const plan = planCluster(planInputFromSnapshot(snap, parseStoredSpecs(snap), spec, generation, observationOf(view), new Map(), DEFAULT_NODE_LOST_MS));
     out(renderApplyPlan(spec.name, plan, snap.assignments.get(spec.name) ?? []));
+    if (storedParsed?.ok === true && !unchanged) {
+      const line = backupsChangeLine(assignmentBackupsOf(storedParsed.spec), assignmentBackupsOf(spec));
+      if (line !== undefined) out(line);
+    }
     if (unchanged) {
       out(`spec unchanged (generation ${generation}): nothing stored`);
     } else {
@@ -284,14 +292,19 @@ async function localNodesRuntime(dirArg: string | undefined): Promise<string | u
  */
 async function publishLocalSchedules(client: EtcdClient, o: EtcdOptions, spec: ClusterSpec): Promise<void> {
   const schedules = (spec.backups?.repos ?? []).flatMap((r) => r.schedules.map((x) => ({ repo: r.name, type: x.type, cron: x.cron })));
-  if (schedules.length === 0) return;
+  const key = `${clusterPrefix(spec.name)}${KEYS.backupSchedules}`;
+  if (schedules.length === 0) {
+    // Schedules taken out of the spec (or backups turned off): the leader's agent runs none from now on.
+    if (await client.delete(key, { timeoutMs: CALL_TIMEOUT_MS })) out(`backups: ${spec.name} has no backup schedules any more`);
+    return;
+  }
   const dir = o.etcd === undefined ? await localNodesRuntime(o.dir) : undefined;
   if (dir === undefined) {
     err(`note: spec.backups schedules of ${spec.name} are not run: the backup commands run from a \`warden up --nodes\` dir (apply with --dir)`);
     return;
   }
   const record: SchedulesRecord = { dir, schedules };
-  await client.put(`${clusterPrefix(spec.name)}${KEYS.backupSchedules}`, JSON.stringify(record), { timeoutMs: CALL_TIMEOUT_MS });
+  await client.put(key, JSON.stringify(record), { timeoutMs: CALL_TIMEOUT_MS });
   for (const x of schedules) out(`backups: ${x.type} backup of ${spec.name} into ${x.repo} at "${x.cron}" (UTC), run by its leader's agent`);
 }
 

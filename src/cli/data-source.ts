@@ -9,7 +9,7 @@ import type { DataSourcePlan } from '../controller/backup-runtime.js';
 import { lookupRunUser, readLayout, type RuntimeLayout } from '../controller/runtime-layout.js';
 import { describeError } from '../core/errors.js';
 import type { ClusterSpec, DataSourceSpec, SpecError, SpecSite } from '../spec/index.js';
-import { lastArchivedAtMsOf, setFor } from './backup-commands.js';
+import { lastArchivedAtMsOf, openBackupRuntime, setFor } from './backup-commands.js';
 
 const INFO_TIMEOUT_MS = 60_000;
 
@@ -33,7 +33,8 @@ export async function resolveDataSource(
   }
   if (layout === undefined) return fail(ds.clusterNameSite, `cluster "${ds.clusterName}": no local runtime in --source-dir ${sourceDir} (no runtime.json)`);
   if (layout.cluster !== ds.clusterName) return fail(ds.clusterNameSite, `--source-dir ${sourceDir} holds cluster "${layout.cluster}", not "${ds.clusterName}"`);
-  const backup = layout.backup;
+  // On node daemons the source's backups follow its stored spec (they may have been added later).
+  const backup = layout.nodes === undefined ? layout.backup : await openBackupRuntime(sourceDir).then((rt) => rt.backup, () => layout.backup);
   if (backup === undefined) return fail(ds.clusterNameSite, `cluster "${ds.clusterName}" (${sourceDir}) runs without backups: it has no repository to start from`);
   const repo = backup.repos.find((r) => r.name === ds.repoName);
   if (repo === undefined) return fail(ds.repoNameSite, `cluster "${ds.clusterName}" has no repository ${ds.repoName} (it has ${backup.repos.map((r) => r.name).join(', ')})`);

@@ -295,9 +295,8 @@ async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string
     return s !== undefined && s.members.length >= spec.members.length && s.members.every((m) => m.node !== undefined) ? true : undefined;
   }, { timeoutMs: 20_000, intervalMs: 500, what: 'state.json listing the members' }).catch(() => undefined);
   out(c.green('cluster is healthy'));
-  if (layout?.backup === undefined) {
-    if (spec.backups !== undefined && prior !== undefined) out(c.yellow(`note: spec.backups was not applied: ${dir} was set up without backups and keeps its layout (use a new --dir, or \`warden down --purge\` first)`));
-  } else {
+  // The backups follow the spec applied just now (added, changed or taken out on a dir made before).
+  if (spec.backups !== undefined) {
     // The leader's agent creates the stanza (node daemons set postgresql.archive.create_stanza);
     // this checks that WAL reaches the repository and publishes the schedules, as a static `up` does.
     const leader = (await readClusterView(await resolveTarget({ dir })).catch(() => undefined))?.leader?.name;

@@ -1,12 +1,13 @@
 import type { Clock, TimerHandle } from '../core/clock.js';
+import { decodeJson } from '../core/decode.js';
 import { describeError, isWardenError } from '../core/errors.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { clusterPrefix, KEYS, parseClusterView } from '../ha/index.js';
 import type { ClusterSpec } from '../spec/index.js';
 import { httpCall, type ClientTls } from '../core/http-app.js';
-import { DEFAULT_NODE_LOST_SECONDS, describeChange, planCluster, summarizePlan, type ClusterObservation, type Plan, type PlannedChange } from './plan.js';
+import { assignmentBackupsOf, DEFAULT_NODE_LOST_SECONDS, describeChange, planCluster, summarizePlan, type ClusterObservation, type Plan, type PlannedChange } from './plan.js';
 import { observationOf, parseStoredSpecs, planInputFromSnapshot } from './snapshot-plan.js';
-import { assignmentKey, CONTROL_KEYS, CONTROL_PREFIX, dataSourceKey, parseControlSnapshot, secretsKey, statusKey, type Assignment, type ClusterStatus, type ControlSnapshot, type StoredDataSource } from './records.js';
+import { ASSIGNMENT, assignmentKey, CONTROL_KEYS, CONTROL_PREFIX, dataSourceKey, parseControlSnapshot, secretsKey, statusKey, type Assignment, type ClusterStatus, type ControlSnapshot, type StoredDataSource } from './records.js';
 
 /** How the controller logs: one line per pass that did something, one per error. */
 export interface ControllerLog {
@@ -334,6 +335,21 @@ export class ControllerCandidate {
         case 'config':
           ok = await dcs.compareAndSwap(`${clusterPrefix(cluster)}${KEYS.config}`, JSON.stringify(c.config), c.modRevision, opts);
           break;
+        case 'settings': {
+          // The record as it is, with only its backups settings (and generation) replaced: its
+          // bootstrap settings and data source stay what the member was made with.
+          const key = assignmentKey(cluster, 'member', c.member);
+          const kv = await dcs.get(key, opts);
+          const current = kv === undefined || kv.modRevision !== c.modRevision ? undefined : decodeJson(ASSIGNMENT, kv.value);
+          if (current?.ok !== true || current.value.agent === undefined) {
+            ok = false;
+            break;
+          }
+          const { backups: _old, ...agent } = current.value.agent;
+          const record: Assignment = { ...current.value, generation: stored.generation, agent: { ...agent, ...(c.backups === undefined ? {} : { backups: c.backups }) }, reason: c.reason.message };
+          ok = await dcs.compareAndSwap(key, JSON.stringify(record), c.modRevision, opts);
+          break;
+        }
         case 'restart': {
           const why = await this.requestRestart(c.member, c.apiUrl, restAuth);
           if (why !== undefined) {
@@ -409,17 +425,18 @@ export class ControllerCandidate {
 }
 
 /**
- * A member's agent settings in its assignment: its instance set, the bootstrap dynamic config and,
- * with spec.backups, the stanza (the cluster's name) and repositories it archives into.
+ * A member's agent settings in its assignment: its instance set, the bootstrap dynamic config,
+ * with spec.backups the stanza (the cluster's name) and repositories it archives into, and while the
+ * spec has spec.dataSource, what `warden up --source-dir` resolved for the bootstrap to restore.
  */
 export function memberAgentSettings(spec: ClusterSpec, instanceSet: string, dataSource?: StoredDataSource): NonNullable<Assignment['agent']> {
-  const b = spec.backups;
+  const backups = assignmentBackupsOf(spec);
   // The data source goes with the spec that asks for it: a later spec without one bootstraps nothing from it.
   const ds = spec.dataSource === undefined || dataSource === undefined ? undefined : (({ cluster: _c, ...rest }) => rest)(dataSource);
   return {
     instanceSet,
     bootstrapDynamicConfig: spec.dynamicConfig as unknown as Record<string, unknown>,
-    ...(b === undefined ? {} : { backups: { stanza: spec.name, repos: b.repos.map((r) => r.name), global: b.global } }),
+    ...(backups === undefined ? {} : { backups }),
     ...(ds === undefined ? {} : { dataSource: ds }),
   };
 }

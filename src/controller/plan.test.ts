@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseClusterSpec, type ClusterSpec } from '../spec/index.js';
 import type { DynamicConfig } from '../ha/index.js';
+import { backupsFingerprint } from './records.js';
 import { planCluster, routerName, type ClusterObservation, type CurrentAssignment, type ObservedMember, type Plan, type PlanInput, type PlanNode } from './plan.js';
 
 function spec(replicas: number, opts: { antiAffinity?: boolean; routers?: number; name?: string } = {}): ClusterSpec {
@@ -187,6 +188,69 @@ describe('planCluster', () => {
     // A cluster of one restarts its primary in place.
     const one = planCluster(input({ spec: spec(1), assignments: [memberOn('app-1', 'n1'), ...current.filter((a) => a.kind === 'router')], observation: obs({ 'app-1': m('primary', 'running', pend) }) }));
     assert.deepEqual(restarts(one), ['app-1']);
+  });
+
+  it('rolls a change of spec.backups: each agent restarts with it, replicas one at a time, waiting for each node daemon, then one switchover; options alone restart nothing', () => {
+    const withBackups = (extra: string): ClusterSpec => {
+      const r = parseClusterSpec(`apiVersion: warden.dev/v1\nkind: Cluster\nmetadata:\n  name: app\nspec:\n  instances:\n  - name: instance1\n    replicas: 3\n  backups:\n    pgbackrest:\n${extra}      repos:\n      - name: repo1\n        volume: {}\n`, 'app.yaml');
+      if (!r.ok) throw new Error(JSON.stringify(r.errors));
+      return r.spec;
+    };
+    const on = withBackups('');
+    const repo1 = { stanza: 'app', repos: ['repo1'], global: {} };
+    const had = (b: typeof repo1 | undefined) => (name: string, n: string, modRevision = 1): CurrentAssignment => ({ ...memberOn(name, n, modRevision), agent: b === undefined ? {} : { backups: b } });
+    const none = had(undefined);
+    const current = [none('app-1', 'n1'), none('app-2', 'n2'), none('app-3', 'n3'), routerOn(routerName('app', 1), 'n1'), routerOn(routerName('app', 2), 'n2')];
+    const running = (entries: Record<string, string>): ReadonlyMap<string, string> => new Map(Object.entries(entries));
+    const off = backupsFingerprint(undefined);
+    const onPrint = backupsFingerprint(repo1);
+    const plan = (assignments: CurrentAssignment[], o: ClusterObservation, runs: Record<string, string>, sp: ClusterSpec = on): Plan => planCluster(input({ spec: sp, generation: 2, assignments, observation: o, runningBackups: running(runs) }));
+    const settings = (p: Plan): string[] => p.changes.flatMap((c) => (c.kind === 'settings' ? [`${c.member}${c.restarts ? '!' : ''}`] : []));
+    // Archiving turned on: the first replica's assignment is rewritten (its agent restarts).
+    const p1 = plan(current, view('app-1', ['app-1', 'app-2', 'app-3']), { 'app-1': off, 'app-2': off, 'app-3': off });
+    assert.deepEqual(settings(p1), ['app-2!']);
+    const c1 = p1.changes.find((c) => c.kind === 'settings');
+    assert.ok(c1?.kind === 'settings');
+    assert.deepEqual(c1.backups, repo1);
+    assert.equal(c1.modRevision, 1);
+    assert.match(c1.reason.message, /spec generation 2 changes spec\.backups \(archiving turned on, into repo1\): its node daemon restarts its agent with them \(replicas first, one at a time; then app-1, app-3\)/);
+    // Rewritten, its node daemon still runs it with the former settings: nothing more, even though it still shows streaming.
+    const routers = [routerOn(routerName('app', 1), 'n1'), routerOn(routerName('app', 2), 'n2')];
+    const rewritten = [none('app-1', 'n1'), had(repo1)('app-2', 'n2', 7), none('app-3', 'n3'), ...routers];
+    const wait1 = plan(rewritten, view('app-1', ['app-1', 'app-2', 'app-3']), { 'app-1': off, 'app-2': off, 'app-3': off });
+    assert.deepEqual(wait1.changes, []);
+    assert.match(wait1.waiting[0]?.message ?? '', /app-2 is restarting with the new spec\.backups; waiting until their node daemons have restarted them/);
+    // Restarted, not streaming yet: still waiting.
+    const wait2 = plan(rewritten, view('app-1', ['app-1', 'app-3'], { 'app-2': { role: 'replica', state: 'starting' } }), { 'app-1': off, 'app-2': onPrint, 'app-3': off });
+    assert.deepEqual(wait2.changes, []);
+    assert.match(wait2.waiting[0]?.message ?? '', /waiting until every member is ready \(app-2: starting\)/);
+    // Streaming with them: the next replica, then the leader by a switchover to a restarted one.
+    assert.deepEqual(settings(plan(rewritten, view('app-1', ['app-1', 'app-2', 'app-3']), { 'app-1': off, 'app-2': onPrint, 'app-3': off })), ['app-3!']);
+    const leaderLeft = [none('app-1', 'n1'), had(repo1)('app-2', 'n2', 7), had(repo1)('app-3', 'n3', 8), ...routers];
+    const sw = plan(leaderLeft, view('app-1', ['app-1', 'app-2', 'app-3']), { 'app-1': off, 'app-2': onPrint, 'app-3': onPrint });
+    assert.deepEqual(sw.changes.map((c) => c.kind === 'switchover' && [c.from, c.candidate]), [['app-1', 'app-2']]);
+    assert.match(sw.changes[0]?.reason.message ?? '', /before app-1 restarts with the new spec\.backups/);
+    // The former leader, now a replica, last.
+    assert.deepEqual(settings(plan(leaderLeft, view('app-2', ['app-1', 'app-2', 'app-3']), { 'app-1': off, 'app-2': onPrint, 'app-3': onPrint })), ['app-1!']);
+    const done = [had(repo1)('app-1', 'n1', 9), had(repo1)('app-2', 'n2', 7), had(repo1)('app-3', 'n3', 8), routerOn(routerName('app', 1), 'n1'), routerOn(routerName('app', 2), 'n2')];
+    const converged = plan(done, view('app-2', ['app-1', 'app-2', 'app-3']), { 'app-1': onPrint, 'app-2': onPrint, 'app-3': onPrint });
+    assert.deepEqual(converged.changes, []);
+    assert.deepEqual(converged.waiting, []);
+    // In synchronous mode a member about to restart for it is announced in `leaving` first.
+    const sync = plan(current, { ...view('app-1', ['app-1', 'app-2', 'app-3']), syncMembers: ['app-2'] }, { 'app-1': off, 'app-2': off, 'app-3': off });
+    assert.deepEqual(sync.changes.flatMap((c) => (c.kind === 'leaving' ? [c.members] : [])), [['app-2', 'app-3']]);
+    // … and the one outside the synchronous set goes first.
+    assert.deepEqual(settings(sync), ['app-3!']);
+    // A retention change alone: every member's files rewritten at once, nothing restarts, whatever their state.
+    const retention = withBackups('      global:\n        repo1-retention-full: "4"\n');
+    const opts = plan(done, view('app-2', ['app-1', 'app-2'], { 'app-3': { role: 'replica', state: 'starting' } }), { 'app-1': onPrint, 'app-2': onPrint, 'app-3': onPrint }, retention);
+    assert.deepEqual(settings(opts), ['app-1', 'app-2', 'app-3']);
+    assert.match(opts.changes[0]?.reason.message ?? '', /pgBackRest options repo1-retention-full\): app-1's pgBackRest config is rewritten in place, nothing restarts/);
+    // Archiving turned off again: a roll, as for turning it on.
+    assert.deepEqual(settings(plan(done, view('app-2', ['app-1', 'app-2', 'app-3']), { 'app-1': onPrint, 'app-2': onPrint, 'app-3': onPrint }, spec(3))), ['app-1!']);
+    // A cluster of one: in place.
+    const one = planCluster(input({ spec: { ...on, members: on.members.slice(0, 1) }, generation: 2, assignments: [none('app-1', 'n1'), ...routers], observation: view('app-1', ['app-1']), runningBackups: running({ 'app-1': off }) }));
+    assert.deepEqual(settings(one), ['app-1!']);
   });
 
   it('waits nodeLostSeconds before re-creating the members of a lost node, then places them elsewhere', () => {

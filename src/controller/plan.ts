@@ -2,7 +2,7 @@ import { clusterInstances, placeInstances } from '../placement/index.js';
 import type { InstanceToPlace, Occupant, Placement, PlacementNode, Taint } from '../placement/index.js';
 import type { DynamicConfig } from '../ha/index.js';
 import type { ClusterSpec } from '../spec/index.js';
-import type { ReasonRecord, WorkloadKind } from './records.js';
+import { backupsChangeRestarts, backupsFingerprint, type AssignmentBackups, type ReasonRecord, type WorkloadKind } from './records.js';
 
 // The controller's pure plan (docs/architecture.md, "Nodes and the controller"): the desired state
 // (a stored spec), what exists (nodes, assignments) and what agents report (leader, member states)
@@ -28,6 +28,8 @@ export interface CurrentAssignment {
   readonly name: string;
   readonly node: string;
   readonly modRevision: number;
+  /** A member's agent settings as assigned (only the backups part matters to the plan). */
+  readonly agent?: { readonly backups?: AssignmentBackups };
 }
 
 /** One member as its agent publishes it (the `members/<name>` key). */
@@ -79,6 +81,11 @@ export interface PlanInput {
    * JSON, `pause` left out; from the cluster's status). Undefined: none yet.
    */
   readonly appliedConfig?: string;
+  /**
+   * Per member, the backups settings (backupsFingerprint) its node daemon reports the member runs
+   * with. One that differs from its assignment is still being restarted with the assigned ones.
+   */
+  readonly runningBackups?: ReadonlyMap<string, string>;
 }
 
 /** One change to make, with its precondition. */
@@ -99,7 +106,13 @@ export type PlannedChange =
   /** Write the spec's dynamic configuration into the `config` key (compare-and-swap on its revision). */
   | { readonly kind: 'config'; readonly config: DynamicConfig; readonly modRevision: number; readonly reason: ReasonRecord }
   /** Ask a member's agent to restart it (a scheduled restart, only while a restart is pending). */
-  | { readonly kind: 'restart'; readonly member: string; readonly apiUrl: string; readonly reason: ReasonRecord };
+  | { readonly kind: 'restart'; readonly member: string; readonly apiUrl: string; readonly reason: ReasonRecord }
+  /**
+   * Rewrite a member's assignment with the spec's backups settings (same node, compare-and-swap on
+   * its revision). `restarts`: its node daemon restarts the agent with them (archiving turned on or
+   * off, other repositories); otherwise it only rewrites the member's pgBackRest files.
+   */
+  | { readonly kind: 'settings'; readonly member: string; readonly node: string; readonly modRevision: number; readonly backups: AssignmentBackups | undefined; readonly restarts: boolean; readonly reason: ReasonRecord };
 
 export interface Plan {
   readonly changes: readonly PlannedChange[];
@@ -123,6 +136,12 @@ const ROUTER_LABEL = 'warden.dev/router';
 /** Router names of a cluster: `<cluster>-router-1..N`. */
 export function routerName(cluster: string, index: number): string {
   return `${cluster}-router-${index}`;
+}
+
+/** The backups part of every member's assignment for this spec: stanza (the cluster's name), repositories, options. */
+export function assignmentBackupsOf(spec: ClusterSpec): AssignmentBackups | undefined {
+  const b = spec.backups;
+  return b === undefined ? undefined : { stanza: spec.name, repos: b.repos.map((r) => r.name), global: b.global };
 }
 
 /** True when a member's agent reports it serving: a running primary or a streaming replica. */
@@ -217,7 +236,10 @@ export function planCluster(input: PlanInput): Plan {
   const goingAway = new Set([...leaving, ...members.filter((a) => desiredMembers.has(a.name) && alive.get(a.node)?.drain === true).map((a) => a.name)]);
   // In synchronous mode a replica that waits for a rolling restart is announced too: the leader then
   // names one that needs none (or was restarted), and the restart stalls no commit.
-  const restarting = obs.syncMembers === undefined ? [] : members.map((a) => a.name).filter((n) => n !== leader && desiredMembers.has(n) && obs.members.get(n)?.pendingRestart === true);
+  const wantedBackups = assignmentBackupsOf(spec);
+  /** A member that restarts its agent for the spec's backups settings (planRollingRestart). */
+  const restartsForBackups = (a: CurrentAssignment): boolean => backupsChangeRestarts(a.agent?.backups, wantedBackups) || (input.runningBackups?.get(a.name) ?? backupsFingerprint(a.agent?.backups)) !== backupsFingerprint(a.agent?.backups);
+  const restarting = obs.syncMembers === undefined ? [] : members.filter((a) => a.name !== leader && desiredMembers.has(a.name) && (obs.members.get(a.name)?.pendingRestart === true || restartsForBackups(a))).map((a) => a.name);
   const announced = [...new Set([...goingAway, ...restarting])].sort();
   if (announced.join(',') !== [...(obs.leaving ?? [])].sort().join(',')) {
     const moves = announced.filter((n) => goingAway.has(n));
@@ -359,6 +381,8 @@ export function describeChange(c: PlannedChange): string {
       return 'config: the spec\'s dynamic configuration';
     case 'restart':
       return `restart ${c.member}`;
+    case 'settings':
+      return `settings ${c.member}: ${c.backups === undefined ? 'no backups' : `backups into ${c.backups.repos.join(', ')}`}${c.restarts ? ' (its agent restarts)' : ''}`;
   }
 }
 
@@ -404,12 +428,24 @@ function planConfig(input: PlanInput, changes: PlannedChange[]): string | undefi
   return wanted;
 }
 
+/** What a change of spec.backups does to a member, in a few words. */
+function backupsChangeText(from: AssignmentBackups | undefined, to: AssignmentBackups | undefined): string {
+  if (from === undefined) return `archiving turned on, into ${to?.repos.join(', ') ?? 'nothing'}`;
+  if (to === undefined) return 'archiving turned off (the repositories keep what they hold)';
+  if (backupsChangeRestarts(from, to)) return `repositories ${from.repos.join(', ')} → ${to.repos.join(', ')}`;
+  const keys = [...new Set([...Object.keys(from.global), ...Object.keys(to.global)])].filter((k) => from.global[k] !== to.global[k]).sort();
+  return `pgBackRest options ${keys.join(', ')}`;
+}
+
 /**
- * A parameter change that needs a restart, rolled out (docs/architecture.md, "Rolling changes"):
- * the replicas with a pending restart first, one at a time, each only while every member is ready
+ * A change that needs a restart, rolled out (docs/architecture.md, "Rolling changes"): a parameter
+ * change PostgreSQL reports as pending a restart, or a change of spec.backups that turns archiving
+ * on or off or changes the repositories (the member's node daemon restarts its agent with the
+ * rewritten assignment). The replicas first, one at a time, each only while every member is ready
  * and nothing else is in flight; then one switchover away from the leader (to a replica that was
  * restarted); the old leader then restarts as a replica. A change that lowers a hot-standby
- * parameter restarts the primary in place first instead. One step per pass.
+ * parameter restarts the primary in place first instead. A change of pgBackRest options alone
+ * restarts nothing: every member's assignment is rewritten at once. One step per pass.
  */
 function planRollingRestart(
   input: PlanInput,
@@ -420,12 +456,36 @@ function planRollingRestart(
   syncHold: (name: string) => ReasonRecord | undefined,
 ): void {
   const { spec, observation: obs } = input;
-  const assigned = new Set(input.assignments.filter((a) => a.kind === 'member').map((a) => a.name));
+  const assigned = new Map(input.assignments.filter((a) => a.kind === 'member').map((a) => [a.name, a]));
   const placed = spec.members.map((m) => m.name).filter((n) => assigned.has(n));
-  const needing = placed.filter((n) => obs.members.get(n)?.pendingRestart === true);
-  if (needing.length === 0) return;
-  const what = `${needing.join(', ')} need${needing.length === 1 ? 's' : ''} a restart for a parameter change`;
+  const wanted = assignmentBackupsOf(spec);
+  const backupsOf = (n: string): AssignmentBackups | undefined => assigned.get(n)?.agent?.backups;
+  const settings = (member: string, restarts: boolean, why: string): void => {
+    const a = assigned.get(member);
+    if (a === undefined) return;
+    const code = restarts ? 'rolling-backups' : 'backups-options';
+    changes.push({ kind: 'settings', member, node: a.node, modRevision: a.modRevision, backups: wanted, restarts, reason: reason(code, `spec generation ${input.generation} changes spec.backups (${backupsChangeText(backupsOf(member), wanted)}): ${why}`) });
+  };
+  const stale = placed.filter((n) => backupsFingerprint(backupsOf(n)) !== backupsFingerprint(wanted));
+  const agentRestarts = stale.filter((n) => backupsChangeRestarts(backupsOf(n), wanted));
+  // pgBackRest options alone: each member's files are rewritten, all at once; nothing restarts.
+  for (const n of stale) if (!agentRestarts.includes(n)) settings(n, false, `${n}'s pgBackRest config is rewritten in place, nothing restarts`);
+  // Assigned new settings, still running the former ones: its node daemon is restarting its agent.
+  const inFlight = placed.filter((n) => {
+    const running = input.runningBackups?.get(n);
+    return running !== undefined && running !== backupsFingerprint(backupsOf(n));
+  });
+  const pendingRestart = placed.filter((n) => obs.members.get(n)?.pendingRestart === true);
+  const needing = placed.filter((n) => agentRestarts.includes(n) || pendingRestart.includes(n));
+  if (needing.length === 0 && inFlight.length === 0) return;
+  const parts = [
+    agentRestarts.length === 0 ? '' : `${agentRestarts.join(', ')} restart${agentRestarts.length === 1 ? 's' : ''} with the new spec.backups`,
+    pendingRestart.length === 0 ? '' : `${pendingRestart.join(', ')} need${pendingRestart.length === 1 ? 's' : ''} a restart for a parameter change`,
+    inFlight.length === 0 ? '' : `${inFlight.join(', ')} ${inFlight.length === 1 ? 'is' : 'are'} restarting with the new spec.backups`,
+  ];
+  const what = parts.filter((x) => x !== '').join('; ');
   const wait = (why: string): void => void waiting.push(reason('rolling-restart-waiting', `${what}; ${why}`));
+  if (inFlight.length > 0) return wait('waiting until their node daemons have restarted them');
   if (switchoverAsked || obs.failoverPending) return wait('waiting for the switchover in flight');
   const moving = changes.find((c) => c.kind === 'config' || ((c.kind === 'assign' || c.kind === 'unassign') && c.workload === 'member'));
   if (moving !== undefined) return wait('waiting for this pass\'s other changes first');
@@ -433,16 +493,20 @@ function planRollingRestart(
   if (notReady.length > 0) return wait(`waiting until every member is ready (${notReady.map((n) => `${n}: ${obs.members.get(n)?.state ?? 'no member key'}`).join(', ')})`);
   const busy = placed.filter((n) => obs.members.get(n)?.busy === true);
   if (busy.length > 0) return wait(`waiting for ${busy.join(', ')} (a restart or another operation in flight)`);
+  /** One member's step: its agent restarted with the new backups settings, or its PostgreSQL restarted. */
   const restart = (member: string, why: string): void => {
+    if (agentRestarts.includes(member)) return settings(member, true, `its node daemon restarts its agent with them (${why})`);
     const apiUrl = obs.members.get(member)?.apiUrl;
     if (apiUrl === undefined) return wait(`${member} publishes no REST API`);
     changes.push({ kind: 'restart', member, apiUrl, reason: reason('rolling-restart', `${member} restarts for a parameter change (${why})`) });
   };
   // A change that lowers a hot-standby parameter (max_connections, …) goes the other way: a standby
   // may not run below its primary, so the primary restarts in place first, then the replicas.
-  const lowers = obs.leader === undefined || !needing.includes(obs.leader) ? [] : (obs.members.get(obs.leader)?.restartLowers ?? []);
+  const lowers = obs.leader === undefined || !pendingRestart.includes(obs.leader) ? [] : (obs.members.get(obs.leader)?.restartLowers ?? []);
   if (obs.leader !== undefined && lowers.length > 0) {
-    return restart(obs.leader, `it lowers ${lowers.join(', ')}, which no standby may run below its primary: the primary restarts in place first, then the replicas`);
+    const apiUrl = obs.members.get(obs.leader)?.apiUrl;
+    if (apiUrl === undefined) return wait(`${obs.leader} publishes no REST API`);
+    return void changes.push({ kind: 'restart', member: obs.leader, apiUrl, reason: reason('rolling-restart', `${obs.leader} restarts for a parameter change (it lowers ${lowers.join(', ')}, which no standby may run below its primary: the primary restarts in place first, then the replicas)`) });
   }
   // Replicas first, those outside the synchronous set before those in it.
   const replicas = needing.filter((n) => n !== obs.leader && obs.members.get(n)?.role === 'replica');
@@ -457,7 +521,7 @@ function planRollingRestart(
   if (obs.leader === undefined || !needing.includes(obs.leader)) return;
   // A cluster of one has nobody to switch over to: its primary restarts in place (a short outage).
   if (placed.length === 1) return restart(obs.leader, 'the only member: it restarts in place');
-  askSwitchover(obs.leader, new Set(needing), 'restarts for a parameter change (its replicas were restarted first)');
+  askSwitchover(obs.leader, new Set(needing), agentRestarts.includes(obs.leader) ? 'restarts with the new spec.backups (its replicas were restarted first)' : 'restarts for a parameter change (its replicas were restarted first)');
 }
 
 /** The one sentence a pass ends with (docs/architecture.md, invariant 7). */

@@ -48,6 +48,8 @@ export interface WorkloadStatus {
   /** Where clients reach it: the agent's REST API, or the router's read-write port. */
   readonly address?: string;
   readonly lastError?: string;
+  /** A member's: backupsFingerprint of the settings its running agent was started with (or its files rewritten to). */
+  readonly backups?: string;
 }
 
 /** `/warden/_nodes/<name>`: written by the node daemon under its own lease. */
@@ -156,6 +158,27 @@ export interface AssignmentBackups {
   readonly global: Readonly<Record<string, string>>;
 }
 
+/**
+ * The backups part of an assignment as one comparable string ('none' without): the node daemon
+ * reports the one its member runs with, and the plan compares it with the spec's.
+ */
+export function backupsFingerprint(b: AssignmentBackups | undefined): string {
+  if (b === undefined) return 'none';
+  const global = Object.fromEntries(Object.entries(b.global).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+  return JSON.stringify({ stanza: b.stanza, repos: [...b.repos].sort(), global });
+}
+
+/**
+ * Whether a member must restart its agent to go from one backups setting to the other: archiving
+ * turned on or off (archive_mode needs a PostgreSQL restart, and the agent wires its archive
+ * hooks at start), or other repositories. pgBackRest options alone (`global`, e.g. retention) are
+ * read by each pgBackRest run from the rewritten pgbackrest.conf: nothing restarts.
+ */
+export function backupsChangeRestarts(from: AssignmentBackups | undefined, to: AssignmentBackups | undefined): boolean {
+  if (from === undefined || to === undefined) return from !== to;
+  return from.stanza !== to.stanza || [...from.repos].sort().join(',') !== [...to.repos].sort().join(',');
+}
+
 /** `/warden/_controller`: the active controller, create-only under its lease. */
 export interface ControllerRecord {
   readonly node: string;
@@ -211,6 +234,7 @@ const WORKLOAD_STATUS: Decoder<WorkloadStatus> = obj({
   restarts: num({ integer: true, min: 0 }),
   address: optional(str),
   lastError: optional(str),
+  backups: optional(str),
 });
 
 export const NODE_RECORD: Decoder<NodeRecord> = obj({
@@ -270,6 +294,8 @@ const DATA_SOURCE_FIELDS = {
   sourceSuperuserPassword: str,
 };
 const ASSIGNMENT_DATA_SOURCE: Decoder<AssignmentDataSource> = obj(DATA_SOURCE_FIELDS);
+/** The backups part of an assignment (also kept in a member's workload.json by its node daemon). */
+export const ASSIGNMENT_BACKUPS: Decoder<AssignmentBackups> = obj({ stanza: name, repos: list(REPO_NAME), global: STRING_RECORD });
 export const STORED_DATA_SOURCE: Decoder<StoredDataSource> = obj({ cluster: name, ...DATA_SOURCE_FIELDS });
 
 export const ASSIGNMENT: Decoder<Assignment> = obj({
@@ -279,7 +305,7 @@ export const ASSIGNMENT: Decoder<Assignment> = obj({
   node: name,
   clusterUid: str,
   generation: num({ integer: true, min: 1 }),
-  agent: optional(obj({ instanceSet: str, bootstrapDynamicConfig: JSON_OBJECT, backups: optional(obj({ stanza: name, repos: list(REPO_NAME), global: STRING_RECORD })), dataSource: optional(ASSIGNMENT_DATA_SOURCE) })),
+  agent: optional(obj({ instanceSet: str, bootstrapDynamicConfig: JSON_OBJECT, backups: optional(ASSIGNMENT_BACKUPS), dataSource: optional(ASSIGNMENT_DATA_SOURCE) })),
   reason: str,
 });
 

@@ -49,6 +49,10 @@ export function planInputFromSnapshot(
   nodeLostMs: number,
 ): PlanInput {
   const appliedConfig = snap.statuses.get(spec.name)?.appliedConfig;
+  const runningBackups = new Map<string, string>();
+  for (const { record } of snap.nodes.values()) {
+    for (const w of record.workloads) if (w.cluster === spec.name && w.kind === 'member' && w.backups !== undefined) runningBackups.set(w.name, w.backups);
+  }
   return {
     spec,
     generation,
@@ -59,6 +63,7 @@ export function planInputFromSnapshot(
     observation,
     nodeLostMs,
     ...(appliedConfig === undefined ? {} : { appliedConfig }),
+    runningBackups,
   };
 }
 

@@ -11,7 +11,7 @@ import { describeError, isWardenError, WardenError } from '../core/errors.js';
 import { isProcessAlive, processCommandLine } from '../core/process-info.js';
 import { ControllerCandidate, type ControllerLog } from '../controller/controller.js';
 import type { ClientTls } from '../core/http-app.js';
-import { CONTROL_PREFIX, NODE_RECORD, nodeKey, parseControlSnapshot, type Assignment, type ClusterSecrets, type NodeRecord, type WorkloadState, type WorkloadStatus } from '../controller/records.js';
+import { backupsChangeRestarts, backupsFingerprint, CONTROL_PREFIX, NODE_RECORD, nodeKey, parseControlSnapshot, type Assignment, type ClusterSecrets, type NodeRecord, type WorkloadState, type WorkloadStatus } from '../controller/records.js';
 import type { RunUser } from '../controller/runtime-layout.js';
 import { AGENT_NODE_FLAGS, isChildRunning, spawnWarden, stopChild, stopPid } from '../controller/warden-child.js';
 import type { Dcs } from '../dcs/dcs.js';
@@ -50,6 +50,16 @@ interface Workload {
   lastError: string | undefined;
   /** Set once it is being removed: its exit is not restarted. */
   removing: boolean;
+  /**
+   * A member's: backupsFingerprint of the settings its running process was started with (or its
+   * files rewritten to), published so that the controller rolls a spec.backups change one member
+   * at a time. Undefined while no process runs (the next start takes the assignment's).
+   */
+  runningBackups: string | undefined;
+  /** Set while its files are rewritten or its agent restarted for new backups settings. */
+  reconfiguring: boolean;
+  /** The backups settings (fingerprint) this node could not write the member's files for: not tried again each pass. */
+  refusedBackups?: string | undefined;
 }
 
 /**
@@ -141,6 +151,7 @@ export class NodeDaemon {
       restarts: w.restarts,
       ...(w.files === undefined ? {} : { address: w.files.address }),
       ...(w.lastError === undefined ? {} : { lastError: w.lastError }),
+      ...(w.runningBackups === undefined ? {} : { backups: w.runningBackups }),
     };
   }
 
@@ -221,6 +232,7 @@ export class NodeDaemon {
       if (files !== undefined && (await runsIn(left.pid, left.dir)) && !this.stopping && !w.removing) {
         w.files = files;
         w.state = 'running';
+        if (w.assignment.kind === 'member') w.runningBackups = backupsFingerprint(files.backups);
         this.log.info({ workload: key, pid: left.pid }, `${w.assignment.kind} adopted: it keeps running, watched by its PID`);
         this.publishSoon();
         return;
@@ -300,7 +312,7 @@ export class NodeDaemon {
     for (const [key, a] of mine) {
       const w = this.workloads.get(key);
       if (w === undefined) {
-        const fresh: Workload = { assignment: a, child: undefined, adoptedPid: undefined, files: undefined, state: 'starting', restarts: 0, restartTimer: undefined, lastError: undefined, removing: false };
+        const fresh: Workload = { assignment: a, child: undefined, adoptedPid: undefined, files: undefined, state: 'starting', restarts: 0, restartTimer: undefined, lastError: undefined, removing: false, runningBackups: undefined, reconfiguring: false };
         this.workloads.set(key, fresh);
         const left = this.leftovers.get(key);
         this.leftovers.delete(key);
@@ -315,6 +327,8 @@ export class NodeDaemon {
         if (pidOf(w) !== undefined && w.files !== undefined && !existsSync(w.files.dir)) {
           this.log.warn({ workload: key, dir: w.files.dir }, 'its directory vanished: stopping it so that it is recreated');
           void this.stopProcess(w);
+        } else {
+          this.followBackups(key, w);
         }
       }
     }
@@ -324,6 +338,62 @@ export class NodeDaemon {
       this.removeLeftover(key, left);
     }
     await this.publish();
+  }
+
+  /**
+   * A member assigned other backups settings (spec.backups changed; the controller rewrites one
+   * assignment at a time) while its agent runs with the former ones: pgBackRest options alone are
+   * written into its files in place (each pgBackRest run reads them); anything else (archiving on
+   * or off, other repositories) restarts its agent with the rewritten files — PostgreSQL stops
+   * (fast) and starts again with them. Its published settings stay the former ones until then, so
+   * the controller waits for it before it rolls on.
+   */
+  private followBackups(key: string, w: Workload): void {
+    const a = w.assignment;
+    const files = w.files;
+    if (a.kind !== 'member' || files === undefined || w.reconfiguring || w.removing || this.stopping || pidOf(w) === undefined) return;
+    if (backupsFingerprint(a.agent?.backups) === backupsFingerprint(files.backups)) return;
+    const wanted = backupsFingerprint(a.agent?.backups);
+    if (w.refusedBackups === wanted) return;
+    w.reconfiguring = true;
+    const restarts = backupsChangeRestarts(files.backups, a.agent?.backups);
+    void (async () => {
+      // Written first, with the agent still running: settings this node cannot run (no
+      // backups.repo_path) leave the member as it runs, with the reason in the node record.
+      let rewritten: WorkloadFiles;
+      try {
+        rewritten = await prepareWorkload(this.cfg, a, this.secrets.get(a.cluster), this.runUser);
+      } catch (e) {
+        w.refusedBackups = wanted;
+        w.lastError = `the new spec.backups settings are not applied here (it keeps running with the former ones): ${describeError(e)}`;
+        this.log.error({ workload: key, err: describeError(e) }, 'the new spec.backups settings cannot be applied on this node; the member keeps running with the former ones');
+        this.publishSoon();
+        return;
+      }
+      w.refusedBackups = undefined;
+      if (!restarts) {
+        w.files = rewritten;
+        w.runningBackups = backupsFingerprint(rewritten.backups);
+        this.log.info({ workload: key }, 'spec.backups options changed: the member\'s pgBackRest config is rewritten; nothing restarts');
+        this.publishSoon();
+        return;
+      }
+      this.log.info({ workload: key }, 'spec.backups changed (archiving turned on or off, or other repositories): restarting the agent with the rewritten files');
+      // Taken off the workload first: its exit is this restart's, not a crash to restart after the delay.
+      const child = w.child;
+      const adopted = w.adoptedPid;
+      w.child = undefined;
+      w.adoptedPid = undefined;
+      if (isChildRunning(child)) await stopChild(child, stopGraceMs('member'));
+      else if (adopted !== undefined) await stopPid(adopted, stopGraceMs('member'));
+      if (this.stopping || w.removing) return;
+      w.state = 'starting';
+      this.startWorkload(key, w);
+    })()
+      .catch((e: unknown) => this.log.error({ workload: key, err: describeError(e) }, 'following the new backups settings failed; the next pass tries again'))
+      .finally(() => {
+        w.reconfiguring = false;
+      });
   }
 
   private restartDelayMs(w: Workload): number {
@@ -342,6 +412,7 @@ export class NodeDaemon {
     w.state = 'restarting';
     w.restarts++;
     w.lastError = why;
+    w.runningBackups = undefined;
     this.log.warn({ workload: key, why, restartInMs: delayMs }, `${w.assignment.kind} ended; starting it again after the delay`);
     this.publishSoon();
     w.restartTimer = setTimeout(() => this.startWorkload(key, w), delayMs);
@@ -363,6 +434,7 @@ export class NodeDaemon {
       w.child = child;
       w.files = files;
       w.state = 'running';
+      if (a.kind === 'member') w.runningBackups = backupsFingerprint(files.backups);
       // lastError stays: with `restarts`, it tells why the workload last ended.
       if (child.pid !== undefined) await writeFile(files.pidFile, `${child.pid}\n`);
       this.log.info({ workload: key, pid: child.pid }, `${a.kind} started`);
@@ -382,6 +454,7 @@ export class NodeDaemon {
       // Whatever goes wrong (a full disk, missing secrets) is retried on a later pass; it never ends the daemon.
       w.state = 'failed';
       w.lastError = describeError(e);
+      w.runningBackups = undefined;
       const delayMs = this.restartDelayMs(w);
       this.log.error({ workload: key, err: w.lastError, retryInMs: delayMs }, 'could not start the workload; retrying after the delay');
       if (!this.stopping && !w.removing) w.restartTimer = setTimeout(() => this.startWorkload(key, w), delayMs);

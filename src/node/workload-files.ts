@@ -2,13 +2,13 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { decodeJson, list, obj, oneOf, port, str, type Decoder } from '../core/decode.js';
+import { decodeJson, list, nullable, obj, oneOf, optional, port, str, type Decoder } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
 import { freePorts } from '../core/free-port.js';
 import type { RunUser } from '../controller/runtime-layout.js';
 import { writeFileAtomically } from '../controller/state-file.js';
 import { writeDataSourceFiles } from '../controller/backup-runtime.js';
-import type { Assignment, AssignmentBackups, ClusterSecrets, WorkloadKind } from '../controller/records.js';
+import { ASSIGNMENT_BACKUPS, type Assignment, type AssignmentBackups, type ClusterSecrets, type WorkloadKind } from '../controller/records.js';
 import { renderPgBackRestConf } from '../backup/index.js';
 import { parseDynamicConfigJson } from '../ha/index.js';
 import { ROUTER_DEFAULTS, stringifyAgentConfig, stringifyRouterConfig, type NodeConfig } from '../spec/index.js';
@@ -26,9 +26,11 @@ export interface WorkloadMarker {
   readonly kind: WorkloadKind;
   readonly name: string;
   readonly ports: readonly number[];
+  /** A member's: the backups settings its files were written with (null: none; absent: written before this was kept). */
+  readonly backups?: AssignmentBackups | null;
 }
 
-const WORKLOAD_MARKER: Decoder<WorkloadMarker> = obj({ cluster: str, clusterUid: str, kind: oneOf('member', 'router'), name: str, ports: list(port) });
+const WORKLOAD_MARKER: Decoder<WorkloadMarker> = obj({ cluster: str, clusterUid: str, kind: oneOf('member', 'router'), name: str, ports: list(port), backups: optional(nullable(ASSIGNMENT_BACKUPS)) });
 
 /** Where a workload's files are, and what the daemon needs to start it. */
 export interface WorkloadFiles {
@@ -40,6 +42,8 @@ export interface WorkloadFiles {
   readonly address: string;
   /** What was recreated or moved aside, for the log. */
   readonly notes: readonly string[];
+  /** A member's: the backups settings (spec.backups) its agent config and pgbackrest.conf were written with. */
+  readonly backups?: AssignmentBackups;
 }
 
 /** A workload's key in the daemon's maps and in ports.json. */
@@ -114,7 +118,10 @@ export async function adoptableFiles(cfg: NodeConfig, a: Assignment): Promise<Wo
   if (m.cluster !== a.cluster || m.clusterUid !== a.clusterUid || m.kind !== a.kind || m.name !== a.name) return undefined;
   if (m.ports.length !== (a.kind === 'router' ? 3 : 2)) return undefined;
   const files = filesAt(dir, a.kind, cfg.address, m.ports, []);
-  return existsSync(files.configFile) ? files : undefined;
+  if (!existsSync(files.configFile)) return undefined;
+  // A marker written before it kept them: the files are taken to match the assignment.
+  const backups = m.backups === undefined ? a.agent?.backups : (m.backups ?? undefined);
+  return backups === undefined ? files : { ...files, backups };
 }
 
 /**
@@ -191,7 +198,7 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
   if (typeof dynamic === 'string') throw new WardenError('config-invalid', `assignment of ${a.name}: bootstrapDynamicConfig: ${dynamic}`);
   const [pgPort, apiPort] = await portsFor(cfg.dir, key, 2, host);
   if (pgPort === undefined || apiPort === undefined) throw new WardenError('internal', 'no free ports for the member');
-  await writeFile(markerFile, `${JSON.stringify({ cluster: a.cluster, clusterUid: a.clusterUid, kind: a.kind, name: a.name, ports: [pgPort, apiPort] } satisfies WorkloadMarker)}\n`);
+  await writeFile(markerFile, `${JSON.stringify({ cluster: a.cluster, clusterUid: a.clusterUid, kind: a.kind, name: a.name, ports: [pgPort, apiPort], backups: agent.backups ?? null } satisfies WorkloadMarker)}\n`);
   const secretsDir = join(dir, 'secrets');
   await mkdir(secretsDir, { recursive: true, mode: 0o700 });
   const pw = (name: string, value: string): Promise<string> => writeFile(join(secretsDir, name), `${value}\n`, { mode: 0o600 }).then(() => join(secretsDir, name));
@@ -251,7 +258,8 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
     }),
     { mode: 0o600 },
   );
-  return filesAt(dir, 'member', host, [pgPort, apiPort], notes);
+  const files = filesAt(dir, 'member', host, [pgPort, apiPort], notes);
+  return agent.backups === undefined ? files : { ...files, backups: agent.backups };
 }
 
 /** The longest Unix socket path the OS takes (sun_path, 108 bytes with its NUL). */
