@@ -5,8 +5,6 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import pg from 'pg';
-import { checkHistory, type AckedWrite } from '../../src/chaos/checker.js';
-import { ChaosWriter, prepareTable, readFinalValues, type WriteTarget } from '../../src/chaos/writer.js';
 import type { ListOutput } from '../../src/cli/list.js';
 import { CLUSTER_SECRETS, CONTROL_PREFIX, parseControlSnapshot, secretsKey, type ClusterSecrets, type NodeRecord } from '../../src/controller/records.js';
 import { decodeJson } from '../../src/core/decode.js';
@@ -17,6 +15,7 @@ import { runWarden, traversableTempDir, WARDEN_BIN } from '../support/cli.js';
 import { postmasterPid } from '../support/cluster.js';
 import { startTestEtcd, type TestEtcd } from '../support/etcd.js';
 import { itKeepingLogs } from '../support/kept-logs.js';
+import { longestGapMs, startRouterWriter, type RouterWriter } from '../support/router-writer.js';
 
 // The must-show exercises of "Nodes and a controller" under a writer, on three `warden node`
 // daemons and one real etcd: a scale 3 → 5 → 2 with `warden apply` loses no acknowledged write and
@@ -44,12 +43,6 @@ spec:
       loop_wait: 1
       retry_timeout: 2
 ${sync ? '      synchronous_mode: true\n      synchronous_mode_strict: true\n' : ''}${Object.keys(parameters).length === 0 ? '' : `      postgresql:\n        parameters:\n${Object.entries(parameters).map(([k, v]) => `          ${k}: ${v}\n`).join('')}`}`;
-
-interface RouterWriter {
-  readonly writer: ChaosWriter;
-  /** Stops the writer; lost acknowledged writes and overlaps against the final leader's table. */
-  finish(): Promise<{ acked: number; lost: number; overlaps: number }>;
-}
 
 describe('warden node: exercises under a writer (scale 3 → 5 → 2, two clusters apart under a failover)', { timeout: 600_000 }, () => {
   let dir = '';
@@ -114,58 +107,14 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
       await c.end().catch(() => undefined);
     }
   };
-  /** A chaos writer through the cluster's router (its address from the node records, re-read every second). */
+  /** A chaos writer through the cluster's router (test/support/router-writer.ts). */
   const startWriter = async (cluster: string): Promise<RouterWriter> => {
     // A writer a failed test left running would write the same values as this one: stop it first.
     await writing.get(cluster)?.();
-    const secrets = await secretsOf(cluster);
-    const creds = { user: secrets.superuser.username, password: secrets.superuser.password };
-    const routerAt = async (): Promise<WriteTarget | undefined> => {
-      const w = (await nodes()).flatMap((n) => n.workloads).find((x) => x.cluster === cluster && x.kind === 'router' && x.state === 'running' && x.address !== undefined);
-      const m = w?.address === undefined ? null : /^(.*):(\d+)$/.exec(w.address);
-      return m?.[1] === undefined || m[2] === undefined ? undefined : { host: m[1], port: Number(m[2]) };
-    };
-    let target = await eventually(routerAt, { timeoutMs: 60_000, what: `${cluster}'s router` });
-    let members = new Map<string, string>();
-    const refresh = async (): Promise<void> => {
-      members = new Map((await list(cluster)).members.map((m) => [`${m.host}:${m.port}`, m.name]));
-      target = (await routerAt()) ?? target;
-    };
-    await refresh();
-    const first = await eventually(() => prepareTable({ ...target, ...creds }), { timeoutMs: 60_000, what: `${cluster}: the writer's table through the router` });
-    const writer = new ChaosWriter({ target: () => Promise.resolve(target), memberOf: (h, p) => members.get(`${h}:${p}`), ...creds, intervalMs: 10, statementTimeoutMs: 3_000 }, first);
-    writer.start();
-    // One refresh at a time (a CLI run each): on a loaded machine overlapping ones would pile up.
-    let stopped = false;
-    const refreshing = eventually(async () => (stopped ? true : void (await refresh().catch(() => undefined))), { timeoutMs: 900_000, intervalMs: 1_000, what: 'the writer stopped' });
-    const stop = async (): Promise<void> => {
-      stopped = true;
-      await writer.stop();
-      await refreshing.catch(() => undefined);
-    };
-    stoppers.push(stop);
-    writing.set(cluster, stop);
-    return {
-      writer,
-      finish: async () => {
-        await stop();
-        const l = await eventually(async () => {
-          const x = await list(cluster);
-          return x.members.some((m) => m.role === 'leader' && m.state === 'running') ? x : undefined;
-        }, { timeoutMs: 60_000, what: `${cluster}: a running leader to read the final table from` });
-        const leader = l.members.find((m) => m.role === 'leader');
-        assert.ok(leader !== undefined);
-        const values = await readFinalValues({ host: leader.host, port: leader.port, ...creds }, first);
-        const acks = writer.acks.filter((a) => a.lane === 'main');
-        const report = checkHistory({ acks, failures: writer.failures, faults: [], recoveries: [], final: { primary: leader.name, values } }, { lossAllowed: false, maxLagBytes: 0 });
-        return { acked: acks.length, lost: report.lostWrites.length, overlaps: report.overlaps.length };
-      },
-    };
-  };
-  /** The longest stretch (ms) without an acknowledgement from fromMs to toMs. */
-  const longestGapMs = (acks: readonly AckedWrite[], fromMs: number, toMs: number): number => {
-    const points = [fromMs, ...acks.map((a) => a.ackAtMs).filter((t) => t > fromMs && t < toMs).sort((a, b) => a - b), toMs];
-    return Math.max(...points.slice(1).map((t, i) => t - (points[i] ?? t)));
+    const w = await startRouterWriter({ cluster, secrets: await secretsOf(cluster), nodes, list: () => list(cluster) });
+    stoppers.push(w.stop);
+    writing.set(cluster, w.stop);
+    return w;
   };
 
   before(async () => {
