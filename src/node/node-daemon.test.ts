@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { eventually } from '../core/deadline.js';
 import { isProcessAlive, signalPid } from '../core/process-info.js';
-import { assignmentKey, parseControlSnapshot, CONTROL_KEYS, CONTROL_PREFIX, type Assignment } from '../controller/records.js';
+import { assignmentKey, backupsFingerprint, parseControlSnapshot, secretsKey, CONTROL_KEYS, CONTROL_PREFIX, type Assignment, type ClusterSecrets, type WorkloadStatus } from '../controller/records.js';
 import type { WriteOptions } from '../dcs/dcs.js';
 import { MemoryDcs } from '../dcs/memory-dcs.js';
 import { parseNodeConfig, type NodeConfig } from '../spec/index.js';
@@ -196,6 +196,39 @@ describe('NodeDaemon after a crash: workloads left running', () => {
       const r = await dcs.range(CONTROL_PREFIX);
       assert.ok(parseControlSnapshot(r.revision, r.kvs).nodes.get('node-1')?.record.workloads.every((w) => w.state === 'restarting'));
       assert.equal(dcs.maxInFlight, 1);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('new backups settings a node cannot run (no backups.repo_path) leave the running member as it is, with the reason published', async () => {
+    const cfg = await config('node-1', 'restartDelaySeconds: 60\n');
+    const dcs = new MemoryDcs();
+    const secrets: ClusterSecrets = { superuser: { username: 'postgres', password: 's' }, replication: { username: 'replicator', password: 'r' }, restApi: { username: 'warden', password: 'a' } };
+    await dcs.put(secretsKey('app'), JSON.stringify(secrets));
+    const kept = await leftover(cfg.dir, 'app-1', 'uid-1');
+    await dcs.put(assignmentKey('app', 'member', 'app-1'), JSON.stringify(member('app-1', 'uid-1')));
+    const d = new NodeDaemon(cfg, dcs, quiet, undefined);
+    await d.start();
+    try {
+      await eventually(() => d.running().find((w) => w.key === 'app/members/app-1' && w.state === 'running'), { timeoutMs: 10_000, what: 'app-1 adopted' });
+      const published = async (): Promise<WorkloadStatus | undefined> => {
+        const r = await dcs.range(CONTROL_PREFIX);
+        return parseControlSnapshot(r.revision, r.kvs).nodes.get('node-1')?.record.workloads.find((x) => x.name === 'app-1');
+      };
+      assert.equal((await eventually(published, { timeoutMs: 10_000, what: 'app-1 published' })).backups, backupsFingerprint(undefined));
+      // The controller's roll rewrites its assignment with spec.backups.
+      const base = member('app-1', 'uid-1');
+      await dcs.put(assignmentKey('app', 'member', 'app-1'), JSON.stringify({ ...base, generation: 2, agent: { ...base.agent, backups: { stanza: 'app', repos: ['repo1'], global: {} } } }));
+      const refused = await eventually(async () => {
+        const w = await published();
+        return w?.lastError?.includes('not applied here') === true ? w : undefined;
+      }, { timeoutMs: 10_000, what: 'the refusal published' });
+      assert.match(refused.lastError ?? '', /the new spec\.backups settings are not applied here \(it keeps running with the former ones\): .*no backups\.repo_path/);
+      // Still the former settings, still the same process: the roll waits on it, nothing went down.
+      assert.equal(refused.backups, backupsFingerprint(undefined));
+      assert.equal(refused.pid, kept.pid);
+      assert.equal(await isProcessAlive(kept.pid), true);
     } finally {
       await d.stop();
     }

@@ -8,7 +8,7 @@ import { decodeDataSourceRecord } from '../backup/index.js';
 import type { Assignment, ClusterSecrets } from '../controller/records.js';
 import { DEFAULT_DYNAMIC_CONFIG } from '../ha/index.js';
 import { parseAgentConfig, parseNodeConfig, parseRouterConfig, type NodeConfig } from '../spec/index.js';
-import { memberSocketDir, prepareWorkload, workloadDir } from './workload-files.js';
+import { adoptableFiles, memberSocketDir, prepareWorkload, workloadDir } from './workload-files.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -66,6 +66,31 @@ describe('prepareWorkload', () => {
     assert.ok(parsedPlain.ok);
     assert.equal(parsedPlain.config.postgres.archive, undefined);
     assert.ok(!existsSync(join(plain.dir, 'pgbackrest.conf')));
+  });
+
+  it('keeps the backups settings its files were written with in workload.json: an adopting daemon knows them, and rewriting keeps the ports', async () => {
+    const cfg = await nodeConfig('backups:\n  repo_path: DIR/backup\n');
+    const backups = { stanza: 'app', repos: ['repo1'], global: { 'repo1-retention-full': '2' } };
+    const a: Assignment = { ...member(), agent: { instanceSet: 'instance1', bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG }, backups } };
+    const first = await prepareWorkload(cfg, a, secrets, undefined);
+    assert.deepEqual(first.backups, backups);
+    // Adopted under an assignment that has moved on: the files' own settings, not the assignment's.
+    const moved: Assignment = { ...a, agent: { instanceSet: 'instance1', bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG } } };
+    assert.deepEqual((await adoptableFiles(cfg, moved))?.backups, backups);
+    // Rewritten with other options: same ports, new settings in the marker and the config.
+    const retention = { ...backups, global: { 'repo1-retention-full': '5' } };
+    const again = await prepareWorkload(cfg, { ...a, agent: { instanceSet: 'instance1', bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG }, backups: retention } }, secrets, undefined);
+    assert.equal(again.address, first.address);
+    assert.deepEqual((await adoptableFiles(cfg, moved))?.backups, retention);
+    assert.match(await readFile(join(again.dir, 'pgbackrest.conf'), 'utf8'), /^repo1-retention-full=5$/m);
+    // Rewritten without backups: none, whatever the assignment says.
+    await prepareWorkload(cfg, moved, secrets, undefined);
+    assert.equal((await adoptableFiles(cfg, a))?.backups, undefined);
+    // A marker from before it kept them: taken to match the assignment.
+    const marker = join(again.dir, 'workload.json');
+    const { backups: _b, ...old } = JSON.parse(await readFile(marker, 'utf8')) as Record<string, unknown>;
+    await writeFile(marker, JSON.stringify(old));
+    assert.deepEqual((await adoptableFiles(cfg, a))?.backups, backups);
   });
 
   it('with spec.dataSource: the source\'s repository in a pgbackrest.conf of the restore\'s own, its password and the data source file, named as the bootstrap method', async () => {
