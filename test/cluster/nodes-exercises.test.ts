@@ -93,14 +93,15 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
     assert.ok(secrets?.ok === true, `no secrets for ${cluster}`);
     return secrets.value;
   };
-  /** max_connections of one member, as its superuser sees it (or why it could not be asked). */
-  const maxConnectionsOf = async (cluster: string, host: string, port: number): Promise<string> => {
+  /** Settings of one member, as its superuser sees them, joined by `/` (or why it could not be asked). */
+  const settingsOf = async (cluster: string, host: string, port: number, names: readonly string[] = ['max_connections']): Promise<string> => {
     const secrets = await secretsOf(cluster);
     const c = new pg.Client({ host, port, user: secrets.superuser.username, password: secrets.superuser.password, database: 'postgres', connectionTimeoutMillis: 1_500, query_timeout: 3_000 });
     c.on('error', () => undefined);
     try {
       await c.connect();
-      return String((await c.query<{ v: string }>("SELECT current_setting('max_connections') AS v")).rows[0]?.v);
+      const values = await Promise.all(names.map(async (n) => String((await c.query<{ v: string }>('SELECT current_setting($1) AS v', [n])).rows[0]?.v)));
+      return values.join('/');
     } catch (e) {
       return `unreachable: ${(e as Error).message}`;
     } finally {
@@ -248,7 +249,7 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
     await eventually(() => (wo.writer.acks.length > 20 ? true : undefined), { timeoutMs: 60_000, what: 'other: writes acknowledged' });
     const l0 = await eventually(() => streaming('other', names), { timeoutMs: 120_000, intervalMs: 500, what: 'other streaming' });
     const before = leaderOf(l0);
-    const setting = (host: string, port: number): Promise<string> => maxConnectionsOf('other', host, port);
+    const setting = (host: string, port: number): Promise<string> => settingsOf('other', host, port);
     for (const m of l0.members) assert.equal(await setting(m.host, m.port), '100', `${m.name} before the change`);
     const t = performance.now();
     await apply('other', 3, true, { max_connections: 150 });
@@ -277,7 +278,7 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
     const wo = await startWriter('other');
     await eventually(() => (wo.writer.acks.length > 20 ? true : undefined), { timeoutMs: 60_000, what: 'other: writes acknowledged' });
     const before = leaderOf(await eventually(() => streaming('other', names), { timeoutMs: 120_000, intervalMs: 500, what: 'other streaming' }));
-    const setting = (host: string, port: number): Promise<string> => maxConnectionsOf('other', host, port);
+    const setting = (host: string, port: number): Promise<string> => settingsOf('other', host, port);
     const t = performance.now();
     await apply('other', 3, true, { max_connections: 120 });
     const done = await eventually(async () => {
@@ -295,5 +296,29 @@ describe('warden node: exercises under a writer (scale 3 → 5 → 2, two cluste
     const r = await wo.finish();
     assert.deepEqual({ lost: r.lost, overlaps: r.overlaps }, { lost: 0, overlaps: 0 }, `${r.acked} acknowledged`);
     console.log(`# lowering rolled through other: ${Math.round(rolled - t)} ms from apply to every member on 120, longest write gap ${Math.round(gap)} ms (the primary's restart in place)`);
+  });
+  it('raising one hot-standby parameter and lowering another in one change: the primary in place first, then each replica; no switchover, nothing lost', async () => {
+    const names = ['other-1', 'other-2', 'other-3'];
+    const wo = await startWriter('other');
+    await eventually(() => (wo.writer.acks.length > 20 ? true : undefined), { timeoutMs: 60_000, what: 'other: writes acknowledged' });
+    const before = leaderOf(await eventually(() => streaming('other', names), { timeoutMs: 120_000, intervalMs: 500, what: 'other streaming' }));
+    const t = performance.now();
+    // max_connections 120 → 100 (a lowering), max_worker_processes 8 → 12 (a raise).
+    await apply('other', 3, true, { max_connections: 100, max_worker_processes: 12 });
+    const done = await eventually(async () => {
+      const l = await streaming('other', names);
+      if (l === undefined || l.members.some((m) => m.pendingRestart)) return undefined;
+      const values = await Promise.all(l.members.map((m) => settingsOf('other', m.host, m.port, ['max_connections', 'max_worker_processes'])));
+      return values.every((v) => v === '100/12') ? l : undefined;
+    }, { timeoutMs: 300_000, intervalMs: 1_000, what: 'every member of other restarted with max_connections 100 and max_worker_processes 12' });
+    const rolled = performance.now();
+    assert.deepEqual(leaderOf(done), before, 'the primary restarted in place: same leader, same timeline');
+    const logs = (await Promise.all([1, 2, 3].map((i) => readFile(join(dir, `node-${i}.log`), 'utf8').catch(() => '')))).join('');
+    assert.match(logs, new RegExp(`${before.name} restarts for a parameter change \\(it lowers max_connections, which no standby may run below its primary`));
+    const gap = longestGapMs(wo.writer.acks, t, rolled);
+    const r = await wo.finish();
+    assert.deepEqual({ lost: r.lost, overlaps: r.overlaps }, { lost: 0, overlaps: 0 }, `${r.acked} acknowledged`);
+    assert.ok(gap < 5_000, `other's writes stalled for ${Math.round(gap)} ms during the mixed roll (took ${Math.round(rolled - t)} ms)`);
+    console.log(`# raise and lower in one change rolled through other: ${Math.round(rolled - t)} ms from apply to every member on 100/12, longest write gap ${Math.round(gap)} ms`);
   });
 });
