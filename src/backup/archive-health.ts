@@ -2,14 +2,15 @@
 // /metrics and GET /patroni, written to the `backup/archive` key for `warden list`. It never takes
 // part in a decision: a failing archive must never cause a failover (docs/architecture.md,
 // "Backups"). Pure: rows in, values and sentences out.
-import { decode, nullable, num, obj, str, bool } from '../core/decode.js';
+import { decode, nullable, num, obj, optional, str, bool } from '../core/decode.js';
 import { parseLsn, type Lsn } from '../core/lsn.js';
 import { recoveryPointOf, type ArchiverStatus } from './recovery-point.js';
 
 /** pg_stat_archiver with the current WAL position and the server's clock, in one row of text columns. */
 export const ARCHIVER_QUERY = `SELECT pg_current_wal_lsn()::text AS lsn, last_archived_wal, (extract(epoch FROM last_archived_time) * 1000)::bigint::text AS archived_ms,
        last_failed_wal, (extract(epoch FROM last_failed_time) * 1000)::bigint::text AS failed_ms, failed_count::text AS failed_count,
-       (extract(epoch FROM now()) * 1000)::bigint::text AS now_ms
+       (extract(epoch FROM now()) * 1000)::bigint::text AS now_ms,
+       (SELECT min(name) FROM pg_ls_archive_statusdir() WHERE name ~ '^[0-9A-F]{24}\\.ready$') AS oldest_ready
   FROM pg_stat_archiver`;
 
 const ARCHIVER_ROW = obj({
@@ -20,6 +21,7 @@ const ARCHIVER_ROW = obj({
   failed_ms: nullable(str),
   failed_count: str,
   now_ms: str,
+  oldest_ready: optional(nullable(str)),
 });
 
 /** The ARCHIVER_QUERY row decoded, or why it cannot be. */
@@ -45,6 +47,7 @@ export function archiverStatusOfRow(row: unknown): { ok: true; value: ArchiverSt
       lastFailedAtMs: ms(r.failed_ms),
       failedCount: Number(r.failed_count),
       nowMs: Number(r.now_ms),
+      ...(r.oldest_ready === undefined ? {} : { oldestReadyWal: r.oldest_ready === null ? null : r.oldest_ready.replace(/\.ready$/, '') }),
     },
   };
 }

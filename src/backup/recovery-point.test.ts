@@ -48,6 +48,17 @@ describe('recovery point', () => {
     assert.equal(recoveryPointOf(status({ lastFailedWal: '000000010000000000000003', lastFailedAtMs: NOW - 60_000, failedCount: 1 })).isFailing, false);
   });
 
+  it('counts from the oldest segment still waiting (.ready) when it is known: after a promotion the last one archived may be an older one', () => {
+    // Archive continuity marked timeline 1's segment 2 again; pushed last, it is pg_stat_archiver's last_archived_wal.
+    const afterPromotion = { currentLsn: parseLsn('0/B000100'), lastArchivedWal: '000000010000000000000002' };
+    assert.equal(recoveryPointOf(status(afterPromotion)).bytesNotArchived, 0xb000100 - 0x3000000, 'without the .ready listing: a false 128 MB');
+    assert.deepEqual(recoveryPointOf(status({ ...afterPromotion, oldestReadyWal: null })), { bytesNotArchived: 256, secondsNotArchived: 30, isFailing: false });
+    // Segments waiting: from the start of the oldest of them.
+    assert.equal(recoveryPointOf(status({ ...afterPromotion, oldestReadyWal: '00000002000000000000000A' })).bytesNotArchived, 0xb000100 - 0xa000000);
+    // At a segment boundary with nothing waiting: nothing to lose.
+    assert.deepEqual(recoveryPointOf(status({ currentLsn: parseLsn('0/C000000'), lastArchivedWal: undefined, lastArchivedAtMs: undefined, oldestReadyWal: null })), { bytesNotArchived: 0, secondsNotArchived: 0, isFailing: false });
+  });
+
   it('does not guess the bytes when nothing was ever archived', () => {
     assert.deepEqual(recoveryPointOf(status({ lastArchivedWal: undefined, lastArchivedAtMs: undefined })), { bytesNotArchived: undefined, secondsNotArchived: undefined, isFailing: false });
   });

@@ -23,6 +23,12 @@ export interface ArchiverStatus {
   readonly lastFailedAtMs: number | undefined;
   readonly failedCount: number;
   readonly nowMs: number;
+  /**
+   * The oldest segment waiting to be archived (`.ready` in pg_wal/archive_status), null when none
+   * waits; undefined when not read. More exact than the last archived one: after a promotion the
+   * archiver may push older segments last (those archive continuity marked again).
+   */
+  readonly oldestReadyWal?: string | null;
 }
 
 /** The recovery point now, as `warden backups` reports it. */
@@ -43,8 +49,16 @@ export interface RecoveryPoint {
 
 /** The recovery point from the archiver's status. */
 export function recoveryPointOf(s: ArchiverStatus, segmentBytes = WAL_SEGMENT_BYTES): RecoveryPoint {
-  const archivedEnd = s.lastArchivedWal === undefined ? undefined : segmentEndLsn(s.lastArchivedWal, segmentBytes);
-  const bytes = archivedEnd === undefined ? undefined : Math.max(0, Number(s.currentLsn - archivedEnd));
+  let bytes: number | undefined;
+  if (s.oldestReadyWal === null) {
+    // Nothing waits: only the segment being written is not in the repository yet.
+    bytes = Number(s.currentLsn % BigInt(segmentBytes));
+  } else {
+    const readyEnd = s.oldestReadyWal === undefined ? undefined : segmentEndLsn(s.oldestReadyWal, segmentBytes);
+    // From the start of the oldest waiting segment, or (not read) from the end of the last archived one.
+    const from = readyEnd !== undefined ? readyEnd - BigInt(segmentBytes) : s.lastArchivedWal === undefined ? undefined : segmentEndLsn(s.lastArchivedWal, segmentBytes);
+    bytes = from === undefined ? undefined : Math.max(0, Number(s.currentLsn - from));
+  }
   const isFailing = s.lastFailedAtMs !== undefined && (s.lastArchivedAtMs === undefined || s.lastFailedAtMs > s.lastArchivedAtMs);
   let seconds: number | undefined;
   if (bytes === 0) seconds = 0;

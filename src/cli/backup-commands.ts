@@ -7,6 +7,8 @@ import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import pg from 'pg';
 import {
+  ARCHIVER_QUERY,
+  archiverStatusOfRow,
   BACKUP_TYPES,
   chooseBackupSource,
   PgBackRestRepository,
@@ -26,7 +28,7 @@ import {
   type SlotRecord,
   decodeSlotRecord,
 } from '../backup/index.js';
-import { decode, decodeJson, list, nullable, num, obj, oneOf, port, str } from '../core/decode.js';
+import { decode, decodeJson, list, num, obj, oneOf, port, str } from '../core/decode.js';
 import { describeError, WardenError } from '../core/errors.js';
 import { dnsLabelProblem } from '../spec/dns-label.js';
 import { eventually } from '../core/deadline.js';
@@ -458,16 +460,6 @@ async function runExpire(o: { dir: string; cluster?: string; repo?: string; set?
 
 // ---- warden backups ---------------------------------------------------------------------------
 
-const ARCHIVER_ROW = obj({
-  lsn: str,
-  last_archived_wal: nullable(str),
-  archived_ms: nullable(str),
-  last_failed_wal: nullable(str),
-  failed_ms: nullable(str),
-  failed_count: str,
-  now_ms: str,
-});
-
 /**
  * A standby's pg_control names the timeline of its last restartpoint, so for a while after a
  * switchover or failover it still names the old one — and pgBackRest 2.45 then refuses to back up
@@ -517,32 +509,17 @@ async function archiverStatus(rt: BackupRuntime, host: string, port: number): Pr
   const client = new pg.Client({ host, port, user: rt.layout.superuser, password, database: 'postgres', connectionTimeoutMillis: PG_QUERY_TIMEOUT_MS, query_timeout: PG_QUERY_TIMEOUT_MS });
   await client.connect();
   try {
-    const r = await client.query(
-      `SELECT pg_current_wal_lsn()::text AS lsn, last_archived_wal, (extract(epoch FROM last_archived_time) * 1000)::bigint::text AS archived_ms,
-              last_failed_wal, (extract(epoch FROM last_failed_time) * 1000)::bigint::text AS failed_ms, failed_count::text AS failed_count,
-              (extract(epoch FROM now()) * 1000)::bigint::text AS now_ms
-         FROM pg_stat_archiver`,
-    );
-    const d = decode(ARCHIVER_ROW, r.rows[0]);
-    if (!d.ok) throw new WardenError('postgres-command-failed', `pg_stat_archiver: ${d.error}`);
-    const row = d.value;
-    const ms = (v: string | null): number | undefined => (v === null ? undefined : Number(v));
-    const point = recoveryPointOf({
-      currentLsn: parseLsn(row.lsn),
-      lastArchivedWal: row.last_archived_wal ?? undefined,
-      lastArchivedAtMs: ms(row.archived_ms),
-      lastFailedWal: row.last_failed_wal ?? undefined,
-      lastFailedAtMs: ms(row.failed_ms),
-      failedCount: Number(row.failed_count),
-      nowMs: Number(row.now_ms),
-    });
+    const r = await client.query(ARCHIVER_QUERY);
+    const d = archiverStatusOfRow(r.rows[0]);
+    if (!d.ok) throw new WardenError('postgres-command-failed', d.error);
+    const a = d.value;
     return {
-      point,
-      lastArchivedWal: row.last_archived_wal,
-      lastArchivedAtMs: ms(row.archived_ms) ?? null,
-      lastFailedWal: row.last_failed_wal,
-      lastFailedAtMs: ms(row.failed_ms) ?? null,
-      failedCount: Number(row.failed_count),
+      point: recoveryPointOf(a),
+      lastArchivedWal: a.lastArchivedWal ?? null,
+      lastArchivedAtMs: a.lastArchivedAtMs ?? null,
+      lastFailedWal: a.lastFailedWal ?? null,
+      lastFailedAtMs: a.lastFailedAtMs ?? null,
+      failedCount: a.failedCount,
     };
   } finally {
     await client.end().catch(() => undefined);

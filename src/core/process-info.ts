@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 
 /**
  * True when `pid` names a live process (not a zombie), read from /proc: `kill -0` would call a
@@ -42,4 +42,21 @@ export function signalPid(pid: number, sig: NodeJS.Signals): void {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
   }
+}
+
+/** The live child processes of `pid` (by the parent field of each /proc/<n>/stat). */
+export async function childPids(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = await readFile(`/proc/${name}/stat`, 'utf8');
+      // Fields after the parenthesised name: state, ppid, …
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(rest[1]) === pid && rest[0] !== 'Z' && rest[0] !== 'X') out.push(Number(name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
 }

@@ -22,6 +22,7 @@ import pg from 'pg';
 import { WardenError, describeError } from '../core/errors.js';
 import type { WardenErrorCode } from '../core/errors.js';
 import { sleep } from '../core/deadline.js';
+import { childPids, processCommandLine } from '../core/process-info.js';
 import type {
   DataDirState,
   Endpoint,
@@ -135,6 +136,8 @@ export class LocalPostgres implements PostgresInstance {
   /** What warden.conf raises above the configured values for them, and when pg_control was last read for it. */
   private raised: readonly RaisedSetting[] = [];
   private controlReadAtMs = 0;
+  /** Set by a fast stop with archiving: archive_command is empty until the next configure(). */
+  private archiveReleased = false;
 
   constructor(config: PostgresInstanceConfig, logger?: PostgresLogger) {
     validateConfig(config);
@@ -249,6 +252,7 @@ export class LocalPostgres implements PostgresInstance {
     }
     await this.writePgpass();
     this.lastRole = role;
+    this.archiveReleased = false;
     if (role.kind === 'replica') await this.readControlSettings();
     await this.writeOwned(join(dataDir, WARDEN_CONF), renderWardenConf(this.wardenSettings(role)), 0o600);
     const confPath = join(dataDir, 'postgresql.conf');
@@ -346,6 +350,7 @@ export class LocalPostgres implements PostgresInstance {
     const pid = own !== undefined && own.exit === undefined ? own.pid : await this.livePostmasterPid();
     if (own !== undefined && (own.exit !== undefined || own.pid === pid)) own.stopRequested = true;
     if (pid === undefined) return;
+    if (mode === 'fast' && this.config.archive !== undefined) await this.releaseArchiver(pid);
     // SIGINT is PostgreSQL's fast shutdown (walsenders send what is flushed); SIGQUIT is immediate.
     signalPid(pid, mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
     // A stopped (SIGSTOP) postmaster acts on SIGQUIT only once continued: a fence must not wait
@@ -372,6 +377,35 @@ export class LocalPostgres implements PostgresInstance {
       }
       await sleep(POLL_MS);
     }
+  }
+
+  /**
+   * Before a fast shutdown with archiving: a shutdown waits for the archiver, which archives every
+   * `.ready` segment first — with a slow or stuck repository a switchover would wait as long
+   * (pgBackRest's archive-timeout, 60 s, per segment). So archive_command is emptied (archive_mode
+   * stays on: PostgreSQL then keeps the segments `.ready` and archives nothing) and an
+   * archive_command already running is ended (SIGTERM; the archiver exits on it and the postmaster
+   * starts it again with the new settings). Nothing is lost: the segments stay `.ready` here, and a
+   * standby that streamed them marks them for archiving before it is promoted (archive
+   * continuity, docs/architecture.md "Backups"). The next configure() restores archive_command.
+   */
+  private async releaseArchiver(postmasterPid: number): Promise<void> {
+    if (this.lastRole === undefined) return;
+    this.archiveReleased = true;
+    await this.rewriteWardenConf(this.lastRole);
+    const ended: number[] = [];
+    for (const child of await childPids(postmasterPid)) {
+      const argv = await processCommandLine(child);
+      if (argv?.[0]?.startsWith('postgres: ') !== true || !argv[0].includes('archiver')) continue;
+      for (const shell of await childPids(child)) {
+        // The shell running archive_command, and what it runs (pgbackrest archive-push).
+        for (const p of [...(await childPids(shell)), shell]) {
+          signalPid(p, 'SIGTERM');
+          ended.push(p);
+        }
+      }
+    }
+    this.log('info', { endedArchiveCommand: ended }, ended.length === 0 ? 'fast shutdown with archiving: archive_command emptied so that the shutdown does not wait for the archive (.ready segments stay for the next primary)' : 'fast shutdown with archiving: the running archive_command ended and archive_command emptied, so that the shutdown does not wait for the archive (.ready segments stay for the next primary)');
   }
 
   async processState(): Promise<ProcessState> {
@@ -583,6 +617,7 @@ export class LocalPostgres implements PostgresInstance {
       this.log('warn', { raised }, `runs as a replica with ${what}: its pg_control holds the primary's higher value (a standby may not run below its primary; a restart applies the lower one once it has replayed the change)`);
     }
     this.raised = raised;
+    if (this.archiveReleased && settings.has('archive_command')) settings.set('archive_command', '');
     return settings;
   }
 
