@@ -20,6 +20,11 @@ describe('the data source record (bootstrap.pgbackrest.data_source)', () => {
     }
   });
 
+  it('reads a record without the source\'s password (a repository given by its path: the bootstrap trusts its private socket)', () => {
+    const { superuserPasswordFile: _p, ...rest } = RECORD;
+    assert.deepEqual(decodeDataSourceRecord(JSON.stringify(rest)), { ok: true, value: rest });
+  });
+
   it('names what is wrong with a bad record instead of using it', () => {
     const bad = (v: unknown): string => {
       const d = decodeDataSourceRecord(JSON.stringify(v));

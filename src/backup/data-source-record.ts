@@ -21,8 +21,12 @@ export interface DataSourceRecord {
   readonly setLabel: string;
   readonly target: RestoreTarget;
   readonly targetTimeline?: number;
-  /** A copy of the source's superuser password: the restored data carry the source's roles until the bootstrap sets the new cluster's. */
-  readonly superuserPasswordFile: string;
+  /**
+   * A copy of the source's superuser password: the restored data carry the source's roles until
+   * the bootstrap sets the new cluster's. Absent (a repository given by its path, passwords not
+   * known): the private postmaster trusts its superuser on a socket only PostgreSQL's user reaches.
+   */
+  readonly superuserPasswordFile?: string;
 }
 
 /** A restore target as JSON holds it (`kind` and the field it names). */
@@ -43,7 +47,7 @@ const RECORD = obj({
   setLabel: str,
   target: RESTORE_TARGET_JSON,
   targetTimeline: optional(num({ integer: true, min: 1 })),
-  superuserPasswordFile: str,
+  superuserPasswordFile: optional(str),
 });
 
 /** Reads a data source file's text; the error names what is wrong. */
@@ -52,8 +56,8 @@ export function decodeDataSourceRecord(text: string): { ok: true; value: DataSou
   if (!d.ok) return d;
   const target = restoreTargetOf(d.value.target);
   if (typeof target === 'string') return { ok: false, error: target };
-  const { targetTimeline, ...rest } = d.value;
-  return { ok: true, value: { ...rest, target, ...(targetTimeline === undefined ? {} : { targetTimeline }) } };
+  const { targetTimeline, superuserPasswordFile, ...rest } = d.value;
+  return { ok: true, value: { ...rest, target, ...(targetTimeline === undefined ? {} : { targetTimeline }), ...(superuserPasswordFile === undefined ? {} : { superuserPasswordFile }) } };
 }
 
 /** The RestoreTarget of a decoded RESTORE_TARGET_JSON, or why it is not one. */

@@ -14,7 +14,7 @@ import { clusterPrefix, KEYS, parseClusterView } from '../ha/index.js';
 import type { SchedulesRecord } from '../backup/index.js';
 import { localSecrets } from '../controller/local-nodes.js';
 import { readLayout } from '../controller/runtime-layout.js';
-import { formatSpecError, loadClusterSpec, noticesForController, parseClusterSpec, type ClusterSpec } from '../spec/index.js';
+import { dataSourceSite, formatSpecError, loadClusterSpec, noticesForController, parseClusterSpec, type ClusterSpec } from '../spec/index.js';
 import { readEtcdFiles } from './etcd-files.js';
 import { etcdOptionsFromEnv } from './target.js';
 
@@ -111,7 +111,7 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
     // and stored (/warden/_datasources/<cluster>): a spec that asks for another cluster's data must
     // not quietly get an empty cluster instead.
     if (spec.dataSource !== undefined && o.dataSource === undefined && !snap.dataSources.has(spec.name)) {
-      err(formatSpecError({ ...spec.dataSource.clusterNameSite, message: 'a new cluster from another cluster\'s backups is made by `warden up -f FILE --source-dir DIR` (it resolves the source\'s repository and backup set); `warden apply` only re-applies such a cluster' }));
+      err(formatSpecError({ ...dataSourceSite(spec.dataSource), message: spec.dataSource.kind === 'cluster' ? 'a new cluster from another cluster\'s backups is made by `warden up -f FILE --source-dir DIR` (it resolves the source\'s repository and backup set); `warden apply` only re-applies such a cluster' : 'a new cluster from a repository\'s backups is made by `warden up -f FILE` (it resolves the stanza\'s backup set); `warden apply` only re-applies such a cluster' }));
       err('nothing was changed');
       return 2;
     }

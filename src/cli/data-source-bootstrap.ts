@@ -3,7 +3,7 @@
 // the target in a private postmaster with archiving off, and hands it to the bootstrap stopped,
 // promoted, with this cluster's passwords and archiving settings (docs/architecture.md, "Backups",
 // "A new cluster from another cluster's backups").
-import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { decodeDataSourceRecord, PgBackRestRepository, type RestoreRequest, type RunIdentity } from '../backup/index.js';
@@ -27,7 +27,10 @@ export function dataSourceRestorer(cfg: AgentConfig, dataSourceFile: string, ide
     const decoded = decodeDataSourceRecord(text);
     if (!decoded.ok) throw new WardenError('config-invalid', `bootstrap.pgbackrest.data_source ${dataSourceFile}: ${decoded.error}`);
     const src = decoded.value;
-    const sourcePassword = (await readFile(src.superuserPasswordFile, 'utf8')).replace(/\r?\n$/, '');
+    // Without the source's password (a repository given by its path) its superuser is trusted on
+    // the private socket instead, whose directory only PostgreSQL's user (and root) can enter.
+    const sourcePassword = src.superuserPasswordFile === undefined ? undefined : (await readFile(src.superuserPasswordFile, 'utf8')).replace(/\r?\n$/, '');
+    if (sourcePassword === undefined) await checkPrivateSocketDir(cfg.postgres.socketDir);
     const started = Date.now();
     const deadline = started + BOOTSTRAP_RESTORE_TIMEOUT_MS;
     const left = (): number => Math.max(1000, deadline - Date.now());
@@ -72,7 +75,8 @@ export function dataSourceRestorer(cfg: AgentConfig, dataSourceFile: string, ide
       listen: { host: '127.0.0.1', port: await freePort('127.0.0.1') },
       socketDir: cfg.postgres.socketDir,
       ...(cfg.postgres.runAsUser === undefined ? {} : { runAsUser: cfg.postgres.runAsUser }),
-      superuser: { username: cfg.postgres.superuser.username, password: sourcePassword },
+      superuser: { username: cfg.postgres.superuser.username, password: sourcePassword ?? cfg.postgres.superuser.password },
+      ...(sourcePassword === undefined ? { trustSuperuserOnSocket: true } : {}),
       replication: cfg.postgres.replication,
       parameters: { ...cfg.bootstrapDynamicConfig.postgresql.parameters, archive_mode: 'off' },
     });
@@ -84,13 +88,15 @@ export function dataSourceRestorer(cfg: AgentConfig, dataSourceFile: string, ide
       // agent configures it (into its own repository), and its own passwords.
       for (const k of PGBACKREST_AUTO_CONF_KEYS) await server.query(`ALTER SYSTEM RESET ${k}`, [], QUERY_TIMEOUT_MS);
       const { superuser, replication } = cfg.postgres;
+      // A source that is a Warden cluster has the replication role; another may not: made then.
+      const replicationRole = `${pg.escapeIdentifier(replication.username)} WITH LOGIN REPLICATION PASSWORD ${pg.escapeLiteral(replication.password)}`;
       await server.query(
-        `DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${pg.escapeLiteral(replication.username)}) THEN ALTER ROLE ${pg.escapeIdentifier(replication.username)} WITH LOGIN REPLICATION PASSWORD ${pg.escapeLiteral(replication.password)}; END IF; END $$`,
+        `DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${pg.escapeLiteral(replication.username)}) THEN ALTER ROLE ${replicationRole}; ${sourcePassword === undefined ? `ELSE CREATE ROLE ${replicationRole};` : ''} END IF; END $$`,
         [],
         QUERY_TIMEOUT_MS,
       );
       // Last: every query opens its own connection with the source's password.
-      await server.query(`ALTER ROLE ${pg.escapeIdentifier(superuser.username)} WITH PASSWORD ${pg.escapeLiteral(superuser.password)}`, [], QUERY_TIMEOUT_MS);
+      await server.query(`ALTER ROLE ${pg.escapeIdentifier(superuser.username)} WITH LOGIN SUPERUSER PASSWORD ${pg.escapeLiteral(superuser.password)}`, [], QUERY_TIMEOUT_MS);
       await server.stop('fast', 60_000);
       running = false;
       // Archiving was off when the new timeline began, so PostgreSQL queued no history file for
@@ -101,11 +107,24 @@ export function dataSourceRestorer(cfg: AgentConfig, dataSourceFile: string, ide
       if (identity !== undefined) await chown(ready, identity.uid, identity.gid);
       await rm(scratch, { recursive: true, force: true });
       return {
-        message: `restored ${src.setLabel} of cluster ${src.sourceCluster} and recovered it to ${describeTarget(src.target)}${recovered.quiet === undefined ? '' : ` (a quiet period: to the last archived record, LSN ${recovered.quiet.lsn})`}, promoted onto timeline ${status.timeline}; archiving toward the source was off throughout`,
+        message: `restored ${src.setLabel} of ${sourcePassword === undefined ? 'stanza' : 'cluster'} ${src.sourceCluster} and recovered it to ${describeTarget(src.target)}${recovered.quiet === undefined ? '' : ` (a quiet period: to the last archived record, LSN ${recovered.quiet.lsn})`}, promoted onto timeline ${status.timeline}; archiving toward the source was off throughout`,
         fields: { source: src.sourceCluster, stanza: src.stanza, set: src.setLabel, timeline: status.timeline, restoreMs: restoreMs + recovered.restoreMs, recoveryMs: recovered.recoveryMs },
       };
     } finally {
       if (running) await server.stop('immediate', 10_000).catch(() => undefined);
     }
   };
+}
+
+/**
+ * The socket directory a trusting private postmaster listens in must be PostgreSQL's user's alone
+ * (0700): anyone else who could enter it would connect as the superuser without a password.
+ */
+async function checkPrivateSocketDir(dir: string): Promise<void> {
+  const st = await stat(dir).catch((e: unknown) => {
+    throw new WardenError('config-invalid', `postgresql.socket_dir ${dir}: ${describeError(e)}`);
+  });
+  if ((st.mode & 0o077) !== 0) {
+    throw new WardenError('config-invalid', `postgresql.socket_dir ${dir} is open to others (mode ${(st.mode & 0o777).toString(8)}): a bootstrap from a repository whose passwords are not known trusts the superuser on that socket, so the directory must be 0700`);
+  }
 }

@@ -3,12 +3,14 @@
 // the cluster, the repository, a backup that ends before the target. Any fault is a spec error at
 // the field that names it (exit 2), and no runtime dir is made.
 import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { PgBackRestRepository, unreachableTarget, type RepositoryInfo } from '../backup/index.js';
+import { PgBackRestRepository, renderPgBackRestConf, unreachableTarget, type RepositoryInfo } from '../backup/index.js';
 import type { DataSourcePlan } from '../controller/backup-runtime.js';
 import { lookupRunUser, readLayout, type RuntimeLayout } from '../controller/runtime-layout.js';
 import { describeError } from '../core/errors.js';
-import type { ClusterSpec, DataSourceSpec, SpecError, SpecSite } from '../spec/index.js';
+import type { ClusterSpec, DataSourceSpec, RepositoryDataSourceSpec, SpecError, SpecSite } from '../spec/index.js';
 import { lastArchivedAtMsOf, openBackupRuntime, setFor } from './backup-commands.js';
 
 const INFO_TIMEOUT_MS = 60_000;
@@ -19,6 +21,7 @@ export async function resolveDataSource(
   opts: { readonly dir: string; readonly sourceDir: string | undefined },
 ): Promise<{ ok: true; plan: DataSourcePlan } | { ok: false; errors: SpecError[] }> {
   const ds = spec.dataSource;
+  if (ds.kind === 'repository') return resolveRepositorySource(ds, opts.sourceDir);
   const fail = (site: SpecSite, message: string): { ok: false; errors: SpecError[] } => ({ ok: false, errors: [{ ...site, message }] });
   if (opts.sourceDir === undefined) {
     return fail(ds.clusterNameSite, `the local runtime finds cluster "${ds.clusterName}" through its runtime dir: give it with --source-dir DIR (the --dir it was started with)`);
@@ -74,4 +77,61 @@ export async function resolveDataSource(
       sourceSuperuserPasswordFile: passwordFile,
     },
   };
+}
+
+/**
+ * spec.dataSource.pgbackrest: the stanza in the repository at global.repoN-path, read (info only)
+ * through a pgbackrest.conf of its own in a scratch dir, and the set for the target. Nothing is
+ * written to the repository. The source's passwords are not known here: the bootstrap sets this
+ * cluster's own without them.
+ */
+async function resolveRepositorySource(ds: RepositoryDataSourceSpec, sourceDir: string | undefined): Promise<{ ok: true; plan: DataSourcePlan } | { ok: false; errors: SpecError[] }> {
+  const fail = (site: SpecSite, message: string): { ok: false; errors: SpecError[] } => ({ ok: false, errors: [{ ...site, message }] });
+  if (sourceDir !== undefined) return fail(ds.stanzaSite, '--source-dir names a Warden runtime (spec.dataSource.postgresCluster); spec.dataSource.pgbackrest gives its repository in global.repoN-path');
+  if (!existsSync(join(ds.repoPath, 'backup', ds.stanza))) {
+    return fail(existsSync(ds.repoPath) ? ds.stanzaSite : ds.repoPathSite, existsSync(ds.repoPath) ? `no stanza ${ds.stanza} in the repository at ${ds.repoPath} (no backup/${ds.stanza} there)` : `no repository at ${ds.repoPath}`);
+  }
+  const identity = lookupRunUser();
+  // 0755 with lock and log dirs of pgBackRest's user: it runs as PostgreSQL's user and reads the file.
+  const scratch = await mkdtemp(join(tmpdir(), 'warden-source-'));
+  try {
+    await chmod(scratch, 0o755);
+    for (const d of ['lock', 'log']) {
+      await mkdir(join(scratch, d), { mode: 0o750 });
+      if (identity !== undefined) await chown(join(scratch, d), identity.uid, identity.gid);
+    }
+    const configFile = join(scratch, 'pgbackrest.conf');
+    const { text } = renderPgBackRestConf({ stanza: ds.stanza, repos: [{ name: ds.repoName, path: ds.repoPath }], globalOptions: ds.options, lockPath: join(scratch, 'lock'), logPath: join(scratch, 'log') });
+    await writeFile(configFile, text, { mode: 0o644 });
+    const reader = new PgBackRestRepository({ stanza: ds.stanza, configFile, ...(identity === undefined ? {} : { identity }) });
+    let info: RepositoryInfo;
+    try {
+      info = await reader.info({ timeoutMs: INFO_TIMEOUT_MS });
+    } catch (e) {
+      return fail(ds.repoPathSite, `cannot read stanza ${ds.stanza} in the repository at ${ds.repoPath}: ${describeError(e)}`);
+    }
+    if (info.sets.length === 0) return fail(ds.stanzaSite, `stanza ${ds.stanza} in the repository at ${ds.repoPath} has no backup yet`);
+    // No running source says when its newest WAL reached the repository: the archive's own end is checked at restore.
+    const why = unreachableTarget(ds.target, info, { lastArchivedAtMs: undefined, nowMs: Date.now() });
+    if (why !== undefined) return fail(ds.optionsSite, why.replace(/^--(time|lsn) /, '--target='));
+    const set = ds.setLabel === undefined ? setFor(info, ds.target) : info.sets.find((x) => x.label === ds.setLabel);
+    if (set === undefined) {
+      return fail(ds.optionsSite, ds.setLabel === undefined ? 'no backup set ends before the target' : `--set=${ds.setLabel}: no such set in stanza ${ds.stanza} (it has ${info.sets.map((x) => x.label).join(', ')})`);
+    }
+    return {
+      ok: true,
+      plan: {
+        sourceCluster: ds.stanza,
+        stanza: ds.stanza,
+        repoName: ds.repoName,
+        repoPath: ds.repoPath,
+        setLabel: set.label,
+        target: ds.target,
+        ...(ds.targetTimeline === undefined ? {} : { targetTimeline: ds.targetTimeline }),
+        ...(Object.keys(ds.options).length === 0 ? {} : { sourceOptions: ds.options }),
+      },
+    };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
 }

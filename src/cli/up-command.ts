@@ -168,7 +168,8 @@ async function upDataSource(spec: ClusterSpec, dir: string, sourceDir: string | 
     return 2;
   }
   const p = resolved.plan;
-  out(`data source: cluster ${p.sourceCluster} (${p.sourceDir}), ${p.repoName} set ${p.setLabel}, recovered to ${describeTarget(p.target)}; this cluster archives into its own repository`);
+  const from = p.sourceDir === undefined ? `stanza ${p.stanza} in the repository at ${p.repoPath}` : `cluster ${p.sourceCluster} (${p.sourceDir}), ${p.repoName}`;
+  out(`data source: ${from} set ${p.setLabel}, recovered to ${describeTarget(p.target)}; this cluster archives into its own repository`);
   return p;
 }
 
@@ -183,7 +184,8 @@ async function storedDataSource(cluster: string, p: DataSourcePlan): Promise<Sto
     setLabel: p.setLabel,
     target: p.target,
     ...(p.targetTimeline === undefined ? {} : { targetTimeline: p.targetTimeline }),
-    sourceSuperuserPassword: (await readFile(p.sourceSuperuserPasswordFile, 'utf8')).replace(/\r?\n$/, ''),
+    ...(p.sourceSuperuserPasswordFile === undefined ? {} : { sourceSuperuserPassword: (await readFile(p.sourceSuperuserPasswordFile, 'utf8')).replace(/\r?\n$/, '') }),
+    ...(p.sourceOptions === undefined ? {} : { sourceOptions: p.sourceOptions }),
   };
 }
 

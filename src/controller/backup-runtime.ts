@@ -68,16 +68,24 @@ export function memberPgBackRest(backup: RuntimeBackup, spec: BackupsSpec, m: { 
 
 /** What `warden up` resolved from spec.dataSource and the source's runtime dir (src/cli/data-source.ts). */
 export interface DataSourcePlan {
+  /** The source cluster's name (spec.dataSource.pgbackrest: its stanza), for messages. */
   readonly sourceCluster: string;
-  readonly sourceDir: string;
+  /** The source's runtime dir (postgresCluster); absent for a repository given by its path. */
+  readonly sourceDir?: string;
   readonly stanza: string;
   readonly repoName: string;
   readonly repoPath: string;
   readonly setLabel: string;
   readonly target: RestoreTarget;
   readonly targetTimeline?: number;
-  /** The source's superuser password file: copied, since the restored roles carry its password. */
-  readonly sourceSuperuserPasswordFile: string;
+  /**
+   * The source's superuser password file: copied, since the restored roles carry its password.
+   * Absent (a repository given by its path): the bootstrap sets this cluster's passwords over a
+   * private socket it trusts instead.
+   */
+  readonly sourceSuperuserPasswordFile?: string;
+  /** Other pgBackRest options of the source repository (spec.dataSource.pgbackrest.global). */
+  readonly sourceOptions?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -86,6 +94,7 @@ export interface DataSourcePlan {
  * Returns the data source file's path.
  */
 export async function prepareDataSource(dir: string, plan: DataSourcePlan, run: RunUser | undefined): Promise<string> {
+  if (plan.sourceSuperuserPasswordFile === undefined) return writeDataSourceFiles(join(dir, 'bootstrap'), plan, undefined, run);
   const superuserPasswordFile = join(dir, 'secrets', 'source-superuser.password');
   await copyFile(plan.sourceSuperuserPasswordFile, superuserPasswordFile);
   await chmod(superuserPasswordFile, 0o600);
@@ -101,13 +110,13 @@ export async function prepareDataSource(dir: string, plan: DataSourcePlan, run: 
  */
 export async function writeDataSourceFiles(
   base: string,
-  plan: Pick<DataSourcePlan, 'sourceCluster' | 'stanza' | 'repoName' | 'repoPath' | 'setLabel' | 'target' | 'targetTimeline'>,
-  superuserPasswordFile: string,
+  plan: Pick<DataSourcePlan, 'sourceCluster' | 'stanza' | 'repoName' | 'repoPath' | 'setLabel' | 'target' | 'targetTimeline' | 'sourceOptions'>,
+  superuserPasswordFile: string | undefined,
   run: RunUser | undefined,
 ): Promise<string> {
   for (const d of [base, join(base, 'lock'), join(base, 'log')]) await ownedDir(d, run);
   const configFile = join(base, 'source-pgbackrest.conf');
-  const { text } = renderPgBackRestConf({ stanza: plan.stanza, repos: [{ name: plan.repoName, path: plan.repoPath }], globalOptions: {}, lockPath: join(base, 'lock'), logPath: join(base, 'log') });
+  const { text } = renderPgBackRestConf({ stanza: plan.stanza, repos: [{ name: plan.repoName, path: plan.repoPath }], globalOptions: plan.sourceOptions ?? {}, lockPath: join(base, 'lock'), logPath: join(base, 'log') });
   await ownedFile(configFile, text, run);
   const record: DataSourceRecord = {
     sourceCluster: plan.sourceCluster,
@@ -117,7 +126,7 @@ export async function writeDataSourceFiles(
     setLabel: plan.setLabel,
     target: plan.target,
     ...(plan.targetTimeline === undefined ? {} : { targetTimeline: plan.targetTimeline }),
-    superuserPasswordFile,
+    ...(superuserPasswordFile === undefined ? {} : { superuserPasswordFile }),
   };
   const file = join(base, 'data-source.json');
   await writeFile(file, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });

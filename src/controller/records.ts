@@ -117,7 +117,10 @@ export interface AssignmentDataSource {
   readonly setLabel: string;
   readonly target: RestoreTarget;
   readonly targetTimeline?: number;
-  readonly sourceSuperuserPassword: string;
+  /** Absent for a repository given by its path (spec.dataSource.pgbackrest): its passwords are not known. */
+  readonly sourceSuperuserPassword?: string;
+  /** Other pgBackRest options of the source repository (spec.dataSource.pgbackrest.global). */
+  readonly sourceOptions?: Readonly<Record<string, string>>;
 }
 
 /** `/warden/_datasources/<cluster>`: created once, before the spec, by `warden up` for a spec with dataSource. */
@@ -291,7 +294,8 @@ const DATA_SOURCE_FIELDS = {
   setLabel: str,
   target: RESTORE_TARGET,
   targetTimeline: optional(num({ integer: true, min: 1 })),
-  sourceSuperuserPassword: str,
+  sourceSuperuserPassword: optional(str),
+  sourceOptions: optional(STRING_RECORD),
 };
 const ASSIGNMENT_DATA_SOURCE: Decoder<AssignmentDataSource> = obj(DATA_SOURCE_FIELDS);
 /** The backups part of an assignment (also kept in a member's workload.json by its node daemon). */

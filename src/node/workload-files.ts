@@ -218,7 +218,8 @@ export async function prepareWorkload(cfg: NodeConfig, a: Assignment, secrets: C
   const archive = agent.backups === undefined ? undefined : await prepareArchive(cfg, a, agent.backups, { dir, dataDir: join(dir, 'data'), pgPort, runDir }, run);
   // spec.dataSource: any member may win the bootstrap race, so each has the files to restore from.
   const ds = agent.dataSource;
-  const dataSourceFile = ds === undefined ? undefined : await writeDataSourceFiles(join(dir, 'bootstrap'), { ...ds, repoName: ds.repo }, await pw('source-superuser.password', ds.sourceSuperuserPassword), run);
+  const dataSourceFile =
+    ds === undefined ? undefined : await writeDataSourceFiles(join(dir, 'bootstrap'), { ...ds, repoName: ds.repo }, ds.sourceSuperuserPassword === undefined ? undefined : await pw('source-superuser.password', ds.sourceSuperuserPassword), run);
   const configFile = join(dir, 'agent.yaml');
   await writeFile(
     configFile,

@@ -623,7 +623,7 @@ export class LocalPostgres implements PostgresInstance {
 
   private renderHba(): string {
     const host = this.config.listen.host;
-    const hba = renderHba({ superuser: this.config.superuser.username, replication: this.config.replication.username, listenHost: host });
+    const hba = renderHba({ superuser: this.config.superuser.username, replication: this.config.replication.username, listenHost: host, ...(this.config.trustSuperuserOnSocket === true ? { socketMethod: 'trust' as const } : {}) });
     if (hba.loopbackOnlyByName) {
       this.log('warn', { host }, 'listen host is a name or a wildcard; pg_hba.conf allows loopback only');
     }
@@ -863,8 +863,7 @@ export class LocalPostgres implements PostgresInstance {
   ): Promise<T> {
     const { superuser } = this.config;
     const client = new pg.Client({
-      host: connectHost(endpoint.host),
-      port: endpoint.port,
+      ...this.connectTo(endpoint),
       user: superuser.username,
       password: superuser.password,
       database: 'postgres',
@@ -925,8 +924,7 @@ export class LocalPostgres implements PostgresInstance {
   private async openStatusClient(timeoutMs: number): Promise<void> {
     const { superuser, listen } = this.config;
     const client = new pg.Client({
-      host: connectHost(listen.host),
-      port: listen.port,
+      ...this.connectTo(listen),
       user: superuser.username,
       password: superuser.password,
       database: 'postgres',
@@ -936,6 +934,13 @@ export class LocalPostgres implements PostgresInstance {
     client.on('error', () => this.dropStatusClient());
     await client.connect();
     this.statusClient = client;
+  }
+
+  /** Where a connection to `endpoint` goes: this server's unix socket when its superuser is trusted there. */
+  private connectTo(endpoint: Endpoint): { host: string; port: number } {
+    const own = endpoint.host === this.config.listen.host && endpoint.port === this.config.listen.port;
+    if (own && this.config.trustSuperuserOnSocket === true) return { host: this.config.socketDir, port: endpoint.port };
+    return { host: connectHost(endpoint.host), port: endpoint.port };
   }
 
   private dropStatusClient(): void {

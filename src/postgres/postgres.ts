@@ -36,6 +36,12 @@ export interface PostgresInstanceConfig {
    * restoreCommand when streaming cannot serve it. Absent: archiving stays as the parameters say.
    */
   readonly archive?: ArchiveCommands;
+  /**
+   * A private postmaster whose roles are not this cluster's yet (a bootstrap from a repository
+   * whose passwords are not known): the superuser is trusted on the unix socket, whose directory
+   * only PostgreSQL's user (and root) can enter, and every connection to this server goes there.
+   */
+  readonly trustSuperuserOnSocket?: boolean;
 }
 
 /** PostgreSQL's archive_command and restore_command for a backup engine's WAL archive. */

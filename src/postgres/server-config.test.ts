@@ -312,6 +312,12 @@ describe('pg_hba.conf', () => {
     ]);
   });
 
+  it('trusts the superuser on the socket only for a private postmaster that asks for it (TCP stays scram-sha-256)', () => {
+    const lines = renderHba({ superuser: 'postgres', replication: 'replicator', listenHost: '127.0.0.1', socketMethod: 'trust' }).text.trimEnd().split('\n').slice(2);
+    assert.deepEqual(lines.slice(0, 2), ['local   all          postgres  trust', 'local   replication  postgres  trust']);
+    assert.ok(lines.slice(2).every((l) => l.endsWith('scram-sha-256')));
+  });
+
   const warningCases: { host: string; warns: boolean }[] = [
     { host: 'db.example', warns: true },
     { host: '0.0.0.0', warns: true },

@@ -237,12 +237,14 @@ export function hbaNetworks(host: string): string[] {
  * `loopbackOnlyByName` is true when the listen host is a name or a wildcard, so that no network
  * beyond loopback could be derived from it (the caller says so in its log).
  */
-export function renderHba(p: { superuser: string; replication: string; listenHost: string }): { text: string; loopbackOnlyByName: boolean } {
+export function renderHba(p: { superuser: string; replication: string; listenHost: string; socketMethod?: 'peer' | 'trust' }): { text: string; loopbackOnlyByName: boolean } {
+  // trust: a private postmaster only (PostgresInstanceConfig.trustSuperuserOnSocket), its socket directory 0700.
+  const method = p.socketMethod ?? 'peer';
   const lines = [
     '# Written by Warden (configure()); edits are overwritten.',
     '# TYPE  DATABASE     USER  ADDRESS  METHOD',
-    `local   all          ${p.superuser}  peer`,
-    `local   replication  ${p.superuser}  peer`,
+    `local   all          ${p.superuser}  ${method}`,
+    `local   replication  ${p.superuser}  ${method}`,
   ];
   const host = p.listenHost;
   for (const net of hbaNetworks(host)) {

@@ -25,10 +25,11 @@ describe('spec.dataSource', () => {
 `), 'clone.yaml');
     assert.ok(r.ok, r.ok ? '' : r.errors.map(formatSpecError).join('\n'));
     const ds = r.spec.dataSource;
-    assert.equal(ds?.clusterName, 'demo');
+    assert.ok(ds?.kind === 'cluster');
+    assert.equal(ds.clusterName, 'demo');
     assert.equal(ds?.repoName, 'repo1');
     assert.deepEqual(ds?.target, { kind: 'time', time: '2026-12-02 10:00:00+00', exclusive: true });
-    assert.deepEqual([ds?.clusterNameSite.line, ds?.clusterNameSite.col, ds?.clusterNameSite.field], [9, 7, 'spec.dataSource.postgresCluster.clusterName']);
+    assert.deepEqual([ds.clusterNameSite.line, ds.clusterNameSite.col, ds.clusterNameSite.field], [9, 7, 'spec.dataSource.postgresCluster.clusterName']);
     assert.ok(!r.notices.some((n) => n.field.startsWith('spec.dataSource')), 'no longer a not-applied notice');
   });
 
@@ -66,10 +67,48 @@ describe('spec.dataSource', () => {
     assert.match(errorsOf(spec('    postgresCluster: { clusterName: demo, repoName: repo1 }\n    ivoryCluster: { clusterName: demo, repoName: repo1 }\n')).join('\n'), /give one source/);
   });
 
-  it("keeps Crunchy's pgbackrest source as a notice (not applied)", () => {
-    const r = parseClusterSpec(spec('    pgbackrest: { stanza: db, repo: { name: repo1 } }\n'), 'clone.yaml');
-    assert.ok(r.ok);
-    assert.equal(r.spec.dataSource, undefined);
-    assert.ok(r.notices.some((n) => n.field === 'spec.dataSource.pgbackrest'));
+  it("reads Crunchy's pgbackrest source: stanza, the repository's path from global, its other options, the target", () => {
+    const r = parseClusterSpec(spec(`    pgbackrest:
+      stanza: db
+      configuration: [{ secret: { name: pgo-creds } }]
+      global:
+        repo1-path: /var/lib/pgbackrest
+        repo1-cipher-type: aes-256-cbc
+        repo1-cipher-pass: "s3cr3t"
+        compress-level: 3
+      repo:
+        name: repo1
+        volume: { volumeClaimSpec: {} }
+      options: ["--type=lsn", "--target=0/3000000"]
+`), 'clone.yaml');
+    assert.ok(r.ok, r.ok ? '' : r.errors.map(formatSpecError).join('\n'));
+    const ds = r.spec.dataSource;
+    assert.ok(ds?.kind === 'repository');
+    assert.equal(ds.stanza, 'db');
+    assert.equal(ds.repoName, 'repo1');
+    assert.equal(ds.repoPath, '/var/lib/pgbackrest');
+    assert.deepEqual(ds.options, { 'repo1-cipher-type': 'aes-256-cbc', 'repo1-cipher-pass': 's3cr3t', 'compress-level': '3' });
+    assert.deepEqual(ds.target, { kind: 'lsn', lsn: '0/3000000', exclusive: false });
+    assert.deepEqual([ds.stanzaSite.line, ds.stanzaSite.field], [9, 'spec.dataSource.pgbackrest.stanza']);
+    assert.ok(r.notices.some((n) => n.field === 'spec.dataSource.pgbackrest.configuration'), 'configuration is a not-applied notice');
+  });
+
+  it('refuses a pgbackrest source without its repository path, with a relative one, a cloud repository, another repository\'s or Warden\'s options', () => {
+    const cases: ReadonlyArray<readonly [string, RegExp]> = [
+      ['{ stanza: db, repo: { name: repo1 } }', /spec\.dataSource\.pgbackrest\.global\.repo1-path: required: where repository repo1 is/],
+      ['{ stanza: db, global: { repo1-path: backups }, repo: { name: repo1 } }', /spec\.dataSource\.pgbackrest\.global\.repo1-path: must be an absolute path/],
+      ['{ stanza: db, global: { repo1-path: /r }, repo: { name: repo1, s3: { bucket: b } } }', /spec\.dataSource\.pgbackrest\.repo\.s3: not supported here: only a posix repository/],
+      ['{ stanza: db, global: { repo1-path: /r, repo2-path: /q }, repo: { name: repo1 } }', /global\.repo2-path: an option of another repository than repo1/],
+      ['{ stanza: db, global: { repo1-path: /r, lock-path: /tmp }, repo: { name: repo1 } }', /global\.lock-path: Warden sets this option itself/],
+      ['{ stanza: Db_1, global: { repo1-path: /r }, repo: { name: repo1 } }', /spec\.dataSource\.pgbackrest\.stanza: not a stanza name/],
+      ['{ global: { repo1-path: /r }, repo: { name: repo1 } }', /spec\.dataSource\.pgbackrest\.stanza: required/],
+      ['{ stanza: db, global: { repo1-path: /r } }', /spec\.dataSource\.pgbackrest\.repo: required/],
+      ['{ stanza: db, global: { repo1-path: /r }, repo: { name: repo1 }, options: [--target-action=promote] }', /--target-action is set by Warden/],
+    ];
+    for (const [source, re] of cases) {
+      const errors = errorsOf(spec(`    pgbackrest: ${source}\n`));
+      assert.ok(errors.some((e) => re.test(e)), `${source}: ${errors.join('\n')}`);
+    }
+    assert.match(errorsOf(spec('    pgbackrest: { stanza: db, global: { repo1-path: /r }, repo: { name: repo1 } }\n    postgresCluster: { clusterName: demo, repoName: repo1 }\n')).join('\n'), /give one source/);
   });
 });

@@ -14,7 +14,7 @@ export {
 } from './cluster-spec.js';
 export type { ClusterKind, ClusterMember, ClusterSpec, ParseClusterSpecResult } from './cluster-spec.js';
 export type { BackupRepoSpec, BackupsSpec } from './backups-reader.js';
-export type { DataSourceSpec } from './data-source-reader.js';
+export { dataSourceSite, type ClusterDataSourceSpec, type DataSourceSpec, type RepositoryDataSourceSpec } from './data-source-reader.js';
 export {
   AGENT_CONFIG_ENV,
   AGENT_CONFIG_TABLE,

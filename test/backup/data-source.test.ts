@@ -242,4 +242,53 @@ describe('spec.dataSource: a new cluster from another cluster\'s backups (real p
     const got = String((await sql(rt, l.host, l.port, ROWS_SQL)).rows[0]?.['ids']);
     assert.equal(got, rows.filter((x) => micros(x.ts) <= micros(t)).map((x) => x.id).join(','));
   });
+
+  /** A clone spec whose source is spec.dataSource.pgbackrest: `source` is its body. */
+  const repositorySpec = (name: string, source: string): string =>
+    cloneSpec('').replace('name: clone', `name: ${name}`).replace('  dataSource:\n    postgresCluster:\n', `  dataSource:\n    pgbackrest:\n${source}`);
+
+  it('refuses a pgbackrest source with no repository at its path, an unknown stanza, or --source-dir (exit 2 at the field, nothing made)', async () => {
+    const repoPath = (await readLayout(src))?.backup?.repos[0]?.path ?? '';
+    const gone = join(dir, 'gone.yaml');
+    await writeFile(gone, repositorySpec('clone', `      stanza: dsrc\n      global: { repo1-path: ${join(dir, 'nowhere')} }\n      repo: { name: repo1 }\n`));
+    await refused(gone, /gone\.yaml:\d+:\d+: spec\.dataSource\.pgbackrest\.global\.repo1-path: no repository at /, []);
+    const other = join(dir, 'stanza.yaml');
+    await writeFile(other, repositorySpec('clone', `      stanza: other\n      global: { repo1-path: ${repoPath} }\n      repo: { name: repo1 }\n`));
+    await refused(other, /stanza\.yaml:\d+:\d+: spec\.dataSource\.pgbackrest\.stanza: no stanza other in the repository at /, []);
+    await refused(other, /spec\.dataSource\.pgbackrest\.stanza: --source-dir names a Warden runtime/);
+  });
+
+  it('clones from a repository given by its path (spec.dataSource.pgbackrest), the source stopped and its passwords unknown: the rows at T, its own passwords, a replica streaming', async () => {
+    const t = rows[19]?.ts ?? '';
+    const repoPath = (await readLayout(src))?.backup?.repos[0]?.path ?? '';
+    // The source no longer runs: only its repository is read.
+    const down = await runWarden(['down', '--dir', src], { timeoutMs: 180_000 });
+    assert.equal(down.code, 0, `${down.stdout}\n${down.stderr}`);
+    const file = join(dir, 'fromrepo.yaml');
+    await writeFile(file, repositorySpec('rclone', `      stanza: dsrc\n      global: { repo1-path: ${repoPath} }\n      repo: { name: repo1, volume: {} }\n      options: ["--type=time", "--target=${t}"]\n`));
+    const rt = join(dir, 'repo-clone');
+    started.push(rt);
+    const up = await runWarden(['up', '-f', file, '--dir', rt], { timeoutMs: 300_000 });
+    assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
+    assert.match(up.stdout, new RegExp(`data source: stanza dsrc in the repository at ${repoPath} set \\S+, recovered to`));
+    const l = await eventually(async () => {
+      const x = await listCluster(rt);
+      return x.members.length === 2 && x.members.some((m) => m.role === 'leader' && m.state === 'running') && x.members.some((m) => m.state === 'streaming') ? x : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 1_000, what: 'rclone: a leader and a streaming replica' });
+    const leader = l.members.find((m) => m.role === 'leader');
+    assert.ok(leader !== undefined);
+    // Reached with rclone's own superuser password (sql() reads it from rclone's dir): set by the bootstrap.
+    const got = String((await sql(rt, leader.host, leader.port, ROWS_SQL)).rows[0]?.['ids']);
+    assert.equal(got, rows.filter((x) => micros(x.ts) <= micros(t)).map((x) => x.id).join(','));
+    const srcPassword = (await readFile(join(src, 'secrets', 'superuser.password'), 'utf8')).trim();
+    const own = (await readFile(join(rt, 'secrets', 'superuser.password'), 'utf8')).trim();
+    assert.notEqual(own, srcPassword, 'the clone has passwords of its own');
+    // No password-less way in was left behind: the member's pg_hba.conf is Warden's usual one.
+    const state = await readStateFile(rt);
+    const leaderDir = state?.members.find((m) => m.name === leader.name)?.dir;
+    assert.ok(leaderDir !== undefined);
+    const hba = await readFile(join(leaderDir, 'data', 'pg_hba.conf'), 'utf8');
+    assert.doesNotMatch(hba, /trust/);
+    assert.match(hba, /^local\s+all\s+postgres\s+peer$/m);
+  });
 });
