@@ -16,7 +16,8 @@ import { listCluster, sql } from '../support/cluster.js';
 // exactly the rows committed at or before T, runs a streaming replica, archives into a repository
 // of its own under its own stanza, and the source's repository gets nothing from it (no WAL and
 // no history file of the clone's timeline, the same sets). Bad input: exit 2 at the spec's field,
-// no runtime dir made.
+// no runtime dir made. Then Crunchy's spec.dataSource.pgbackrest: the same repository given by its
+// path, the source stopped and its passwords unknown to the clone.
 
 const SOURCE_SPEC = `apiVersion: warden.dev/v1
 kind: Cluster
@@ -249,13 +250,20 @@ describe('spec.dataSource: a new cluster from another cluster\'s backups (real p
 
   it('refuses a pgbackrest source with no repository at its path, an unknown stanza, or --source-dir (exit 2 at the field, nothing made)', async () => {
     const repoPath = (await readLayout(src))?.backup?.repos[0]?.path ?? '';
+    const target = join(dir, 'refused-clone');
+    const refusedUp = async (file: string, re: RegExp, extra: readonly string[] = []): Promise<void> => {
+      const r = await runWarden(['up', '-f', file, '--dir', target, ...extra], { timeoutMs: 120_000 });
+      assert.equal(r.code, 2, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stderr, re);
+      assert.ok(!existsSync(target), `${target} was not made`);
+    };
     const gone = join(dir, 'gone.yaml');
-    await writeFile(gone, repositorySpec('clone', `      stanza: dsrc\n      global: { repo1-path: ${join(dir, 'nowhere')} }\n      repo: { name: repo1 }\n`));
-    await refused(gone, /gone\.yaml:\d+:\d+: spec\.dataSource\.pgbackrest\.global\.repo1-path: no repository at /, []);
+    await writeFile(gone, repositorySpec('rgone', `      stanza: dsrc\n      global: { repo1-path: ${join(dir, 'nowhere')} }\n      repo: { name: repo1 }\n`));
+    await refusedUp(gone, /gone\.yaml:\d+:\d+: spec\.dataSource\.pgbackrest\.global\.repo1-path: no repository at /);
     const other = join(dir, 'stanza.yaml');
-    await writeFile(other, repositorySpec('clone', `      stanza: other\n      global: { repo1-path: ${repoPath} }\n      repo: { name: repo1 }\n`));
-    await refused(other, /stanza\.yaml:\d+:\d+: spec\.dataSource\.pgbackrest\.stanza: no stanza other in the repository at /, []);
-    await refused(other, /spec\.dataSource\.pgbackrest\.stanza: --source-dir names a Warden runtime/);
+    await writeFile(other, repositorySpec('rother', `      stanza: other\n      global: { repo1-path: ${repoPath} }\n      repo: { name: repo1 }\n`));
+    await refusedUp(other, /stanza\.yaml:\d+:\d+: spec\.dataSource\.pgbackrest\.stanza: no stanza other in the repository at /);
+    await refusedUp(other, /spec\.dataSource\.pgbackrest\.stanza: --source-dir names a Warden runtime/, ['--source-dir', src]);
   });
 
   it('clones from a repository given by its path (spec.dataSource.pgbackrest), the source stopped and its passwords unknown: the rows at T, its own passwords, a replica streaming', async () => {
