@@ -17,6 +17,8 @@ import { readLayout } from '../controller/runtime-layout.js';
 import { dataSourceSite, formatSpecError, loadClusterSpec, noticesForController, parseClusterSpec, type ClusterSpec } from '../spec/index.js';
 import { readEtcdFiles } from './etcd-files.js';
 import { etcdOptionsFromEnv } from './target.js';
+import { resolveDataSource, storedDataSource } from './data-source.js';
+import { describeTarget } from './recover-to-target.js';
 
 // `warden apply`, `get`, `delete cluster` and `node cordon|uncordon|drain`: they read and write the
 // control plane's keys in etcd (docs/architecture.md, "DCS keys"), never a node's files.
@@ -107,10 +109,24 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
   const client = await controlClient(o);
   try {
     const snap = await readControl(client);
+    let dataSource = o.dataSource;
+    // A repository given by its path needs no runtime dir: resolved here (it must be readable from
+    // this machine as from the nodes), for a cluster applied for the first time.
+    if (spec.dataSource?.kind === 'repository' && dataSource === undefined && !snap.dataSources.has(spec.name) && !snap.specs.has(spec.name)) {
+      const resolved = await resolveDataSource({ ...spec, dataSource: spec.dataSource }, { dir: resolve('.'), sourceDir: undefined });
+      if (!resolved.ok) {
+        for (const e of resolved.errors) err(formatSpecError(e));
+        err('nothing was changed');
+        return 2;
+      }
+      const p = resolved.plan;
+      out(`data source: stanza ${p.stanza} in the repository at ${p.repoPath} set ${p.setLabel}, recovered to ${describeTarget(p.target)}; this cluster archives into its own repository`);
+      dataSource = await storedDataSource(spec.name, p);
+    }
     // The members bootstrap from spec.dataSource only with what `warden up --source-dir` resolved
     // and stored (/warden/_datasources/<cluster>): a spec that asks for another cluster's data must
     // not quietly get an empty cluster instead.
-    if (spec.dataSource !== undefined && o.dataSource === undefined && !snap.dataSources.has(spec.name)) {
+    if (spec.dataSource !== undefined && dataSource === undefined && !snap.dataSources.has(spec.name)) {
       err(formatSpecError({ ...dataSourceSite(spec.dataSource), message: spec.dataSource.kind === 'cluster' ? 'a new cluster from another cluster\'s backups is made by `warden up -f FILE --source-dir DIR` (it resolves the source\'s repository and backup set); `warden apply` only re-applies such a cluster' : 'a new cluster from a repository\'s backups is made by `warden up -f FILE` (it resolves the stanza\'s backup set); `warden apply` only re-applies such a cluster' }));
       err('nothing was changed');
       return 2;
@@ -137,7 +153,7 @@ export async function runApply(o: EtcdOptions & { file: string; wait: boolean; t
       // Before the spec: a controller that sees the spec sees its data source in the same snapshot.
       // Put, not create: what this `warden up` resolved replaces one left by an earlier run that
       // stopped before storing its spec.
-      if (o.dataSource !== undefined && stored === undefined) await client.put(dataSourceKey(spec.name), JSON.stringify(o.dataSource));
+      if (dataSource !== undefined && stored === undefined) await client.put(dataSourceKey(spec.name), JSON.stringify(dataSource));
       const record: StoredSpec = { cluster: spec.name, generation, text, file: resolve(o.file), uid: stored?.uid ?? randomBytes(8).toString('hex'), appliedAtMs: Date.now() };
       const ok = stored === undefined ? await client.create(specKey(spec.name), JSON.stringify(record)) : await client.compareAndSwap(specKey(spec.name), JSON.stringify(record), stored.modRevision);
       if (!ok) throw new WardenError('conflict', `the stored spec of ${spec.name} changed while this apply ran; nothing was stored — apply again`);

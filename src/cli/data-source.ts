@@ -3,11 +3,12 @@
 // the cluster, the repository, a backup that ends before the target. Any fault is a spec error at
 // the field that names it (exit 2), and no runtime dir is made.
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PgBackRestRepository, renderPgBackRestConf, unreachableTarget, type RepositoryInfo } from '../backup/index.js';
 import type { DataSourcePlan } from '../controller/backup-runtime.js';
+import type { StoredDataSource } from '../controller/records.js';
 import { lookupRunUser, readLayout, type RuntimeLayout } from '../controller/runtime-layout.js';
 import { describeError } from '../core/errors.js';
 import type { ClusterSpec, DataSourceSpec, RepositoryDataSourceSpec, SpecError, SpecSite } from '../spec/index.js';
@@ -134,4 +135,20 @@ async function resolveRepositorySource(ds: RepositoryDataSourceSpec, sourceDir: 
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/** The record of `/warden/_datasources/<cluster>` for a resolved data source: its source's superuser password read from its file. */
+export async function storedDataSource(cluster: string, p: DataSourcePlan): Promise<StoredDataSource> {
+  return {
+    cluster,
+    sourceCluster: p.sourceCluster,
+    stanza: p.stanza,
+    repo: p.repoName,
+    repoPath: p.repoPath,
+    setLabel: p.setLabel,
+    target: p.target,
+    ...(p.targetTimeline === undefined ? {} : { targetTimeline: p.targetTimeline }),
+    ...(p.sourceSuperuserPasswordFile === undefined ? {} : { sourceSuperuserPassword: (await readFile(p.sourceSuperuserPasswordFile, 'utf8')).replace(/\r?\n$/, '') }),
+    ...(p.sourceOptions === undefined ? {} : { sourceOptions: p.sourceOptions }),
+  };
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { eventually } from '../core/deadline.js';
 import { defaultLocalNodes, DEFAULT_LOCAL_NODES, ensureNodesNetwork, MAX_LOCAL_NODES, prepareNodesRuntime, localSecrets, type LocalNodeSpec } from '../controller/local-nodes.js';
@@ -9,14 +9,13 @@ import pc from 'picocolors';
 import { describeError, WardenError } from '../core/errors.js';
 import { isProcessAlive } from '../core/process-info.js';
 import { readLayout } from '../controller/runtime-layout.js';
-import type { StoredDataSource } from '../controller/records.js';
 import { findOrphans, stopOrphans } from '../controller/orphans.js';
 import { prepareRuntimeDir, runningSupervisor, startSupervisor } from '../controller/local-up.js';
 import { etcdClientFromState, readStateFile } from '../controller/state-file.js';
 import { defaultClusterSpec, formatSpecError, loadClusterSpec, noticesForController, type ClusterSpec, type SpecError } from '../spec/index.js';
 import { setUpStanza } from './backup-commands.js';
 import type { DataSourcePlan } from '../controller/backup-runtime.js';
-import { resolveDataSource } from './data-source.js';
+import { resolveDataSource, storedDataSource } from './data-source.js';
 import { describeTarget } from './recover-to-target.js';
 import { listFromView, renderList } from './list.js';
 import { routerReport } from './router-commands.js';
@@ -171,22 +170,6 @@ async function upDataSource(spec: ClusterSpec, dir: string, sourceDir: string | 
   const from = p.sourceDir === undefined ? `stanza ${p.stanza} in the repository at ${p.repoPath}` : `cluster ${p.sourceCluster} (${p.sourceDir}), ${p.repoName}`;
   out(`data source: ${from} set ${p.setLabel}, recovered to ${describeTarget(p.target)}; this cluster archives into its own repository`);
   return p;
-}
-
-/** The record of `/warden/_datasources/<cluster>` for a resolved data source: its source's superuser password read from its file. */
-async function storedDataSource(cluster: string, p: DataSourcePlan): Promise<StoredDataSource> {
-  return {
-    cluster,
-    sourceCluster: p.sourceCluster,
-    stanza: p.stanza,
-    repo: p.repoName,
-    repoPath: p.repoPath,
-    setLabel: p.setLabel,
-    target: p.target,
-    ...(p.targetTimeline === undefined ? {} : { targetTimeline: p.targetTimeline }),
-    ...(p.sourceSuperuserPasswordFile === undefined ? {} : { sourceSuperuserPassword: (await readFile(p.sourceSuperuserPasswordFile, 'utf8')).replace(/\r?\n$/, '') }),
-    ...(p.sourceOptions === undefined ? {} : { sourceOptions: p.sourceOptions }),
-  };
 }
 
 /**

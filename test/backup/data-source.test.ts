@@ -299,4 +299,27 @@ describe('spec.dataSource: a new cluster from another cluster\'s backups (real p
     assert.doesNotMatch(hba, /trust/);
     assert.match(hba, /^local\s+all\s+postgres\s+peer$/m);
   });
+
+  it('warden apply makes a cluster from the repository too (no runtime dir to resolve it from): onto the nodes of the last clone', async () => {
+    const t = rows[24]?.ts ?? '';
+    const repoPath = (await readLayout(src))?.backup?.repos[0]?.path ?? '';
+    const file = join(dir, 'applied.yaml');
+    await writeFile(file, repositorySpec('aclone', `      stanza: dsrc\n      global: { repo1-path: ${repoPath} }\n      repo: { name: repo1 }\n      options: ["--type=time", "--target=${t}"]\n`));
+    const rt = join(dir, 'repo-clone');
+    const a = await runWarden(['apply', '-f', file, '--dir', rt, '--wait', '--timeout', '240'], { timeoutMs: 270_000 });
+    assert.equal(a.code, 0, `${a.stdout}\n${a.stderr}`);
+    assert.match(a.stdout, /data source: stanza dsrc in the repository at /);
+    const l = await eventually(async () => {
+      const r = await runWarden(['list', '--dir', rt, '--cluster', 'aclone', '--format', 'json'], { timeoutMs: 30_000 });
+      if (r.code !== 0) return undefined;
+      const x = JSON.parse(r.stdout) as { members: { name: string; role: string; state: string; host: string; port: number }[] };
+      return x.members.some((m) => m.role === 'leader' && m.state === 'running') ? x : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 1_000, what: 'aclone leading' });
+    const leader = l.members.find((m) => m.role === 'leader');
+    assert.ok(leader !== undefined);
+    // `apply --dir` gives a new cluster the dir's passwords: sql() reads them from there.
+    const got = String((await sql(rt, leader.host, leader.port, ROWS_SQL)).rows[0]?.['ids']);
+    assert.equal(got, rows.filter((x) => micros(x.ts) <= micros(t)).map((x) => x.id).join(','));
+  });
 });
+
