@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { archiveCommand, isWardenOwnedOption, renderPgBackRestConf, restoreCommand, type PgBackRestConfInput } from './pgbackrest-config.js';
+import { archiveCommand, describeRepo, isWardenOwnedOption, renderPgBackRestConf, repoConf, restoreCommand, type PgBackRestConfInput } from './pgbackrest-config.js';
 
 const REPOSITORY: PgBackRestConfInput = {
   stanza: 'demo',
@@ -18,6 +18,21 @@ const MEMBER: PgBackRestConfInput = {
 };
 
 describe('pgbackrest.conf', () => {
+  it('gives a cloud repository its type, bucket options and a prefix of its cluster inside the bucket, beside a posix one', () => {
+    const s3 = repoConf('demo', { name: 'repo2', cloud: { type: 's3', bucket: 'bk', endpoint: '127.0.0.1', region: 'us-east-1' } }, '/unused');
+    const azure = repoConf('demo', { name: 'repo3', cloud: { type: 'azure', container: 'ct' } }, '/unused');
+    const { text, ignored } = renderPgBackRestConf({ ...REPOSITORY, repos: [...REPOSITORY.repos, s3, azure], globalOptions: { 'repo2-s3-key': 'K', 'repo2-type': 'posix' } });
+    assert.deepEqual(ignored, ['repo2-type']);
+    const lines = text.split('\n');
+    for (const l of ['repo1-path=/var/tmp/w/backup/repo1', 'repo2-path=/warden/demo/repo2', 'repo2-type=s3', 'repo2-s3-bucket=bk', 'repo2-s3-endpoint=127.0.0.1', 'repo2-s3-region=us-east-1', 'repo2-s3-key=K', 'repo3-type=azure', 'repo3-azure-container=ct', 'repo3-path=/warden/demo/repo3']) {
+      assert.ok(lines.includes(l), `${l} in\n${text}`);
+    }
+    assert.ok(!lines.some((l) => l.startsWith('repo1-type')), text);
+    assert.equal(describeRepo(s3), 's3://bk/warden/demo/repo2 (127.0.0.1)');
+    assert.equal(describeRepo(azure), 'azure://ct/warden/demo/repo3');
+    assert.equal(describeRepo(REPOSITORY.repos[0] ?? assert.fail()), '/var/tmp/w/backup/repo1');
+  });
+
   it('gives the repository its path, lock and log paths and Warden defaults, and no servers', () => {
     const { text, ignored } = renderPgBackRestConf(REPOSITORY);
     assert.deepEqual(ignored, []);
@@ -74,8 +89,8 @@ describe('pgbackrest.conf', () => {
   }
 
   it('keeps a value with a line break on one line, so it cannot add an option', () => {
-    const { text } = renderPgBackRestConf({ ...REPOSITORY, globalOptions: { 'repo1-s3-bucket': 'b\nrepo1-path=/tmp/x' } });
-    assert.match(text, /^repo1-s3-bucket=b repo1-path=\/tmp\/x$/m);
+    const { text } = renderPgBackRestConf({ ...REPOSITORY, globalOptions: { 'repo1-s3-uri-style': 'b\nrepo1-path=/tmp/x' } });
+    assert.match(text, /^repo1-s3-uri-style=b repo1-path=\/tmp\/x$/m);
     assert.match(text, /^repo1-path=\/var\/tmp\/w\/backup\/repo1$/m);
   });
 });

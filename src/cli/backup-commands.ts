@@ -27,6 +27,7 @@ import {
   unreachableTarget,
   type SlotRecord,
   decodeSlotRecord,
+  describeRepo,
 } from '../backup/index.js';
 import { decode, decodeJson, list, num, obj, oneOf, port, str } from '../core/decode.js';
 import { describeError, WardenError } from '../core/errors.js';
@@ -198,7 +199,7 @@ export async function setUpStanza(dirArg: string, leader: string, out: (s: strin
   }
   // check forces a WAL switch and waits for that segment in the repository: archiving works end to end.
   await rt.repo.check(primary, { timeoutMs: 180_000 });
-  out(`backups: stanza ${rt.backup.stanza} ready; WAL is archived to ${rt.backup.repos.map((r) => r.path).join(', ')}`);
+  out(`backups: stanza ${rt.backup.stanza} ready; WAL is archived to ${rt.backup.repos.map(describeRepo).join(', ')}`);
   await publishSchedules(rt);
   for (const s of rt.backup.schedules ?? []) out(`backups: ${s.type} backup into ${s.repo} at "${s.cron}" (UTC), run by the leader's agent`);
 }

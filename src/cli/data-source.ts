@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { PgBackRestRepository, renderPgBackRestConf, unreachableTarget, type RepositoryInfo } from '../backup/index.js';
+import { isWardenOwnedOption, PgBackRestRepository, renderPgBackRestConf, unreachableTarget, type RepositoryInfo } from '../backup/index.js';
 import type { DataSourcePlan } from '../controller/backup-runtime.js';
 import type { StoredDataSource } from '../controller/records.js';
 import { lookupRunUser, readLayout, type RuntimeLayout } from '../controller/runtime-layout.js';
@@ -76,6 +76,8 @@ export async function resolveDataSource(
       target: ds.target,
       ...(ds.targetTimeline === undefined ? {} : { targetTimeline: ds.targetTimeline }),
       sourceSuperuserPasswordFile: passwordFile,
+      // A cloud repository: its storage, and the options of the source's config that concern it (credentials, uri style, CA file).
+      ...(repo.cloud === undefined ? {} : { repoCloud: repo.cloud, sourceOptions: repoOptionsOf(await readFile(backup.configFile, 'utf8'), repo.name) }),
     },
   };
 }
@@ -137,6 +139,27 @@ async function resolveRepositorySource(ds: RepositoryDataSourceSpec, sourceDir: 
   }
 }
 
+/**
+ * The options of pgbackrest.conf's [global] section that belong to repository `repo` (`repo2-…`),
+ * except those Warden sets from the repository's spec (path, type, bucket): what a clone's config
+ * needs to reach the source's cloud repository.
+ */
+export function repoOptionsOf(confText: string, repo: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let inGlobal = false;
+  for (const line of confText.split('\n')) {
+    const section = /^\s*\[([^\]]+)\]\s*$/.exec(line);
+    if (section !== null) {
+      inGlobal = section[1] === 'global';
+      continue;
+    }
+    const m = /^\s*([a-z0-9-]+)=(.*)$/.exec(line);
+    if (!inGlobal || m?.[1] === undefined || m[2] === undefined || !m[1].startsWith(`${repo}-`) || isWardenOwnedOption(m[1])) continue;
+    out[m[1]] = m[2];
+  }
+  return out;
+}
+
 /** The record of `/warden/_datasources/<cluster>` for a resolved data source: its source's superuser password read from its file. */
 export async function storedDataSource(cluster: string, p: DataSourcePlan): Promise<StoredDataSource> {
   return {
@@ -145,6 +168,7 @@ export async function storedDataSource(cluster: string, p: DataSourcePlan): Prom
     stanza: p.stanza,
     repo: p.repoName,
     repoPath: p.repoPath,
+    ...(p.repoCloud === undefined ? {} : { repoCloud: p.repoCloud }),
     setLabel: p.setLabel,
     target: p.target,
     ...(p.targetTimeline === undefined ? {} : { targetTimeline: p.targetTimeline }),

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { chmod, chown, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renderPgBackRestConf, type DataSourceRecord, type RestoreTarget } from '../backup/index.js';
+import { renderPgBackRestConf, repoConf, type CloudStorage, type DataSourceRecord, type RestoreTarget } from '../backup/index.js';
 import { WardenError } from '../core/errors.js';
 import type { BackupsSpec } from '../spec/index.js';
 import type { RunUser, RuntimeBackup, RuntimeMemberPgBackRest } from './runtime-layout.js';
@@ -25,7 +25,8 @@ async function ownedFile(path: string, text: string, run: RunUser | undefined): 
 }
 
 /**
- * DIR/backup for a new runtime dir: one posix repository per volume repo (DIR/backup/<name>), the
+ * DIR/backup for a new runtime dir: one posix repository per volume repo (DIR/backup/<name>; a cloud
+ * repository is its bucket at /warden/<cluster>/<name>), the
  * lock and log dirs of the repository's own commands (backup, expire, info, restore), and their
  * pgbackrest.conf. A `--nodes` runtime keeps them in DIR/backup/<cluster> (`backupDir`), the place
  * its node daemons put that cluster's repositories (src/node/workload-files.ts, repoPathOf).
@@ -38,10 +39,10 @@ export async function prepareBackup(dir: string, stanza: string, spec: BackupsSp
     configFile: join(backupDir, 'pgbackrest.conf'),
     lockPath: join(backupDir, 'lock'),
     logPath: join(backupDir, 'log'),
-    repos: spec.repos.map((r) => ({ name: r.name, path: join(backupDir, r.name) })),
+    repos: spec.repos.map((r) => repoConf(stanza, r, join(backupDir, r.name))),
     ...(spec.repos.some((r) => r.schedules.length > 0) ? { schedules: spec.repos.flatMap((r) => r.schedules.map((s) => ({ repo: r.name, type: s.type, cron: s.cron }))) } : {}),
   };
-  for (const d of [backupDir, backup.lockPath, backup.logPath, ...backup.repos.map((r) => r.path)]) await ownedDir(d, run);
+  for (const d of [backupDir, backup.lockPath, backup.logPath, ...backup.repos.filter((r) => r.cloud === undefined).map((r) => r.path)]) await ownedDir(d, run);
   const { text } = renderPgBackRestConf({ stanza, repos: backup.repos, globalOptions: spec.global, lockPath: backup.lockPath, logPath: backup.logPath });
   await ownedFile(backup.configFile, text, run);
   return backup;
@@ -75,6 +76,8 @@ export interface DataSourcePlan {
   readonly stanza: string;
   readonly repoName: string;
   readonly repoPath: string;
+  /** The source repository's storage when it is a cloud one (its credentials then in `sourceOptions`). */
+  readonly repoCloud?: CloudStorage;
   readonly setLabel: string;
   readonly target: RestoreTarget;
   readonly targetTimeline?: number;
@@ -110,13 +113,13 @@ export async function prepareDataSource(dir: string, plan: DataSourcePlan, run: 
  */
 export async function writeDataSourceFiles(
   base: string,
-  plan: Pick<DataSourcePlan, 'sourceCluster' | 'stanza' | 'repoName' | 'repoPath' | 'setLabel' | 'target' | 'targetTimeline' | 'sourceOptions'>,
+  plan: Pick<DataSourcePlan, 'sourceCluster' | 'stanza' | 'repoName' | 'repoPath' | 'repoCloud' | 'setLabel' | 'target' | 'targetTimeline' | 'sourceOptions'>,
   superuserPasswordFile: string | undefined,
   run: RunUser | undefined,
 ): Promise<string> {
   for (const d of [base, join(base, 'lock'), join(base, 'log')]) await ownedDir(d, run);
   const configFile = join(base, 'source-pgbackrest.conf');
-  const { text } = renderPgBackRestConf({ stanza: plan.stanza, repos: [{ name: plan.repoName, path: plan.repoPath }], globalOptions: plan.sourceOptions ?? {}, lockPath: join(base, 'lock'), logPath: join(base, 'log') });
+  const { text } = renderPgBackRestConf({ stanza: plan.stanza, repos: [{ name: plan.repoName, path: plan.repoPath, ...(plan.repoCloud === undefined ? {} : { cloud: plan.repoCloud }) }], globalOptions: plan.sourceOptions ?? {}, lockPath: join(base, 'lock'), logPath: join(base, 'log') });
   await ownedFile(configFile, text, run);
   const record: DataSourceRecord = {
     sourceCluster: plan.sourceCluster,

@@ -141,7 +141,9 @@ export function routerName(cluster: string, index: number): string {
 /** The backups part of every member's assignment for this spec: stanza (the cluster's name), repositories, options. */
 export function assignmentBackupsOf(spec: ClusterSpec): AssignmentBackups | undefined {
   const b = spec.backups;
-  return b === undefined ? undefined : { stanza: spec.name, repos: b.repos.map((r) => r.name), global: b.global };
+  if (b === undefined) return undefined;
+  const cloud = b.repos.flatMap((r) => (r.cloud === undefined ? [] : [{ repo: r.name, storage: r.cloud }]));
+  return { stanza: spec.name, repos: b.repos.map((r) => r.name), global: b.global, ...(cloud.length === 0 ? {} : { cloud }) };
 }
 
 /** True when a member's agent reports it serving: a running primary or a streaming replica. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assignmentKey, CONTROL_KEYS, dataSourceKey, nodeKey, parseControlKey, parseControlSnapshot, specKey, statusKey, type Assignment, type NodeRecord } from './records.js';
+import { assignmentKey, backupsChangeRestarts, backupsFingerprint, CONTROL_KEYS, dataSourceKey, nodeKey, parseControlKey, parseControlSnapshot, specKey, statusKey, type Assignment, type NodeRecord } from './records.js';
 
 const node: NodeRecord = {
   name: 'node-1',
@@ -88,6 +88,22 @@ describe('control-plane records', () => {
     assert.ok(badRepo?.ok === false && /agent\.backups\.repos\[0\]: must be repo1 … repo4/.test(badRepo.error), JSON.stringify(badRepo));
     const badOption = parseControlKey(kv(assignmentKey('app', 'member', 'app-1'), { ...withBackups, agent: { ...withBackups.agent, backups: { ...withBackups.agent.backups, global: { 'repo1-retention-full': 2 } } } }));
     assert.ok(badOption?.ok === false && /repo1-retention-full: must be a string/.test(badOption.error), JSON.stringify(badOption));
+  });
+
+  it('decodes a member\'s cloud repositories by their type, names a bad one, and a cloud change restarts while the posix fingerprint stays as before', () => {
+    const storage = { type: 's3', bucket: 'bk', endpoint: 'e', region: 'r' } as const;
+    const b = { stanza: 'app', repos: ['repo1', 'repo2'], global: {}, cloud: [{ repo: 'repo2', storage }] };
+    const withCloud = { ...assignment, agent: { ...assignment.agent, backups: b } };
+    const r = parseControlKey(kv(assignmentKey('app', 'member', 'app-1'), withCloud));
+    assert.ok(r?.ok === true && r.record.kind === 'assignment', JSON.stringify(r));
+    assert.deepEqual(r.record.assignment.agent?.backups, b);
+    const bad = parseControlKey(kv(assignmentKey('app', 'member', 'app-1'), { ...withCloud, agent: { ...withCloud.agent, backups: { ...b, cloud: [{ repo: 'repo2', storage: { type: 'gcs' } }] } } }));
+    assert.ok(bad?.ok === false && /agent\.backups\.cloud\[0\]\.storage\.bucket: is missing/.test(bad.error), JSON.stringify(bad));
+    const posix = { stanza: 'app', repos: ['repo1'], global: {} };
+    assert.equal(backupsFingerprint(posix), '{"stanza":"app","repos":["repo1"],"global":{}}', 'unchanged for clusters without cloud repositories');
+    assert.equal(backupsChangeRestarts(b, { ...b, cloud: [{ repo: 'repo2', storage: { ...storage, bucket: 'other' } }] }), true);
+    assert.equal(backupsChangeRestarts(b, { ...b, global: { 'repo2-s3-key': 'new' } }), false);
+    assert.notEqual(backupsFingerprint(b), backupsFingerprint({ ...b, cloud: [] }));
   });
 
   it('reports JSON that does not parse with the key', () => {

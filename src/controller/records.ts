@@ -1,5 +1,5 @@
 import { bool, decodeJson, list, nullable, num, obj, oneOf, optional, str, type Decoded, type Decoder } from '../core/decode.js';
-import { RESTORE_TARGET_JSON, restoreTargetOf, type RestoreTarget } from '../backup/index.js';
+import { CLOUD_STORAGE, cloudOptions, RESTORE_TARGET_JSON, restoreTargetOf, type CloudStorage, type RestoreTarget } from '../backup/index.js';
 import type { Labels, Taint } from '../placement/index.js';
 import { TAINT_EFFECTS } from '../placement/index.js';
 
@@ -113,7 +113,10 @@ export interface AssignmentDataSource {
   /** The source's stanza and the repository (repo1 … repo4) of its that holds the set. */
   readonly stanza: string;
   readonly repo: string;
+  /** The repository's path: a posix dir, or with `repoCloud` the prefix in its bucket. */
   readonly repoPath: string;
+  /** The source repository's storage when it is a cloud one (its credentials are in `sourceOptions`). */
+  readonly repoCloud?: CloudStorage;
   readonly setLabel: string;
   readonly target: RestoreTarget;
   readonly targetTimeline?: number;
@@ -158,6 +161,8 @@ export interface Assignment {
 export interface AssignmentBackups {
   readonly stanza: string;
   readonly repos: readonly string[];
+  /** The repositories among `repos` that are cloud ones, with their storage (absent: all posix). */
+  readonly cloud?: readonly { readonly repo: string; readonly storage: CloudStorage }[];
   readonly global: Readonly<Record<string, string>>;
 }
 
@@ -168,7 +173,14 @@ export interface AssignmentBackups {
 export function backupsFingerprint(b: AssignmentBackups | undefined): string {
   if (b === undefined) return 'none';
   const global = Object.fromEntries(Object.entries(b.global).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
-  return JSON.stringify({ stanza: b.stanza, repos: [...b.repos].sort(), global });
+  const cloud = cloudOf(b);
+  return JSON.stringify({ stanza: b.stanza, repos: [...b.repos].sort(), global, ...(cloud === '' ? {} : { cloud }) });
+}
+
+/** The cloud repositories of a backups setting as one comparable string ('' when there are none). */
+function cloudOf(b: AssignmentBackups): string {
+  const c = [...(b.cloud ?? [])].sort((x, y) => (x.repo < y.repo ? -1 : 1));
+  return c.length === 0 ? '' : JSON.stringify(c.map((e) => [e.repo, cloudOptions(e.repo, e.storage)]));
 }
 
 /**
@@ -179,7 +191,7 @@ export function backupsFingerprint(b: AssignmentBackups | undefined): string {
  */
 export function backupsChangeRestarts(from: AssignmentBackups | undefined, to: AssignmentBackups | undefined): boolean {
   if (from === undefined || to === undefined) return from !== to;
-  return from.stanza !== to.stanza || [...from.repos].sort().join(',') !== [...to.repos].sort().join(',');
+  return from.stanza !== to.stanza || [...from.repos].sort().join(',') !== [...to.repos].sort().join(',') || cloudOf(from) !== cloudOf(to);
 }
 
 /** `/warden/_controller`: the active controller, create-only under its lease. */
@@ -291,6 +303,7 @@ const DATA_SOURCE_FIELDS = {
   stanza: name,
   repo: REPO_NAME,
   repoPath: str,
+  repoCloud: optional(CLOUD_STORAGE),
   setLabel: str,
   target: RESTORE_TARGET,
   targetTimeline: optional(num({ integer: true, min: 1 })),
@@ -299,7 +312,7 @@ const DATA_SOURCE_FIELDS = {
 };
 const ASSIGNMENT_DATA_SOURCE: Decoder<AssignmentDataSource> = obj(DATA_SOURCE_FIELDS);
 /** The backups part of an assignment (also kept in a member's workload.json by its node daemon). */
-export const ASSIGNMENT_BACKUPS: Decoder<AssignmentBackups> = obj({ stanza: name, repos: list(REPO_NAME), global: STRING_RECORD });
+export const ASSIGNMENT_BACKUPS: Decoder<AssignmentBackups> = obj({ stanza: name, repos: list(REPO_NAME), global: STRING_RECORD, cloud: optional(list(obj({ repo: REPO_NAME, storage: CLOUD_STORAGE }))) });
 export const STORED_DATA_SOURCE: Decoder<StoredDataSource> = obj({ cluster: name, ...DATA_SOURCE_FIELDS });
 
 export const ASSIGNMENT: Decoder<Assignment> = obj({

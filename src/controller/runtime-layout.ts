@@ -4,6 +4,7 @@ import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeJson, list, num, obj, oneOf, optional, port, str, type Decoder } from '../core/decode.js';
 import { WardenError } from '../core/errors.js';
+import { CLOUD_STORAGE, type RepoConf } from '../backup/index.js';
 import { writeFileAtomically } from './state-file.js';
 import type { EtcdClusterSpec } from '../dcs/etcd-server.js';
 import type { NetnsPlan } from '../core/netns.js';
@@ -51,7 +52,8 @@ export interface RuntimeBackup {
   readonly configFile: string;
   readonly lockPath: string;
   readonly logPath: string;
-  readonly repos: readonly { readonly name: string; readonly path: string }[];
+  /** Each repository: posix (its dir) or cloud (its storage, `path` the prefix in the bucket). */
+  readonly repos: readonly RepoConf[];
   /** spec.backups.pgbackrest.repos[].schedules, as `warden up` publishes them in `backup/schedules` (absent: none). */
   readonly schedules?: readonly { readonly repo: string; readonly type: 'full' | 'diff' | 'incr'; readonly cron: string }[];
 }
@@ -163,7 +165,7 @@ const RUNTIME_LAYOUT: Decoder<RuntimeLayout> = obj({
   router: optional(obj({ host: str, rwPort: port, roPort: port, adminPort: port, dir: str, configFile: str, logFile: str })),
   restartDelaySeconds: num({ min: 0 }),
   etcdAuth: optional(obj({ username: str, passwordFile: str, rootPasswordFile: str })),
-  backup: optional(obj({ engine: oneOf('pgbackrest'), stanza: str, dir: str, configFile: str, lockPath: str, logPath: str, repos: list(obj({ name: str, path: str })), schedules: optional(list(obj({ repo: str, type: oneOf('full', 'diff', 'incr'), cron: str }))) })),
+  backup: optional(obj({ engine: oneOf('pgbackrest'), stanza: str, dir: str, configFile: str, lockPath: str, logPath: str, repos: list(obj({ name: str, path: str, cloud: optional(CLOUD_STORAGE) })), schedules: optional(list(obj({ repo: str, type: oneOf('full', 'diff', 'incr'), cron: str }))) })),
   superuser: str,
   pgpassFile: str,
   createdAt: str,

@@ -138,6 +138,19 @@ describe('prepareWorkload', () => {
     await assert.rejects(prepareWorkload(cfg, a, secrets, undefined), /cluster app has spec\.backups, and node node-1 has no backups\.repo_path/);
   });
 
+  it('with only cloud repositories: archiving on a node without backups.repo_path, the bucket in pgbackrest.conf and no repository dir made', async () => {
+    const cfg = await nodeConfig();
+    const storage = { type: 's3', bucket: 'bk', endpoint: 's3.example.com', region: 'eu-west-1' } as const;
+    const a: Assignment = { ...member(), agent: { instanceSet: 'instance1', bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG }, backups: { stanza: 'app', repos: ['repo1'], global: { 'repo1-s3-key': 'K', 'repo1-s3-key-secret': 'S' }, cloud: [{ repo: 'repo1', storage }] } } };
+    const files = await prepareWorkload(cfg, a, secrets, undefined);
+    const conf = await readFile(join(files.dir, 'pgbackrest.conf'), 'utf8');
+    for (const l of ['repo1-type=s3', 'repo1-s3-bucket=bk', 'repo1-s3-endpoint=s3.example.com', 'repo1-s3-region=eu-west-1', 'repo1-path=/warden/app/repo1', 'repo1-s3-key=K']) assert.ok(conf.split('\n').includes(l), `${l} in\n${conf}`);
+    assert.ok(!existsSync(join(cfg.dir, 'backup')), 'no posix repository dir');
+    // A posix repository beside it still needs the node's setting.
+    const mixed: Assignment = { ...a, name: 'app-2', agent: { instanceSet: 'instance1', bootstrapDynamicConfig: { ...DEFAULT_DYNAMIC_CONFIG }, backups: { stanza: 'app', repos: ['repo1', 'repo2'], global: {}, cloud: [{ repo: 'repo1', storage }] } } };
+    await assert.rejects(prepareWorkload(cfg, mixed, secrets, undefined), /node node-1 has no backups\.repo_path/);
+  });
+
   it('writes an agent config the agent reads back, with the cluster passwords in 0600 files', async () => {
     const cfg = await nodeConfig();
     const files = await prepareWorkload(cfg, member(), secrets, undefined);

@@ -9,7 +9,7 @@ import type { RunUser } from '../controller/runtime-layout.js';
 import { writeFileAtomically } from '../controller/state-file.js';
 import { writeDataSourceFiles } from '../controller/backup-runtime.js';
 import { ASSIGNMENT_BACKUPS, type Assignment, type AssignmentBackups, type ClusterSecrets, type WorkloadKind } from '../controller/records.js';
-import { renderPgBackRestConf } from '../backup/index.js';
+import { renderPgBackRestConf, repoConf, type CloudStorage } from '../backup/index.js';
 import { parseDynamicConfigJson } from '../ha/index.js';
 import { ROUTER_DEFAULTS, stringifyAgentConfig, stringifyRouterConfig, type NodeConfig } from '../spec/index.js';
 
@@ -278,6 +278,10 @@ export function memberSocketDir(nodeDir: string, memberDir: string, pgPort: numb
   return join(nodeDir, 'sockets', createHash('sha256').update(memberDir).digest('hex').slice(0, 12));
 }
 
+function cloudRepo(name: string, cloud: CloudStorage | undefined): { name: string; cloud?: CloudStorage } {
+  return cloud === undefined ? { name } : { name, cloud };
+}
+
 /** Where a cluster's posix repository lives on a node: `<backups.repo_path>/<cluster>/<repoN>`. */
 export function repoPathOf(repoRoot: string, cluster: string, repo: string): string {
   return join(repoRoot, cluster, repo);
@@ -298,15 +302,17 @@ async function prepareArchive(
   run: RunUser | undefined,
 ): Promise<{ configFile: string; stanza: string }> {
   const root = cfg.backups?.repoPath;
-  if (root === undefined) {
+  const cloudOf = (name: string): CloudStorage | undefined => backups.cloud?.find((c) => c.repo === name)?.storage;
+  const posix = backups.repos.filter((name) => cloudOf(name) === undefined);
+  if (root === undefined && posix.length > 0) {
     throw new WardenError('config-invalid', `cluster ${a.cluster} has spec.backups, and node ${cfg.name} has no backups.repo_path in its node config: set it to the directory of the backup repositories (the same shared path on every node)`);
   }
   const base = join(m.dir, 'pgbackrest');
   const paths = { lockPath: join(base, 'lock'), logPath: join(base, 'log'), spoolPath: join(base, 'spool') };
-  const repos = backups.repos.map((name) => ({ name, path: repoPathOf(root, a.cluster, name) }));
+  const repos = backups.repos.map((name) => repoConf(backups.stanza, cloudRepo(name, cloudOf(name)), root === undefined ? '' : repoPathOf(root, a.cluster, name)));
   // The repository dirs are pgBackRest's (it runs as the PostgreSQL run user); their parents stay traversable.
-  await mkdir(join(root, a.cluster), { recursive: true, mode: 0o755 });
-  for (const d of [base, paths.lockPath, paths.logPath, paths.spoolPath, ...repos.map((r) => r.path)]) {
+  if (root !== undefined && posix.length > 0) await mkdir(join(root, a.cluster), { recursive: true, mode: 0o755 });
+  for (const d of [base, paths.lockPath, paths.logPath, paths.spoolPath, ...repos.filter((r) => r.cloud === undefined).map((r) => r.path)]) {
     await mkdir(d, { recursive: true, mode: 0o750 });
     if (run !== undefined) await chown(d, run.uid, run.gid);
   }

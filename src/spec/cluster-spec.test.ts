@@ -137,18 +137,40 @@ describe('cluster spec: spec.backups.pgbackrest', () => {
     ]);
   });
 
-  it('runs without backups, and says so, when every repository is in a cloud', () => {
-    const { spec, notices } = accept(backups('      repos:\n        - name: repo1\n          s3: { bucket: b, endpoint: e, region: r }\n'));
-    assert.equal(spec.backups, undefined);
-    assert.deepEqual(notices, [
-      'cluster.yaml:9:7: spec.backups.pgbackrest.repos: not applied in the local runtime: no volume repository, so this cluster runs without backups',
-      'cluster.yaml:11:11: spec.backups.pgbackrest.repos[0].s3: a cloud repository is not applied in the local runtime (it runs volume repositories only)',
+  it('reads s3, gcs and azure repositories (the operators\' shape) with their credentials in global', () => {
+    const { spec, notices } = accept(
+      backups(
+        '      global: { repo1-s3-key: K, repo1-s3-key-secret: S, repo1-s3-uri-style: path, repo2-gcs-key-type: auto, repo3-azure-account: a, repo3-azure-key: k }\n' +
+          '      repos:\n        - name: repo1\n          s3: { bucket: b, endpoint: s3.example.com, region: eu-west-1 }\n' +
+          '        - name: repo2\n          gcs: { bucket: g }\n        - name: repo3\n          azure: { container: c }\n',
+      ),
+    );
+    assert.deepEqual(spec.backups?.repos, [
+      { name: 'repo1', cloud: { type: 's3', bucket: 'b', endpoint: 's3.example.com', region: 'eu-west-1' }, schedules: [] },
+      { name: 'repo2', cloud: { type: 'gcs', bucket: 'g' }, schedules: [] },
+      { name: 'repo3', cloud: { type: 'azure', container: 'c' }, schedules: [] },
+    ]);
+    assert.deepEqual(notices, []);
+  });
+
+  it('refuses a cloud repository without its credentials or its required fields, and one that is also a volume', () => {
+    const errors = reject(
+      backups(
+        '      global: { repo2-s3-key: K }\n      repos:\n        - name: repo1\n          s3: { bucket: b, region: r }\n' +
+          '        - name: repo2\n          s3: { bucket: b, endpoint: e, region: r }\n        - name: repo3\n          volume: {}\n          gcs: { bucket: g }\n',
+      ),
+    ).map((e) => `${e.line}:${e.col}: ${e.field}: ${e.message}`);
+    assert.deepEqual(errors, [
+      '12:11: spec.backups.pgbackrest.repos[0].s3.endpoint: required for this s3 repository',
+      '14:11: spec.backups.pgbackrest.repos[1].s3: needs its credentials in spec.backups.pgbackrest.global: repo2-s3-key and repo2-s3-key-secret, or repo2-s3-key-type: auto, or repo2-s3-key-type: web-id',
+      '17:11: spec.backups.pgbackrest.repos[2].gcs: a repository is one of volume, s3, gcs or azure: give each its own repoN',
     ]);
   });
 
   const bad: ReadonlyArray<readonly [string, string, string]> = [
     ['refuses a repository name pgBackRest would not know', '      repos: [{ name: backups, volume: {} }]\n', 'spec.backups.pgbackrest.repos[0].name: must be repo1, repo2, repo3 or repo4 (got "backups"): pgBackRest numbers its repositories'],
     ['refuses an option Warden sets itself', '      global: { repo1-path: /tmp/x }\n      repos: [{ name: repo1 }]\n', 'spec.backups.pgbackrest.global.repo1-path: Warden sets this option itself (repository paths, servers, lock, log and spool paths, asynchronous archiving)'],
+    ['refuses a repository\'s type or bucket in global (they come from its s3 / gcs / azure section)', '      global: { repo1-s3-bucket: b }\n      repos: [{ name: repo1 }]\n', 'spec.backups.pgbackrest.global.repo1-s3-bucket: Warden sets this option itself (repository paths, servers, lock, log and spool paths, asynchronous archiving)'],
     ['refuses an option name that is not pgBackRest\'s shape', '      global: { Repo1_Retention: 2 }\n      repos: [{ name: repo1 }]\n', 'spec.backups.pgbackrest.global.Repo1_Retention: not a pgBackRest option name (lowercase words joined by -, e.g. repo1-retention-full)'],
     ['refuses a pgbackrest section without repositories', '      global: {}\n', 'spec.backups.pgbackrest.repos: required: at least one repository, e.g. "repos: [{ name: repo1, volume: {} }]"'],
     ['refuses the same repository twice', '      repos: [{ name: repo1 }, { name: repo1 }]\n', 'spec.backups.pgbackrest.repos[1].name: repository repo1 is listed twice'],
