@@ -30,7 +30,7 @@ export function parseOptions<T extends Record<string, number | string>>(defaults
   const out: Record<string, number | string> = { ...defaults };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    const m = /^--([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(arg);
     const key = m?.[1];
     if (m === null || key === undefined || !(key in defaults)) {
       throw new Error(`unknown argument ${arg}; options: ${Object.keys(defaults).map((k) => `--${k}`).join(' ')}`);

@@ -41,7 +41,8 @@ export class PgBackRestRepository implements BackupRepository {
     const servers = source.standby === undefined ? [flags(pgOptions(1, source.primary))] : [flags(pgOptions(1, source.standby)), flags(pgOptions(2, source.primary)), ['--backup-standby']];
     const started = Date.now();
     await this.run('backup', [...servers.flat(), `--type=${type}`, ...(opts.repo === undefined ? [] : [`--repo=${opts.repo}`])], opts);
-    const info = await this.info({ timeoutMs: Math.max(10_000, opts.timeoutMs - (Date.now() - started)), ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
+    // Only the repository backed up into is read (pgBackRest's default one is repo1): a second one, a bucket say, is not asked.
+    const info = await this.info({ timeoutMs: Math.max(10_000, opts.timeoutMs - (Date.now() - started)), repo: opts.repo ?? 1, ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
     // The repository lock was ours for the whole run: the newest set is the one just taken (its
     // start is pgBackRest's, in whole seconds). A diff or incr without a full became a full.
     const set = info.sets.at(-1);
@@ -51,8 +52,8 @@ export class PgBackRestRepository implements BackupRepository {
     return set;
   }
 
-  async info(opts: BackupCallOptions): Promise<RepositoryInfo> {
-    const out = await this.run('info', ['--output=json'], opts);
+  async info(opts: BackupCallOptions & { readonly repo?: number }): Promise<RepositoryInfo> {
+    const out = await this.run('info', ['--output=json', ...(opts.repo === undefined ? [] : [`--repo=${opts.repo}`])], opts);
     const parsed = parsePgBackRestInfo(out.stdout, this.config.stanza);
     if (!parsed.ok) throw new WardenError('backup-command-failed', parsed.error);
     return parsed.value;
