@@ -1,7 +1,7 @@
 // The backup port and the pgBackRest adapter behind it (docs/architecture.md, "Backups").
 export * from './backup-repository.js';
 export { archiveCommand, CLOUD_STORAGE, isWardenOwnedOption, PGBACKREST_DEFAULTS, PGBACKREST_OPTION_NAME, pgOptions, cloudOptions, cloudRepoPath, describeRepo, renderPgBackRestConf, repoConf, repoIndexesOf, restoreCommand, shellQuote, type CloudStorage, type PgBackRestConfInput, type RepoConf } from './pgbackrest-config.js';
-export { currentArchiveId, parsePgBackRestInfo, parseRepoLs, quoteSystemIds, type RepoLsEntry } from './pgbackrest-info.js';
+export { currentArchiveId, OTHER_STATUS, parsePgBackRestInfo, parseRepoLs, quoteSystemIds, type RepoLsEntry } from './pgbackrest-info.js';
 export { pgBackRestErrorOf, pgBackRestFailure } from './pgbackrest-errors.js';
 export { PgBackRestRepository, targetFlags, type PgBackRestRepositoryConfig } from './pgbackrest-repository.js';
 export { recoveryPointOf, segmentEndLsn, WAL_SEGMENT_BYTES, type ArchiverStatus, type RecoveryPoint } from './recovery-point.js';

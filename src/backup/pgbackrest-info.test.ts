@@ -79,6 +79,26 @@ describe('pgbackrest info JSON', () => {
     assert.equal(r.value.archive, undefined);
   });
 
+  it('says why a repository could not be read: "other" with the repositories\' own messages', () => {
+    const text = JSON.stringify([
+      {
+        name: 't',
+        status: { code: 99, message: 'other' },
+        repo: [
+          { key: 1, cipher: 'none', status: { code: 0, message: 'ok' } },
+          { key: 2, cipher: 'none', status: { code: 99, message: "[HostConnectError] unable to connect to 'localhost:9': [111] Connection refused" } },
+        ],
+        db: [],
+        backup: [],
+        archive: [],
+      },
+    ]);
+    const r = parsePgBackRestInfo(text, 't');
+    assert.ok(r.ok, r.ok ? '' : r.error);
+    assert.equal(r.value.statusCode, 99);
+    assert.equal(r.value.statusMessage, "other: repo2: [HostConnectError] unable to connect to 'localhost:9': [111] Connection refused");
+  });
+
   it('says when the backup lock is held (a backup or expire is running)', () => {
     const r = parsePgBackRestInfo(ONE_FULL.replace('"held":false', '"held":true'), 't');
     assert.ok(r.ok);

@@ -21,6 +21,8 @@ const STANZA = obj({
   status: obj({ code: count, message: str, lock: optional(obj({ backup: optional(obj({ held: bool })) })) }),
   // system-id arrives as a quoted string: see quoteSystemIds.
   db: optional(list(obj({ id: count, 'system-id': str, version: str }))),
+  // Per repository: its own status, where pgBackRest says why a repository could not be read.
+  repo: optional(list(obj({ key: count, status: obj({ code: count, message: str }) }))),
   archive: optional(list(obj({ database: obj({ id: count }), id: str, min: nullable(str), max: nullable(str) }))),
   backup: optional(list(BACKUP_SET)),
 });
@@ -34,6 +36,9 @@ const INFO: Decoder<Array<typeof STANZA extends Decoder<infer T> ? T : never>> =
 export function quoteSystemIds(text: string): string {
   return text.replace(/"system-id"\s*:\s*(\d+)/g, '"system-id":"$1"');
 }
+
+/** pgBackRest info's status code for an error it has no code of its own for (a repository that cannot be read, say). */
+export const OTHER_STATUS = 99;
 
 /**
  * The info of `stanza` from pgbackrest's JSON, or why it cannot be read. A stanza missing from the
@@ -77,7 +82,14 @@ export function parsePgBackRestInfo(text: string, stanza: string): { ok: true; v
     value: {
       stanza: entry.name,
       statusCode: entry.status.code,
-      statusMessage: entry.status.message,
+      // "other" alone says nothing: the repositories' own messages say what failed.
+      statusMessage:
+        entry.status.code === OTHER_STATUS && (entry.repo ?? []).some((r) => r.status.code !== 0)
+          ? `${entry.status.message}: ${(entry.repo ?? [])
+              .filter((r) => r.status.code !== 0)
+              .map((r) => `repo${r.key}: ${r.status.message}`)
+              .join('; ')}`
+          : entry.status.message,
       backupRunning: entry.status.lock?.backup?.held ?? false,
       systemIds: dbs.map((d) => d['system-id']),
       sets,

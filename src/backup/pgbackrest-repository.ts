@@ -52,8 +52,9 @@ export class PgBackRestRepository implements BackupRepository {
     return set;
   }
 
-  async info(opts: BackupCallOptions & { readonly repo?: number }): Promise<RepositoryInfo> {
-    const out = await this.run('info', ['--output=json', ...(opts.repo === undefined ? [] : [`--repo=${opts.repo}`])], opts);
+  async info(opts: BackupCallOptions & { readonly repo?: number; readonly ioTimeoutSeconds?: number }): Promise<RepositoryInfo> {
+    const args = ['--output=json', ...(opts.repo === undefined ? [] : [`--repo=${opts.repo}`]), ...(opts.ioTimeoutSeconds === undefined ? [] : [`--io-timeout=${opts.ioTimeoutSeconds}`])];
+    const out = await this.run('info', args, opts);
     const parsed = parsePgBackRestInfo(out.stdout, this.config.stanza);
     if (!parsed.ok) throw new WardenError('backup-command-failed', parsed.error);
     return parsed.value;

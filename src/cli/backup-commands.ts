@@ -28,6 +28,7 @@ import {
   type SlotRecord,
   decodeSlotRecord,
   describeRepo,
+  OTHER_STATUS,
 } from '../backup/index.js';
 import { decode, decodeJson, list, num, obj, oneOf, port, str } from '../core/decode.js';
 import { describeError, WardenError } from '../core/errors.js';
@@ -53,6 +54,8 @@ const DEFAULT_BACKUP_TIMEOUT_S = 6 * 3600;
 /** The `backup/running` key's lease: long enough to ride out a slow etcd, short enough that a crashed runner frees it soon. */
 const BACKUP_LEASE_MS = 15_000;
 const INFO_TIMEOUT_MS = 60_000;
+/** pgBackRest's io-timeout for the info read of `warden backups` (seconds; its default is 60). */
+const BACKUPS_IO_TIMEOUT_SECONDS = 5;
 const PG_QUERY_TIMEOUT_MS = 5_000;
 /** pgBackRest info's status code of a stanza the repository does not hold (yet). */
 const MISSING_STANZA = 1;
@@ -577,7 +580,17 @@ async function readSlots(t: Target): Promise<BackupsOutput['slots']> {
 
 async function runBackups(o: { dir: string; cluster?: string; format: string }): Promise<number> {
   const rt = await openBackupRuntime(o.dir, o.cluster);
-  const info: RepositoryInfo = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS });
+  // A repository that cannot be read (a bucket unreachable, say) must not hide the recovery point,
+  // which the primary tells: it is said in the sets' place (status 99, pgBackRest's "other"), and
+  // the command exits 1. pgBackRest
+  // retries each request until its io-timeout (60 s by default): 5 s per request here, as info reads four files.
+  const read = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS, ioTimeoutSeconds: BACKUPS_IO_TIMEOUT_SECONDS }).then(
+    (info) => ({ info, error: null }),
+    (e: unknown) => ({ info: undefined, error: describeError(e) }),
+  );
+  const unreadable = read.error ?? (read.info?.statusCode === OTHER_STATUS ? read.info.statusMessage : null);
+  const info: RepositoryInfo =
+    read.info !== undefined && unreadable === null ? read.info : { stanza: rt.backup.stanza, statusCode: OTHER_STATUS, statusMessage: `the repository cannot be read: ${unreadable ?? ''}`, backupRunning: false, systemIds: [], sets: [], archive: undefined };
   // etcd being unreachable must not hide the repository's report: it is said in its place.
   const view = await readClusterView(rt.target).then(
     (v) => ({ ok: true as const, v }),
@@ -626,12 +639,13 @@ async function runBackups(o: { dir: string; cluster?: string; format: string }):
     recoveryPoint,
     slots: await readSlots(rt.target),
   };
+  const rc = unreadable === null ? 0 : 1;
   if (o.format === 'json') {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    return 0;
+    return rc;
   }
   const lines = [`stanza ${result.stanza}: ${result.status.message}${result.running === null ? '' : `; ${result.running}`}`];
-  if (result.backups.length === 0) lines.push('no backups yet: run `warden backup --wait`');
+  if (result.backups.length === 0 && unreadable === null) lines.push('no backups yet: run `warden backup --wait`');
   for (const s of result.backups) lines.push(`  ${s.label.padEnd(34)} ${s.type.padEnd(4)} ${s.stoppedAt}  ${mb(s.databaseBytes).padStart(10)}  repo ${mb(s.repositoryBytes).padStart(10)}  ${s.durationSeconds.toFixed(0)} s`);
   lines.push(`recoverable window: ${result.recoverableWindow.earliest ?? '—'} … ${result.recoverableWindow.latest ?? '—'}${result.archive === null ? '' : ` (WAL ${result.archive.min} … ${result.archive.max})`}`);
   const rp = result.recoveryPoint;
@@ -647,7 +661,7 @@ async function runBackups(o: { dir: string; cluster?: string; format: string }):
     }
   }
   process.stdout.write(`${lines.join('\n')}\n`);
-  return 0;
+  return rc;
 }
 
 // ---- warden restore-drill ---------------------------------------------------------------------

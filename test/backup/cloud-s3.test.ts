@@ -29,6 +29,14 @@ describe('an s3 repository (real pgBackRest, PostgreSQL, etcd; an S3-compatible 
   let s3: ChildProcess | undefined;
   let s3Port = 0;
   let s3Data = '';
+  let startS3 = (): void => undefined;
+  const stopS3 = async (): Promise<void> => {
+    const pid = s3?.pid;
+    if (pid === undefined || !(await isProcessAlive(pid))) return;
+    const exited = new Promise((r) => s3?.once('exit', r));
+    signalPid(pid, 'SIGKILL');
+    await exited;
+  };
 
   const list = async (): Promise<ListOutput> => {
     const r = await runWarden(['list', '--dir', rt.runtime, '--format', 'json'], { timeoutMs: 30_000 });
@@ -63,7 +71,10 @@ describe('an s3 repository (real pgBackRest, PostgreSQL, etcd; an S3-compatible 
     const address = (await lookup('localhost')).address;
     s3Port = (await freePorts(1))[0] ?? assert.fail('a free port');
     s3Data = join(rt.dir, 's3');
-    s3 = spawn(process.execPath, [join(REPO, 'node_modules', 's3rver', 'bin', 's3rver.js'), '-d', s3Data, '-a', address, '-p', String(s3Port), '--key', join(pems.dir, 's3.key'), '--cert', join(pems.dir, 's3.pem'), '--configure-bucket', 'wbk', '--silent'], { stdio: 'ignore' });
+    startS3 = (): void => {
+      s3 = spawn(process.execPath, [join(REPO, 'node_modules', 's3rver', 'bin', 's3rver.js'), '-d', s3Data, '-a', address, '-p', String(s3Port), '--key', join(pems.dir, 's3.key'), '--cert', join(pems.dir, 's3.pem'), '--configure-bucket', 'wbk', '--silent'], { stdio: 'ignore' });
+    };
+    startS3();
     await eventually(
       () =>
         new Promise<true | undefined>((resolve) => {
@@ -101,7 +112,7 @@ spec:
 
   after(async () => {
     await rt.cleanup();
-    if (s3?.pid !== undefined && (await isProcessAlive(s3.pid))) signalPid(s3.pid, 'SIGKILL');
+    await stopS3();
   });
 
   it('archives every member into the bucket from the first minute, with the stanza made by the leader\'s agent', async () => {
@@ -163,6 +174,44 @@ spec:
     assert.equal(d.timeline > 2, true, `the drill promotes past timeline 2: ${d.timeline}`);
   });
 
+  it('reports a failing archive while the bucket is unreachable, without a failover, and catches up when it is back', async () => {
+    const l = await list();
+    const lead = l.members.find((m) => m.role === 'leader');
+    assert.ok(lead !== undefined);
+    await stopS3();
+    let restarted = false;
+    try {
+      await sql(rt.runtime, lead.host, lead.port, 'INSERT INTO s3rows SELECT generate_series(6001, 6100)');
+      await sql(rt.runtime, lead.host, lead.port, 'SELECT pg_switch_wal()');
+      const failing = await eventually(async () => {
+        const x = await list();
+        return x.archive !== null && 'failing' in x.archive && x.archive.failing ? x : undefined;
+      }, { timeoutMs: 240_000, intervalMs: 2_000, what: 'warden list reporting the archive failing' });
+      assert.equal(failing.members.find((m) => m.role === 'leader')?.name, lead.name, 'no failover for a failing archive');
+      // warden backups cannot read the bucket: it says so in the sets' place, still reports the recovery point, and exits 1.
+      const t = Date.now();
+      const r = await runWarden(['backups', '--dir', rt.runtime, '--format', 'json'], { timeoutMs: 120_000 });
+      const tookMs = Date.now() - t;
+      assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+      const behind = JSON.parse(r.stdout) as BackupsOutput;
+      assert.match(behind.status.message, /^the repository cannot be read: /);
+      assert.deepEqual(behind.backups, []);
+      assert.ok('bytesNotArchived' in behind.recoveryPoint && (behind.recoveryPoint.bytesNotArchived ?? 0) > 0 && behind.recoveryPoint.failing, JSON.stringify(behind.recoveryPoint));
+      process.stdout.write(`# warden backups with the bucket unreachable: ${(tookMs / 1000).toFixed(1)} s, ${behind.status.message.slice(0, 200)}\n`);
+      process.stdout.write(`# bucket unreachable: ${'line' in (failing.archive ?? {}) ? (failing.archive as { line: string }).line : ''}; recovery point ${JSON.stringify(behind.recoveryPoint)}\n`);
+      startS3();
+      restarted = true;
+      await eventually(async () => {
+        const o = await backups();
+        return 'failing' in o.recoveryPoint && !o.recoveryPoint.failing && (o.recoveryPoint.bytesNotArchived ?? Infinity) < 16 * 1024 * 1024 ? true : undefined;
+      }, { timeoutMs: 180_000, intervalMs: 2_000, what: 'the archive caught up with the bucket back' });
+      assert.equal((await list()).members.find((m) => m.role === 'leader')?.name, lead.name);
+    } finally {
+      // The next case needs the bucket whatever happened here.
+      if (!restarted) startS3();
+    }
+  });
+
   it('makes a new cluster from the bucket (spec.dataSource.postgresCluster), which archives into a repository of its own', async () => {
     await writeFile(
       join(rt.dir, 'clone.yaml'),
@@ -195,7 +244,7 @@ spec:
         return x.members.find((m) => m.role === 'leader' && m.state === 'running');
       }, { timeoutMs: 120_000, what: 's3clone running' });
       const rows = await sql(cloneDir, l.host, l.port, 'SELECT count(*)::int AS n FROM s3rows');
-      assert.equal(rows.rows[0]?.['n'], 6000);
+      assert.equal(rows.rows[0]?.['n'], 6100, 'every row archived into the bucket, those of the outage too');
       // The clone archives into its own posix repository; the source's bucket gets nothing of the clone's.
       await sql(cloneDir, l.host, l.port, 'SELECT pg_switch_wal()');
       const own = await readdir(join(cloneDir, 'backup', 's3clone', 'repo1', 'archive', 's3clone'), { recursive: true }).catch(() => [] as string[]);
