@@ -256,20 +256,24 @@ async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string
   const layout = await readLayout(dir);
   const cluster = layout?.cluster ?? spec.name;
   const client = etcdClientFromState(state, 5_000);
+  let storedText: string | undefined;
   try {
     // Applied before every node registered, the controller would place all members on the first one.
     const names = (layout?.nodes ?? []).map((n) => n.name);
-    await eventually(async () => {
-      const snap = await readControl(client).catch(() => undefined);
-      return snap !== undefined && names.every((n) => snap.nodes.has(n)) ? true : undefined;
+    const snap = await eventually(async () => {
+      const s = await readControl(client).catch(() => undefined);
+      return s !== undefined && names.every((n) => s.nodes.has(n)) ? s : undefined;
     }, { timeoutMs: 60_000, intervalMs: 500, what: `node daemons ${names.join(', ')} registered in etcd (see ${dir}/nodes/*.log)` });
+    storedText = snap.specs.get(cluster)?.text;
   } finally {
     client.close();
   }
   let file = opts.file;
   if (file === undefined) {
     file = join(dir, 'cluster.yaml');
-    if (!existsSync(file)) await writeFile(file, defaultSpecText(cluster));
+    // Without -f, the cluster stays as it was applied last (a first `up -f FILE` left no
+    // DIR/cluster.yaml): the stored spec, re-applied unchanged; the default only for a new cluster.
+    if (!existsSync(file)) await writeFile(file, storedText ?? defaultSpecText(cluster));
     out(c.dim(`spec: ${file} (edit it, then \`warden apply -f ${file} --dir ${dir}\`)`));
   }
   const rc = await runApply({ dir, file, wait: true, timeoutSeconds: UP_TIMEOUT_MS / 1000, secrets: await localSecrets(dir), ...(dataSource === undefined ? {} : { dataSource }) });
@@ -280,8 +284,11 @@ async function runUpNodes(opts: { file?: string; dir: string; sourceDir?: string
     return s !== undefined && s.members.length >= spec.members.length && s.members.every((m) => m.node !== undefined) ? true : undefined;
   }, { timeoutMs: 20_000, intervalMs: 500, what: 'state.json listing the members' }).catch(() => undefined);
   out(c.green('cluster is healthy'));
-  // The backups follow the spec applied just now (added, changed or taken out on a dir made before).
-  if (spec.backups !== undefined) {
+  // The backups follow the spec applied just now (added, changed or taken out on a dir made before):
+  // without -f that is DIR/cluster.yaml (or the stored spec written there), not the default.
+  const loaded = opts.file === undefined ? await loadClusterSpec(file) : undefined;
+  const applied = loaded?.ok === true ? loaded.spec : spec;
+  if (applied.backups !== undefined) {
     // The leader's agent creates the stanza (node daemons set postgresql.archive.create_stanza);
     // this checks that WAL reaches the repository and publishes the schedules, as a static `up` does.
     const leader = (await readClusterView(await resolveTarget({ dir })).catch(() => undefined))?.leader?.name;

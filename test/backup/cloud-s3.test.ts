@@ -124,6 +124,13 @@ spec:
     const stored = await objects('warden/s3c/repo1');
     assert.ok(stored.some((o) => o.endsWith('archive/s3c/archive.info')) && stored.some((o) => o.endsWith('backup/s3c/backup.info')), stored.join('\n'));
     assert.ok(stored.some((o) => /archive\/s3c\/15-1\/0000000100000000\/\w{24}-\w{40}/.test(o)), `a WAL segment in the bucket:\n${stored.join('\n')}`);
+    // `warden up` again without -f keeps the spec applied last (it once applied a default one: 3
+    // members and no backups, so archiving was turned off), and checks archiving again.
+    const again = await runWarden(['up', '--dir', rt.runtime], { timeoutMs: 400_000 });
+    assert.equal(again.code, 0, `${again.stdout}\n${again.stderr}`);
+    assert.match(again.stdout, /spec unchanged \(generation 1\): nothing stored/);
+    assert.doesNotMatch(again.stdout, /archiving turns off/);
+    assert.match(again.stdout, /backups: stanza s3c ready/);
   });
 
   it('takes a backup from a standby into the bucket and lists it with its recoverable window', async () => {
