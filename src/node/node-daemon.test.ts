@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { eventually } from '../core/deadline.js';
+import { eventually, holdsFor } from '../core/deadline.js';
 import { isProcessAlive, signalPid } from '../core/process-info.js';
 import { assignmentKey, backupsFingerprint, parseControlSnapshot, secretsKey, CONTROL_KEYS, CONTROL_PREFIX, type Assignment, type ClusterSecrets, type WorkloadStatus } from '../controller/records.js';
 import type { WriteOptions } from '../dcs/dcs.js';
@@ -192,9 +192,10 @@ describe('NodeDaemon after a crash: workloads left running', () => {
       }, { timeoutMs: 10_000, what: 'the record of three restarting members' });
       assert.equal(stored.length, 3);
       // Stays so: no older record lands after it.
-      await new Promise((r) => setTimeout(r, 500));
-      const r = await dcs.range(CONTROL_PREFIX);
-      assert.ok(parseControlSnapshot(r.revision, r.kvs).nodes.get('node-1')?.record.workloads.every((w) => w.state === 'restarting'));
+      await holdsFor(async () => {
+        const r = await dcs.range(CONTROL_PREFIX);
+        assert.ok(parseControlSnapshot(r.revision, r.kvs).nodes.get('node-1')?.record.workloads.every((w) => w.state === 'restarting'));
+      }, { durationMs: 500, intervalMs: 50 });
       assert.equal(dcs.maxInFlight, 1);
     } finally {
       await d.stop();
