@@ -93,7 +93,8 @@ export const PGBACKREST_DEFAULTS: Readonly<Record<string, string>> = {
 
 /**
  * True for options Warden sets itself and a spec may not: repository paths (the local runtime places
- * them), a repository's type and bucket (from its s3 / gcs / azure section), the PostgreSQL servers, lock/log/spool paths (per member), asynchronous archiving (push
+ * them), a repository's type and bucket (from its s3 / gcs / azure section), the PostgreSQL
+ * servers, lock/log/spool paths (per member), asynchronous archiving (push
  * only: async archive-get has a timeline race in pgBackRest 2.45) and the config file options.
  */
 export function isWardenOwnedOption(name: string): boolean {

@@ -582,8 +582,8 @@ async function runBackups(o: { dir: string; cluster?: string; format: string }):
   const rt = await openBackupRuntime(o.dir, o.cluster);
   // A repository that cannot be read (a bucket unreachable, say) must not hide the recovery point,
   // which the primary tells: it is said in the sets' place (status 99, pgBackRest's "other"), and
-  // the command exits 1. pgBackRest
-  // retries each request until its io-timeout (60 s by default): 5 s per request here, as info reads four files.
+  // the command exits 1. pgBackRest retries each request until its io-timeout (60 s by default):
+  // 5 s per request here, as info reads four files.
   const read = await rt.repo.info({ timeoutMs: INFO_TIMEOUT_MS, ioTimeoutSeconds: BACKUPS_IO_TIMEOUT_SECONDS }).then(
     (info) => ({ info, error: null }),
     (e: unknown) => ({ info: undefined, error: describeError(e) }),
